@@ -1,0 +1,298 @@
+#include "kv_h5.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void kv_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+/* Walk callback: keep the innermost (first) message of the stack. */
+static herr_t kv__h5_walk(unsigned n, const H5E_error2_t *e, void *data) {
+  char *out = data;
+  if (n == 0 && e->desc) snprintf(out, 256, "%s", e->desc);
+  return 0;
+}
+
+void kv_h5_append_stack(kv_error *err) {
+  if (!err) return;
+  char desc[256] = "";
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, kv__h5_walk, desc);
+  if (desc[0]) {
+    size_t len = strlen(err->msg);
+    snprintf(err->msg + len, sizeof err->msg - len, " (HDF5: %s)", desc);
+  }
+  H5Eclear2(H5E_DEFAULT);
+}
+
+hid_t kv_h5_open_read(const char *path, kv_error *err) {
+  kv_h5_quiet();
+  FILE *probe = fopen(path, "rb");
+  if (!probe) return kv_error_set(err, KV_EIO, "%s: cannot open file", path);
+  fclose(probe);
+  htri_t is = H5Fis_hdf5(path);
+  if (is <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return kv_error_set(err, KV_EFORMAT, "%s: not an HDF5 file (or its superblock is damaged)",
+                        path);
+  }
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) {
+    kv_error_set(err, KV_EFORMAT, "%s: HDF5 cannot open the file (damaged or truncated?)", path);
+    kv_h5_append_stack(err);
+    return KV_EFORMAT;
+  }
+  return f;
+}
+
+hid_t kv_h5_create(const char *path, kv_error *err) {
+  kv_h5_quiet();
+  hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0) {
+    kv_error_set(err, KV_EIO, "%s: cannot create HDF5 file", path);
+    kv_h5_append_stack(err);
+    return KV_EIO;
+  }
+  return f;
+}
+
+int kv_h5_exists(hid_t loc, const char *name) {
+  /* H5Lexists needs every intermediate group to exist: check prefix by prefix. */
+  char buf[1024];
+  size_t n = strlen(name);
+  if (n == 0 || n >= sizeof buf) return 0;
+  memcpy(buf, name, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (buf[i] == '/' || buf[i] == '\0') {
+      char c = buf[i];
+      buf[i] = '\0';
+      htri_t e = H5Lexists(loc, buf, H5P_DEFAULT);
+      buf[i] = c;
+      if (e <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return 0;
+      }
+    }
+  }
+  return 1;
+}
+
+static int kv__attr_write(hid_t loc, const char *name, hid_t ftype, hid_t mtype, const void *v,
+                          const char *what, kv_error *err) {
+  if (H5Aexists(loc, name) > 0) H5Adelete(loc, name);
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(loc, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
+  int rc = 0;
+  if (a < 0 || H5Awrite(a, mtype, v) < 0) {
+    rc = kv_error_set(err, KV_EIO, "%s: cannot write attribute '%s'", what, name);
+    kv_h5_append_stack(err);
+  }
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  return rc;
+}
+
+int kv_h5_attr_write_i64(hid_t loc, const char *name, int64_t v, const char *what, kv_error *err) {
+  return kv__attr_write(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v, what, err);
+}
+
+int kv_h5_attr_write_f64(hid_t loc, const char *name, double v, const char *what, kv_error *err) {
+  return kv__attr_write(loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, what, err);
+}
+
+int kv_h5_attr_write_str(hid_t loc, const char *name, const char *v, const char *what,
+                         kv_error *err) {
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, strlen(v) + 1);
+  H5Tset_strpad(t, H5T_STR_NULLTERM);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  int rc = kv__attr_write(loc, name, t, t, v, what, err);
+  H5Tclose(t);
+  return rc;
+}
+
+/* Opens attribute `name` and checks it is a scalar (or one-element) of class cls. */
+static hid_t kv__attr_open(hid_t loc, const char *name, H5T_class_t cls, const char *what,
+                           kv_error *err) {
+  htri_t ex = H5Aexists(loc, name);
+  if (ex <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return kv_error_set(err, KV_ENOENT, "%s: missing attribute '%s'", what, name);
+  }
+  hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+  if (a < 0) {
+    kv_error_set(err, KV_EFORMAT, "%s: cannot open attribute '%s'", what, name);
+    kv_h5_append_stack(err);
+    return KV_EFORMAT;
+  }
+  hid_t t = H5Aget_type(a);
+  hid_t sp = H5Aget_space(a);
+  H5T_class_t c = H5Tget_class(t);
+  hssize_t npts = H5Sget_simple_extent_npoints(sp);
+  H5Tclose(t);
+  H5Sclose(sp);
+  int num_ok = (cls == H5T_INTEGER || cls == H5T_FLOAT) && (c == H5T_INTEGER || c == H5T_FLOAT);
+  if (!(c == cls || num_ok)) {
+    H5Aclose(a);
+    return kv_error_set(err, KV_EFORMAT, "%s: attribute '%s' has the wrong type (expected %s)",
+                        what, name, cls == H5T_STRING ? "a string" : "a number");
+  }
+  if (npts != 1) {
+    H5Aclose(a);
+    return kv_error_set(err, KV_EFORMAT, "%s: attribute '%s' is not a scalar (%lld values)",
+                        what, name, (long long)npts);
+  }
+  return a;
+}
+
+int kv_h5_attr_read_i64(hid_t loc, const char *name, int64_t *v, const char *what, kv_error *err) {
+  hid_t a = kv__attr_open(loc, name, H5T_INTEGER, what, err);
+  if (a < 0) return (int)a;
+  hid_t t = H5Aget_type(a);
+  int is_float = H5Tget_class(t) == H5T_FLOAT;
+  H5Tclose(t);
+  int rc = 0;
+  if (is_float) {
+    double d;
+    if (H5Aread(a, H5T_NATIVE_DOUBLE, &d) < 0) {
+      rc = kv_error_set(err, KV_EFORMAT, "%s: cannot read attribute '%s'", what, name);
+    } else if (d != (double)(int64_t)d) {
+      rc = kv_error_set(err, KV_EFORMAT, "%s: attribute '%s' = %g is not an integer", what, name,
+                        d);
+    } else {
+      *v = (int64_t)d;
+    }
+  } else if (H5Aread(a, H5T_NATIVE_INT64, v) < 0) {
+    rc = kv_error_set(err, KV_EFORMAT, "%s: cannot read attribute '%s'", what, name);
+    kv_h5_append_stack(err);
+  }
+  H5Aclose(a);
+  return rc;
+}
+
+int kv_h5_attr_read_f64(hid_t loc, const char *name, double *v, const char *what, kv_error *err) {
+  hid_t a = kv__attr_open(loc, name, H5T_FLOAT, what, err);
+  if (a < 0) return (int)a;
+  int rc = 0;
+  if (H5Aread(a, H5T_NATIVE_DOUBLE, v) < 0) {
+    rc = kv_error_set(err, KV_EFORMAT, "%s: cannot read attribute '%s'", what, name);
+    kv_h5_append_stack(err);
+  }
+  H5Aclose(a);
+  return rc;
+}
+
+int kv_h5_attr_read_str(hid_t loc, const char *name, char *buf, size_t cap, const char *what,
+                        kv_error *err) {
+  hid_t a = kv__attr_open(loc, name, H5T_STRING, what, err);
+  if (a < 0) return (int)a;
+  hid_t ft = H5Aget_type(a);
+  int rc = 0;
+  if (H5Tis_variable_str(ft) > 0) {
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, H5T_VARIABLE);
+    H5Tset_cset(mt, H5Tget_cset(ft));
+    char *s = NULL;
+    if (H5Aread(a, mt, &s) < 0 || !s) {
+      rc = kv_error_set(err, KV_EFORMAT, "%s: cannot read string attribute '%s'", what, name);
+    } else if (strlen(s) + 1 > cap) {
+      rc = kv_error_set(err, KV_ERANGE, "%s: attribute '%s' is longer than %zu bytes", what,
+                        name, cap - 1);
+    } else {
+      memcpy(buf, s, strlen(s) + 1);
+    }
+    if (s) H5free_memory(s);
+    H5Tclose(mt);
+  } else {
+    size_t sz = H5Tget_size(ft);
+    if (sz + 1 > cap) {
+      rc = kv_error_set(err, KV_ERANGE, "%s: attribute '%s' is longer than %zu bytes", what, name,
+                        cap - 1);
+    } else {
+      hid_t mt = H5Tcopy(H5T_C_S1);
+      H5Tset_size(mt, sz + 1);
+      H5Tset_strpad(mt, H5T_STR_NULLTERM);
+      H5Tset_cset(mt, H5Tget_cset(ft));
+      if (H5Aread(a, mt, buf) < 0) {
+        rc = kv_error_set(err, KV_EFORMAT, "%s: cannot read string attribute '%s'", what, name);
+      }
+      buf[sz] = '\0';
+      H5Tclose(mt);
+    }
+  }
+  H5Tclose(ft);
+  H5Aclose(a);
+  return rc;
+}
+
+int kv_h5_write(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int rank,
+                const hsize_t *dims, const void *buf, const char *what, kv_error *err) {
+  hsize_t n = 1;
+  for (int i = 0; i < rank; i++) n *= dims[i];
+  size_t esz = H5Tget_size(ftype);
+  hid_t sp = H5Screate_simple(rank, dims, NULL);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (n * esz > (1u << 20) && rank >= 1) {
+    hsize_t chunk[H5S_MAX_RANK];
+    /* Chunks of ~256 KiB along the first dimension. */
+    hsize_t row = n / (dims[0] ? dims[0] : 1) * esz;
+    hsize_t rows = row ? (262144 / row) : 1;
+    if (rows < 1) rows = 1;
+    if (rows > dims[0]) rows = dims[0];
+    chunk[0] = rows;
+    for (int i = 1; i < rank; i++) chunk[i] = dims[i];
+    H5Pset_chunk(dcpl, rank, chunk);
+    H5Pset_shuffle(dcpl);
+    H5Pset_deflate(dcpl, 4);
+  }
+  int rc = 0;
+  hid_t d = H5Dcreate2(loc, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  if (d < 0 || (n > 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)) {
+    rc = kv_error_set(err, KV_EIO, "%s: cannot write dataset '%s'", what, name);
+    kv_h5_append_stack(err);
+  }
+  if (d >= 0) H5Dclose(d);
+  H5Pclose(dcpl);
+  H5Sclose(sp);
+  return rc;
+}
+
+hid_t kv_h5_open_dataset(hid_t loc, const char *name, int rank, hsize_t *dims, const char *what,
+                         kv_error *err) {
+  if (!kv_h5_exists(loc, name)) {
+    return kv_error_set(err, KV_ENOENT, "%s/%s: missing dataset", what, name);
+  }
+  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+  if (d < 0) {
+    kv_error_set(err, KV_EFORMAT, "%s/%s: cannot open dataset (damaged file?)", what, name);
+    kv_h5_append_stack(err);
+    return KV_EFORMAT;
+  }
+  hid_t sp = H5Dget_space(d);
+  int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+  if (r != rank) {
+    if (sp >= 0) H5Sclose(sp);
+    H5Dclose(d);
+    return kv_error_set(err, KV_EFORMAT, "%s/%s: rank %d, expected %d", what, name, r, rank);
+  }
+  H5Sget_simple_extent_dims(sp, dims, NULL);
+  H5Sclose(sp);
+  return d;
+}
+
+int kv_h5_read_all(hid_t dset, hid_t mtype, void *buf, hsize_t n_elems, const char *what,
+                   kv_error *err) {
+  hid_t sp = H5Dget_space(dset);
+  hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+  if (sp >= 0) H5Sclose(sp);
+  if (n < 0 || (hsize_t)n != n_elems) {
+    return kv_error_set(err, KV_EFORMAT, "%s: holds %lld elements, expected %llu", what,
+                        (long long)n, (unsigned long long)n_elems);
+  }
+  if (n_elems == 0) return 0;
+  if (H5Dread(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+    kv_error_set(err, KV_EFORMAT, "%s: read failed (damaged or truncated file?)", what);
+    kv_h5_append_stack(err);
+    return KV_EFORMAT;
+  }
+  return 0;
+}
