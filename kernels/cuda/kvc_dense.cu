@@ -24,7 +24,7 @@ struct kvc__split_params {
 };
 
 template <typename T, int D, int GT>
-__global__ void __launch_bounds__(KVC_THREADS, GT <= 4 ? 4 : 2) kvc__split_kernel(kvc__split_params p) {
+__global__ void __launch_bounds__(KVC_THREADS) kvc__split_kernel(kvc__split_params p) {
   using A = kvc_attend<T, D, GT>;
   __shared__ typename A::smem_t sm;
   const kvc_work w = p.work[blockIdx.x];
@@ -92,25 +92,42 @@ static int kvc__launch_split(kvc_ctx *c, const kvc__split_params &p, int n_work,
   return 0;
 }
 
-int kvc__split_attention(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const kvc_batch *b,
-                         const int64_t *pair_blocks, const int32_t *list, int list_stride,
-                         float *out, float *lse, kv_error *err) {
-  const int Hkv = s->n_kv_heads, G = s->n_heads / Hkv, D = s->head_dim;
-  kvc_split_plan *plan = &c->plan;
-  KVC_TRY(kvc_plan_splits(pair_blocks, b->n_req, Hkv, c->target_ctas, 8, plan, err));
-  if (plan->n_work == 0) return 0;
+/* Arena layout of a planned launch (offsets into the caller's scratch). */
+typedef struct {
+  uint64_t work, first, ns, po, pml, total;
+} kvc__split_layout;
+
+static kvc__split_layout kvc__layout(const kvc_split_plan *plan, int G, int D) {
   kvc_arena ar = {0};
-  const uint64_t o_work = kvc_arena_take(&ar, (uint64_t)plan->n_work * sizeof(kvc_work));
-  const uint64_t o_first = kvc_arena_take(&ar, (uint64_t)plan->n_pairs * sizeof(int32_t));
-  const uint64_t o_ns = kvc_arena_take(&ar, (uint64_t)plan->n_pairs * sizeof(int32_t));
-  const uint64_t o_po = kvc_arena_take(&ar, (uint64_t)plan->n_work * G * D * sizeof(float));
-  const uint64_t o_pml = kvc_arena_take(&ar, (uint64_t)plan->n_work * G * 2 * sizeof(float));
-  char *base;
-  KVC_TRY(kvc__scratch(c, ar.used, &base, err));
-  KVC_TRY(kvc__upload_async(c, base + o_work, plan->work, plan->n_work * sizeof(kvc_work), err));
-  KVC_TRY(kvc__upload_async(c, base + o_first, plan->pair_first, plan->n_pairs * sizeof(int32_t),
+  kvc__split_layout l;
+  l.work = kvc_arena_take(&ar, (uint64_t)plan->n_work * sizeof(kvc_work));
+  l.first = kvc_arena_take(&ar, (uint64_t)plan->n_pairs * sizeof(int32_t));
+  l.ns = kvc_arena_take(&ar, (uint64_t)plan->n_pairs * sizeof(int32_t));
+  l.po = kvc_arena_take(&ar, (uint64_t)plan->n_work * G * D * sizeof(float));
+  l.pml = kvc_arena_take(&ar, (uint64_t)plan->n_work * G * 2 * sizeof(float));
+  l.total = ar.used + 256;
+  return l;
+}
+
+int kvc__split_prepare(kvc_ctx *c, const attn_shape *s, const kvc_batch *b,
+                       const int64_t *pair_blocks, size_t *bytes, kv_error *err) {
+  KVC_TRY(kvc_plan_splits(pair_blocks, b->n_req, s->n_kv_heads, c->target_ctas, 8, &c->plan, err));
+  *bytes = (size_t)kvc__layout(&c->plan, s->n_heads / s->n_kv_heads, s->head_dim).total;
+  return 0;
+}
+
+int kvc__split_launch(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const kvc_batch *b,
+                      const int32_t *list, int list_stride, char *base, float *out, float *lse,
+                      kv_error *err) {
+  const int Hkv = s->n_kv_heads, G = s->n_heads / Hkv, D = s->head_dim;
+  const kvc_split_plan *plan = &c->plan;
+  if (plan->n_work == 0) return 0;
+  base = (char *)(((uintptr_t)base + 255) & ~(uintptr_t)255);
+  const kvc__split_layout l = kvc__layout(plan, G, D);
+  KVC_TRY(kvc__upload_async(c, base + l.work, plan->work, plan->n_work * sizeof(kvc_work), err));
+  KVC_TRY(kvc__upload_async(c, base + l.first, plan->pair_first, plan->n_pairs * sizeof(int32_t),
                             err));
-  KVC_TRY(kvc__upload_async(c, base + o_ns, plan->pair_splits, plan->n_pairs * sizeof(int32_t),
+  KVC_TRY(kvc__upload_async(c, base + l.ns, plan->pair_splits, plan->n_pairs * sizeof(int32_t),
                             err));
   kvc__split_params p;
   p.k = kv->k;
@@ -125,15 +142,15 @@ int kvc__split_attention(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, cons
   p.q = b->q;
   p.list = list;
   p.list_stride = list_stride;
-  p.work = (const kvc_work *)(base + o_work);
-  p.part_o = (float *)(base + o_po);
-  p.part_ml = (float *)(base + o_pml);
+  p.work = (const kvc_work *)(base + l.work);
+  p.part_o = (float *)(base + l.po);
+  p.part_ml = (float *)(base + l.pml);
   p.out = out;
   p.lse = lse;
   p.scale_log2 = (float)(1.0 / sqrt((double)D)) * KVC_LOG2E;
   KVC_TRY(KVC_DISPATCH(kv->dtype, D, G, kvc__launch_split, c, p, plan->n_work, err));
   kvc__combine_kernel<<<plan->n_pairs, KVC_THREADS, 0, c->stream>>>(
-      (const int32_t *)(base + o_first), (const int32_t *)(base + o_ns), p.part_o, p.part_ml, Hkv,
+      (const int32_t *)(base + l.first), (const int32_t *)(base + l.ns), p.part_o, p.part_ml, Hkv,
       s->n_heads, G, D, out, lse);
   KVC_CHECK(err, cudaGetLastError());
   return 0;
@@ -148,5 +165,9 @@ extern "C" int kvc_dense(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, cons
   for (int r = 0; r < b->n_req; r++) {
     for (int h = 0; h < Hkv; h++) pb[(int64_t)r * Hkv + h] = kvc_n_blocks(b->h_seq_len[r], kv->block_size);
   }
-  return kvc__split_attention(c, s, kv, b, pb, NULL, 0, out, lse, err);
+  size_t bytes;
+  char *base;
+  KVC_TRY(kvc__split_prepare(c, s, b, pb, &bytes, err));
+  KVC_TRY(kvc__scratch(c, bytes, &base, err));
+  return kvc__split_launch(c, s, kv, b, NULL, 0, base, out, lse, err);
 }
