@@ -89,6 +89,11 @@ int kvc_l2_flush(kvc_ctx *c, kv_error *err);
  * *gbps = 2 * bytes / time (bytes read + written), in GB/s (1e9). */
 int kvc_copy_bandwidth(kvc_ctx *c, size_t bytes, int reps, double *gbps, kv_error *err);
 
+/* Phase times of the last top-k or PSA call (select = scoring, ordering and loop preparation;
+ * attend = the attention over the chosen blocks, including PSA's loop), from events the ops record
+ * when not capturing a graph. Waits for them. KV_ESTATE when the last op recorded none. */
+int kvc_phase_times(kvc_ctx *c, double *select_ms, double *attend_ms, kv_error *err);
+
 /* CUDA graphs: capture the context stream's work between begin and end, then replay it. Ops must
  * have run once with the same shapes before capture (their scratch must not grow during it). */
 typedef struct kvc_graph kvc_graph;

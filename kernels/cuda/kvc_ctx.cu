@@ -44,6 +44,7 @@ extern "C" int kvc_ctx_init(kvc_ctx **out, int device, kv_error *err) {
   for (int i = 0; i < KVC_STAGE_SLOTS; i++) {
     KVC_CHECK_GO(err, rc, fail, cudaEventCreateWithFlags(&c->stage_ev[i], cudaEventDisableTiming));
   }
+  for (int i = 0; i < 3; i++) KVC_CHECK_GO(err, rc, fail, cudaEventCreate(&c->ph[i]));
   c->target_ctas = 4 * c->prop.multiProcessorCount;
   *out = c;
   return 0;
@@ -63,6 +64,9 @@ extern "C" void kvc_ctx_free(kvc_ctx *c) {
   free(c->kept);
   if (c->scratch) (void)cudaFree(c->scratch);
   if (c->flush) (void)cudaFree(c->flush);
+  for (int i = 0; i < 3; i++) {
+    if (c->ph[i]) (void)cudaEventDestroy(c->ph[i]);
+  }
   if (c->ev0) (void)cudaEventDestroy(c->ev0);
   if (c->ev1) (void)cudaEventDestroy(c->ev1);
   if (c->blas) (void)cublasDestroy(c->blas);
@@ -268,6 +272,27 @@ int kvc__upload_async(kvc_ctx *c, void *dst, const void *src, size_t bytes, kv_e
   memcpy(c->stage[s], src, bytes);
   KVC_CHECK(err, cudaMemcpyAsync(dst, c->stage[s], bytes, cudaMemcpyHostToDevice, c->stream));
   KVC_CHECK(err, cudaEventRecord(c->stage_ev[s], c->stream));
+  return 0;
+}
+
+int kvc__phase(kvc_ctx *c, int i, kv_error *err) {
+  if (kvc__capturing(c)) {
+    c->ph_valid = 0;
+    return 0;
+  }
+  KVC_CHECK(err, cudaEventRecord(c->ph[i], c->stream));
+  c->ph_valid = i == 0 ? 1 : c->ph_valid + 1;
+  return 0;
+}
+
+extern "C" int kvc_phase_times(kvc_ctx *c, double *select_ms, double *attend_ms, kv_error *err) {
+  if (c->ph_valid != 3) return kv_error_set(err, KV_ESTATE, "phase times: the last op recorded none");
+  float a = 0, b = 0;
+  KVC_CHECK(err, cudaEventSynchronize(c->ph[2]));
+  KVC_CHECK(err, cudaEventElapsedTime(&a, c->ph[0], c->ph[1]));
+  KVC_CHECK(err, cudaEventElapsedTime(&b, c->ph[1], c->ph[2]));
+  *select_ms = a;
+  *attend_ms = b;
   return 0;
 }
 

@@ -10,9 +10,15 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+/* The project's C headers declare C functions: give them C linkage here, before anything else
+ * includes them. */
+extern "C" {
+#include "attn.h"
+#include "kv_err.h"
+#include "kvc_plan.h"
+}
 #include "attn_cuda.h"
 #include "kvc_math.h"
-#include "kvc_plan.h"
 
 /* ---- the checking macro --------------------------------------------------------------------- */
 static inline bool kvc__ok(cudaError_t e) { return e == cudaSuccess; }
@@ -69,6 +75,8 @@ struct kvc_ctx {
   int64_t *pair_blocks;          /* host [cap_pairs] */
   int64_t cap_pairs;
   int target_ctas;               /* CTAs that fill the GPU (a few waves) */
+  cudaEvent_t ph[3];             /* phase events of the last sparse op */
+  int ph_valid;
 };
 
 /* Device scratch of at least `bytes` (previous contents lost when it grows). */
@@ -78,6 +86,8 @@ int kvc__scratch(kvc_ctx *c, size_t bytes, char **p, kv_error *err);
 int kvc__upload_async(kvc_ctx *c, void *dst, const void *src, size_t bytes, kv_error *err);
 /* Host array of n_pairs int64 (grows). */
 int kvc__pair_blocks(kvc_ctx *c, int64_t n_pairs, int64_t **out, kv_error *err);
+/* Records phase event i (0 start, 1 selection done, 2 end) unless capturing a graph. */
+int kvc__phase(kvc_ctx *c, int i, kv_error *err);
 /* Validates a shape/pool/batch combination the kernels support. */
 int kvc__check_common(const attn_shape *s, const kvc_kv *kv, const kvc_batch *b, kv_error *err);
 

@@ -560,6 +560,7 @@ extern "C" int kvc_psa(kvc_ctx *c, const attn_shape *s, const attn_method *m, co
   double *key = (double *)(base + o_key), *key2 = (double *)(base + o_key2);
   int32_t *idx = (int32_t *)(base + o_idx), *ord = (int32_t *)(base + o_ord);
 
+  KVC_TRY(kvc__phase(c, 0, err));
   KVC_TRY(kvc__block_scores(c, s, m, kv, b, KVC_SCORE_PSA, NULL, logit, est, idx, err));
   kvc__psa_keys_kernel<<<pairs, 256, 0, c->stream>>>(logit, key, b->seq_len, Hkv, G,
                                                      kv->block_size, mb, m->keep_sink_blocks,
@@ -628,6 +629,7 @@ extern "C" int kvc_psa(kvc_ctx *c, const attn_shape *s, const attn_method *m, co
   lp.blocks_fetched = so ? so->blocks_fetched : NULL;
   lp.est_mass = so ? so->est_mass : NULL;
   lp.active = (int *)(base + o_act);
+  KVC_TRY(kvc__phase(c, 1, err));
   if (o->mode == KVC_PSA_PIPELINED) {
     KVC_TRY(KVC_DISPATCH(kv->dtype, D, G, kvc__launch_loop, c, lp, pairs, 0, err));
     if (st) st->launches = 1;
@@ -650,6 +652,7 @@ extern "C" int kvc_psa(kvc_ctx *c, const attn_shape *s, const attn_method *m, co
       if (active == 0) break;
     }
   }
+  KVC_TRY(kvc__phase(c, 2, err));
   if (so && so->blocks_fetched) {
     kvc__copy_fetched<<<(pairs + 255) / 256, 256, 0, c->stream>>>(pp.fetched, so->blocks_fetched, pairs);
     KVC_CHECK(err, cudaGetLastError());

@@ -239,6 +239,7 @@ extern "C" int kvc_topk(kvc_ctx *c, const attn_shape *s, const attn_method *m, c
   KVC_TRY(kvc__scratch(c, ar.used, &base, err));
   double *key = (double *)(base + o_key), *key2 = (double *)(base + o_key2);
   int32_t *idx = (int32_t *)(base + o_idx), *ord = (int32_t *)(base + o_ord);
+  KVC_TRY(kvc__phase(c, 0, err));
   KVC_TRY(kvc__block_scores(c, s, m, kv, b, KVC_SCORE_TOPK, key, NULL, NULL, idx, err));
   KVC_TRY(kvc__sort_blocks(c, b, Hkv, kv->block_size, key, key2, idx, ord, base + o_sort,
                            sort_bytes, err));
@@ -250,5 +251,7 @@ extern "C" int kvc_topk(kvc_ctx *c, const attn_shape *s, const attn_method *m, c
     if (so->iterations) KVC_TRY(kvc__upload_async(c, so->iterations, ones.data(), pairs * sizeof(int32_t), err));
     if (so->est_mass) KVC_CHECK(err, cudaMemsetAsync(so->est_mass, 0xff, (size_t)b->n_req * s->n_heads * sizeof(float), c->stream));
   }
-  return kvc__split_launch(c, s, kv, b, ord, mb, base + o_split, out, NULL, err);
+  KVC_TRY(kvc__phase(c, 1, err));
+  KVC_TRY(kvc__split_launch(c, s, kv, b, ord, mb, base + o_split, out, NULL, err));
+  return kvc__phase(c, 2, err);
 }
