@@ -27,7 +27,9 @@
 #include "kv_half.h"
 #include "kv_rng.h"
 #include "kvc_math.h"
+#ifndef KVLAB_NO_HDF5
 #include "qkv.h"
+#endif
 #include "test.h"
 
 static kvc_ctx *g_ctx;
@@ -576,43 +578,129 @@ static void test_sparse_random(void) {
   CHECK(t.marginal * 20 <= t.pairs); /* ties and marginal stops must stay rare (< 5%) */
 }
 
-/* The recorded sample (or a synthetic file): every layer, a few positions as one batch. */
+/* One recorded layer in memory (from HDF5 through traces/qkv.h, or from the raw export of
+ * kernels/bench/qkv_to_raw.py when KVLAB_QKV_RAW names its directory: the GPU machine's no-HDF5
+ * build uses that). */
+typedef struct {
+  int64_t n_tokens, n_pos;
+  float *K, *V, *Q;
+  int64_t *pos;
+} rec_layer;
+
+static void rec_free(rec_layer *L) {
+  free(L->K), free(L->V), free(L->Q), free(L->pos);
+  memset(L, 0, sizeof *L);
+}
+
+/* Raw export: returns layers read (0 when absent), fills shape. */
+static int rec_load_raw(const char *dir, attn_shape *s, rec_layer *out, int cap) {
+  char p[4096];
+  snprintf(p, sizeof p, "%s/meta.txt", dir);
+  FILE *f = fopen(p, "r");
+  int nl = 0;
+  if (!f || fscanf(f, "%d %d %d %d", &nl, &s->n_heads, &s->n_kv_heads, &s->head_dim) != 4) {
+    if (f) fclose(f);
+    return 0;
+  }
+  fclose(f);
+  int got = 0;
+  for (int l = 0; l < nl && got < cap; l++) {
+    rec_layer *L = &out[got];
+    memset(L, 0, sizeof *L);
+    snprintf(p, sizeof p, "%s/layer%d.txt", dir, l);
+    f = fopen(p, "r");
+    if (!f || fscanf(f, "%lld %lld", (long long *)&L->n_tokens, (long long *)&L->n_pos) != 2) {
+      if (f) fclose(f);
+      continue;
+    }
+    L->pos = malloc((size_t)L->n_pos * sizeof *L->pos);
+    for (int64_t i = 0; i < L->n_pos; i++) {
+      if (fscanf(f, "%lld", (long long *)&L->pos[i]) != 1) L->pos[i] = L->n_tokens - 1;
+    }
+    fclose(f);
+    const size_t nk = (size_t)L->n_tokens * s->n_kv_heads * s->head_dim, nq = (size_t)L->n_pos * s->n_heads * s->head_dim;
+    L->K = malloc(nk * 4), L->V = malloc(nk * 4), L->Q = malloc(nq * 4);
+    const char *nm[3] = {"K", "V", "Q"};
+    float *arr[3] = {L->K, L->V, L->Q};
+    const size_t cnt[3] = {nk, nk, nq};
+    int ok = 1;
+    for (int a = 0; a < 3; a++) {
+      snprintf(p, sizeof p, "%s/%s%d.f32", dir, nm[a], l);
+      FILE *g = fopen(p, "rb");
+      ok &= g && fread(arr[a], 4, cnt[a], g) == cnt[a];
+      if (g) fclose(g);
+    }
+    if (ok) got++;
+    else rec_free(L);
+  }
+  return got;
+}
+
+#ifndef KVLAB_NO_HDF5
+static int rec_load_h5(const char *path, attn_shape *s, rec_layer *out, int cap, kv_error *err) {
+  qkv_file *qf;
+  if (qkv_open(path, &qf, err)) return -1;
+  const qkv_model *md = qkv_file_model(qf);
+  s->n_heads = md->n_heads, s->n_kv_heads = md->n_kv_heads, s->head_dim = md->head_dim;
+  const qkv_seq_info *si = qkv_file_seq(qf, 0);
+  int got = 0;
+  for (int li = 0; li < si->n_layers && got < cap; li++) {
+    qkv_layer L;
+    if (qkv_read_layer(qf, 0, si->layers[li], 0, &L, err)) break;
+    rec_layer *R = &out[got++];
+    R->n_tokens = L.n_tokens, R->n_pos = L.n_positions;
+    R->K = L.K, R->V = L.V, R->Q = L.Q, R->pos = L.positions;
+    L.K = L.V = L.Q = NULL;
+    L.positions = NULL;
+    qkv_layer_free(&L);
+  }
+  qkv_close(qf);
+  return got;
+}
+#endif
+
+/* The recorded sample (or a synthetic file): every layer, the last few positions as one batch. */
 static void test_recorded_sample(void) {
   NEED_GPU();
   kv_error err = {0};
-  char path[4096];
-  snprintf(path, sizeof path, "%s/traces/data/qkv_sample.h5", test_source_dir());
-  FILE *f = fopen(path, "rb");
-  if (f) {
-    fclose(f);
-  } else {
-    snprintf(path, sizeof path, "%s", test_tmp_path("gpu_qkv_synth.h5"));
-    qkv_synth_params sp;
-    qkv_synth_defaults(&sp);
-    sp.n_tokens = g_small ? 512 : 4096;
-    sp.n_layers = 2;
-    REQUIRE_OK(qkv_synth_write(path, &sp, &err), &err);
-    printf("  no traces/data/qkv_sample.h5: using a synthetic file\n");
+  attn_shape s = {0, 0, 0};
+  rec_layer layers[64];
+  int nl = 0;
+  const char *raw = getenv("KVLAB_QKV_RAW");
+  if (raw) nl = rec_load_raw(raw, &s, layers, 64);
+#ifndef KVLAB_NO_HDF5
+  if (nl == 0) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/traces/data/qkv_sample.h5", test_source_dir());
+    FILE *f = fopen(path, "rb");
+    if (f) {
+      fclose(f);
+    } else {
+      snprintf(path, sizeof path, "%s", test_tmp_path("gpu_qkv_synth.h5"));
+      qkv_synth_params sp;
+      qkv_synth_defaults(&sp);
+      sp.n_tokens = g_small ? 512 : 4096;
+      sp.n_layers = 2;
+      REQUIRE_OK(qkv_synth_write(path, &sp, &err), &err);
+      printf("  no traces/data/qkv_sample.h5: using a synthetic file\n");
+    }
+    nl = rec_load_h5(path, &s, layers, 64, &err);
+    REQUIRE(nl > 0);
   }
-  qkv_file *qf;
-  REQUIRE_OK(qkv_open(path, &qf, &err), &err);
-  const qkv_model *md = qkv_file_model(qf);
-  const attn_shape s = {md->n_heads, md->n_kv_heads, md->head_dim};
-  if (s.head_dim != 64 && s.head_dim != 128) {
-    qkv_close(qf);
-    TEST_SKIP("recorded head_dim not supported by the kernels");
+#endif
+  if (nl <= 0) TEST_SKIP("no recorded data (built without HDF5 and KVLAB_QKV_RAW unset)");
+  if ((s.head_dim != 64 && s.head_dim != 128) || s.n_heads / s.n_kv_heads > 8) {
+    for (int l = 0; l < nl; l++) rec_free(&layers[l]);
+    TEST_SKIP("recorded shape not supported by the kernels");
   }
-  const qkv_seq_info *si = qkv_file_seq(qf, 0);
   sparse_tally t = {0, 0, 0};
   int dense_bad = 0;
-  for (int li = 0; li < si->n_layers; li++) {
-    qkv_layer L;
-    REQUIRE_OK(qkv_read_layer(qf, 0, si->layers[li], 0, &L, &err), &err);
-    const int n_req = L.n_positions < 4 ? (int)L.n_positions : 4;
+  for (int li = 0; li < nl; li++) {
+    rec_layer *L = &layers[li];
+    const int n_req = L->n_pos < 4 ? (int)L->n_pos : 4;
     for (int dt = 1; dt <= 2; dt++) {
-      /* Requests = the last n_req positions; each attends to keys 0..pos. */
       int lens[4];
-      for (int i = 0; i < n_req; i++) lens[i] = (int)L.positions[L.n_positions - n_req + i] + 1;
+      for (int i = 0; i < n_req; i++) lens[i] = (int)L->pos[L->n_pos - n_req + i] + 1;
       batch_t B;
       if (batch_make(&B, s, (kvc_dtype)dt, 16, n_req, lens, 1, 0, &err)) {
         TEST_FAIL_AT("%s", err.msg);
@@ -622,24 +710,23 @@ static void test_recorded_sample(void) {
       for (int i = 0; i < n_req; i++) { /* replace the random data with the recording */
         const size_t e = (size_t)lens[i] * s.n_kv_heads * s.head_dim;
         for (size_t j = 0; j < e; j++) {
-          B.K32[i][j] = L.K[j], B.V32[i][j] = L.V[j];
-          B.K[i][j] = round_to((kvc_dtype)dt, L.K[j]), B.V[i][j] = round_to((kvc_dtype)dt, L.V[j]);
+          B.K32[i][j] = L->K[j], B.V32[i][j] = L->V[j];
+          B.K[i][j] = round_to((kvc_dtype)dt, L->K[j]), B.V[i][j] = round_to((kvc_dtype)dt, L->V[j]);
         }
         memcpy(B.q + (size_t)i * s.n_heads * s.head_dim,
-               L.Q + (size_t)(L.n_positions - n_req + i) * s.n_heads * s.head_dim,
+               L->Q + (size_t)(L->n_pos - n_req + i) * s.n_heads * s.head_dim,
                (size_t)s.n_heads * s.head_dim * 4);
         REQUIRE_OK(kvc_kv_upload(g_ctx, &B.kv, B.bt + (size_t)i * B.max_blocks, B.K[i], B.V[i], lens[i], &err), &err);
       }
       REQUIRE_OK(kvc_h2d(g_ctx, B.d_q, B.q, (size_t)n_req * s.n_heads * s.head_dim * 4, &err), &err);
       char label[96];
-      snprintf(label, sizeof label, "recorded layer %d %s", si->layers[li], kvc_dtype_name((kvc_dtype)dt));
+      snprintf(label, sizeof label, "recorded layer %d %s", li, kvc_dtype_name((kvc_dtype)dt));
       dense_bad += check_dense(&B, label);
       run_sparse_suite(&B, label, &t);
       batch_free(&B);
     }
-    qkv_layer_free(&L);
+    rec_free(L);
   }
-  qkv_close(qf);
   printf("  recorded: %d pair checks, %d marginal, %d bad; dense mismatches %d\n", t.pairs,
          t.marginal, t.bad, dense_bad);
   CHECK_EQ_INT(dense_bad, 0);
