@@ -51,7 +51,10 @@ int xp_expand_list(const char *expr, char out[][128], int cap, const char *what,
     buf[n - 1] = '\0';
     char *args[3];
     int na = 0;
-    for (char *t = strtok(buf + fl, ","); t && na < 3; t = strtok(NULL, ",")) args[na++] = t;
+    char *save = NULL;
+    for (char *t = strtok_r(buf + fl, ",", &save); t && na < 3; t = strtok_r(NULL, ",", &save)) {
+      args[na++] = t;
+    }
     double a, b, c;
     if (na != 3 || xp__num(args[0], &a) || xp__num(args[1], &b) || xp__num(args[2], &c)) {
       return kv_error_set(err, KV_EINVAL, "%s: '%s': expected %s<a>, <b>, <c>)", what, expr,
