@@ -58,7 +58,8 @@ static int parse_doubles(const char *s, double *out, int cap) {
   char buf[4096];
   snprintf(buf, sizeof buf, "%s", s);
   int n = 0;
-  for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+  char *save = NULL;
+  for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
     char *end;
     errno = 0;
     double v = strtod(t, &end);
@@ -82,7 +83,8 @@ static int split_list(const char *s, char items[][128], int cap) {
   char buf[8192];
   snprintf(buf, sizeof buf, "%s", s);
   int n = 0;
-  for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+  char *save = NULL;
+  for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
     if (n == cap || strlen(t) >= 128) return -1;
     snprintf(items[n++], 128, "%s", t);
   }
