@@ -195,9 +195,20 @@ static timing time_op(bench *B, setup *S, int op, const attn_method *m) {
   CK(kvc_sync(B->c, &e_));
   kvc_graph *g = NULL;
   if (op == OP_PSA_PIPE || op == OP_DENSE) { /* the whole step as one graph: no launch gaps */
-    CK(kvc_graph_begin(B->c, &e_));
-    CK(run_op(B, S, op, m, op == OP_DENSE ? NULL : &so, &e_));
-    CK(kvc_graph_end(B->c, &g, &e_));
+    int rc = kvc_graph_begin(B->c, &e_);
+    if (!rc) {
+      int rc2 = run_op(B, S, op, m, op == OP_DENSE ? NULL : &so, &e_);
+      kv_error e2 = {0};
+      rc = kvc_graph_end(B->c, &g, &e2);
+      if (rc2) rc = rc2;
+      else if (rc) e_ = e2;
+    }
+    if (rc) { /* time plain launches instead, and say so */
+      fprintf(stderr, "kvbench: graph capture failed (%s): timing plain launches\n", e_.msg);
+      kvc_graph_free(g);
+      g = NULL;
+      CK(kvc_sync(B->c, &e_));
+    }
   }
   double *ts = malloc((size_t)B->reps * sizeof *ts), *ss = malloc((size_t)B->reps * sizeof *ss);
   double *as = malloc((size_t)B->reps * sizeof *as);
