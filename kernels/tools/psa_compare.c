@@ -27,7 +27,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: psa-compare [options] QKV.h5\n"
           "       psa-compare --validate QKV.h5\n"
-          "       psa-compare --synthetic OUT.h5 [--seed N] [--tokens N] [--layers N]\n"
+          "       psa-compare --synthetic OUT.h5 [--seed N] [--tokens N] [--n-layers N]\n"
           "\n"
           "Compares dense attention, fixed top-k (Quest-style) and Progressive Sparse Attention\n"
           "on recorded queries (CPU reference, exact). Methods come from -m and from the lists.\n"
@@ -482,6 +482,16 @@ int main(int argc, char **argv) {
     }
   }
   kv_error err = {0};
+  if (synth_out && (methods_arg || budgets_arg || eps_arg || bs_arg || groups_arg || layers_arg ||
+                    seqs_arg || out || stats || validate || oracle || max_pos || optind < argc)) {
+    fprintf(stderr, "psa-compare: --synthetic takes only --seed, --tokens and --n-layers (the "
+                    "number of layers to write; --layers selects layers of an existing file)\n");
+    return 2;
+  }
+  if (!synth_out && (synth_tokens != 4096 || synth_layers != 4 || seed != 1)) {
+    fprintf(stderr, "psa-compare: --seed, --tokens and --n-layers apply only with --synthetic\n");
+    return 2;
+  }
   if (synth_out) {
     qkv_synth_params sp;
     qkv_synth_defaults(&sp);
