@@ -54,14 +54,14 @@ extern const char *const sim_replay_names[]; /* "closed", "open" */
 typedef enum sim_time_base { SIM_TIME_BUSY = 0, SIM_TIME_SPAN } sim_time_base;
 extern const char *const sim_time_base_names[]; /* "busy", "span" */
 
-/* Where a request's history KV came from. */
+/* Where a request's history KV came from: with the block store a hit may span tiers; it is
+ * then attributed to the slowest tier involved (SSD, then DRAM, then HBM). */
 typedef enum sim_src {
-  SIM_SRC_NONE = 0,  /* no history tokens */
+  SIM_SRC_NONE = 0,  /* no history tokens (and no cached prefix) */
   SIM_SRC_MISS,      /* history recomputed */
   SIM_SRC_HBM,
   SIM_SRC_DRAM,
   SIM_SRC_SSD,
-  SIM_SRC_MIXED,     /* blocks from several tiers (block store) */
   SIM_SRC_COUNT
 } sim_src;
 extern const char *const sim_src_names[];

@@ -17,7 +17,7 @@ const char *const sim_trunc_names[] = {"decoupled", "tt", "nkvt", NULL};
 const char *const sim_prefetch_names[] = {"none", "lookahead", NULL};
 const char *const sim_replay_names[] = {"closed", "open", NULL};
 const char *const sim_time_base_names[] = {"busy", "span", NULL};
-const char *const sim_src_names[] = {"none", "miss", "hbm", "dram", "ssd", "mixed", NULL};
+const char *const sim_src_names[] = {"none", "miss", "hbm", "dram", "ssd", NULL};
 
 /* Resolves a model/hardware name: a path (contains '/' or ends in .ini) as is, else
  * <data_dir>/<kind>/<name>.ini. */

@@ -353,7 +353,7 @@ static void sim__unit_settled(sim_eng *E, int32_t j) {
   if (J->unit >= 0) {
     sim_unit *u = &E->store.u[J->unit];
     if (J->shrink_to >= 0 && J->shrink_to < u->tokens) {
-      sim_store_resize(&E->store, J->unit, J->shrink_to, INT64_MAX);
+      sim_store_resize(&E->store, J->unit, J->shrink_to, SIM_QPOS_ANY);
     }
     J->shrink_to = -1;
     /* the unit may have moved (prefetch, fetch) since the lookup: load from where it is */
@@ -428,11 +428,9 @@ static void sim__lookup(sim_eng *E, int32_t j) {
   }
   J->prefill = J->input - J->hit;
   if (J->hit > 0) {
-    int single = tier_mask & (tier_mask - 1) ? 0 : 1;
-    J->src = !single ? SIM_SRC_MIXED
-             : tier_mask == 1 << SIM_TIER_HBM ? SIM_SRC_HBM
-             : tier_mask == 1 << SIM_TIER_DRAM ? SIM_SRC_DRAM
-                                                : SIM_SRC_SSD;
+    J->src = tier_mask & (1 << SIM_TIER_SSD)    ? SIM_SRC_SSD
+             : tier_mask & (1 << SIM_TIER_DRAM) ? SIM_SRC_DRAM
+                                                : SIM_SRC_HBM;
   } else {
     J->src = J->hist > 0 ? SIM_SRC_MISS : SIM_SRC_NONE;
   }

@@ -54,7 +54,7 @@ int sim_summarize(const sim_result *r, const sim_params *p, sim_summary *s, kv_e
   s->hit_rate = (double)s->hit_turns / twh;
   s->hit_rate_hbm = (double)s->hit_by_src[SIM_SRC_HBM] / twh;
   s->hit_rate_dram = (double)s->hit_by_src[SIM_SRC_DRAM] / twh;
-  s->hit_rate_ssd = (double)(s->hit_by_src[SIM_SRC_SSD] + s->hit_by_src[SIM_SRC_MIXED]) / twh;
+  s->hit_rate_ssd = (double)s->hit_by_src[SIM_SRC_SSD] / twh;
   s->token_hit_rate = sum_in > 0 ? sum_hit / sum_in : NAN;
   if (n > 0) {
     qsort(ttft, (size_t)n, sizeof *ttft, sim__cmp_i64);
@@ -203,7 +203,7 @@ static int sim__write_h5(const char *path, const sim_result *r, const sim_params
   rc = rc ? rc : kv_h5_attr_write_str(f, "model", p->model.name, path, err);
   rc = rc ? rc : kv_h5_attr_write_str(f, "hardware", p->hw.name, path, err);
   rc = rc ? rc : kv_h5_attr_write_i64(f, "n_gpus", p->n_gpus, path, err);
-  snprintf(buf, sizeof buf, "%s", "none,miss,hbm,dram,ssd,mixed");
+  snprintf(buf, sizeof buf, "%s", "none,miss,hbm,dram,ssd");
   rc = rc ? rc : kv_h5_attr_write_str(f, "src_names", buf, path, err);
   if (!rc) {
     hid_t mt = sim__request_type(0), ft = sim__request_type(1);

@@ -210,7 +210,7 @@ int sim_replay_blocks(const trace *t, const sim_policy *pol, int64_t capacity_to
       } else {
         int64_t bt = sim__block_tokens(t, u, k);
         int64_t before = st.n_live;
-        x = sim_store_create(&st, h[k], bt > 0 ? bt : 1, SIM_TIER_DRAM, q, INT64_MAX);
+        x = sim_store_create(&st, h[k], bt > 0 ? bt : 1, SIM_TIER_DRAM, q, SIM_QPOS_ANY);
         if (x == KV_ENOMEM) {
           rc = kv_error_set(err, KV_ENOMEM, "replay: out of memory");
           break;

@@ -21,7 +21,7 @@
   X(HIT_TURNS, hit_turns, "turns whose history KV came from the cache")                                  \
   X(HIT_HBM, hit_hbm, "hits served from the HBM cache")                                                \
   X(HIT_DRAM, hit_dram, "hits served from DRAM")                                                        \
-  X(HIT_SSD, hit_ssd, "hits served from SSD (incl. partly)")                                           \
+  X(HIT_SSD, hit_ssd, "hits served from SSD (block store: partly)")                                           \
   X(HISTORY_TOKENS, history_tokens, "history tokens of turns")                                                \
   X(HIT_TOKENS, hit_tokens, "tokens whose KV came from the cache")                                        \
   X(INPUT_TOKENS, input_tokens, "prompt tokens (after truncation)")                                         \

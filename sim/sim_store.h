@@ -48,6 +48,8 @@ typedef enum sim_link_role {
   SIM_LINK_ROLE_COUNT
 } sim_link_role;
 
+#define SIM_QPOS_ANY 0
+
 /* Locations for routes: the three tiers plus the running jobs' KV space in HBM. */
 #define SIM_LOC_GPU SIM_TIER_COUNT
 
@@ -136,9 +138,10 @@ void sim_store_unpin(sim_store *s, int32_t i);
 void sim_store_set_qpos(sim_store *s, int32_t i, int64_t qpos);
 void sim_store_set_next_use(sim_store *s, int32_t i, int64_t next_use);
 
-/* Makes `bytes` free in tier t by evicting. Victims that are protected with qpos < qpos_limit
- * (nearer the queue head than the requester) are not taken (qpos_limit = INT64_MAX: no limit;
- * 0: never take protected units). Returns 0 or KV_ERANGE (some victims may have moved). */
+/* Makes `bytes` free in tier t by evicting. `qpos_limit` is the requester's queue sequence:
+ * protected victims with qpos < qpos_limit (jobs nearer the queue head than the requester) are
+ * not taken (only with a queue-aware policy). SIM_QPOS_ANY (0) takes any victim in policy
+ * order. Returns 0 or KV_ERANGE (some victims may have moved). */
 int sim_store_make_room(sim_store *s, int t, int64_t bytes, int64_t qpos_limit);
 
 /* Moves a unit to tier dst (making room there): with flow = 1 as a transfer over the route
