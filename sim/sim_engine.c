@@ -100,6 +100,7 @@ typedef struct sim_eng {
   int64_t n_arrived, n_completed;
   int warm_done;
   int64_t prefetch_inflight, W_e, W_p;
+  int pf_blocked;
   int64_t *opt_next;    /* block store + opt + trace hashes: next use time by hash position */
   uint64_t *hbuf;
   int64_t *hbuf_tok;
@@ -120,6 +121,7 @@ static void sim__kick(sim_eng *E);
 static void sim__load_next(sim_eng *E, int32_t jid);
 static void sim__advance(sim_eng *E);
 static void sim__prefetch_scan(sim_eng *E);
+static void sim__prefetch_enter(sim_eng *E, int32_t j);
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -830,43 +832,64 @@ static void sim__turn_arrive(sim_eng *E, int64_t ti) {
     return;
   }
   if (J->qseq - E->n_deq < E->W_e) sim__window_mark(E, j);
-  sim__prefetch_scan(E);
+  if (J->qseq - E->n_deq < E->W_p) sim__prefetch_enter(E, j);
   if (E->q_len == 1) sim__head_prepare(E);
   sim__kick(E);
 }
 
 /* ---- prefetch ----------------------------------------------------------------------------- */
 
-static void sim__prefetch_scan(sim_eng *E) {
+static int sim__prefetch_on(const sim_eng *E) {
   const sim_params *p = E->p;
-  if (p->prefetch != SIM_PREFETCH_LOOKAHEAD || !E->has_store || p->store != SIM_STORE_SESSION)
-    return;
-  if (E->store.tiers[SIM_TIER_DRAM].capacity == 0 || E->store.tiers[SIM_TIER_SSD].capacity == 0)
-    return;
-  int64_t n = E->q_len < E->W_p ? E->q_len : E->W_p;
-  for (int64_t i = 0; i < n && E->prefetch_inflight < p->prefetch_max_inflight; i++) {
-    int32_t j = sim__q_at(E, i);
-    sim_job *J = &E->jobs[j];
-    if (J->looked_up || J->hist == 0) continue;
-    int32_t x = sim__sess_unit(E, J->session);
-    if (x < 0) continue;
-    sim_unit *u = &E->store.u[x];
-    if (u->tier != SIM_TIER_SSD || u->busy || u->pins || u->tokens < J->hist_orig) continue;
-    if (sim_store_move(&E->store, x, SIM_TIER_DRAM, 1, J->qseq)) break;
-    sim__st(E, SIM_STAT_PREFETCHES, 1);
-    if (u->busy) {
-      u->flags |= UNIT_FLAG_PREFETCH;
-      E->prefetch_inflight++;
-    }
+  return p->prefetch == SIM_PREFETCH_LOOKAHEAD && E->has_store &&
+         p->store == SIM_STORE_SESSION && E->store.tiers[SIM_TIER_DRAM].capacity > 0 &&
+         E->store.tiers[SIM_TIER_SSD].capacity > 0;
+}
+
+/* Starts the SSD -> DRAM prefetch of queued job j's unit when it is on SSD and idle.
+ * Returns 0 to go on, 1 when no more prefetches can start (pipeline full or DRAM full). */
+static int sim__prefetch_job(sim_eng *E, int32_t j) {
+  if (E->prefetch_inflight >= E->p->prefetch_max_inflight) return 1;
+  sim_job *J = &E->jobs[j];
+  if (J->looked_up || J->hist == 0) return 0;
+  int32_t x = sim__sess_unit(E, J->session);
+  if (x < 0) return 0;
+  sim_unit *u = &E->store.u[x];
+  if (u->tier != SIM_TIER_SSD || u->busy || u->pins || u->tokens < J->hist_orig) return 0;
+  if (sim_store_move(&E->store, x, SIM_TIER_DRAM, 1, J->qseq)) {
+    E->pf_blocked = 1; /* DRAM has no room now: rescan after the next admission */
+    return 1;
   }
+  sim__st(E, SIM_STAT_PREFETCHES, 1);
+  if (u->busy) {
+    u->flags |= UNIT_FLAG_PREFETCH;
+    E->prefetch_inflight++;
+  }
+  return 0;
+}
+
+/* Full scan of the look-ahead prefetch window (when a prefetch slot frees up). Jobs entering
+ * the window are tried one by one as they enter (sim__prefetch_enter). */
+static void sim__prefetch_scan(sim_eng *E) {
+  if (!sim__prefetch_on(E)) return;
+  int64_t n = E->q_len < E->W_p ? E->q_len : E->W_p;
+  for (int64_t i = 0; i < n; i++) {
+    if (sim__prefetch_job(E, sim__q_at(E, i))) break;
+  }
+}
+
+static void sim__prefetch_enter(sim_eng *E, int32_t j) {
+  if (sim__prefetch_on(E)) sim__prefetch_job(E, j);
 }
 
 static void sim__unit_ready(void *ctx, int32_t x) {
   sim_eng *E = ctx;
   sim_unit *u = &E->store.u[x];
+  int rescan = 0;
   if (u->flags & UNIT_FLAG_PREFETCH) {
     u->flags &= ~UNIT_FLAG_PREFETCH;
     E->prefetch_inflight--;
+    rescan = 1;
   }
   if (u->waiter >= 0) {
     int32_t j = u->waiter;
@@ -875,7 +898,7 @@ static void sim__unit_ready(void *ctx, int32_t x) {
     if (E->state == ST_WAIT_LOAD) sim__advance(E);
     if (E->q_len > 0 && sim__q_at(E, 0) == j) sim__head_prepare(E);
   }
-  sim__prefetch_scan(E);
+  if (rescan) sim__prefetch_scan(E);
   sim__kick(E);
 }
 
@@ -894,6 +917,12 @@ static void sim__try_admit(sim_eng *E) {
     E->q_len--;
     E->n_deq++;
     if (E->q_len >= E->W_e && E->W_e > 0) sim__window_mark(E, sim__q_at(E, E->W_e - 1));
+    if (E->pf_blocked) {
+      E->pf_blocked = 0;
+      sim__prefetch_scan(E);
+    } else if (E->q_len >= E->W_p && E->W_p > 0) {
+      sim__prefetch_enter(E, sim__q_at(E, E->W_p - 1));
+    }
     J->state = JOB_PREFILL;
     J->admit_ns = E->ev.now;
     E->batch[E->n_batch++] = j;

@@ -74,17 +74,30 @@ static void sim__net_rates(sim_net *net) {
     l->n_unfrozen = 0;
     l->n_active = 0;
   }
-  int unfrozen = 0;
+  int unfrozen = 0, simple = 1;
   for (int32_t f = net->live_head; f >= 0; f = net->flows[f].next) {
     sim_flow *fl = &net->flows[f];
     fl->rate = 0;
     fl->frozen = !fl->active;
     if (!fl->active) continue;
     unfrozen++;
+    if (fl->n_links != 1 || fl->cap > 0) simple = 0;
     for (int k = 0; k < fl->n_links; k++) {
       net->links[fl->links[k]].n_unfrozen++;
       net->links[fl->links[k]].n_active++;
     }
+  }
+  if (simple) {
+    /* every flow crosses one link, uncapped: max-min fairness is an equal split per link (the
+     * general loop below gives the same rates, in more rounds) */
+    for (int32_t f = net->live_head; f >= 0; f = net->flows[f].next) {
+      sim_flow *fl = &net->flows[f];
+      if (!fl->active) continue;
+      sim_link *l = &net->links[fl->links[0]];
+      fl->rate = l->cap_left / l->n_unfrozen;
+      fl->frozen = 1;
+    }
+    return;
   }
   while (unfrozen > 0) {
     double m = INFINITY;
