@@ -7,6 +7,7 @@
 
 #include "kv_config.h"
 #include "sim.h"
+#include "sim_replay.h"
 #include "sim_workload.h"
 #include "test.h"
 
@@ -322,6 +323,64 @@ static void test_block_store(void) {
   kv_config_free(cfg);
 }
 
+/* The timed engine's block store on a prefix-hash trace (trace hashes, 16-token blocks; a
+ * forest of shared prefixes) with requests far enough apart that every save has landed:
+ * its hit tokens must equal the direct prefix-reuse count (every request ends in a new,
+ * partial block, so the "compute at least one token" rule never applies). */
+static void test_block_store_vs_direct(void) {
+  trace t;
+  trace_init(&t);
+  t.flags = TRACE_FLAG_HAS_HASHES;
+  t.block_tokens = 16;
+  static uint64_t chains[1500][24];
+  static int lens[1500];
+  uint64_t x = 7, next_id = 100;
+  kv_error e = {0};
+  for (int r = 0; r < 1500; r++) {
+    int len = 0;
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    if (r > 0 && (x >> 33) % 100 < 70) {
+      int p = (int)((x >> 40) % (uint64_t)r);
+      int keep = 1 + (int)((x >> 20) % (uint64_t)lens[p]);
+      for (int k = 0; k < keep && k < 20; k++) chains[r][len++] = chains[p][k];
+    } else {
+      chains[r][len++] = (x >> 35) % 3;
+    }
+    int extra = 1 + (int)((x >> 50) % 4);
+    for (int k = 0; k < extra; k++) chains[r][len++] = next_id++;
+    lens[r] = len;
+    int64_t tokens = (int64_t)(len - 1) * 16 + 1 + (int64_t)((x >> 45) % 15);
+    int64_t at = (int64_t)r * 10000000; /* 10 ms apart */
+    trace_add_session(&t, r, at, &e);
+    trace_add_turn(&t, at, 0, tokens, tokens, 4, chains[r], len, &e);
+  }
+  REQUIRE_OK(trace_check(&t, &e), &e);
+  sim_replay_result d;
+  REQUIRE_OK(sim_prefix_reuse(&t, &d, &e), &e);
+  char cfgtext[2048];
+  snprintf(cfgtext, sizeof cfgtext, "%s", linear_cfg);
+  char *pos = strstr(cfgtext, "eviction = lru");
+  char buf[2100];
+  snprintf(buf, sizeof buf, "%.*sstore = block\n%s", (int)(pos - cfgtext), cfgtext, pos);
+  kv_config *cfg = NULL;
+  sim_params p;
+  REQUIRE_OK(params_from_text(buf, tiny_model(2, 100000), tiny_hw(), &cfg, &p, &e), &e);
+  sim_result r;
+  REQUIRE_OK(sim_run(&p, &t, NULL, &r, &e), &e);
+  int64_t hit = 0, in = 0;
+  for (int64_t i = 0; i < r.n_req; i++) {
+    hit += r.req[i].hit_tokens;
+    in += r.req[i].input_tokens;
+  }
+  CHECK_EQ_INT(in, d.tokens);
+  CHECK_EQ_INT(hit, d.hit_tokens);
+  CHECK(d.hit_tokens > 0);
+  sim_result_free(&r);
+  trace_free(&t);
+  sim_params_free(&p);
+  kv_config_free(cfg);
+}
+
 /* ---- M/M/1 --------------------------------------------------------------------------------- */
 
 /* Single-turn sessions arriving as a Poisson process (rate 0.5 per ms), one output token, batch
@@ -561,7 +620,7 @@ static void test_storage_share(void) {
 }
 
 TEST_LIST = {TEST(test_golden_log),   TEST(test_layerwise_overlap), TEST(test_truncation_modes),
-             TEST(test_block_store),  TEST(test_mm1),               TEST(test_determinism),
+             TEST(test_block_store),  TEST(test_block_store_vs_direct), TEST(test_mm1),               TEST(test_determinism),
              TEST(test_invariants_all_mechanisms), TEST(test_config_errors),
              TEST(test_storage_share), {0}};
 TEST_MAIN
