@@ -1094,6 +1094,9 @@ static void sim__finish_job(sim_eng *E, int32_t j) {
       if (E->store.u[x].busy == 0) sim_store_touch(&E->store, x, E->ev.now);
     }
     J->n_blocks = 0;
+    /* the session has no queued job any more: its unit leaves the look-ahead window */
+    int32_t x = sim__sess_unit(E, J->session);
+    if (x >= 0) sim_store_set_qpos(&E->store, x, -1);
   }
   /* HBM: the job's KV space, or the write buffer for what is still being written */
   if (J->saves_inflight == 0) {
@@ -1250,6 +1253,10 @@ static int sim__check_end(sim_eng *E, kv_error *err) {
       if (u->tier >= 0 && (u->pins || u->busy)) {
         return kv_error_set(err, KV_ESTATE, "engine: store unit %d still pinned/busy at the end",
                             i);
+      }
+      if (u->tier >= 0 && u->qpos >= 0) {
+        return kv_error_set(err, KV_ESTATE, "engine: store unit %d still in the look-ahead "
+                            "window with an empty queue", i);
       }
     }
   }
