@@ -20,6 +20,7 @@
 
 #include "kv_config.h"
 #include "kv_err.h"
+#include "sim_attn.h"
 #include "sim_cost.h"
 #include "sim_hw.h"
 #include "sim_model.h"
@@ -99,6 +100,8 @@ typedef struct sim_params {
   int64_t pcie_latency_ns, ssd_latency_ns;
   /* [cost] */
   sim_cost cost;
+  /* [attention]: decode attention priced by measured budgets (sim_attn.h); mode off = as above */
+  sim_attn_model attn;
   /* [price] */
   double gpu_price_per_hour, dram_price_per_gib_hour, ssd_price_per_gib_hour;
   sim_time_base time_base;
@@ -110,8 +113,9 @@ typedef struct sim_params {
   int write_requests_csv;
 } sim_params;
 
-/* Reads [sim], [engine], [cache], [links], [cost], [price], [output] and [workload] replay,
- * loads the model and hardware files, and checks them. The caller still calls
+/* Reads [sim], [engine], [cache], [links], [cost], [attention], [price], [output] and
+ * [workload] replay, loads the model and hardware files (and the attention profile), and checks
+ * them. The caller still calls
  * kv_config_check_unused after sim_workload_build. */
 int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err);
 void sim_params_free(sim_params *p);
@@ -145,6 +149,7 @@ typedef struct sim_result {
   sim_link_stat links[SIM_LINK_ROLE_COUNT];
   int64_t tier_peak[SIM_TIER_COUNT];
   int64_t kv_space_bytes;
+  sim_attn_result attn;    /* [attention] aggregates (pool, GPU memory peak) */
   double wall_s;
 } sim_result;
 

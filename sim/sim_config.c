@@ -45,6 +45,83 @@ static int sim__gib(const kv_config *cfg, const char *sec, const char *key, doub
   return 0;
 }
 
+/* [attention]: decode attention priced by measured budgets (sim_attn.h, docs/psa-serving.md).
+ * Times are given in microseconds; every overhead default is an assumption until a kernel profile
+ * replaces it (kernel_profile). With method = off no other key may be set. */
+static int sim__read_attention(kv_config *cfg, sim_params *p, kv_error *err) {
+  static const char *const keys[] = {
+      "profile", "offload", "pool", "pool_gib", "pool_frac", "loop", "load_overlap", "hbm_eff",
+      "launch_us", "select_us", "iter_pipelined_us", "iter_hostsync_us", "reuse_frac",
+      "reuse_csv", "head_draws", "extension", "redraw", "admit", "admit_headroom", "host_gib",
+      "kernel_profile", NULL};
+  static const char *const admit_names[] = {"none", "ws", NULL};
+  sim_attn_params ap;
+  sim_attn_params_defaults(&ap);
+  int rc, e;
+  const char *s;
+  double d;
+  TRY(kv_config_str(cfg, "attention", "method", "off", &s, err));
+  snprintf(ap.method, sizeof ap.method, "%s", s);
+  if (strcmp(s, "off") == 0) {
+    for (int i = 0; keys[i]; i++) {
+      if (kv_config_get(cfg, "attention", keys[i])) {
+        return kv_error_set(err, KV_EINVAL, "%s: [attention] %s has no effect with method = off "
+                            "(set method = dense or a method of the profile)",
+                            kv_config_where(cfg, "attention", keys[i]), keys[i]);
+      }
+    }
+    ap.mode = SIM_ATTN_OFF;
+    return sim_attn_model_load(&p->attn, &ap, &p->model, &p->hw, p->n_gpus, err);
+  }
+  ap.mode = strcmp(s, "dense") == 0 ? SIM_ATTN_DENSE : SIM_ATTN_PSA; /* refined by the profile */
+  TRY(kv_config_str(cfg, "attention", "profile", "", &s, err));
+  snprintf(ap.profile_path, sizeof ap.profile_path, "%s", s);
+  TRY(kv_config_bool(cfg, "attention", "offload", 0, &ap.offload, err));
+  TRY(kv_config_enum(cfg, "attention", "pool", SIM_ATTN_POOL_UNIFIED, sim_attn_pool_names, &e, err));
+  ap.pool = (sim_attn_pool)e;
+  TRY(sim__gib(cfg, "attention", "pool_gib", 0, &ap.pool_bytes, err));
+  TRY(kv_config_double(cfg, "attention", "pool_frac", ap.pool_frac, 1e-3, 0.999, &ap.pool_frac, err));
+  TRY(kv_config_enum(cfg, "attention", "loop", SIM_ATTN_LOOP_PIPELINED, sim_attn_loop_names, &e, err));
+  ap.loop = (sim_attn_loop)e;
+  TRY(kv_config_bool(cfg, "attention", "load_overlap", ap.load_overlap, &ap.load_overlap, err));
+  TRY(kv_config_double(cfg, "attention", "hbm_eff", ap.hbm_eff, 1e-3, 1.0, &ap.hbm_eff, err));
+  struct {
+    const char *key;
+    int64_t *dst;
+  } us[] = {{"launch_us", &ap.launch_ns}, {"select_us", &ap.select_ns},
+            {"iter_pipelined_us", &ap.iter_pipelined_ns}, {"iter_hostsync_us", &ap.iter_hostsync_ns}};
+  for (size_t i = 0; i < sizeof us / sizeof us[0]; i++) {
+    TRY(kv_config_double(cfg, "attention", us[i].key, (double)*us[i].dst / 1e3, 0, 1e9, &d, err));
+    *us[i].dst = (int64_t)llround(d * 1e3);
+  }
+  TRY(kv_config_double(cfg, "attention", "reuse_frac", ap.reuse_frac, 0, 1, &ap.reuse_frac, err));
+  TRY(kv_config_str(cfg, "attention", "reuse_csv", "", &s, err));
+  snprintf(ap.reuse_csv, sizeof ap.reuse_csv, "%s", s);
+  if (ap.reuse_csv[0] && kv_config_get(cfg, "attention", "reuse_frac")) {
+    return kv_error_set(err, KV_EINVAL, "%s: [attention] reuse_frac and reuse_csv are exclusive",
+                        kv_config_where(cfg, "attention", "reuse_csv"));
+  }
+  int64_t hd;
+  TRY(kv_config_int(cfg, "attention", "head_draws", ap.head_draws, 1, 64, &hd, err));
+  ap.head_draws = (int)hd;
+  TRY(kv_config_enum(cfg, "attention", "extension", SIM_ATTN_EXT_FIT, sim_attn_ext_names, &e, err));
+  ap.extension = (sim_attn_ext)e;
+  TRY(kv_config_enum(cfg, "attention", "redraw", SIM_ATTN_REDRAW_STEP, sim_attn_redraw_names, &e,
+                     err));
+  ap.redraw = (sim_attn_redraw)e;
+  TRY(kv_config_enum(cfg, "attention", "admit", 1, admit_names, &ap.admit_ws, err));
+  TRY(kv_config_double(cfg, "attention", "admit_headroom", ap.admit_headroom, 1e-3, 100,
+                       &ap.admit_headroom, err));
+  TRY(sim__gib(cfg, "attention", "host_gib", p->hw.dram_bytes, &ap.host_bytes, err));
+  TRY(kv_config_str(cfg, "attention", "kernel_profile", "", &s, err));
+  snprintf(ap.kernel_profile, sizeof ap.kernel_profile, "%s", s);
+  if ((rc = sim_attn_model_load(&p->attn, &ap, &p->model, &p->hw, p->n_gpus, err))) {
+    kv_error_prefix(err, "%s: [attention]", kv_config_where(cfg, "attention", "method"));
+    return rc;
+  }
+  return 0;
+}
+
 int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err) {
   memset(p, 0, sizeof *p);
   int rc;
@@ -182,6 +259,9 @@ int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err) {
     }
   }
 
+  /* [attention] */
+  TRY(sim__read_attention(cfg, p, err));
+
   /* [price] */
   TRY(kv_config_double(cfg, "price", "gpu_per_hour", p->hw.gpu_price_per_hour, 0, 1e9,
                        &p->gpu_price_per_hour, err));
@@ -203,4 +283,7 @@ int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err) {
   return 0;
 }
 
-void sim_params_free(sim_params *p) { sim_cost_free(&p->cost); }
+void sim_params_free(sim_params *p) {
+  sim_cost_free(&p->cost);
+  sim_attn_model_free(&p->attn);
+}

@@ -109,6 +109,12 @@ typedef struct sim_eng {
   sim_result *res;
   kv_error *err;
   int stop;
+  /* [attention] (sim_attn.h): decode attention priced per layer; hooks marked "attention" */
+  int attn_on;
+  sim_attn_run attn;
+  sim_attn_seq *attn_seqs;
+  int64_t attn_pool_bytes, attn_ready_ns, attn_load_start;
+  int iter_sat;             /* the iteration started with requests waiting in the queue */
 } sim_eng;
 
 #define E_FAIL(E, code, ...)                          \
@@ -802,9 +808,10 @@ static void sim__turn_arrive(sim_eng *E, int64_t ti) {
   J->new_tokens = nw;
   J->out = out;
   J->input = hist + nw;
-  J->reserve_bytes = (J->input + out) * E->bpt;
+  J->reserve_bytes = E->attn_on ? sim_attn_reserve_bytes(&p->attn, J->input, out)  /* attention */
+                                : (J->input + out) * E->bpt;
   J->layers_allowed = 0;
-  if (J->reserve_bytes > E->hbm_kv.capacity) {
+  if (J->reserve_bytes > E->hbm_kv.capacity - E->attn_pool_bytes) {
     E_FAIL(E, KV_ERANGE, "session %lld turn %d: needs %lld bytes of HBM KV space, the GPUs have "
            "%lld (model too large for %lld GPUs?)", (long long)sim__sid(E, s), u->index,
            (long long)J->reserve_bytes, (long long)E->hbm_kv.capacity, (long long)p->n_gpus);
@@ -911,8 +918,13 @@ static void sim__try_admit(sim_eng *E) {
     int32_t j = sim__q_at(E, 0);
     sim_job *J = &E->jobs[j];
     if (J->waiting_unit) break; /* its KV is still in flight: the head waits, FCFS */
+    if (E->attn_on && !sim_attn_can_admit(&E->attn, J->input + J->out, E->n_batch == 0)) break;
     if (sim_tier_alloc(&E->hbm_kv, J->reserve_bytes - J->rbuf_bytes)) break;
     J->rbuf_bytes = 0;
+    if (E->attn_on && sim_attn_admit(&E->attn, j, J->input + J->out)) { /* attention */
+      E_FAIL(E, KV_ENOMEM, "engine: out of memory (attention)");
+      return;
+    }
     E->q_head = (E->q_head + 1) % E->q_cap;
     E->q_len--;
     E->n_deq++;
@@ -945,6 +957,96 @@ static void sim__ev_layer(void *ctx, int64_t k) {
 
 static void sim__ev_iter_end(void *ctx, int64_t arg);
 
+/* ---- attention hooks (sim_attn.h) --------------------------------------------------------- */
+
+/* The block loads of layer `arg` arrived: the layer ends after its compute part (loads overlap
+ * with attention) or after attention runs on the loaded blocks (no overlap). */
+static void sim__attn_loaded(void *ctx, int64_t arg) {
+  sim_eng *E = ctx;
+  const sim_attn_plan *pl = &E->attn.plan;
+  int64_t now = E->ev.now, end, stall;
+  if (E->p->attn.prm.load_overlap) {
+    stall = now > E->attn_ready_ns ? now - E->attn_ready_ns : 0;
+    end = (now > E->attn_ready_ns ? now : E->attn_ready_ns) + pl->post_ns[arg];
+  } else {
+    stall = now - E->attn_load_start;
+    end = now + pl->att_ns[arg] + pl->post_ns[arg];
+  }
+  sim__st(E, SIM_STAT_ATTN_PCIE_STALL_NS, stall);
+  sim__at(E, end, sim__ev_layer, arg + 1);
+}
+
+/* Layer `arg`'s selection is done: its missing blocks start loading over H2D. */
+static void sim__ev_attn_load(void *ctx, int64_t arg) {
+  sim_eng *E = ctx;
+  int32_t route[1] = {E->link[SIM_LINK_H2D]};
+  E->attn_load_start = E->ev.now;
+  E->attn_ready_ns = E->ev.now + E->attn.plan.att_ns[arg];
+  if (sim_net_start(&E->net, route, 1, (double)E->attn.plan.h2d_bytes[arg], 0, sim__attn_loaded,
+                    E, arg, NULL, E->err)) {
+    E->stop = 1;
+  }
+}
+
+/* Runs layers cur_layer .. k-1: those without block loads in one event, then a layer with loads
+ * through its H2D flow. */
+static void sim__attn_layers(sim_eng *E, int64_t k) {
+  const sim_attn_plan *pl = &E->attn.plan;
+  int64_t c = E->cur_layer, t = 0;
+  while (c < k && pl->h2d_bytes[c] == 0) t += pl->plain_ns[c++];
+  if (c > E->cur_layer) {
+    sim__at(E, E->ev.now + t, sim__ev_layer, c);
+    return;
+  }
+  sim__at(E, E->ev.now + pl->pre_ns[c], sim__ev_attn_load, c);
+}
+
+static void sim__d2h_done(void *ctx, int64_t arg) {
+  (void)ctx;
+  (void)arg;
+}
+
+/* Plans the iteration's layers (sim_attn_iter) and the prefill share with attention priced by
+ * the module; the cost model is asked for the layer time without decode attention. */
+static void sim__attn_plan(sim_eng *E, int32_t np, int64_t nd) {
+  const sim_params *p = E->p;
+  int64_t n = 0, new_kv = 0;
+  for (int32_t b = 0; b < E->n_batch; b++) {
+    sim_job *J = &E->jobs[E->batch[b]];
+    if (J->state == JOB_PREFILL) {
+      new_kv += J->prefill;
+    } else {
+      E->attn_seqs[n++] = (sim_attn_seq){E->batch[b], J->input + J->decoded};
+      new_kv++;
+    }
+  }
+  int64_t post, head;
+  sim_iter_work w0 = {np, E->w_hist, E->w_new, nd, 0};
+  sim_cost_iter(&p->cost, &w0, &post, &head);
+  if (sim_attn_iter(&E->attn, E->attn_seqs, n, post, new_kv, E->has_store, E->err)) {
+    E->stop = 1;
+    return;
+  }
+  E->layer_ns = post;
+  E->head_ns = head;
+  const sim_attn_plan *pl = &E->attn.plan;
+  if (np > 0 && nd > 0) {
+    int64_t lp, hp, ld, hd;
+    sim_iter_work wp = {np, E->w_hist, E->w_new, 0, 0}, wd = {0, NULL, NULL, nd, 0};
+    sim_cost_iter(&p->cost, &wp, &lp, &hp);
+    sim_cost_iter(&p->cost, &wd, &ld, &hd);
+    double a = (double)(E->L * lp + hp), b = (double)(E->L * ld + hd + pl->decode_ns);
+    E->prefill_share = a + b > 0 ? a / (a + b) : 0;
+  }
+  if (pl->d2h_bytes > 0) {
+    int32_t route[1] = {E->link[SIM_LINK_D2H]};
+    if (sim_net_start(&E->net, route, 1, (double)pl->d2h_bytes, 0, sim__d2h_done, E, 0, NULL,
+                      E->err)) {
+      E->stop = 1;
+    }
+  }
+}
+
 /* Runs the iteration's layers as far as the loaded KV allows. */
 static void sim__advance(sim_eng *E) {
   if (E->state == ST_WAIT_LOAD) {
@@ -963,6 +1065,10 @@ static void sim__advance(sim_eng *E) {
   if (E->cur_layer < E->L) {
     if (k > E->cur_layer) {
       E->state = ST_RUNNING;
+      if (E->attn_on) {
+        sim__attn_layers(E, k); /* attention: per-layer times and block loads */
+        return;
+      }
       sim__at(E, E->ev.now + (k - E->cur_layer) * E->layer_ns, sim__ev_layer, k);
       return;
     }
@@ -1018,6 +1124,8 @@ static void sim__start_iteration(sim_eng *E) {
   } else {
     E->prefill_share = np > 0 ? 1.0 : 0.0;
   }
+  if (E->attn_on) sim__attn_plan(E, np, nd); /* attention */
+  E->iter_sat = E->q_len > 0;
   E->n_iter_prefill = np;
   E->iter_start = E->ev.now;
   E->iter_stall = 0;
@@ -1064,6 +1172,7 @@ static void sim__finish_job(sim_eng *E, int32_t j) {
   R->load_wait_ns = J->load_wait_ns;
   E->n_completed++;
   sim__st(E, SIM_STAT_COMPLETED, 1);
+  if (E->attn_on) sim_attn_release(&E->attn, j); /* attention */
   sim__logf(E, "done s=%lld turn=%d", (long long)R->session_id, u->index);
   S->ctx = J->input + J->out;
   S->job = -1;
@@ -1134,6 +1243,10 @@ static void sim__ev_iter_end(void *ctx, int64_t arg) {
   sim__st(E, SIM_STAT_LOAD_STALL_NS, E->iter_stall);
   sim__st(E, SIM_STAT_PREFILL_NS,
           E->iter_stall + (int64_t)llround((double)(dur - E->iter_stall) * E->prefill_share));
+  if (E->iter_sat) {
+    sim__st(E, SIM_STAT_SAT_NS, dur);
+    sim__st(E, SIM_STAT_SAT_TOKENS, E->n_batch);
+  }
   int32_t kept = 0;
   for (int32_t b = 0; b < E->n_batch; b++) {
     int32_t j = E->batch[b];
@@ -1142,6 +1255,13 @@ static void sim__ev_iter_end(void *ctx, int64_t arg) {
       J->first_ns = now;
       J->decoded = 1;
       J->state = JOB_DECODE;
+      if (E->attn_on) { /* attention: with offload only metadata stays in HBM */
+        int64_t keep = sim_attn_after_prefill(&p->attn, J->input, J->out);
+        if (keep < J->reserve_bytes) {
+          sim_tier_release(&E->hbm_kv, J->reserve_bytes - keep);
+          J->reserve_bytes = keep;
+        }
+      }
       sim__logf(E, "first s=%lld turn=%d", (long long)sim__sid(E, J->session),
                 E->t->turns[J->turn].index);
       if (p->async_save) sim__save(E, j, J->input, 0);
@@ -1335,6 +1455,24 @@ int sim_run(const sim_params *p, const trace *t, FILE *log, sim_result *r, kv_er
   }
   sim_tier_init(&E->hbm_kv, "hbm_kv", kv_space);
   sim_tier_init(&E->hbm_wb, "hbm_write_buffer", p->write_buffer_bytes);
+  E->attn_on = p->attn.prm.mode != SIM_ATTN_OFF;
+  if (E->attn_on) { /* attention: the block cache is carved out of the KV space */
+    const sim_attn_params *ap = &p->attn.prm;
+    int64_t pool = !ap->offload ? 0
+                   : ap->pool_bytes > 0 ? ap->pool_bytes : (int64_t)floor(ap->pool_frac * (double)kv_space);
+    if (pool >= kv_space || sim_tier_alloc(&E->hbm_kv, pool)) {
+      rc = kv_error_set(err, KV_ERANGE, "[attention] block cache of %lld bytes does not fit in the "
+                        "HBM KV space (%lld bytes)", (long long)pool, (long long)kv_space);
+      goto done;
+    }
+    E->attn_pool_bytes = pool;
+    E->attn_seqs = malloc((size_t)p->batch_limit * sizeof *E->attn_seqs);
+    if (!E->attn_seqs) {
+      rc = kv_error_set(err, KV_ENOMEM, "engine: out of memory");
+      goto done;
+    }
+    if ((rc = sim_attn_run_init(&E->attn, &p->attn, p->seed, pool, E->stats.v, err))) goto done;
+  }
   E->has_store = p->mode != SIM_MODE_RE;
   if (E->has_store) {
     rc = sim_store_init(&E->store, p->store, p->eviction, p->tier_bytes, E->bpt, p->ttl_ns,
@@ -1387,6 +1525,11 @@ int sim_run(const sim_params *p, const trace *t, FILE *log, sim_result *r, kv_er
   if (!E->warm_done) sim__snapshot_warm(E);
   E->stats.v[SIM_STAT_EVENTS] = E->ev.n_fired;
   r->final = E->stats;
+  r->attn.gpu_kv_peak_bytes = E->hbm_kv.peak;
+  if (E->attn_on) { /* attention: return the block cache; pool comparison over the run */
+    sim_tier_release(&E->hbm_kv, E->attn_pool_bytes);
+    if ((rc = sim_attn_finish(&E->attn, E->hbm_kv.peak, &r->attn, err))) goto done;
+  }
   rc = sim__check_end(E, err);
   if (rc) goto done;
   r->events_scheduled = E->ev.n_scheduled;
@@ -1406,6 +1549,8 @@ done:
     r->wall_s = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec - wall0;
   }
   if (E->has_store) sim_store_free(&E->store);
+  if (E->attn_on) sim_attn_run_free(&E->attn);
+  free(E->attn_seqs);
   sim_net_free(&E->net);
   sim_events_free(&E->ev);
   for (int32_t i = 0; i < E->cap_jobs; i++) free(E->jobs[i].blocks);

@@ -95,7 +95,10 @@ typedef struct {
   double v;
 } sim__kv;
 
-static int sim__summary_rows(const sim_summary *s, const sim_result *r, sim__kv *out) {
+#define SIM__MAX_ROWS 128
+
+static int sim__summary_rows(const sim_summary *s, const sim_result *r, const sim_params *p,
+                             sim__kv *out) {
   int n = 0;
 #define ROW(nm, val) out[n++] = (sim__kv){nm, (double)(val)}
   ROW("turns", s->turns);
@@ -127,6 +130,12 @@ static int sim__summary_rows(const sim_summary *s, const sim_result *r, sim__kv 
   ROW("events_cancelled", r->events_cancelled);
   ROW("kv_space_bytes", r->kv_space_bytes);
 #undef ROW
+  /* throughput, GPU memory and [attention] aggregates (sim_attn.h) */
+  int64_t meas[SIM_STAT_COUNT];
+  for (int i = 0; i < SIM_STAT_COUNT; i++) meas[i] = r->final.v[i] - r->warm.v[i];
+  sim_attn_row ar[SIM__MAX_ROWS];
+  int na = sim_attn_summary_rows(&p->attn.prm, &r->attn, meas, s->span_s, ar, SIM__MAX_ROWS - n);
+  for (int i = 0; i < na; i++) out[n++] = (sim__kv){ar[i].name, ar[i].v};
   return n;
 }
 
@@ -238,8 +247,8 @@ static int sim__write_h5(const char *path, const sim_result *r, const sim_params
     if (g < 0) {
       rc = kv_error_set(err, KV_EIO, "%s: cannot create /summary", path);
     } else {
-      sim__kv rows[64];
-      int n = sim__summary_rows(s, r, rows);
+      sim__kv rows[SIM__MAX_ROWS];
+      int n = sim__summary_rows(s, r, p, rows);
       for (int i = 0; i < n && !rc; i++) rc = kv_h5_attr_write_f64(g, rows[i].name, rows[i].v, path, err);
       hsize_t d[1] = {(hsize_t)s->n_by_turn};
       if (!rc) rc = sim__h5_write(g, "by_turn_with_history", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d, s->by_turn_with_history, path, err);
@@ -302,8 +311,8 @@ static int sim__write_csv(const char *dir, const char *name, const sim_result *r
     }
   } else if (strcmp(name, "summary.csv") == 0) {
     fprintf(f, "key,value\n");
-    sim__kv rows[64];
-    int n = sim__summary_rows(s, r, rows);
+    sim__kv rows[SIM__MAX_ROWS];
+    int n = sim__summary_rows(s, r, p, rows);
     for (int i = 0; i < n; i++) fprintf(f, "%s,%.17g\n", rows[i].name, rows[i].v);
     for (int i = 0; i < SIM_STAT_COUNT; i++) {
       fprintf(f, "stat.%s,%lld\n", sim_stat_names[i],

@@ -42,7 +42,20 @@
   X(BYTES_D2H, bytes_d2h, "bytes over device-to-host PCIe")                                        \
   X(BYTES_SSD_READ, bytes_ssd_read, "bytes read from SSD")                                         \
   X(BYTES_SSD_WRITE, bytes_ssd_write, "bytes written to SSD")                                      \
-  X(WAIT_UNIT, wait_unit, "loads that waited for a unit in flight")
+  X(WAIT_UNIT, wait_unit, "loads that waited for a unit in flight")                               \
+  X(SAT_NS, sat_ns, "iteration time while requests waited in the queue (saturated) (ns)")          \
+  X(SAT_TOKENS, sat_tokens, "tokens emitted by saturated iterations")                              \
+  X(ATTN_STEPS, attn_steps, "decode iterations priced by [attention]")                             \
+  X(ATTN_DECODE_SEQS, attn_decode_seqs, "decoding sequences summed over those iterations")         \
+  X(ATTN_TOKENS, attn_tokens, "KV tokens decode attention read (all layers and KV heads)")         \
+  X(ATTN_DENSE_TOKENS, attn_dense_tokens, "KV tokens dense decode attention would read")           \
+  X(ATTN_HBM_BYTES, attn_hbm_bytes, "bytes decode attention read from HBM (KV + metadata)")        \
+  X(ATTN_H2D_BYTES, attn_h2d_bytes, "block-cache misses loaded over PCIe (offload)")               \
+  X(ATTN_D2H_BYTES, attn_d2h_bytes, "new KV written back to host (offload without a store)")       \
+  X(ATTN_HIT_BLOCKS, attn_hit_blocks, "KV blocks found in the GPU block cache (offload)")          \
+  X(ATTN_MISS_BLOCKS, attn_miss_blocks, "KV blocks loaded into the GPU block cache (offload)")      \
+  X(ATTN_NS, attn_ns, "decode attention time (selection, kernels, iteration overheads) (ns)")      \
+  X(ATTN_PCIE_STALL_NS, attn_pcie_stall_ns, "time layers waited for block loads (ns)")
 
 typedef enum sim_stat {
 #define SIM__STAT_ENUM(name, lname, desc) SIM_STAT_##name,
