@@ -314,7 +314,10 @@ int main(int argc, char **argv) {
           double pos = (double)qq / (nq - 1) * (double)(k - 1);
           size_t i0 = (size_t)pos;
           double t = pos - (double)i0;
-          pm->frac_q[c2 * nq + qq] = i0 + 1 < k ? tmp[i0] * (1 - t) + tmp[i0 + 1] * t : tmp[i0];
+          double v = i0 + 1 < k ? tmp[i0] + t * (tmp[i0 + 1] - tmp[i0]) : tmp[i0];
+          /* equal neighbours must not round below the previous quantile (the reader checks) */
+          if (qq > 0 && v < pm->frac_q[c2 * nq + qq - 1]) v = pm->frac_q[c2 * nq + qq - 1];
+          pm->frac_q[c2 * nq + qq] = v;
         }
         pm->mean_frac[c2] = fs / (double)k;
         pm->mean_iters[c2] = is / (double)k;
