@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sim_longctx.h"
+
 /* ==== HOOK: trace files ====================================================================
  * The single place where kvsim reads a trace file. traces/trace_io.h (the other half of the
  * traces issue) provides int trace_read(const char *path, trace *t, kv_error *err); CMake
@@ -119,6 +121,11 @@ int sim_workload_build(kv_config *cfg, uint64_t default_seed, trace *t, kv_error
   int rc = kv_config_str(cfg, "workload", "source", "synthetic", &src, err);
   if (rc) return rc;
   trace_init(t);
+  if (strcmp(src, "longctx") == 0) { /* built-in long-context workload (sim_longctx.h) */
+    rc = sim_longctx_build(cfg, default_seed, t, err);
+    if (rc) trace_free(t);
+    return rc;
+  }
   if (strcmp(src, "synthetic") != 0) {
     rc = sim__read_trace_file(src, t, err);
     if (rc) trace_free(t);
