@@ -164,6 +164,7 @@ typedef struct sim_summary {
   double hit_rate, hit_rate_hbm, hit_rate_dram, hit_rate_ssd, token_hit_rate;
   double ttft_mean_s, ttft_p50_s, ttft_p99_s, tbt_mean_s, e2e_mean_s, queue_mean_s;
   double prefill_throughput_tok_s, gpu_busy_s, span_s;
+  double served_s;         /* warm-up end to the last measured request's completion */
   double cost_gpu_usd, cost_storage_usd, cost_total_usd, storage_share;
   double usd_per_hour;
   /* hit rate by turn index: index k in [0, n_by_turn); the last bin holds k >= n_by_turn-1 */

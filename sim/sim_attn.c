@@ -725,7 +725,7 @@ int sim_attn_finish(sim_attn_run *r, int64_t gpu_kv_peak_bytes, sim_attn_result 
 }
 
 int sim_attn_summary_rows(const sim_attn_params *ap, const sim_attn_result *res,
-                          const int64_t *ms, double span_s, sim_attn_row *out, int cap) {
+                          const int64_t *ms, double served_s, sim_attn_row *out, int cap) {
   int n = 0;
 #define ROW(nm, val)                                 \
   do {                                               \
@@ -734,11 +734,11 @@ int sim_attn_summary_rows(const sim_attn_params *ap, const sim_attn_result *res,
   double dec = (double)ms[SIM_STAT_DECODE_TOKENS];
   double steps = (double)ms[SIM_STAT_ATTN_STEPS];
   double on = ap->mode != SIM_ATTN_OFF;
-  ROW("throughput_tok_s", span_s > 0 ? dec / span_s : NAN);
+  ROW("throughput_tok_s", served_s > 0 ? dec / served_s : NAN);
   ROW("throughput_sat_tok_s", ms[SIM_STAT_SAT_NS] > 0
                                   ? (double)ms[SIM_STAT_SAT_TOKENS] / ((double)ms[SIM_STAT_SAT_NS] * 1e-9)
                                   : NAN);
-  ROW("sat_time_frac", span_s > 0 ? (double)ms[SIM_STAT_SAT_NS] * 1e-9 / span_s : NAN);
+  ROW("sat_time_frac", served_s > 0 ? (double)ms[SIM_STAT_SAT_NS] * 1e-9 / served_s : NAN);
   ROW("attn_mode", ap->mode);
   ROW("attn_offload", ap->offload);
   ROW("attn_pool", ap->pool);

@@ -239,9 +239,11 @@ typedef struct sim_attn_row {
   const char *name;
   double v;
 } sim_attn_row;
-/* Counters are the measured window (final - warm). Returns the number of rows written (<= cap). */
+/* Counters are the measured window (final - warm); served_s = warm-up end to the last measured
+ * completion (throughput's denominator: transfers still running after it do not count).
+ * Returns the number of rows written (<= cap). */
 int sim_attn_summary_rows(const sim_attn_params *ap, const sim_attn_result *res,
-                          const int64_t *measured_stats, double span_s, sim_attn_row *out,
+                          const int64_t *measured_stats, double served_s, sim_attn_row *out,
                           int cap);
 
 #endif /* SIM_ATTN_H */

@@ -26,10 +26,12 @@ int sim_summarize(const sim_result *r, const sim_params *p, sim_summary *s, kv_e
   int64_t *ttft = malloc((size_t)(r->n_req ? r->n_req : 1) * sizeof *ttft);
   if (!ttft) return kv_error_set(err, KV_ENOMEM, "summary: out of memory");
   double sum_e2e = 0, sum_q = 0, sum_tbt = 0, n_tbt = 0, sum_hit = 0, sum_in = 0;
+  int64_t last_finish = r->warm_ns;
   for (int64_t i = 0; i < r->n_req; i++) {
     const sim_request *q = &r->req[i];
     if (q->warmup || q->finish_ns < 0) continue;
     ttft[n++] = q->first_token_ns - q->arrival_ns;
+    if (q->finish_ns > last_finish) last_finish = q->finish_ns;
     sum_e2e += (double)(q->finish_ns - q->arrival_ns);
     sum_q += (double)(q->admit_ns - q->arrival_ns);
     if (q->output_tokens > 1) {
@@ -76,6 +78,7 @@ int sim_summarize(const sim_result *r, const sim_params *p, sim_summary *s, kv_e
   s->prefill_throughput_tok_s = prefill_ns > 0 ? in_tok / (prefill_ns * 1e-9) : NAN;
   s->gpu_busy_s = (double)(f[SIM_STAT_GPU_BUSY_NS] - w[SIM_STAT_GPU_BUSY_NS]) * 1e-9;
   s->span_s = (double)(r->end_ns - r->warm_ns) * 1e-9;
+  s->served_s = (double)(last_finish - r->warm_ns) * 1e-9;
   double gpu_h = (double)p->n_gpus * p->gpu_price_per_hour;
   double sto_h = (double)p->tier_bytes[SIM_TIER_DRAM] / SIM_GIB * p->dram_price_per_gib_hour +
                  (double)p->tier_bytes[SIM_TIER_SSD] / SIM_GIB * p->ssd_price_per_gib_hour;
@@ -118,6 +121,7 @@ static int sim__summary_rows(const sim_summary *s, const sim_result *r, const si
   ROW("prefill_throughput_tok_s", s->prefill_throughput_tok_s);
   ROW("gpu_busy_s", s->gpu_busy_s);
   ROW("span_s", s->span_s);
+  ROW("served_s", s->served_s);
   ROW("usd_per_hour", s->usd_per_hour);
   ROW("cost_gpu_usd", s->cost_gpu_usd);
   ROW("cost_storage_usd", s->cost_storage_usd);
@@ -134,7 +138,7 @@ static int sim__summary_rows(const sim_summary *s, const sim_result *r, const si
   int64_t meas[SIM_STAT_COUNT];
   for (int i = 0; i < SIM_STAT_COUNT; i++) meas[i] = r->final.v[i] - r->warm.v[i];
   sim_attn_row ar[SIM__MAX_ROWS];
-  int na = sim_attn_summary_rows(&p->attn.prm, &r->attn, meas, s->span_s, ar, SIM__MAX_ROWS - n);
+  int na = sim_attn_summary_rows(&p->attn.prm, &r->attn, meas, s->served_s, ar, SIM__MAX_ROWS - n);
   for (int i = 0; i < na; i++) out[n++] = (sim__kv){ar[i].name, ar[i].v};
   return n;
 }
