@@ -169,3 +169,10 @@ int trace_check(const trace *t, kv_error *err) {
   }
   return 0;
 }
+
+int64_t trace_session_tokens(const trace *t, int64_t s) {
+  const trace_session *ss = &t->sessions[s];
+  if (ss->n_turns == 0) return 0;
+  const trace_turn *u = &t->turns[ss->first_turn + ss->n_turns - 1];
+  return (int64_t)u->input_tokens + u->output_tokens;
+}

@@ -90,6 +90,10 @@ int64_t trace_add_turn(trace *t, int64_t arrival_ns, int64_t think_ns, int64_t i
  * is reported with the session id and turn index. */
 int trace_check(const trace *t, kv_error *err);
 
+/* A session's total tokens: its last turn's input + output (the final context), 0 when it has
+ * no turns. For a TRACE_FLAG_FULL_HISTORY trace this is the sum of all new and output tokens. */
+int64_t trace_session_tokens(const trace *t, int64_t s);
+
 /* Turn i's hashes (NULL when it has none). */
 static inline const uint64_t *trace_turn_hashes(const trace *t, const trace_turn *u) {
   return u->n_hashes ? t->hashes + u->hash_off : (const uint64_t *)0;
