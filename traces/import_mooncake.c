@@ -388,7 +388,7 @@ int trace_import_mooncake_stream(FILE *f, const char *name, const trace_mooncake
   }
   for (int64_t r = 0; r < n_reqs && !rc; r++) {
     trace_import_req *q = &reqs[r];
-    const uint64_t *h = hashes + q->hash_off;
+    const uint64_t *h = q->n_hashes ? hashes + q->hash_off : NULL;
     int64_t node = 0, depth = 0;
     while (depth < q->n_hashes) {
       int64_t c = moon__trie_child(&T, node, h[depth]);

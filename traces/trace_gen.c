@@ -28,8 +28,8 @@ void trace_gen_params_default(trace_gen_params *p) {
   p->prompt_sigma = GEN_DEFAULT_SIGMA;
   p->output_mu = GEN_DEFAULT_OUTPUT_MU;
   p->output_sigma = GEN_DEFAULT_SIGMA;
-  p->prompt_max = 0;
-  p->output_max = 0;
+  p->prompt_max = 4096;
+  p->output_max = 4096;
   p->think_mean_s = 60.0;
   p->block_tokens = 0;
   p->seed = 1;

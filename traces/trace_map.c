@@ -34,7 +34,7 @@ static int64_t trace__strmap_find(const trace_strmap *m, uint64_t h, const char 
   for (int64_t i = (int64_t)(h & (uint64_t)mask);; i = (i + 1) & mask) {
     if (m->hash[i] == 0) return -1 - i; /* empty slot i: encoded as -1-i */
     if (m->hash[i] == h && m->key_len[i] == len &&
-        memcmp(m->arena + m->key_off[i], key, len) == 0) {
+        (len == 0 || memcmp(m->arena + m->key_off[i], key, len) == 0)) {
       return i;
     }
   }
@@ -114,7 +114,7 @@ int trace_strmap_put(trace_strmap *m, const char *key, size_t len, int64_t val) 
 int trace_strmap_slot(const trace_strmap *m, int64_t slot, const char **key, size_t *len,
                       int64_t *val) {
   if (slot < 0 || slot >= m->cap || !m->hash[slot]) return 0;
-  *key = m->arena + m->key_off[slot];
+  *key = m->arena ? m->arena + m->key_off[slot] : "";
   *len = m->key_len[slot];
   *val = m->val[slot];
   return 1;

@@ -104,10 +104,11 @@ int trace_summarize(const trace *t, trace_summary *s, kv_error *err) {
   s->history_share = sin > 0 ? shist / sin : 0;
   if (t->n_turns) {
     s->duration_s = (double)(last - first) * 1e-9;
-    if (s->duration_s > 0) {
-      s->session_rate = (double)(t->n_sessions - s->empty_sessions) / s->duration_s;
-      s->request_rate = (double)t->n_turns / s->duration_s;
-    }
+    if (s->duration_s > 0) s->request_rate = (double)t->n_turns / s->duration_s;
+    /* sessions: over the span of session arrivals (think times after the last arrival would
+     * otherwise dilute the rate) */
+    double span = (double)(t->sessions[t->n_sessions - 1].arrival_ns - t->sessions[0].arrival_ns) * 1e-9;
+    if (span > 0) s->session_rate = (double)(t->n_sessions - 1) / span;
   }
   for (int64_t i = 0; i < t->n_turns; i++) a[i] = t->turns[i].input_tokens;
   sum__dist(a, t->n_turns, &s->input);

@@ -4,7 +4,9 @@
  * Definitions (docs/trace-format.md):
  *   session tokens   a session's last turn's input + output (its final context);
  *   percentiles      nearest rank: the smallest value with at least p% of values at or below;
- *   duration         last turn arrival - first session arrival; rates = count / duration;
+ *   duration         last turn arrival - first turn arrival; request rate = turns / duration;
+ *                    session rate = (sessions - 1) / (last - first session arrival), the
+ *                    estimator of a Poisson rate from the arrivals' span;
  *   history share    sum(input - new) / sum(input): the part of all prompts a per-session KV
  *                    cache could serve (the trace's own claim of reusable history);
  *   prefix reuse     (traces with hashes) replaying turns in arrival order (ties: session, turn)
