@@ -14,8 +14,8 @@
  * This is "ordinary" encoding: special tokens such as "<|endoftext|>" are encoded as text.
  * Input should be UTF-8; bytes of an invalid UTF-8 sequence (which a Python str cannot hold)
  * are each their own piece, so every input still round-trips through decode.
- * Known divergence: PCRE2's \s and Unicode tables (Unicode 14 in PCRE2 10.42) may differ from
- * Python's `regex` module on rare code points (e.g. U+0085, U+180E); ASCII text is unaffected.
+ * Possible divergence: PCRE2's \s class and Unicode tables may differ from those of Python's
+ * `regex` module (which GPT-2 used) on rare code points; not observed on the tested texts.
  *
  * Approximations (no tokenizer files):
  *   TRACE_TOK_APPROX_CHARS4: ceil(Unicode code points / 4) — OpenAI's rule of thumb of about
