@@ -176,4 +176,20 @@ void attn_metrics(const attn_shape *s, const attn_method *m, int64_t n_keys,
  * tokens in descending weight order (the ideal token-level budget). */
 int64_t attn_tokens_for_mass(const double *p, int64_t n_keys, double frac, double *scratch);
 
+/* ---- evaluating methods over recorded queries ----------------------------------------------- */
+
+/* Runs n_methods methods for every query of one recorded layer and measures them against dense
+ * attention. Query i (Q[i], shape [n_heads, head_dim]) sits at positions[i] and attends to keys
+ * 0..positions[i] of K, V [>= positions[i]+1, n_kv_heads, head_dim]. Work is spread over
+ * n_threads OpenMP threads (0: the OpenMP default) by query; results do not depend on it.
+ * Outputs (caller-allocated):
+ *   mh    [n_methods, n_pos, n_heads]     per-head metrics
+ *   bytes [n_methods, n_pos, n_kv_heads]  bytes read (attn_bytes_read with elem_bytes)
+ *   iters [n_methods, n_pos, n_kv_heads]  iterations (may be NULL)
+ *   need  [n_pos, n_heads, 3]             tokens needed for 90/95/99% of the mass (may be NULL) */
+int attn_eval_layer(const attn_shape *s, const attn_method *methods, int n_methods,
+                    const float *Q, const int64_t *positions, int64_t n_pos, const float *K,
+                    const float *V, int elem_bytes, int n_threads, attn_head_metrics *mh,
+                    int64_t *bytes, int32_t *iters, int64_t *need, kv_error *err);
+
 #endif /* ATTN_H */

@@ -116,7 +116,10 @@ int attn_method_parse(const char *s, attn_method *m, kv_error *err) {
   memcpy(buf, s, strlen(s) + 1);
   char *fields[16];
   int nf = 0;
-  for (char *p = strtok(buf, ":"); p && nf < 16; p = strtok(NULL, ":")) fields[nf++] = p;
+  char *save = NULL;
+  for (char *p = strtok_r(buf, ":", &save); p && nf < 16; p = strtok_r(NULL, ":", &save)) {
+    fields[nf++] = p;
+  }
   if (nf == 0) return kv_error_set(err, KV_EINVAL, "method '%s': empty", s);
   attn_method_kind kind;
   if (!strcasecmp(fields[0], "dense")) kind = ATTN_DENSE;

@@ -138,10 +138,11 @@ static hid_t qkv__open_tensor(hid_t g, const char *gpath, const char *name, int6
   if ((*d0 >= 0 && (int64_t)dims[0] != *d0) || (int64_t)dims[1] != d1 ||
       (int64_t)dims[2] != d2) {
     H5Dclose(d);
-    return kv_error_set(err, KV_EFORMAT, "%s: shape [%llu, %llu, %llu], expected [%lld, %lld, %lld]",
+    char first[32] = "*";
+    if (*d0 >= 0) snprintf(first, sizeof first, "%lld", (long long)*d0);
+    return kv_error_set(err, KV_EFORMAT, "%s: shape [%llu, %llu, %llu], expected [%s, %lld, %lld]",
                         what, (unsigned long long)dims[0], (unsigned long long)dims[1],
-                        (unsigned long long)dims[2], (long long)*d0, (long long)d1,
-                        (long long)d2);
+                        (unsigned long long)dims[2], first, (long long)d1, (long long)d2);
   }
   if ((int64_t)dims[0] * d1 * d2 > QKV_MAX_ELEMS || dims[0] > (hsize_t)QKV_MAX_ELEMS) {
     H5Dclose(d);

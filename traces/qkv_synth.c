@@ -113,24 +113,27 @@ int qkv_synth_write(const char *path, const qkv_synth_params *p, kv_error *err) 
         hd[h].loc = hd[h].u + D;
         qkv__unit(&r, hd[h].u, D);
         qkv__unit(&r, hd[h].loc, D);
-        hd[h].w_local = kv_rng_uniform(&r) < 0.4 ? 2.0 + 4.0 * kv_rng_uniform(&r) : 0.0;
+        /* Recency: q.k of this part is up to w^2 / sqrt(D) nats at distance 0. */
+        hd[h].w_local = kv_rng_uniform(&r) < 0.4 ? 3.0 + 3.0 * kv_rng_uniform(&r) : 0.0;
       }
       for (int64_t t = 0; t < T; t++) {
         for (int h = 0; h < Hkv; h++) {
           float *k = K + ((size_t)t * Hkv + h) * D;
           float *v = V + ((size_t)t * Hkv + h) * D;
-          double a = 0.0;
+          /* Topic weight: the score of this key for a query of strength tau*a is about
+           * tau * a * ak nats (q carries sqrt(D) to cancel the 1/sqrt(D) scale). */
+          double ak = 0.0;
           if (t == 0) {
-            a = 6.0;
+            ak = 6.0; /* attention sink */
           } else if (kv_rng_uniform(&r) < 0.02) {
-            a = 1.0 + 1.5 / pow(1.0 - kv_rng_uniform(&r), 1.0 / 1.5); /* Pareto, alpha 1.5 */
-            if (a > 8.0) a = 8.0;
+            ak = 1.0 / pow(1.0 - kv_rng_uniform(&r), 1.0 / 1.2); /* Pareto, alpha 1.2 */
+            if (ak > 12.0) ak = 12.0;
           }
           /* Recency part: RoPE-rotated constant, so q.k of that part depends on t - p. */
           for (int i = 0; i < D; i++) k[i] = (float)(hd[h].w_local * hd[h].loc[i]);
           qkv__rope(k, D, t);
           for (int i = 0; i < D; i++) {
-            k[i] += (float)(0.6 * kv_rng_normal(&r) + a * hd[h].u[i]);
+            k[i] += (float)(0.6 * kv_rng_normal(&r) + ak * hd[h].u[i]);
             v[i] = (float)kv_rng_normal(&r);
           }
         }
@@ -138,14 +141,15 @@ int qkv_synth_write(const char *path, const qkv_synth_params *p, kv_error *err) 
       for (int64_t i = 0; i < P; i++) {
         for (int hq = 0; hq < Hq; hq++) {
           const qkv__head *H = &hd[hq / G];
-          /* Temperature: log-uniform in [0.3, 3]; layer 0 flat. */
-          double tau = l == 0 ? 0.15 : 0.3 * pow(10.0, kv_rng_uniform(&r));
-          double a = 1.0 + kv_rng_uniform(&r);
+          /* Temperature: log-uniform in [0.2, 2]; layer 0 flat. */
+          double tau = l == 0 ? 0.1 : 0.2 * pow(10.0, kv_rng_uniform(&r));
+          double a = 0.5 + kv_rng_uniform(&r);
           float *q = Q + ((size_t)i * Hq + hq) * D;
           for (int d = 0; d < D; d++) q[d] = (float)(H->w_local * H->loc[d]);
+          double sd = sqrt((double)D);
           qkv__rope(q, D, pos[i]);
           for (int d = 0; d < D; d++) {
-            q[d] += (float)(tau * (a * H->u[d] + 0.3 * kv_rng_normal(&r)));
+            q[d] += (float)(tau * sd * (a * H->u[d] + 0.3 / sd * kv_rng_normal(&r)));
           }
         }
       }

@@ -1,0 +1,249 @@
+/* attn_cuda.h — decode attention on NVIDIA GPUs (CUDA), C API.
+ *
+ * The same semantics as the CPU reference (kernels/attn.h), which is their oracle: dense decode,
+ * fixed top-k (Quest-style) and Progressive Sparse Attention (PSA), GQA-aware (one KV read serves
+ * the whole query group; sparse methods choose one block set per KV head), over a paged KV cache
+ * in fp16 or bf16 with fp32 accumulation. Status of verification: see docs/kernels.md.
+ *
+ * Layout (one layer; "page" = physical block of block_size tokens):
+ *   K, V    [n_pages, n_kv_heads, block_size, head_dim]  dtype   (HND: a page of one KV head is
+ *                                                                  block_size*head_dim contiguous)
+ *   kmin, kmax, kmean, kvar  [n_pages, n_kv_heads, head_dim]  dtype   block metadata (attn.h's
+ *                            min/max/mean/population variance of the page's keys, per channel)
+ *   block_table [n_req, max_blocks] int32: physical page of each logical block of a request
+ *   seq_len     [n_req] int32: tokens the request's query attends to (its own key included)
+ *   q           [n_req, n_heads, head_dim] fp32; out [n_req, n_heads, head_dim] fp32
+ * Query head h uses KV head h / (n_heads / n_kv_heads); scores are q.k / sqrt(head_dim).
+ *
+ * Supported: head_dim 64 or 128; group size n_heads / n_kv_heads <= 8; block_size a multiple of
+ * 16, at most 256; fp16 and bf16. Other shapes return KV_ENOTSUP. The oracle method (needs the
+ * dense probabilities) is CPU-only.
+ *
+ * Conventions: every function returns 0 or a negative kv_status and fills *err; device failures
+ * are KV_EDEVICE with the failing CUDA/cuBLAS call, file and line in the message. Pointers named
+ * "device" are device memory owned by the caller unless said otherwise. Calls are asynchronous on
+ * the context's stream unless they copy results to the host.
+ */
+#ifndef ATTN_CUDA_H
+#define ATTN_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "attn.h"
+#include "kv_err.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum kvc_dtype {
+  KVC_DTYPE_F16 = 1,   /* the same values as qkv_dtype */
+  KVC_DTYPE_BF16 = 2
+} kvc_dtype;
+
+/* Bytes per element (2) and name ("fp16", "bf16"). */
+int kvc_dtype_size(kvc_dtype t);
+const char *kvc_dtype_name(kvc_dtype t);
+
+/* ---- context -------------------------------------------------------------------------------- */
+
+typedef struct kvc_ctx kvc_ctx;
+
+typedef struct kvc_device_info {
+  char name[256];
+  int cc_major, cc_minor;
+  int n_sm;
+  int64_t l2_bytes;
+  int64_t mem_bytes;
+  int driver_version, runtime_version;
+} kvc_device_info;
+
+/* Number of CUDA devices (0 when there is none or the driver is missing; never fails). */
+int kvc_device_count(void);
+
+/* Creates a context on `device`: a stream, a cuBLAS handle, events and a scratch arena.
+ * *out is owned by the caller (kvc_ctx_free). */
+int kvc_ctx_init(kvc_ctx **out, int device, kv_error *err);
+void kvc_ctx_free(kvc_ctx *c);
+void kvc_ctx_info(const kvc_ctx *c, kvc_device_info *info);
+
+/* Device memory and copies (synchronous copies: the call returns after the data arrived). */
+int kvc_malloc(kvc_ctx *c, void **p, size_t bytes, kv_error *err);
+void kvc_free(kvc_ctx *c, void *p);
+int kvc_h2d(kvc_ctx *c, void *dst, const void *src, size_t bytes, kv_error *err);
+int kvc_d2h(kvc_ctx *c, void *dst, const void *src, size_t bytes, kv_error *err);
+/* Fills bytes with `byte` (asynchronous). Tests poison outputs with 0xFF (NaN in fp32). */
+int kvc_memset(kvc_ctx *c, void *p, int byte, size_t bytes, kv_error *err);
+/* Waits for all work on the context's stream and reports a pending kernel error. */
+int kvc_sync(kvc_ctx *c, kv_error *err);
+
+/* ---- timing --------------------------------------------------------------------------------- */
+
+/* Events around stream work: kvc_time_begin, work, kvc_time_end (waits, returns milliseconds). */
+int kvc_time_begin(kvc_ctx *c, kv_error *err);
+int kvc_time_end(kvc_ctx *c, double *ms, kv_error *err);
+/* Overwrites a buffer larger than the L2 cache (so that the next timed run starts cold). */
+int kvc_l2_flush(kvc_ctx *c, kv_error *err);
+/* Device-to-device copy of `bytes` bytes, median of `reps` timed copies after a warm-up;
+ * *gbps = 2 * bytes / time (bytes read + written), in GB/s (1e9). */
+int kvc_copy_bandwidth(kvc_ctx *c, size_t bytes, int reps, double *gbps, kv_error *err);
+
+/* Phase times of the last top-k or PSA call (select = scoring, ordering and loop preparation;
+ * attend = the attention over the chosen blocks, including PSA's loop), from events the ops record
+ * when not capturing a graph. Waits for them. KV_ESTATE when the last op recorded none. */
+int kvc_phase_times(kvc_ctx *c, double *select_ms, double *attend_ms, kv_error *err);
+
+/* CUDA graphs: capture the context stream's work between begin and end, then replay it. Ops must
+ * have run once with the same shapes before capture (their scratch must not grow during it). */
+typedef struct kvc_graph kvc_graph;
+int kvc_graph_begin(kvc_ctx *c, kv_error *err);
+int kvc_graph_end(kvc_ctx *c, kvc_graph **out, kv_error *err);
+int kvc_graph_launch(kvc_ctx *c, kvc_graph *g, kv_error *err);
+void kvc_graph_free(kvc_graph *g);
+
+/* ---- paged KV cache of one layer ------------------------------------------------------------ */
+
+enum {
+  KVC_META_MIN = 1,
+  KVC_META_MAX = 2,
+  KVC_META_MEAN = 4,
+  KVC_META_VAR = 8,
+  KVC_META_ALL = 15
+};
+
+typedef struct kvc_kv {
+  kvc_dtype dtype;
+  int n_kv_heads, head_dim, block_size;
+  int64_t n_pages;
+  int meta_mask;                    /* KVC_META_* kept */
+  void *k, *v;                      /* device [n_pages, n_kv_heads, block_size, head_dim] */
+  void *kmin, *kmax, *kmean, *kvar; /* device [n_pages, n_kv_heads, head_dim] or NULL */
+} kvc_kv;
+
+/* Allocates a pool (contents undefined) with the metadata arrays named by meta_mask. */
+int kvc_kv_alloc(kvc_ctx *c, kvc_kv *kv, kvc_dtype dtype, int n_kv_heads, int head_dim,
+                 int block_size, int64_t n_pages, int meta_mask, kv_error *err);
+void kvc_kv_free(kvc_ctx *c, kvc_kv *kv);
+
+/* Metadata vectors a method reads (KVC_META_* mask; 0 for dense). */
+int kvc_method_meta(const attn_method *m);
+
+/* Writes tokens [0, n_tokens) of one request from host fp32 K, V [n_tokens, n_kv_heads, head_dim]
+ * into its pages (pages [ceil(n_tokens / block_size)], host), converting to the pool's dtype
+ * (round to nearest even, as kv_half.h). Synchronous. */
+int kvc_kv_upload(kvc_ctx *c, const kvc_kv *kv, const int32_t *pages, const float *K,
+                  const float *V, int64_t n_tokens, kv_error *err);
+/* Writes host metadata (fp32, attn_blockmeta layout [n_blocks, n_kv_heads, head_dim], converted
+ * to the pool's dtype) of one request into its pages: the arrays kept by the pool. Synchronous. */
+int kvc_kv_upload_meta(kvc_ctx *c, const kvc_kv *kv, const int32_t *pages,
+                       const attn_blockmeta *m, kv_error *err);
+/* Reads metadata of n_blocks pages back to host fp32 arrays [n_blocks, n_kv_heads, head_dim]
+ * (NULL to skip one). Synchronous. */
+int kvc_kv_download_meta(kvc_ctx *c, const kvc_kv *kv, const int32_t *pages, int64_t n_blocks,
+                         float *kmin, float *kmax, float *kmean, float *kvar, kv_error *err);
+
+/* The requests of one decode step. Device arrays except h_seq_len (host copy of seq_len, used to
+ * plan launches: the serving scheduler knows every request's length). */
+typedef struct kvc_batch {
+  int n_req;
+  int max_blocks;                /* row stride of block_table */
+  const int32_t *block_table;    /* device [n_req, max_blocks] */
+  const int32_t *seq_len;        /* device [n_req], each >= 1 */
+  const int32_t *h_seq_len;      /* host [n_req], equal to seq_len */
+  const float *q;                /* device [n_req, n_heads, head_dim] */
+} kvc_batch;
+
+/* ---- ops ------------------------------------------------------------------------------------ */
+
+/* Dense decode, split-K over each request's blocks (flash-decoding), combine of the splits.
+ * out device [n_req, n_heads, head_dim]; lse device [n_req, n_heads] natural-log sum of exp
+ * scores (may be NULL). */
+int kvc_dense(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const kvc_batch *b, float *out,
+              float *lse, kv_error *err);
+
+/* Rebuilds the metadata (the arrays the pool keeps) of every block of every request. */
+int kvc_meta_build(kvc_ctx *c, const kvc_kv *kv, const kvc_batch *b, kv_error *err);
+/* Decode-time append: for every request r, writes the new token's k_new[r], v_new[r] (device
+ * fp32 [n_req, n_kv_heads, head_dim]) at position seq_len[r] - 1 (seq_len already counts it; its
+ * page must be mapped) and recomputes the metadata of that token's block from its keys (equal to a
+ * rebuild; see docs/kernels.md). */
+int kvc_meta_append(kvc_ctx *c, const kvc_kv *kv, const kvc_batch *b, const float *k_new,
+                    const float *v_new, kv_error *err);
+
+/* What a sparse op read, per (request, KV head) unless noted. Device arrays, each may be NULL. */
+typedef struct kvc_sparse_out {
+  int32_t *blocks_read;    /* [n_req, n_kv_heads] blocks whose K/V entered the output */
+  int32_t *iterations;     /* [n_req, n_kv_heads] PSA iterations (forced blocks = one); top-k 1 */
+  int32_t *blocks_fetched; /* [n_req, n_kv_heads] blocks loaded, speculative PSA loads included */
+  float *est_mass;         /* [n_req, n_heads] PSA's final P_acc (top-k: NaN) */
+  int32_t *order;          /* [n_req, n_kv_heads, max_blocks] visit order (top-k: selection
+                              first); entries past the request's block count are undefined */
+} kvc_sparse_out;
+
+/* Fixed top-k: block scores (Quest bound or q.mean, combined over the group by max or sum), the
+ * selection on the GPU (stable descending sort, ties to the lower block, forced blocks first),
+ * then split-K attention over the selected blocks. */
+int kvc_topk(kvc_ctx *c, const attn_shape *s, const attn_method *m, const kvc_kv *kv,
+             const kvc_batch *b, float *out, kvc_sparse_out *so, kv_error *err);
+
+typedef enum kvc_psa_mode {
+  KVC_PSA_PIPELINED = 0, /* one persistent launch runs every iteration, stop test on the device */
+  KVC_PSA_HOSTSYNC       /* one launch per iteration, the host reads the stop flags after each */
+} kvc_psa_mode;
+
+typedef struct kvc_psa_opts {
+  kvc_psa_mode mode;
+  int ctas_per_pair;   /* pipelined: CTAs working on one (request, KV head); 0 = fill the GPU */
+  int spec_iters;      /* pipelined: iterations a CTA may start beyond the committed frontier and
+                          beyond the estimate's predicted stop (speculation); default 2 */
+  int window;          /* pipelined: ring of iteration partials per pair (>= 2); default 32 */
+} kvc_psa_opts;
+
+void kvc_psa_opts_defaults(kvc_psa_opts *o);
+
+typedef struct kvc_psa_stats {
+  int host_syncs;      /* host round trips in the loop (0 when pipelined) */
+  int launches;        /* kernel launches in the loop */
+} kvc_psa_stats;
+
+/* PSA: ranking (per-head estimated probabilities, summed over the group), visit order, the
+ * progressive loop (forced blocks, then groups of group_blocks; online-softmax merge; stop when
+ * every head of the group reaches epsilon, as kernels/attn_sparse.c), outputs and counts.
+ * st may be NULL. */
+int kvc_psa(kvc_ctx *c, const attn_shape *s, const attn_method *m, const kvc_kv *kv,
+            const kvc_batch *b, const kvc_psa_opts *o, float *out, kvc_sparse_out *so,
+            kvc_psa_stats *st, kv_error *err);
+
+/* ---- cuBLAS --------------------------------------------------------------------------------- */
+
+/* Scores of many queries against one sequence's contiguous keys, for every query head:
+ *   S[h, i, t] = scale * Q[i, h, :] . K[t, h / G, :]
+ * Q device [n_q, n_heads, head_dim], K device [n_tok, n_kv_heads, head_dim] (dtype), S device
+ * fp32 [n_heads, n_q, n_tok]. One batched GEMM (cublasGemmBatchedEx), fp32 accumulation. */
+int kvc_group_scores(kvc_ctx *c, const attn_shape *s, kvc_dtype dtype, const void *Q, int n_q,
+                     const void *K, int64_t n_tok, float *S, kv_error *err);
+
+/* Times C[m, n] = A[m, k] B[k, n] (dtype inputs, fp32 accumulation, dtype output) through
+ * cublasGemmEx: median of reps after a warm-up, on random inputs. */
+int kvc_gemm_time(kvc_ctx *c, kvc_dtype dtype, int m, int n, int k, int reps, double *ms,
+                  kv_error *err);
+
+/* ---- data for tests and benchmarks ---------------------------------------------------------- */
+
+/* Fills n elements of dtype (or fp32 when dtype is 0) with seeded pseudo-random normals times
+ * `scale` (a counter-based hash: the same seed gives the same values). */
+int kvc_fill_normal(kvc_ctx *c, void *p, int dtype, int64_t n, uint64_t seed, float scale,
+                    kv_error *err);
+/* Heavy-tailed synthetic attention on the device, as traces/qkv_synth.c in spirit: per request
+ * and KV head a unit "topic" direction u; keys are N(0,1) noise plus, for about 2% of tokens, a
+ * Pareto multiple of u, and token 0 (the sink) a large multiple; queries are a multiple of u plus
+ * noise. Fills the pages of every request (block_table, seq_len) and q. */
+int kvc_fill_synth(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const kvc_batch *b,
+                   float *q, uint64_t seed, kv_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ATTN_CUDA_H */

@@ -1,0 +1,206 @@
+/* sim_config.c — the one place that reads the experiment config (sim_params_from_config).
+ * Every key, its default and its unit are listed here and in docs/sim.md. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sim.h"
+
+#ifndef SIM_DATA_DIR
+#define SIM_DATA_DIR "sim/data"
+#endif
+
+#define SIM_GIB 1073741824.0
+
+const char *const sim_mode_names[] = {"re", "hbm", "hbm_dram", "hbm_dram_ssd", NULL};
+const char *const sim_trunc_names[] = {"decoupled", "tt", "nkvt", NULL};
+const char *const sim_prefetch_names[] = {"none", "lookahead", NULL};
+const char *const sim_replay_names[] = {"closed", "open", NULL};
+const char *const sim_time_base_names[] = {"busy", "span", NULL};
+const char *const sim_src_names[] = {"none", "miss", "hbm", "dram", "ssd", NULL};
+
+/* Resolves a model/hardware name: a path (contains '/' or ends in .ini) as is, else
+ * <data_dir>/<kind>/<name>.ini. */
+static void sim__resolve(const char *data_dir, const char *kind, const char *name, char *out,
+                         size_t cap) {
+  size_t n = strlen(name);
+  if (strchr(name, '/') || (n > 4 && strcmp(name + n - 4, ".ini") == 0)) {
+    snprintf(out, cap, "%s", name);
+  } else {
+    snprintf(out, cap, "%s/%s/%s.ini", data_dir, kind, name);
+  }
+}
+
+#define TRY(x)              \
+  do {                      \
+    if ((rc = (x))) return rc; \
+  } while (0)
+
+static int sim__gib(const kv_config *cfg, const char *sec, const char *key, double def_bytes,
+                    int64_t *out, kv_error *err) {
+  double v;
+  int rc = kv_config_double(cfg, sec, key, def_bytes / SIM_GIB, 0, 1e9, &v, err);
+  if (rc) return rc;
+  *out = (int64_t)llround(v * SIM_GIB);
+  return 0;
+}
+
+int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err) {
+  memset(p, 0, sizeof *p);
+  int rc;
+  int64_t i64;
+  const char *s;
+  /* [sim] */
+  TRY(kv_config_int(cfg, "sim", "seed", 1, 0, INT64_MAX, &i64, err));
+  p->seed = (uint64_t)i64;
+  TRY(kv_config_str(cfg, "sim", "data_dir", SIM_DATA_DIR, &s, err));
+  snprintf(p->data_dir, sizeof p->data_dir, "%s", s);
+  const char *model = NULL, *hw = NULL;
+  TRY(kv_config_str(cfg, "sim", "model", NULL, &model, err));
+  TRY(kv_config_str(cfg, "sim", "hardware", NULL, &hw, err));
+  if (!model) return kv_error_set(err, KV_ENOENT, "config: [sim] model is required (a name in "
+                                  "%s/models or a path)", p->data_dir);
+  if (!hw) return kv_error_set(err, KV_ENOENT, "config: [sim] hardware is required (a name in "
+                               "%s/hardware or a path)", p->data_dir);
+  sim__resolve(p->data_dir, "models", model, p->model_path, sizeof p->model_path);
+  sim__resolve(p->data_dir, "hardware", hw, p->hw_path, sizeof p->hw_path);
+  if ((rc = sim_model_load(p->model_path, &p->model, err))) {
+    kv_error_prefix(err, "%s: [sim] model", kv_config_where(cfg, "sim", "model"));
+    return rc;
+  }
+  if ((rc = sim_hw_load(p->hw_path, &p->hw, err))) {
+    kv_error_prefix(err, "%s: [sim] hardware", kv_config_where(cfg, "sim", "hardware"));
+    return rc;
+  }
+  TRY(kv_config_int(cfg, "sim", "n_gpus", 1, 1, 1024, &p->n_gpus, err));
+
+  /* [engine] */
+  TRY(kv_config_int(cfg, "engine", "batch_limit", 24, 1, 1 << 20, &p->batch_limit, err));
+  TRY(kv_config_double(cfg, "engine", "hbm_reserve_frac", 0.1, 0, 0.99, &p->hbm_reserve_frac, err));
+  TRY(kv_config_bool(cfg, "engine", "preload", 1, &p->preload, err));
+  TRY(kv_config_int(cfg, "engine", "read_buffer_layers", 15, 0, 1 << 20, &p->read_buffer_layers,
+                    err));
+  TRY(kv_config_bool(cfg, "engine", "async_save", 1, &p->async_save, err));
+  TRY(sim__gib(cfg, "engine", "write_buffer_gib", 2.0 * SIM_GIB, &p->write_buffer_bytes, err));
+  TRY(kv_config_int(cfg, "engine", "save_chunk_tokens", 256, 0, 1 << 30, &p->save_chunk_tokens,
+                    err));
+  int e;
+  TRY(kv_config_enum(cfg, "engine", "truncation", SIM_TRUNC_DECOUPLED, sim_trunc_names, &e, err));
+  p->truncation = (sim_trunc)e;
+  TRY(kv_config_double(cfg, "engine", "truncation_ratio", 0.5, 0.01, 1.0, &p->truncation_ratio,
+                       err));
+
+  /* [cache] */
+  TRY(kv_config_enum(cfg, "cache", "mode", SIM_MODE_HBM_DRAM_SSD, sim_mode_names, &e, err));
+  p->mode = (sim_mode)e;
+  TRY(kv_config_enum(cfg, "cache", "store", SIM_STORE_SESSION, sim_store_kind_names, &e, err));
+  p->store = (sim_store_kind)e;
+  TRY(kv_config_enum(cfg, "cache", "eviction", 2 /* sa */, sim_policy_names, &e, err));
+  p->eviction = sim_policy_get(e);
+  TRY(kv_config_enum(cfg, "cache", "prefetch", SIM_PREFETCH_LOOKAHEAD, sim_prefetch_names, &e,
+                     err));
+  p->prefetch = (sim_prefetch)e;
+  double hbm_def = (p->mode == SIM_MODE_HBM || p->mode == SIM_MODE_HBM_DRAM) ? 10 * SIM_GIB : 0;
+  TRY(sim__gib(cfg, "cache", "hbm_gib", hbm_def, &p->tier_bytes[SIM_TIER_HBM], err));
+  TRY(sim__gib(cfg, "cache", "dram_gib", p->hw.dram_bytes, &p->tier_bytes[SIM_TIER_DRAM], err));
+  TRY(sim__gib(cfg, "cache", "ssd_gib", p->hw.ssd_bytes, &p->tier_bytes[SIM_TIER_SSD], err));
+  switch (p->mode) {
+    case SIM_MODE_RE:
+      p->tier_bytes[SIM_TIER_HBM] = p->tier_bytes[SIM_TIER_DRAM] = p->tier_bytes[SIM_TIER_SSD] = 0;
+      break;
+    case SIM_MODE_HBM:
+      p->tier_bytes[SIM_TIER_DRAM] = p->tier_bytes[SIM_TIER_SSD] = 0;
+      break;
+    case SIM_MODE_HBM_DRAM:
+      p->tier_bytes[SIM_TIER_SSD] = 0;
+      break;
+    default:
+      break;
+  }
+  if (p->mode == SIM_MODE_HBM && p->tier_bytes[SIM_TIER_HBM] == 0) {
+    return kv_error_set(err, KV_EINVAL, "%s: [cache] mode = hbm needs hbm_gib > 0",
+                        kv_config_where(cfg, "cache", "hbm_gib"));
+  }
+  TRY(kv_config_int(cfg, "cache", "block_tokens", 256, 1, 1 << 24, &p->block_tokens, err));
+  double d;
+  TRY(kv_config_double(cfg, "cache", "ttl_s", 3600, 0, 1e9, &d, err));
+  p->ttl_ns = (int64_t)llround(d * 1e9);
+  TRY(kv_config_double(cfg, "cache", "ttl_sweep_s", 60, 0.001, 1e9, &d, err));
+  p->ttl_sweep_ns = (int64_t)llround(d * 1e9);
+  TRY(kv_config_int(cfg, "cache", "prefetch_window_jobs", 0, 0, INT64_MAX / 4,
+                    &p->prefetch_window_jobs, err));
+  TRY(kv_config_int(cfg, "cache", "evict_window_jobs", 0, 0, INT64_MAX / 4, &p->evict_window_jobs,
+                    err));
+  TRY(kv_config_int(cfg, "cache", "prefetch_max_inflight", 4, 1, 1 << 20,
+                    &p->prefetch_max_inflight, err));
+  TRY(sim__gib(cfg, "cache", "demote_buffer_gib", 4.0 * SIM_GIB, &p->demote_buffer_bytes, err));
+
+  /* [links] */
+  int per_gpu;
+  TRY(kv_config_bool(cfg, "links", "pcie_per_gpu", 0, &per_gpu, err));
+  double k = per_gpu ? (double)p->n_gpus : 1.0;
+  TRY(kv_config_double(cfg, "links", "h2d_gbs", p->hw.pcie_h2d_bw * k / 1e9, 1e-6, 1e6, &d, err));
+  p->h2d_bw = d * 1e9;
+  TRY(kv_config_double(cfg, "links", "d2h_gbs", p->hw.pcie_d2h_bw * k / 1e9, 1e-6, 1e6, &d, err));
+  p->d2h_bw = d * 1e9;
+  TRY(kv_config_double(cfg, "links", "ssd_read_gbs", p->hw.ssd_read_bw / 1e9, 1e-6, 1e6, &d, err));
+  p->ssd_read_bw = d * 1e9;
+  TRY(kv_config_double(cfg, "links", "ssd_write_gbs", p->hw.ssd_write_bw / 1e9, 1e-6, 1e6, &d,
+                       err));
+  p->ssd_write_bw = d * 1e9;
+  TRY(kv_config_double(cfg, "links", "pcie_latency_us", p->hw.pcie_latency_ns / 1e3, 0, 1e9, &d,
+                       err));
+  p->pcie_latency_ns = (int64_t)llround(d * 1e3);
+  TRY(kv_config_double(cfg, "links", "ssd_latency_us", p->hw.ssd_latency_ns / 1e3, 0, 1e9, &d,
+                       err));
+  p->ssd_latency_ns = (int64_t)llround(d * 1e3);
+
+  /* [cost] */
+  TRY(kv_config_enum(cfg, "cost", "model", SIM_COST_ROOFLINE, sim_cost_kind_names, &e, err));
+  if (e == SIM_COST_ROOFLINE) {
+    double ce, me;
+    TRY(kv_config_double(cfg, "cost", "compute_eff", 0.6, 1e-3, 1.0, &ce, err));
+    TRY(kv_config_double(cfg, "cost", "memory_eff", 0.8, 1e-3, 1.0, &me, err));
+    sim_cost_init_roofline(&p->cost, &p->model, &p->hw, p->n_gpus, ce, me);
+  } else if (e == SIM_COST_LINEAR) {
+    int64_t b, pt, ds, ct, h;
+    TRY(kv_config_int(cfg, "cost", "layer_base_ns", 0, 0, INT64_MAX / 1024, &b, err));
+    TRY(kv_config_int(cfg, "cost", "layer_prefill_ns_per_token", 0, 0, 1 << 30, &pt, err));
+    TRY(kv_config_int(cfg, "cost", "layer_decode_ns_per_seq", 0, 0, 1 << 30, &ds, err));
+    TRY(kv_config_int(cfg, "cost", "layer_ctx_ns_per_token", 0, 0, 1 << 30, &ct, err));
+    TRY(kv_config_int(cfg, "cost", "head_ns", 0, 0, INT64_MAX / 1024, &h, err));
+    sim_cost_init_linear(&p->cost, &p->model, b, pt, ds, ct, h);
+    p->cost.tp = p->n_gpus;
+  } else {
+    const char *path = NULL;
+    TRY(kv_config_str(cfg, "cost", "profile", NULL, &path, err));
+    if (!path) return kv_error_set(err, KV_ENOENT, "config: [cost] model = profile needs "
+                                   "[cost] profile = <file.h5>");
+    if ((rc = sim_cost_load_profile(&p->cost, &p->model, &p->hw, p->n_gpus, path, err))) {
+      kv_error_prefix(err, "%s: [cost] profile", kv_config_where(cfg, "cost", "profile"));
+      return rc;
+    }
+  }
+
+  /* [price] */
+  TRY(kv_config_double(cfg, "price", "gpu_per_hour", p->hw.gpu_price_per_hour, 0, 1e9,
+                       &p->gpu_price_per_hour, err));
+  TRY(kv_config_double(cfg, "price", "dram_per_gib_hour", p->hw.dram_price_per_gib_hour, 0, 1e9,
+                       &p->dram_price_per_gib_hour, err));
+  TRY(kv_config_double(cfg, "price", "ssd_per_gib_hour", p->hw.ssd_price_per_gib_hour, 0, 1e9,
+                       &p->ssd_price_per_gib_hour, err));
+  TRY(kv_config_enum(cfg, "price", "time_base", SIM_TIME_BUSY, sim_time_base_names, &e, err));
+  p->time_base = (sim_time_base)e;
+
+  /* [workload] replay */
+  TRY(kv_config_enum(cfg, "workload", "replay", SIM_REPLAY_CLOSED, sim_replay_names, &e, err));
+  p->replay = (sim_replay)e;
+
+  /* [output] */
+  TRY(kv_config_int(cfg, "output", "warmup_turns", 0, 0, INT64_MAX / 4, &p->warmup_turns, err));
+  TRY(kv_config_bool(cfg, "output", "log", 0, &p->log, err));
+  TRY(kv_config_bool(cfg, "output", "requests_csv", 1, &p->write_requests_csv, err));
+  return 0;
+}
+
+void sim_params_free(sim_params *p) { sim_cost_free(&p->cost); }

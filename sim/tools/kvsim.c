@@ -1,0 +1,125 @@
+/* kvsim — run the serving simulator on one experiment config.
+ *
+ *   kvsim -c exp.ini [-s section.key=value]... [-o outdir] [-q]
+ *
+ * Writes outdir/results.h5, summary.csv, hit_by_turn.csv, requests.csv (and sim.log with
+ * [output] log = true) and prints the main aggregates. Exit codes: 0 ok, 1 error, 2 usage. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv_config.h"
+#include "kv_err.h"
+#include "kv_fs.h"
+#include "sim.h"
+#include "sim_workload.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: kvsim [-c config.ini] [-s section.key=value]... [-o outdir] [-q]\n"
+          "\n"
+          "Discrete-event simulation of multi-turn LLM serving with a KV cache in HBM, DRAM and\n"
+          "SSD (CachedAttention and its baselines). See docs/sim.md for every config key.\n"
+          "\n"
+          "  -c FILE   experiment config (INI); may be omitted when -s gives [sim] model/hardware\n"
+          "  -s A=V    override one key, e.g. -s cache.eviction=lru -s workload.sessions=500\n"
+          "  -o DIR    output directory (default out/kvsim)\n"
+          "  -q        quiet: print nothing on success\n"
+          "  -h        this help; --version prints the version\n"
+          "\n"
+          "Example: kvsim -c sim/data/configs/cachedattention-13b.ini -s workload.sessions=1000\n");
+}
+
+int main(int argc, char **argv) {
+  const char *cfg_path = NULL, *outdir = "out/kvsim";
+  int quiet = 0;
+  const char *overrides[256];
+  int n_over = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--version")) {
+      printf("kvsim %s\n", kv_version());
+      return 0;
+    } else if (!strcmp(a, "-q")) {
+      quiet = 1;
+    } else if ((!strcmp(a, "-c") || !strcmp(a, "-s") || !strcmp(a, "-o")) && i + 1 < argc) {
+      if (a[1] == 'c') cfg_path = argv[++i];
+      else if (a[1] == 'o') outdir = argv[++i];
+      else if (n_over < 256) overrides[n_over++] = argv[++i];
+      else {
+        fprintf(stderr, "kvsim: too many -s overrides (limit 256)\n");
+        return 2;
+      }
+    } else {
+      fprintf(stderr, "kvsim: unknown or incomplete argument '%s'\n\n", a);
+      usage(stderr);
+      return 2;
+    }
+  }
+  kv_error err = {0};
+  kv_config *cfg = NULL;
+  int rc;
+  if (cfg_path) {
+    rc = kv_config_load(cfg_path, &cfg, &err);
+  } else {
+    cfg = kv_config_new();
+    rc = cfg ? 0 : kv_error_set(&err, KV_ENOMEM, "out of memory");
+  }
+  for (int i = 0; !rc && i < n_over; i++) rc = kv_config_override(cfg, overrides[i], &err);
+  sim_params p;
+  memset(&p, 0, sizeof p);
+  trace t;
+  trace_init(&t);
+  sim_result r;
+  memset(&r, 0, sizeof r);
+  int have_params = 0;
+  if (!rc) {
+    rc = sim_params_from_config(cfg, &p, &err);
+    have_params = rc == 0;
+  }
+  if (!rc) rc = sim_workload_build(cfg, p.seed, &t, &err);
+  if (!rc) rc = kv_config_check_unused(cfg, &err);
+  FILE *log = NULL;
+  char log_path[4200];
+  if (!rc) rc = kv_mkdirs(outdir, &err);
+  if (!rc && p.log) {
+    snprintf(log_path, sizeof log_path, "%s/sim.log", outdir);
+    log = fopen(log_path, "w");
+    if (!log) rc = kv_error_set(&err, KV_EIO, "%s: cannot create the log", log_path);
+  }
+  if (!rc) rc = sim_run(&p, &t, log, &r, &err);
+  if (log && fclose(log) && !rc) rc = kv_error_set(&err, KV_EIO, "%s: write failed", log_path);
+  if (!rc) rc = sim_result_write(&r, &p, &t, cfg, outdir, &err);
+  if (!rc && !quiet) {
+    sim_summary s;
+    sim_summarize(&r, &p, &s, &err);
+    printf("kvsim: %s on %lld x %s, %s, mode %s, store %s, eviction %s, prefetch %s\n",
+           p.model.name, (long long)p.n_gpus, p.hw.name, t.name, sim_mode_names[p.mode],
+           sim_store_kind_names[p.store], p.eviction->name, sim_prefetch_names[p.prefetch]);
+    printf("  turns measured       %lld (%lld with history; warm-up %lld turns)\n",
+           (long long)s.turns, (long long)s.turns_with_history, (long long)p.warmup_turns);
+    printf("  hit rate             %.4f (hbm %.4f, dram %.4f, ssd %.4f); token hit rate %.4f\n",
+           s.hit_rate, s.hit_rate_hbm, s.hit_rate_dram, s.hit_rate_ssd, s.token_hit_rate);
+    printf("  TTFT mean/p50/p99    %.4f / %.4f / %.4f s\n", s.ttft_mean_s, s.ttft_p50_s,
+           s.ttft_p99_s);
+    printf("  TBT mean, e2e mean   %.4f s, %.3f s (queue %.3f s)\n", s.tbt_mean_s, s.e2e_mean_s,
+           s.queue_mean_s);
+    printf("  prefill throughput   %.1f tokens/s\n", s.prefill_throughput_tok_s);
+    printf("  GPU busy / span      %.1f s / %.1f s\n", s.gpu_busy_s, s.span_s);
+    printf("  cost                 $%.2f (GPU $%.2f, storage $%.2f, storage share %.1f%%)\n",
+           s.cost_total_usd, s.cost_gpu_usd, s.cost_storage_usd, 100 * s.storage_share);
+    printf("  events               %lld in %.3f s wall (%.2f M events/s)\n",
+           (long long)r.events_fired, r.wall_s, (double)r.events_fired / r.wall_s * 1e-6);
+    printf("  results              %s/results.h5, summary.csv, hit_by_turn.csv%s\n", outdir,
+           p.write_requests_csv ? ", requests.csv" : "");
+  }
+  if (rc) fprintf(stderr, "kvsim: %s\n", err.msg[0] ? err.msg : kv_status_name(rc));
+  sim_result_free(&r);
+  trace_free(&t);
+  if (have_params) sim_params_free(&p);
+  kv_config_free(cfg);
+  return rc ? 1 : 0;
+}

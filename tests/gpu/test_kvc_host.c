@@ -1,0 +1,322 @@
+/* test_kvc_host.c — the CUDA kernels' host-side logic, on the CPU (no GPU needed):
+ * split-K planning, the arithmetic the kernels share (kvc_math.h) checked against the CPU
+ * reference, an emulation of the GPU PSA pipeline's decomposition (per-iteration partials merged
+ * in order, the stop test on suffix sums) against attn_decode, and the pool accounting on a
+ * hand-computed case. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn.h"
+#include "kv_rng.h"
+#include "kvc_math.h"
+#include "kvc_plan.h"
+#include "kvc_pool.h"
+#include "test.h"
+
+static void test_plan_covers_every_block_once(void) {
+  kv_rng r;
+  kv_rng_seed(&r, 7);
+  kvc_split_plan p = {0};
+  kv_error err = {0};
+  for (int trial = 0; trial < 50; trial++) {
+    int n_req = 1 + (int)kv_rng_below(&r, 9), hkv = 1 + (int)kv_rng_below(&r, 8);
+    int64_t blocks[72];
+    for (int i = 0; i < n_req * hkv; i++) blocks[i] = (int64_t)kv_rng_below(&r, 3000);
+    int target = 1 + (int)kv_rng_below(&r, 600), minb = 1 + (int)kv_rng_below(&r, 16);
+    REQUIRE_OK(kvc_plan_splits(blocks, n_req, hkv, target, minb, &p, &err), &err);
+    CHECK(p.blocks_per_split >= 1 && p.blocks_per_split <= KVC_MAX_SPLIT_BLOCKS);
+    /* Every pair's blocks [0, n) are covered exactly once, in order, by consecutive slots. */
+    for (int pr = 0; pr < n_req * hkv; pr++) {
+      int64_t next = 0;
+      for (int s = 0; s < p.pair_splits[pr]; s++) {
+        const kvc_work *w = &p.work[p.pair_first[pr] + s];
+        CHECK_EQ_INT(w->slot, p.pair_first[pr] + s);
+        CHECK_EQ_INT(w->req * hkv + w->kvh, pr);
+        CHECK_EQ_INT(w->blk_begin, next);
+        CHECK(w->blk_end > w->blk_begin && w->blk_end - w->blk_begin <= p.blocks_per_split);
+        CHECK_EQ_INT(w->n_splits, p.pair_splits[pr]);
+        next = w->blk_end;
+      }
+      CHECK_EQ_INT(next, blocks[pr]);
+    }
+    /* The grid fills the target unless the split size hit a clamp. */
+    if (p.blocks_per_split > minb && p.blocks_per_split < KVC_MAX_SPLIT_BLOCKS) {
+      CHECK(p.n_work <= target + n_req * hkv);
+    }
+  }
+  kvc_split_plan_free(&p);
+}
+
+static void test_forced_and_budget_brute_force(void) {
+  for (int nb = 1; nb < 40; nb++) {
+    for (int sink = 0; sink < 4; sink++) {
+      for (int rec = 0; rec < 4; rec++) {
+        int64_t n = 0;
+        for (int b = 0; b < nb; b++) n += kvc_is_forced(b, nb, sink, rec);
+        CHECK_EQ_INT(kvc_n_forced(nb, sink, rec), n);
+        /* Iterations partition the visit order: contiguous, non-empty, ending at nb. */
+        for (int gb = 1; gb < 6; gb++) {
+          int64_t it = kvc_psa_n_iters(n, gb, nb), prev = 0;
+          for (int64_t i = 0; i < it; i++) {
+            CHECK_EQ_INT(kvc_psa_iter_begin(i, n, gb, nb), prev);
+            int64_t e = kvc_psa_iter_end(i, n, gb, nb);
+            CHECK(e > prev);
+            prev = e;
+          }
+          CHECK_EQ_INT(prev, nb);
+        }
+      }
+    }
+  }
+  CHECK_EQ_INT(kvc_topk_blocks(1000, 16, 256, 1, 1), 16);
+  CHECK_EQ_INT(kvc_topk_blocks(100, 16, 4096, 1, 1), 7);   /* budget >= context: all blocks */
+  CHECK_EQ_INT(kvc_topk_blocks(1000, 16, 16, 2, 2), 4);    /* at least the forced blocks */
+}
+
+static void test_lse_merge_matches_direct_sum(void) {
+  kv_rng r;
+  kv_rng_seed(&r, 3);
+  for (int t = 0; t < 200; t++) {
+    int n = 1 + (int)kv_rng_below(&r, 50), cut = (int)kv_rng_below(&r, (uint64_t)n + 1);
+    double s[50], mx = -INFINITY, m1 = -INFINITY, m2 = -INFINITY;
+    for (int i = 0; i < n; i++) {
+      s[i] = 20.0 * (kv_rng_uniform(&r) - 0.5);
+      mx = fmax(mx, s[i]);
+      if (i < cut) m1 = fmax(m1, s[i]);
+      else m2 = fmax(m2, s[i]);
+    }
+    double l1 = 0, l2 = 0, l = 0;
+    for (int i = 0; i < n; i++) {
+      l += exp(s[i] - mx);
+      if (i < cut) l1 += exp(s[i] - m1);
+      else l2 += exp(s[i] - m2);
+    }
+    double a, b;
+    kvc_lse_merge(&m1, &l1, m2, l2, &a, &b);
+    CHECK_NEAR(m1, mx, 0, 0);
+    CHECK_NEAR(l1, l, 1e-12, 1e-12);
+  }
+}
+
+/* ---- emulation of the GPU PSA pipeline ---------------------------------------------------- */
+typedef struct {
+  double key;
+  int b;
+} kb_t;
+static int cmp_kb(const void *x, const void *y) { /* descending, ties to the lower block */
+  const kb_t *a = x, *c = y;
+  if (a->key > c->key) return -1;
+  if (a->key < c->key) return 1;
+  return (a->b > c->b) - (a->b < c->b);
+}
+
+/* One KV head, as the GPU does it: keys (forced = +inf), stable descending order, suffix sums of
+ * the estimate, per-iteration partial states merged in order with the stop test after each. */
+static void emulate_psa(const attn_shape *s, const attn_method *m, const float *q, const float *K,
+                        const float *V, int64_t n, const attn_blockmeta *meta, int kvh,
+                        int64_t *blocks_read, int *iters, double *pacc_out, float *out) {
+  const int D = s->head_dim, G = s->n_heads / s->n_kv_heads, Hkv = s->n_kv_heads, bs = m->block_size;
+  const int nb = (int)kvc_n_blocks(n, bs);
+  const double scale = 1.0 / sqrt((double)D);
+  kb_t *kb = malloc((size_t)nb * sizeof *kb);
+  double *est = malloc((size_t)G * nb * sizeof *est), *suf = malloc((size_t)G * (nb + 1) * sizeof *suf);
+  double frame[8], M[8], L[8], pacc[8], *o = calloc((size_t)G * D, sizeof *o);
+  for (int b = 0; b < nb; b++) kb[b].key = 0.0, kb[b].b = b;
+  for (int g = 0; g < G; g++) {
+    const float *qh = q + (size_t)(kvh * G + g) * D;
+    double lg[4096], mx = -INFINITY, z = 0.0;
+    for (int b = 0; b < nb; b++) {
+      const float *mu = meta->kmean + ((size_t)b * Hkv + kvh) * D;
+      double dm = 0.0;
+      for (int d = 0; d < D; d++) dm += (double)qh[d] * mu[d];
+      lg[b] = log((double)kvc_block_tokens(n, bs, b)) + scale * dm; /* mean rank = mean estimate */
+      est[(size_t)g * nb + b] = lg[b];
+      mx = fmax(mx, lg[b]);
+    }
+    for (int b = 0; b < nb; b++) z += exp(lg[b] - mx);
+    for (int b = 0; b < nb; b++) kb[b].key += exp(lg[b] - mx) / z;
+  }
+  for (int b = 0; b < nb; b++) {
+    if (kvc_is_forced(b, nb, m->keep_sink_blocks, m->keep_recent_blocks)) kb[b].key = INFINITY;
+  }
+  qsort(kb, (size_t)nb, sizeof *kb, cmp_kb);
+  for (int g = 0; g < G; g++) {
+    frame[g] = -INFINITY;
+    for (int b = 0; b < nb; b++) frame[g] = fmax(frame[g], est[(size_t)g * nb + b]);
+    suf[(size_t)g * (nb + 1) + nb] = 0.0;
+    for (int i = nb - 1; i >= 0; i--) {
+      suf[(size_t)g * (nb + 1) + i] = suf[(size_t)g * (nb + 1) + i + 1] + exp(est[(size_t)g * nb + kb[i].b] - frame[g]);
+    }
+    M[g] = -INFINITY;
+    L[g] = 0.0;
+  }
+  const int64_t nf = kvc_n_forced(nb, m->keep_sink_blocks, m->keep_recent_blocks);
+  const int64_t nit = kvc_psa_n_iters(nf, m->group_blocks, nb);
+  int64_t it = 0, end = 0;
+  for (; it < nit; it++) {
+    const int64_t b0 = kvc_psa_iter_begin(it, nf, m->group_blocks, nb);
+    end = kvc_psa_iter_end(it, nf, m->group_blocks, nb);
+    int all = 1;
+    for (int g = 0; g < G; g++) {
+      /* The iteration's own partial state (what a CTA writes to its ring slot). */
+      const float *qh = q + (size_t)(kvh * G + g) * D;
+      double pm = -INFINITY, pl = 0.0, po[256] = {0};
+      for (int64_t i = b0; i < end; i++) {
+        for (int64_t t = (int64_t)kb[i].b * bs; t < n && t < ((int64_t)kb[i].b + 1) * bs; t++) {
+          const float *k = K + ((size_t)t * Hkv + kvh) * D, *v = V + ((size_t)t * Hkv + kvh) * D;
+          double sc = 0.0;
+          for (int d = 0; d < D; d++) sc += (double)qh[d] * k[d];
+          sc *= scale;
+          double mn = fmax(pm, sc), c = exp(pm - mn), p = exp(sc - mn);
+          pl = pl * c + p;
+          for (int d = 0; d < D; d++) po[d] = po[d] * c + p * v[d];
+          pm = mn;
+        }
+      }
+      double a, bw;
+      kvc_lse_merge(&M[g], &L[g], pm, pl, &a, &bw);
+      for (int d = 0; d < D; d++) o[(size_t)g * D + d] = o[(size_t)g * D + d] * a + po[d] * bw;
+      pacc[g] = kvc_psa_pacc(M[g], L[g], suf[(size_t)g * (nb + 1) + end], frame[g]);
+      if (!(pacc[g] >= m->epsilon)) all = 0;
+    }
+    if (all || end >= nb) break;
+  }
+  *blocks_read = end;
+  *iters = (int)it + 1;
+  for (int g = 0; g < G; g++) {
+    pacc_out[g] = pacc[g];
+    for (int d = 0; d < D; d++) out[(size_t)g * D + d] = (float)(o[(size_t)g * D + d] / L[g]);
+  }
+  free(kb), free(est), free(suf), free(o);
+}
+
+static void test_psa_decomposition_matches_reference(void) {
+  kv_rng r;
+  kv_rng_seed(&r, 11);
+  kv_error err = {0};
+  int checked = 0, early = 0;
+  for (int trial = 0; trial < 24; trial++) {
+    attn_shape s = {8, 2, 64};
+    const int D = 64, Hkv = 2, G = 4;
+    const int64_t n = 50 + (int64_t)kv_rng_below(&r, 1500);
+    float *K = malloc((size_t)n * Hkv * D * sizeof *K), *V = malloc((size_t)n * Hkv * D * sizeof *V);
+    float q[8 * 64];
+    /* Heavy-tailed: a few keys aligned with the query direction. */
+    for (int64_t i = 0; i < n * Hkv * D; i++) {
+      K[i] = (float)kv_rng_normal(&r);
+      V[i] = (float)kv_rng_normal(&r);
+    }
+    for (int i = 0; i < 8 * 64; i++) q[i] = (float)(kv_rng_normal(&r) * 0.5 + (i % 64 < 8 ? 1.5 : 0));
+    for (int64_t t = 0; t < n; t += 1 + (int64_t)kv_rng_below(&r, 60)) {
+      for (int h = 0; h < Hkv; h++) {
+        for (int d = 0; d < 8; d++) K[((size_t)t * Hkv + h) * D + d] += 3.0f;
+      }
+    }
+    attn_method m;
+    attn_method_defaults(&m, ATTN_PSA);
+    const double eps_list[3] = {0.8, 0.95, 0.99};
+    m.epsilon = eps_list[trial % 3];
+    m.group_blocks = 1 + trial % 5;
+    m.keep_recent_blocks = trial % 3;
+    attn_blockmeta meta;
+    REQUIRE_OK(attn_blockmeta_init(&meta, m.block_size, Hkv, D, n, &err), &err);
+    REQUIRE_OK(attn_blockmeta_build(&meta, K, n, &err), &err);
+    attn_result res;
+    REQUIRE_OK(attn_result_alloc(&res, &s, meta.n_blocks, &err), &err);
+    REQUIRE_OK(attn_decode(&s, &m, q, K, V, n, &meta, NULL, &res, &err), &err);
+    for (int kvh = 0; kvh < Hkv; kvh++) {
+      int64_t br;
+      int it;
+      double pacc[8];
+      float out[4 * 64];
+      emulate_psa(&s, &m, q, K, V, n, &meta, kvh, &br, &it, pacc, out);
+      CHECK_EQ_INT(br, res.blocks_read[kvh]);
+      early += br < meta.n_blocks;
+      CHECK_EQ_INT(it, res.iterations[kvh]);
+      for (int g = 0; g < G; g++) {
+        CHECK_NEAR(pacc[g], res.est_mass[kvh * G + g], 1e-9, 1e-9);
+        for (int d = 0; d < D; d++) {
+          CHECK_NEAR(out[g * D + d], res.out[(size_t)(kvh * G + g) * D + d], 1e-5, 1e-5);
+        }
+      }
+      /* Tokens: the cut-off last block counts only its tokens. */
+      const int nb = (int)meta.n_blocks;
+      const uint8_t *mask = res.block_read + (size_t)kvh * res.max_blocks;
+      int64_t tok = br * m.block_size - (mask[nb - 1] ? m.block_size - kvc_block_tokens(n, m.block_size, nb - 1) : 0);
+      CHECK_EQ_INT(tok, res.tokens_read[kvh]);
+      checked++;
+    }
+    attn_result_free(&res);
+    attn_blockmeta_free(&meta);
+    free(K);
+    free(V);
+  }
+  CHECK_EQ_INT(checked, 48);
+  CHECK(early >= 12); /* the cases exercise the stop test, not only full scans */
+  printf("  psa emulation: %d of %d KV heads stopped early\n", early, checked);
+}
+
+static void test_topk_budget_matches_reference(void) {
+  kv_rng r;
+  kv_rng_seed(&r, 5);
+  kv_error err = {0};
+  attn_shape s = {4, 2, 64};
+  for (int trial = 0; trial < 20; trial++) {
+    const int64_t n = 1 + (int64_t)kv_rng_below(&r, 900);
+    float *K = malloc((size_t)n * 2 * 64 * sizeof *K), *V = malloc((size_t)n * 2 * 64 * sizeof *V);
+    float q[4 * 64];
+    for (int64_t i = 0; i < n * 128; i++) K[i] = (float)kv_rng_normal(&r), V[i] = (float)kv_rng_normal(&r);
+    for (int i = 0; i < 256; i++) q[i] = (float)kv_rng_normal(&r);
+    attn_method m;
+    attn_method_defaults(&m, ATTN_TOPK);
+    m.token_budget = 16 * (1 + (int64_t)kv_rng_below(&r, 40));
+    m.keep_sink_blocks = (int)kv_rng_below(&r, 3);
+    attn_blockmeta meta;
+    REQUIRE_OK(attn_blockmeta_init(&meta, 16, 2, 64, n, &err), &err);
+    REQUIRE_OK(attn_blockmeta_build(&meta, K, n, &err), &err);
+    attn_result res;
+    REQUIRE_OK(attn_result_alloc(&res, &s, meta.n_blocks, &err), &err);
+    REQUIRE_OK(attn_decode(&s, &m, q, K, V, n, &meta, NULL, &res, &err), &err);
+    for (int h = 0; h < 2; h++) {
+      CHECK_EQ_INT(res.blocks_read[h], kvc_topk_blocks(n, 16, m.token_budget, m.keep_sink_blocks,
+                                                       m.keep_recent_blocks));
+    }
+    attn_result_free(&res);
+    attn_blockmeta_free(&meta);
+    free(K);
+    free(V);
+  }
+}
+
+static void test_pool_hand_computed(void) {
+  /* 3 steps x 2 layers. Sums 11, 10, 4 -> unified 11; layer peaks 10 and 8 -> equal 2*10 = 20,
+   * sized 18; mean 25/3. With 11 blocks split equally (5.5 per layer), steps 0 and 1 overflow. */
+  const int64_t need[6] = {10, 1, 2, 8, 2, 2};
+  kvc_pool_report rep;
+  kv_error err = {0};
+  REQUIRE_OK(kvc_pool_compare(need, 3, 2, 100, &rep, &err), &err);
+  CHECK_EQ_INT(rep.unified_blocks, 11);
+  CHECK_EQ_INT(rep.equal_blocks, 20);
+  CHECK_EQ_INT(rep.sized_blocks, 18);
+  CHECK_EQ_INT(rep.peak_layer[1], 0);
+  CHECK_NEAR(rep.mean_total, 25.0 / 3.0, 1e-12, 0);
+  CHECK_NEAR(rep.unified_util, 25.0 / 33.0, 1e-12, 0);
+  CHECK_NEAR(rep.equal_util, 25.0 / 60.0, 1e-12, 0);
+  CHECK_EQ_INT(rep.equal_overflow_steps, 2);
+  CHECK_EQ_INT(rep.unified_p99, 11); /* 99% of 3 steps is all 3 */
+  CHECK_EQ_INT(kvc_pool_block_bytes(16, 128, 2, 1), 128 * 2 * 33);
+  const int64_t bad[2] = {1, -1};
+  CHECK_EQ_INT(kvc_pool_compare(bad, 1, 2, 1, &rep, &err), KV_EINVAL);
+  CHECK_STR_CONTAINS(err.msg, "layer 1");
+}
+
+TEST_LIST = {
+    TEST(test_plan_covers_every_block_once),
+    TEST(test_forced_and_budget_brute_force),
+    TEST(test_lse_merge_matches_direct_sum),
+    TEST(test_psa_decomposition_matches_reference),
+    TEST(test_topk_budget_matches_reference),
+    TEST(test_pool_hand_computed),
+    {0}};
+TEST_MAIN
