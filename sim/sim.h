@@ -94,6 +94,7 @@ typedef struct sim_params {
   int64_t prefetch_window_jobs, evict_window_jobs;  /* 0 = auto */
   int64_t prefetch_max_inflight;
   int64_t demote_buffer_bytes;   /* staging buffer for demotions in flight */
+  int ssd_inclusive;             /* fetched units keep their SSD copy (sim_store.h) */
   /* [links] (bytes/s, ns) */
   double h2d_bw, d2h_bw, ssd_read_bw, ssd_write_bw;
   int64_t pcie_latency_ns, ssd_latency_ns;
