@@ -159,6 +159,9 @@ typedef struct sim_summary {
   int64_t turns, turns_with_history, hit_turns, hit_by_src[SIM_SRC_COUNT];
   double hit_rate, hit_rate_hbm, hit_rate_dram, hit_rate_ssd, token_hit_rate;
   double ttft_mean_s, ttft_p50_s, ttft_p99_s, tbt_mean_s, e2e_mean_s, queue_mean_s;
+  /* over measured turns with history: TTFT, and prefill latency = admission to first token
+   * (the paper's "prefill time": loading + computing, no queueing) */
+  double ttft_hist_mean_s, prefill_latency_hist_mean_s;
   double prefill_throughput_tok_s, gpu_busy_s, span_s;
   double cost_gpu_usd, cost_storage_usd, cost_total_usd, storage_share;
   double usd_per_hour;
