@@ -1,5 +1,6 @@
 #include "sim_workload.h"
 
+#include "import_mooncake.h"
 #include "trace_gen.h"
 #include "trace_io.h"
 
@@ -10,8 +11,14 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Trace files: traces/trace_io.h (HDF5 or CSV, by extension). */
+/* Trace files: the project's format (traces/trace_io.h: HDF5 or CSV), or a Mooncake JSONL
+ * trace (".jsonl", imported with the default options: 512-token blocks, sessions inferred from
+ * shared prefixes; bad lines stop the import). */
 static int sim__read_trace_file(const char *path, trace *t, kv_error *err) {
+  size_t n = strlen(path);
+  if (n > 6 && strcmp(path + n - 6, ".jsonl") == 0) {
+    return trace_import_mooncake(path, NULL, t, NULL, err);
+  }
   return trace_read(path, t, err);
 }
 
