@@ -6,15 +6,18 @@ usage: aggregate.py RESULTS_DIR [-o OUT_DIR] [SWEEP ...]
 For each sweep directory RESULTS_DIR/<sweep>/ (or only the named ones), reads every finished point
 (<point>/done present; *.failed, *.stale-* and temporary directories are ignored), its point.ini
 (swept parameters, seed, id) and the result file named by [sweep] results in point.ini, and writes
-OUT_DIR/<sweep>.csv: the parameter columns (named by their key, e.g. cache.policy), seed, point,
-then the result file's columns, one output row per result row. Output is written atomically.
+OUT_DIR/<sweep>.csv: the parameter columns (named by their key, e.g. cache.policy; a zipped key
+"a+b" gives one column per component), seed, point, then the result file's columns, one output row
+per result row ('#' comment lines are skipped; a key,value file such as kvsim's summary.csv becomes
+one row with a column per key). Output is written atomically.
 """
 import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kvlab_analysis import AnalysisError, die, read_csv, read_ini, write_csv_atomic  # noqa: E402
+from kvlab_analysis import (AnalysisError, die, pivot_key_value, read_csv, read_ini,  # noqa: E402
+                            write_csv_atomic)
 
 
 def aggregate_sweep(sweep_dir):
@@ -27,7 +30,13 @@ def aggregate_sweep(sweep_dir):
         if not os.path.exists(os.path.join(pdir, "done")):
             continue
         ini = read_ini(os.path.join(pdir, "point.ini"))
-        params = dict(ini["params"]) if ini.has_section("params") else {}
+        params = {}
+        for k, v in (ini["params"].items() if ini.has_section("params") else []):
+            ks, vs = k.split("+"), v.split("/")
+            if len(ks) > 1 and len(ks) == len(vs):
+                params.update(zip(ks, vs))
+            else:
+                params[k] = v
         res = ini.get("sweep", "results", fallback="").strip()
         if not res:
             raise AnalysisError(f"{pdir}/point.ini: [sweep] results is empty: the sweep names no "
@@ -35,7 +44,7 @@ def aggregate_sweep(sweep_dir):
         rpath = os.path.join(pdir, res)
         if not os.path.exists(rpath):
             raise AnalysisError(f"{rpath}: missing (point finished without its result file)")
-        rh, rrows = read_csv(rpath)
+        rh, rrows = pivot_key_value(*read_csv(rpath))
         base = dict(params)
         base["seed"] = ini.get("point", "seed", fallback="")
         base["point"] = ini.get("point", "id", fallback=p)

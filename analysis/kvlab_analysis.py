@@ -26,10 +26,11 @@ def read_ini(path):
 
 
 def read_csv(path):
-    """Rows of a CSV file as dicts; every row must have the header's width."""
+    """Rows of a CSV file as dicts; every row must have the header's width. Lines starting with
+    '#' (provenance comments, as kvsim writes) are skipped."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            r = csv.reader(f)
+            r = csv.reader(line for line in f if not line.startswith("#"))
             try:
                 header = next(r)
             except StopIteration:
@@ -45,6 +46,13 @@ def read_csv(path):
             return header, rows
     except OSError as e:
         raise AnalysisError(f"{path}: {e}") from None
+
+
+def pivot_key_value(header, rows):
+    """A two-column key,value table (kvsim's summary.csv) as one row with a column per key."""
+    if header == ["key", "value"]:
+        return [r["key"] for r in rows], [{r["key"]: r["value"] for r in rows}]
+    return header, rows
 
 
 def write_csv_atomic(path, header, rows):

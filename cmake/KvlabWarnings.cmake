@@ -4,7 +4,8 @@ function(kvlab_target_defaults target)
   # POSIX 2008 (fsync, open_memstream, strcasecmp, clock_gettime) on top of strict C11.
   target_compile_definitions(${target} PRIVATE _POSIX_C_SOURCE=200809L)
   target_compile_options(${target} PRIVATE
-    $<$<COMPILE_LANGUAGE:C>:-Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter -Wno-format-truncation>
+    $<$<COMPILE_LANGUAGE:C>:-Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter>
+    $<$<AND:$<COMPILE_LANGUAGE:C>,$<C_COMPILER_ID:GNU>>:-Wno-format-truncation>
     $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall --Werror=cross-execution-space-call>)
   if(KVLAB_WERROR)
     target_compile_options(${target} PRIVATE

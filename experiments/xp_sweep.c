@@ -137,6 +137,16 @@ static int xp__set_param(xp_sweep *s, const char *key, const char *expr, const c
   int n = xp_expand_list(expr, s->params[i].values, XP_MAX_VALUES, what, err);
   if (n < 0) return n;
   s->params[i].n_values = n;
+  int nk = 1;
+  for (const char *c = key; *c; c++) nk += *c == '+';
+  for (int v = 0; v < n && nk > 1; v++) {
+    int nv = 1;
+    for (const char *c = s->params[i].values[v]; *c; c++) nv += *c == '/';
+    if (nv != nk) {
+      return kv_error_set(err, KV_EINVAL, "%s: value '%s' has %d '/'-separated parts for %d "
+                          "zipped keys", what, s->params[i].values[v], nv, nk);
+    }
+  }
   return 0;
 }
 
@@ -290,6 +300,28 @@ int xp_sweep_load(const char *path, const char *scale, xp_sweep *s, kv_error *er
   return rc;
 }
 
+/* Component c of a zipped "k1+k2" key or "v1/v2" value into out; returns 0 when it exists. */
+static int xp__component(const char *str, char sep, int c, char *out, size_t cap) {
+  const char *p = str;
+  for (int k = 0; k < c; k++) {
+    p = strchr(p, sep);
+    if (!p) return -1;
+    p++;
+  }
+  const char *end = strchr(p, sep);
+  size_t n = end ? (size_t)(end - p) : strlen(p);
+  if (n >= cap) return -1;
+  memcpy(out, p, n);
+  out[n] = '\0';
+  return 0;
+}
+
+static int xp__n_components(const char *str, char sep) {
+  int n = 1;
+  for (; *str; str++) n += *str == sep;
+  return n;
+}
+
 int64_t xp_sweep_n_points(const xp_sweep *s) {
   int64_t n = s->n_seeds > 0 ? s->n_seeds : 1;
   for (int i = 0; i < s->n_params; i++) n *= s->params[i].n_values;
@@ -322,7 +354,8 @@ void xp_sweep_point(const xp_sweep *s, int64_t i, xp_point *p) {
   }
   size_t len = 0;
   for (int k = 0; k < s->n_params && len < sizeof p->id; k++) {
-    const char *key = s->params[k].key;
+    char key[128];
+    xp__component(s->params[k].key, '+', 0, key, sizeof key);
     const char *dot = strrchr(key, '.');
     len += (size_t)snprintf(p->id + len, sizeof p->id - len, "%s%s=%s", k ? "_" : "",
                             dot ? dot + 1 : key, s->params[k].values[p->value_idx[k]]);
@@ -354,10 +387,21 @@ int xp_point_config(const xp_sweep *s, const xp_point *p, kv_config **out, kv_er
     rc = kv_config_override(c, assign, err);
   }
   for (int k = 0; k < s->n_params && !rc; k++) {
-    if (!strchr(s->params[k].key, '.')) continue;
-    snprintf(assign, sizeof assign, "%s=%s", s->params[k].key,
-             s->params[k].values[p->value_idx[k]]);
-    rc = kv_config_override(c, assign, err);
+    const char *key = s->params[k].key, *val = s->params[k].values[p->value_idx[k]];
+    int nk = xp__n_components(key, '+');
+    for (int cpt = 0; cpt < nk && !rc; cpt++) {
+      char kc[128], vc[128];
+      if (nk == 1) {
+        snprintf(kc, sizeof kc, "%s", key);
+        snprintf(vc, sizeof vc, "%s", val);
+      } else {
+        xp__component(key, '+', cpt, kc, sizeof kc);
+        xp__component(val, '/', cpt, vc, sizeof vc);
+      }
+      if (!strchr(kc, '.')) continue;
+      snprintf(assign, sizeof assign, "%s=%s", kc, vc);
+      rc = kv_config_override(c, assign, err);
+    }
   }
   if (!rc && p->seed_idx >= 0) {
     snprintf(assign, sizeof assign, "sim.seed=%lld", (long long)s->seeds[p->seed_idx]);
@@ -405,8 +449,21 @@ int xp_point_argv(const xp_sweep *s, const xp_point *p, const char *config_path,
       snprintf(seed, sizeof seed, "%lld", (long long)s->seeds[p->seed_idx]);
       val = seed;
     } else {
-      for (int k = 0; k < s->n_params; k++) {
-        if (!strcmp(s->params[k].key, var)) val = s->params[k].values[p->value_idx[k]];
+      static char comp[128];
+      for (int k = 0; k < s->n_params && !val; k++) {
+        int nk = xp__n_components(s->params[k].key, '+');
+        for (int cpt = 0; cpt < nk; cpt++) {
+          char kc[128];
+          xp__component(s->params[k].key, '+', cpt, kc, sizeof kc);
+          if (strcmp(kc, var) != 0) continue;
+          if (nk == 1) {
+            val = s->params[k].values[p->value_idx[k]];
+          } else {
+            xp__component(s->params[k].values[p->value_idx[k]], '/', cpt, comp, sizeof comp);
+            val = comp;
+          }
+          break;
+        }
       }
     }
     if (!val) {

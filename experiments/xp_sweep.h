@@ -16,6 +16,8 @@
  *   workload.sessions = 9000
  *   [quick] / [full]                   ; scale: keys replace [vary] lists, [fixed] values or
  *                                      ; `seeds`; other dotted keys are added to [fixed]
+ * Zipped parameters: a key "k1+k2" takes values "v1/v2": the components vary together (e.g.
+ *   sim.model+sim.n_gpus = llama-2-13b/2, llama-65b/4).
  * Lists: "a, b, c"; "range(start, stop, step)" (stop inclusive when hit exactly);
  * "lin(a, b, n)" (n evenly spaced); "geom(a, b, n)" (n log-spaced, a and b > 0).
  * Template variables: {config} (the point's config file), {out} (its output directory), {seed},

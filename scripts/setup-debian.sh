@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config
       libhdf5-dev hdf5-tools libgsl-dev gnuplot-nox
-      libinih-dev libyajl-dev libopenmpi-dev openmpi-bin
+      libinih-dev libyajl-dev libpcre2-dev libopenmpi-dev openmpi-bin
       python3)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -95,6 +95,7 @@ typedef struct sim_params {
   int64_t prefetch_window_jobs, evict_window_jobs;  /* 0 = auto */
   int64_t prefetch_max_inflight;
   int64_t demote_buffer_bytes;   /* staging buffer for demotions in flight */
+  int ssd_inclusive;             /* fetched units keep their SSD copy (sim_store.h) */
   /* [links] (bytes/s, ns) */
   double h2d_bw, d2h_bw, ssd_read_bw, ssd_write_bw;
   int64_t pcie_latency_ns, ssd_latency_ns;
@@ -163,6 +164,9 @@ typedef struct sim_summary {
   int64_t turns, turns_with_history, hit_turns, hit_by_src[SIM_SRC_COUNT];
   double hit_rate, hit_rate_hbm, hit_rate_dram, hit_rate_ssd, token_hit_rate;
   double ttft_mean_s, ttft_p50_s, ttft_p99_s, tbt_mean_s, e2e_mean_s, queue_mean_s;
+  /* over measured turns with history: TTFT, and prefill latency = admission to first token
+   * (the paper's "prefill time": loading + computing, no queueing) */
+  double ttft_hist_mean_s, prefill_latency_hist_mean_s;
   double prefill_throughput_tok_s, gpu_busy_s, span_s;
   double served_s;         /* warm-up end to the last measured request's completion */
   double cost_gpu_usd, cost_storage_usd, cost_total_usd, storage_share;

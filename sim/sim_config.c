@@ -211,6 +211,7 @@ int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err) {
   TRY(kv_config_int(cfg, "cache", "prefetch_max_inflight", 4, 1, 1 << 20,
                     &p->prefetch_max_inflight, err));
   TRY(sim__gib(cfg, "cache", "demote_buffer_gib", 4.0 * SIM_GIB, &p->demote_buffer_bytes, err));
+  TRY(kv_config_bool(cfg, "cache", "ssd_inclusive", 1, &p->ssd_inclusive, err));
 
   /* [links] */
   int per_gpu;

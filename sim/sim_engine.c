@@ -1480,6 +1480,7 @@ int sim_run(const sim_params *p, const trace *t, FILE *log, sim_result *r, kv_er
     if (rc) goto done;
     E->store.on_ready = sim__unit_ready;
     E->store.stage_cap = p->demote_buffer_bytes;
+    E->store.inclusive = p->ssd_inclusive;
     E->store.ready_ctx = E;
     if (p->store == SIM_STORE_BLOCK && p->eviction->uses_queue) {
       rc = kv_error_set(err, KV_ENOTSUP, "[cache] eviction = %s needs the session-granular store "

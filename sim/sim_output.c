@@ -27,6 +27,7 @@ int sim_summarize(const sim_result *r, const sim_params *p, sim_summary *s, kv_e
   if (!ttft) return kv_error_set(err, KV_ENOMEM, "summary: out of memory");
   double sum_e2e = 0, sum_q = 0, sum_tbt = 0, n_tbt = 0, sum_hit = 0, sum_in = 0;
   int64_t last_finish = r->warm_ns;
+  double sum_ttft_h = 0, sum_pl_h = 0;
   for (int64_t i = 0; i < r->n_req; i++) {
     const sim_request *q = &r->req[i];
     if (q->warmup || q->finish_ns < 0) continue;
@@ -42,6 +43,8 @@ int sim_summarize(const sim_result *r, const sim_params *p, sim_summary *s, kv_e
     sum_in += (double)q->input_tokens;
     int b = q->turn < s->n_by_turn - 1 ? q->turn : s->n_by_turn - 1;
     if (q->hist_tokens > 0) {
+      sum_ttft_h += (double)(q->first_token_ns - q->arrival_ns);
+      sum_pl_h += (double)(q->first_token_ns - q->admit_ns);
       s->turns_with_history++;
       s->by_turn_with_history[b]++;
       if (q->hit_tokens > 0) {
@@ -58,6 +61,8 @@ int sim_summarize(const sim_result *r, const sim_params *p, sim_summary *s, kv_e
   s->hit_rate_dram = (double)s->hit_by_src[SIM_SRC_DRAM] / twh;
   s->hit_rate_ssd = (double)s->hit_by_src[SIM_SRC_SSD] / twh;
   s->token_hit_rate = sum_in > 0 ? sum_hit / sum_in : NAN;
+  s->ttft_hist_mean_s = sum_ttft_h / twh * 1e-9;
+  s->prefill_latency_hist_mean_s = sum_pl_h / twh * 1e-9;
   if (n > 0) {
     qsort(ttft, (size_t)n, sizeof *ttft, sim__cmp_i64);
     double sum = 0;
@@ -118,6 +123,8 @@ static int sim__summary_rows(const sim_summary *s, const sim_result *r, const si
   ROW("tbt_mean_s", s->tbt_mean_s);
   ROW("e2e_mean_s", s->e2e_mean_s);
   ROW("queue_mean_s", s->queue_mean_s);
+  ROW("ttft_hist_mean_s", s->ttft_hist_mean_s);
+  ROW("prefill_latency_hist_mean_s", s->prefill_latency_hist_mean_s);
   ROW("prefill_throughput_tok_s", s->prefill_throughput_tok_s);
   ROW("gpu_busy_s", s->gpu_busy_s);
   ROW("span_s", s->span_s);

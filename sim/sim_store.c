@@ -32,6 +32,8 @@ int sim_store_init(sim_store *s, sim_store_kind kind, const sim_policy *pol,
   s->stats = stats;
   s->free_u = -1;
   s->stage_cap = INT64_MAX / 4;
+  s->inclusive = 1;
+  s->moving = -1;
   for (int i = 0; i < SIM_LINK_ROLE_COUNT; i++) s->link[i] = link ? link[i] : -1;
   for (int t = 0; t < SIM_TIER_COUNT; t++) sim_tier_init(&s->tiers[t], sim_tier_names[t], capacity[t]);
   s->n_buckets = 1024;
@@ -52,6 +54,14 @@ int sim_store_top_tier(const sim_store *s) { return sim_store_next_tier(s, -1); 
 
 int sim_store_next_tier(const sim_store *s, int t) {
   for (int k = t + 1; k < SIM_TIER_COUNT; k++) {
+    if (s->tiers[k].capacity > 0) return k;
+  }
+  return -1;
+}
+
+/* The last enabled tier (where shadows live), or -1. */
+static int sim__last_tier(const sim_store *s) {
+  for (int k = SIM_TIER_COUNT - 1; k >= 0; k--) {
     if (s->tiers[k].capacity > 0) return k;
   }
   return -1;
@@ -224,9 +234,33 @@ int32_t sim_store_find(sim_store *s, uint64_t key, int64_t now) {
   return i;
 }
 
+void sim_store_drop_shadow(sim_store *s, int32_t i) {
+  sim_unit *u = &s->u[i];
+  if (u->shadow == 0) return;
+  sim_tier_release(&s->tiers[sim__last_tier(s)], u->shadow);
+  s->shadow_bytes -= u->shadow;
+  u->shadow = 0;
+}
+
+/* Frees shadow space in the last tier t until `bytes` are free or no shadow is left: the least
+ * recently used units' shadows go first. */
+static void sim__reclaim_shadows(sim_store *s, int t, int64_t bytes) {
+  while (s->shadow_bytes > 0 && sim_tier_free_bytes(&s->tiers[t]) < bytes) {
+    int32_t best = -1;
+    for (int32_t i = 0; i < s->cap_u; i++) {
+      const sim_unit *u = &s->u[i];
+      if (u->tier < 0 || u->shadow == 0 || u->busy || i == s->moving) continue;
+      if (best < 0 || u->access_seq < s->u[best].access_seq) best = i;
+    }
+    if (best < 0) return;
+    sim_store_drop_shadow(s, best);
+  }
+}
+
 void sim_store_drop(sim_store *s, int32_t i, int stat) {
   sim_unit *u = &s->u[i];
   assert(u->tier >= 0 && u->pins == 0 && u->busy == 0 && "dropping a unit in use");
+  sim_store_drop_shadow(s, i);
   sim__detach(s, i);
   sim_tier_release(&s->tiers[u->tier], u->bytes);
   sim__unhash(s, i);
@@ -267,33 +301,52 @@ static void sim__busy_end(sim_store *s, int32_t i) {
 
 /* Moves unit i from its tier to dst: dst must already have room. `staged`: the transfer
  * occupies the staging buffer (demotions). */
+/* Bytes unit i needs in tier dst: into the last tier, a shadow already holds part of it. */
+static int64_t sim__need(const sim_store *s, const sim_unit *u, int dst) {
+  return dst == sim__last_tier(s) ? u->bytes - u->shadow : u->bytes;
+}
+
+/* Moves unit i from its tier to dst: dst must already have room for sim__need(). `staged`: the
+ * transfer occupies the staging buffer (demotions). Only the bytes dst lacks travel. */
 static void sim__relocate(sim_store *s, int32_t i, int dst, int flow, int staged) {
   sim_unit *u = &s->u[i];
   int src = u->tier;
+  int last = sim__last_tier(s);
+  int64_t move = sim__need(s, u, dst);
   sim__detach(s, i);
-  sim_tier_release(&s->tiers[src], u->bytes);
-  int rc = sim_tier_alloc(&s->tiers[dst], u->bytes);
+  if (src == last && s->inclusive && dst != last) {
+    /* Leaving the last tier: its copy stays, as the unit's shadow. */
+    u->shadow = u->bytes;
+    s->shadow_bytes += u->bytes;
+  } else {
+    sim_tier_release(&s->tiers[src], u->bytes);
+  }
+  int rc = sim_tier_alloc(&s->tiers[dst], move);
   assert(rc == 0);
   (void)rc;
+  if (dst == last) { /* the shadow becomes part of the resident copy */
+    s->shadow_bytes -= u->shadow;
+    u->shadow = 0;
+  }
   u->tier = dst;
   u->moved_from = src;
   int32_t route[SIM_ROUTE_MAX];
   int n = sim_store_route(s, src, dst, route);
-  if (flow && n > 0 && s->net && u->bytes > 0) {
-    sim_store_count_route(s, route, n, u->bytes);
+  if (flow && n > 0 && s->net && move > 0) {
+    sim_store_count_route(s, route, n, move);
     kv_error e = {0};
-    if (sim_net_start(s->net, route, n, (double)u->bytes, 0, sim__move_done, s, i, NULL, &e)) {
+    if (sim_net_start(s->net, route, n, (double)move, 0, sim__move_done, s, i, NULL, &e)) {
       s->failed = 1;
     } else {
       u->busy++;
       if (staged) {
-        u->staged = u->bytes;
-        s->stage_used += u->bytes;
+        u->staged = move;
+        s->stage_used += move;
       }
       return;
     }
   } else if (flow && n > 0) {
-    sim_store_count_route(s, route, n, u->bytes);
+    sim_store_count_route(s, route, n, move);
   }
   if (sim__evictable(u)) sim__attach(s, i);
 }
@@ -301,17 +354,22 @@ static void sim__relocate(sim_store *s, int32_t i, int dst, int flow, int staged
 int sim_store_make_room(sim_store *s, int t, int64_t bytes, int64_t qpos_limit) {
   sim_tier *tier = &s->tiers[t];
   if (bytes > tier->capacity) return KV_ERANGE;
+  if (t == sim__last_tier(s)) sim__reclaim_shadows(s, t, bytes);
   while (sim_tier_free_bytes(tier) < bytes) {
     if (s->n_heap[t] == 0) return KV_ERANGE;
     int32_t v = s->heap[t][0];
     sim_unit *u = &s->u[v];
     if (u->qpos >= 0 && u->qpos < qpos_limit && s->pol->uses_queue) return KV_ERANGE;
     int next = sim_store_next_tier(s, t);
-    int can_stage = !s->net || s->stage_used + u->bytes <= s->stage_cap;
+    int64_t need = next >= 0 ? sim__need(s, u, next) : u->bytes;
+    int can_stage = !s->net || s->stage_used + need <= s->stage_cap;
     if (next >= 0 && can_stage) {
       /* Demote: the victim leaves this tier's heap first so that the recursion cannot pick it. */
       sim__detach(s, v);
-      int rc = sim_store_make_room(s, next, u->bytes, qpos_limit);
+      int32_t outer = s->moving;
+      s->moving = v;
+      int rc = sim_store_make_room(s, next, need, qpos_limit);
+      s->moving = outer;
       if (rc == 0) {
         sim__stat(s, sim__demote_stat(t, next), 1);
         sim__relocate(s, v, next, 1, 1);
@@ -385,8 +443,10 @@ int sim_store_resize(sim_store *s, int32_t i, int64_t tokens, int64_t qpos_limit
     if (rc) return rc;
     rc = sim_tier_alloc(&s->tiers[u->tier], nb - u->bytes);
     assert(rc == 0);
-  } else {
+  } else if (nb < u->bytes) {
     sim_tier_release(&s->tiers[u->tier], u->bytes - nb);
+    /* Truncation keeps the newest tokens: the shadow (an old prefix) no longer matches. */
+    sim_store_drop_shadow(s, i);
   }
   u->bytes = nb;
   u->tokens = tokens;
@@ -428,7 +488,10 @@ int sim_store_move(sim_store *s, int32_t i, int dst, int flow, int64_t qpos_limi
   if (u->tier == dst) return 0;
   int was = u->heap_pos >= 0;
   sim__detach(s, i);
-  int rc = sim_store_make_room(s, dst, u->bytes, qpos_limit);
+  int32_t outer = s->moving;
+  s->moving = i;
+  int rc = sim_store_make_room(s, dst, sim__need(s, u, dst), qpos_limit);
+  s->moving = outer;
   if (rc) {
     if (was) sim__attach(s, i);
     return rc;
@@ -460,13 +523,23 @@ int64_t sim_store_expire(sim_store *s, int64_t now) {
 int sim_store_check(const sim_store *s, kv_error *err) {
   if (s->failed) return kv_error_set(err, KV_ENOMEM, "store: out of memory in an event");
   int64_t sum[SIM_TIER_COUNT] = {0};
-  int64_t live = 0, evictable[SIM_TIER_COUNT] = {0}, staged = 0;
+  int64_t live = 0, evictable[SIM_TIER_COUNT] = {0}, staged = 0, shadows = 0;
+  int last = sim__last_tier(s);
   for (int32_t i = 0; i < s->cap_u; i++) {
     const sim_unit *u = &s->u[i];
     if (u->tier < 0) continue;
     live++;
     staged += u->staged;
     sum[u->tier] += u->bytes;
+    if (u->shadow) {
+      if (u->tier == last || u->shadow < 0 || u->shadow > u->bytes) {
+        return kv_error_set(err, KV_ESTATE, "store: unit %d has a shadow of %lld bytes for %lld "
+                            "bytes in tier %d", i, (long long)u->shadow, (long long)u->bytes,
+                            u->tier);
+      }
+      sum[last] += u->shadow;
+      shadows += u->shadow;
+    }
     if (u->bytes != u->tokens * s->bytes_per_token) {
       return kv_error_set(err, KV_ESTATE, "store: unit %d holds %lld bytes for %lld tokens", i,
                           (long long)u->bytes, (long long)u->tokens);
@@ -486,6 +559,10 @@ int sim_store_check(const sim_store *s, kv_error *err) {
   if (staged != s->stage_used || s->stage_used < 0) {
     return kv_error_set(err, KV_ESTATE, "store: staging buffer holds %lld bytes, units say %lld",
                         (long long)s->stage_used, (long long)staged);
+  }
+  if (shadows != s->shadow_bytes) {
+    return kv_error_set(err, KV_ESTATE, "store: shadows hold %lld bytes, counter says %lld",
+                        (long long)shadows, (long long)s->shadow_bytes);
   }
   if (live != s->n_live) {
     return kv_error_set(err, KV_ESTATE, "store: %lld live units, counter says %lld",

@@ -23,8 +23,17 @@
  * readable; on arrival the store calls on_ready(ctx, unit). Without a network (net == NULL:
  * the trace-order replay), moves complete at once.
  *
+ * Inclusive last tier (`inclusive`, default on): when a unit moves up out of the last enabled
+ * tier (an SSD -> DRAM fetch or prefetch), its copy there stays valid and keeps its space as the
+ * unit's `shadow` bytes; the unit may grow above (new turns append KV) while the shadow still
+ * holds its old prefix. Demoting it again writes only the bytes the shadow lacks; shrinking it
+ * (truncation) or dropping it discards the shadow. When the last tier needs room, shadows are
+ * discarded first (nothing is lost: the unit lives above), then victims are evicted. Without
+ * this a session fetched for every turn is rewritten in full to SSD at every demotion.
+ *
  * Invariants (sim_store_check): every tier's used bytes == the sum of the bytes of the units in
- * it (bytes conserved per tier); evictable units are exactly the live, unpinned, idle ones.
+ * it, plus, for the last enabled tier, the shadows of the units above it (bytes conserved per
+ * tier); evictable units are exactly the live, unpinned, idle ones.
  */
 #ifndef SIM_STORE_H
 #define SIM_STORE_H
@@ -72,6 +81,8 @@ typedef struct sim_unit {
   int64_t moved_from;     /* tier the last move came from (for statistics), -1 none */
   int32_t flags;          /* free for the caller (the engine marks prefetches) */
   int64_t staged;         /* bytes held in the staging buffer by its transfer */
+  int64_t shadow;         /* bytes of a valid copy in the last enabled tier while the unit lives
+                             above it (inclusive last tier); 0 otherwise */
 } sim_unit;
 
 typedef void (*sim_store_ready_fn)(void *ctx, int32_t unit);
@@ -97,6 +108,9 @@ typedef struct sim_store {
   sim_store_ready_fn on_ready;
   void *ready_ctx;
   int failed;                     /* allocation failure inside an event */
+  int inclusive;                  /* keep shadows in the last tier (see above); default 1 */
+  int64_t shadow_bytes;           /* sum of the shadows */
+  int32_t moving;                 /* unit being moved into the last tier: its shadow is kept */
 } sim_store;
 
 /* capacity[t] = bytes of tier t (0 disables it). net/link may be NULL (instant moves). */
@@ -128,6 +142,8 @@ int32_t sim_store_create(sim_store *s, uint64_t key, int64_t tokens, int tier, i
 /* Changes a unit's size in place (growth makes room in its tier). KV_ERANGE when it cannot
  * grow (the unit is unchanged). */
 int sim_store_resize(sim_store *s, int32_t i, int64_t tokens, int64_t qpos_limit);
+/* Discards unit i's shadow in the last tier (its space is freed). */
+void sim_store_drop_shadow(sim_store *s, int32_t i);
 /* Removes a unit (must not be pinned or busy). `stat` is the counter to bump (SIM_STAT_* or -1). */
 void sim_store_drop(sim_store *s, int32_t i, int stat);
 

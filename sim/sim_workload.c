@@ -1,5 +1,9 @@
 #include "sim_workload.h"
 
+#include "import_mooncake.h"
+#include "trace_gen.h"
+#include "trace_io.h"
+
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
@@ -9,23 +13,16 @@
 
 #include "sim_longctx.h"
 
-/* ==== HOOK: trace files ====================================================================
- * The single place where kvsim reads a trace file. traces/trace_io.h (the other half of the
- * traces issue) provides int trace_read(const char *path, trace *t, kv_error *err); CMake
- * defines SIM_HAVE_TRACE_IO when that header exists. */
-#ifdef SIM_HAVE_TRACE_IO
-#include "trace_io.h"
+/* Trace files: the project's format (traces/trace_io.h: HDF5 or CSV), or a Mooncake JSONL
+ * trace (".jsonl", imported with the default options: 512-token blocks, sessions inferred from
+ * shared prefixes; bad lines stop the import). */
 static int sim__read_trace_file(const char *path, trace *t, kv_error *err) {
+  size_t n = strlen(path);
+  if (n > 6 && strcmp(path + n - 6, ".jsonl") == 0) {
+    return trace_import_mooncake(path, NULL, t, NULL, err);
+  }
   return trace_read(path, t, err);
 }
-#else
-static int sim__read_trace_file(const char *path, trace *t, kv_error *err) {
-  (void)t;
-  return kv_error_set(err, KV_ENOTSUP, "%s: this build cannot read trace files (traces/"
-                      "trace_io.h is not present yet); use [workload] source = synthetic", path);
-}
-#endif
-/* ==== end of hook ========================================================================== */
 
 void sim_synth_defaults(sim_synth *s) {
   s->seed = 1;
@@ -116,6 +113,29 @@ int sim_synth_generate(const sim_synth *s, trace *t, kv_error *err) {
   return rc;
 }
 
+/* [workload] decode = full | first_token (trace_teacher_force). */
+static int sim__apply_decode(kv_config *cfg, trace *t, kv_error *err) {
+  static const char *const names[] = {"full", "first_token", NULL};
+  int mode = 0;
+  int rc = kv_config_enum(cfg, "workload", "decode", 0, names, &mode, err);
+  if (!rc && mode == 1) rc = trace_teacher_force(t, err);
+  return rc;
+}
+
+/* [workload] source = sharegpt: the project's ShareGPT-style generator (traces/trace_gen.h),
+ * its parameters read from [workload] under their own names (n_sessions, rate, think_mean_s,
+ * seed, p_single, ...; defaults fitted to the published statistics). */
+static int sim__generate_sharegpt(kv_config *cfg, uint64_t default_seed, trace *t,
+                                  kv_error *err) {
+  trace_gen_params p;
+  trace_gen_params_default(&p);
+  p.seed = default_seed;
+  int rc = trace_gen_params_from_config(cfg, "workload", &p, err);
+  if (!rc) rc = trace_gen_params_check(&p, err);
+  if (!rc) rc = trace_gen_generate(&p, t, err);
+  return rc;
+}
+
 int sim_workload_build(kv_config *cfg, uint64_t default_seed, trace *t, kv_error *err) {
   const char *src = NULL;
   int rc = kv_config_str(cfg, "workload", "source", "synthetic", &src, err);
@@ -127,8 +147,13 @@ int sim_workload_build(kv_config *cfg, uint64_t default_seed, trace *t, kv_error
     return rc;
   }
   if (strcmp(src, "synthetic") != 0) {
-    rc = sim__read_trace_file(src, t, err);
-    if (rc) trace_free(t);
+    rc = strcmp(src, "sharegpt") == 0 ? sim__generate_sharegpt(cfg, default_seed, t, err)
+                                       : sim__read_trace_file(src, t, err);
+    if (!rc) rc = sim__apply_decode(cfg, t, err);
+    if (rc) {
+      kv_error_prefix(err, "[workload]");
+      trace_free(t);
+    }
     return rc;
   }
   sim_synth s;
@@ -167,6 +192,7 @@ int sim_workload_build(kv_config *cfg, uint64_t default_seed, trace *t, kv_error
       return rc;
   }
   rc = sim_synth_generate(&s, t, err);
+  if (!rc) rc = sim__apply_decode(cfg, t, err);
   if (rc) {
     kv_error_prefix(err, "[workload]");
     trace_free(t);

@@ -1,5 +1,6 @@
 #include "trace.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,4 +169,34 @@ int trace_check(const trace *t, kv_error *err) {
                         (long long)(t->n_turns - expect_turn));
   }
   return 0;
+}
+
+int64_t trace_session_tokens(const trace *t, int64_t s) {
+  const trace_session *ss = &t->sessions[s];
+  if (ss->n_turns == 0) return 0;
+  const trace_turn *u = &t->turns[ss->first_turn + ss->n_turns - 1];
+  return (int64_t)u->input_tokens + u->output_tokens;
+}
+
+int trace_teacher_force(trace *t, kv_error *err) {
+  if (!(t->flags & TRACE_FLAG_FULL_HISTORY)) {
+    return kv_error_set(err, KV_EINVAL, "%s: teacher forcing needs a full-history trace (each "
+                        "turn's history is the previous turn's input + output)", t->name);
+  }
+  for (int64_t s = 0; s < t->n_sessions; s++) {
+    const trace_session *ss = &t->sessions[s];
+    for (int32_t k = 0; k < ss->n_turns; k++) {
+      trace_turn *u = &t->turns[ss->first_turn + k];
+      if (u->output_tokens <= 1) continue;
+      int32_t rest = u->output_tokens - 1;
+      u->output_tokens = 1;
+      if (k + 1 < ss->n_turns) {
+        trace_turn *v = &t->turns[ss->first_turn + k + 1];
+        v->new_tokens += rest; /* input_tokens already counts the response */
+      }
+    }
+  }
+  snprintf(t->tokenizer + strlen(t->tokenizer), sizeof t->tokenizer - strlen(t->tokenizer),
+           "%s", strstr(t->tokenizer, "; teacher-forced") ? "" : "; teacher-forced");
+  return trace_check(t, err);
 }

@@ -90,6 +90,18 @@ int64_t trace_add_turn(trace *t, int64_t arrival_ns, int64_t think_ns, int64_t i
  * is reported with the session id and turn index. */
 int trace_check(const trace *t, kv_error *err);
 
+/* A session's total tokens: its last turn's input + output (the final context), 0 when it has
+ * no turns. For a TRACE_FLAG_FULL_HISTORY trace this is the sum of all new and output tokens. */
+int64_t trace_session_tokens(const trace *t, int64_t s);
+
+/* Replays responses as given text instead of generated tokens ("teacher forcing"): in a
+ * TRACE_FLAG_FULL_HISTORY trace, every turn generates only its first output token and the rest
+ * of its recorded response enters the next turn's new tokens (it must be prefilled there, since
+ * no KV was generated for it); a session's last turn drops the rest. Input tokens and the
+ * history invariant are unchanged. Prefix-block hashes, which describe the input, stay valid.
+ * KV_EINVAL when the trace lacks TRACE_FLAG_FULL_HISTORY. */
+int trace_teacher_force(trace *t, kv_error *err);
+
 /* Turn i's hashes (NULL when it has none). */
 static inline const uint64_t *trace_turn_hashes(const trace *t, const trace_turn *u) {
   return u->n_hashes ? t->hashes + u->hash_off : (const uint64_t *)0;

@@ -113,5 +113,30 @@ static void test_errors(void) {
   xp_sweep_free(&s);
 }
 
-TEST_LIST = {TEST(test_lists), TEST(test_points_and_configs), TEST(test_errors), {0}};
+static void test_zipped(void) {
+  const char *sw = write_file("zip.ini", "[sweep]\nname = z\ntool = kvsim\nargs = {tag}\n[vary]\n"
+                              "sim.model+sim.n_gpus+tag = m13/2/a, m65/4/b\ncache.mode = re, x\n");
+  xp_sweep s;
+  kv_error e = {0};
+  REQUIRE_OK(xp_sweep_load(sw, NULL, &s, &e), &e);
+  CHECK_EQ_INT(xp_sweep_n_points(&s), 4);
+  xp_point p;
+  xp_sweep_point(&s, 2, &p);
+  CHECK(strcmp(p.id, "model=m65-4-b_mode=re") == 0);
+  kv_config *c;
+  REQUIRE_OK(xp_point_config(&s, &p, &c, &e), &e);
+  CHECK(strcmp(kv_config_get(c, "sim", "model"), "m65") == 0);
+  CHECK(strcmp(kv_config_get(c, "sim", "n_gpus"), "4") == 0);
+  kv_config_free(c);
+  char *w[8], store[256];
+  REQUIRE_EQ_INT(xp_point_argv(&s, &p, "c", "o", "s", "b", w, 8, store, sizeof store, &e), 1);
+  CHECK(strcmp(w[0], "b") == 0);
+  xp_sweep_free(&s);
+  sw = write_file("zip2.ini", "[sweep]\nname = z\ntool = kvsim\nargs = x\n[vary]\na.b+c.d = 1/2, 3\n");
+  CHECK_EQ_INT(xp_sweep_load(sw, NULL, &s, &e), KV_EINVAL);
+  CHECK_STR_CONTAINS(e.msg, "zip2.ini:6");
+  CHECK_STR_CONTAINS(e.msg, "1 '/'-separated parts for 2 zipped keys");
+}
+
+TEST_LIST = {TEST(test_zipped), TEST(test_lists), TEST(test_points_and_configs), TEST(test_errors), {0}};
 TEST_MAIN

@@ -169,6 +169,68 @@ static void on_ready(void *ctx, int32_t u) {
   ready_unit = u;
 }
 
+
+/* Inclusive SSD: a unit fetched up keeps its SSD copy as a shadow; growing it above and demoting
+ * it again needs (and would write) only the bytes the shadow lacks; shrinking drops the shadow;
+ * a full SSD discards shadows before evicting anything. Byte counts by hand, 1 byte per token. */
+static void test_inclusive_shadows(void) {
+  mk("lru", 0, 10, 20, 0, NULL, NULL);
+  int32_t a = add(A, 6, 0);
+  REQUIRE(a >= 0);
+  CHECK_OK(sim_store_move(&st, a, SIM_TIER_SSD, 1, SIM_QPOS_ANY), &(kv_error){0});
+  CHECK_EQ_INT(st.tiers[SIM_TIER_SSD].used, 6);
+  CHECK_OK(sim_store_move(&st, a, SIM_TIER_DRAM, 1, SIM_QPOS_ANY), &(kv_error){0});
+  CHECK_EQ_INT(st.u[a].shadow, 6);               /* SSD copy kept */
+  CHECK_EQ_INT(st.tiers[SIM_TIER_SSD].used, 6);
+  CHECK_EQ_INT(st.tiers[SIM_TIER_DRAM].used, 6);
+  check_invariants();
+  CHECK_OK(sim_store_resize(&st, a, 9, SIM_QPOS_ANY), &(kv_error){0}); /* a new turn's KV */
+  CHECK_EQ_INT(st.u[a].shadow, 6);
+  CHECK_OK(sim_store_move(&st, a, SIM_TIER_SSD, 1, SIM_QPOS_ANY), &(kv_error){0});
+  CHECK_EQ_INT(st.tiers[SIM_TIER_SSD].used, 9); /* 3 more bytes, not 9 */
+  CHECK_EQ_INT(st.u[a].shadow, 0);
+  CHECK_EQ_INT(st.tiers[SIM_TIER_DRAM].used, 0);
+  check_invariants();
+  /* Fetch again, then shrink (truncation): the shadow no longer matches and is dropped. */
+  CHECK_OK(sim_store_move(&st, a, SIM_TIER_DRAM, 1, SIM_QPOS_ANY), &(kv_error){0});
+  CHECK_EQ_INT(st.u[a].shadow, 9);
+  CHECK_OK(sim_store_resize(&st, a, 5, SIM_QPOS_ANY), &(kv_error){0});
+  CHECK_EQ_INT(st.u[a].shadow, 0);
+  CHECK_EQ_INT(st.tiers[SIM_TIER_SSD].used, 0);
+  check_invariants();
+  /* SSD full of B's resident copy and A's shadow: making room discards the shadow first. */
+  CHECK_OK(sim_store_move(&st, a, SIM_TIER_SSD, 1, SIM_QPOS_ANY), &(kv_error){0});
+  CHECK_OK(sim_store_move(&st, a, SIM_TIER_DRAM, 1, SIM_QPOS_ANY), &(kv_error){0}); /* shadow 5 */
+  int32_t b = add(B, 4, 1);
+  CHECK_OK(sim_store_move(&st, b, SIM_TIER_SSD, 1, SIM_QPOS_ANY), &(kv_error){0});
+  int32_t c = add(C, 10, 2); /* DRAM: A (5) + C (10) > 10: A is demoted, needing 0 new bytes */
+  REQUIRE(c >= 0);
+  CHECK_EQ_INT(where(A), SIM_TIER_SSD);
+  CHECK_EQ_INT(st.tiers[SIM_TIER_SSD].used, 9);
+  check_invariants();
+  int32_t d = add(D, 10, 3); /* C (10) goes down: SSD 9 + 10 > 20? no: 19 fits */
+  REQUIRE(d >= 0);
+  CHECK_EQ_INT(where(C), SIM_TIER_SSD);
+  CHECK_EQ_INT(stats[SIM_STAT_DROPPED], 0);
+  check_invariants();
+  /* Dropping a fetched unit frees its shadow too. */
+  int32_t x = sim_store_find(&st, C, 4);
+  sim_store_move(&st, d, SIM_TIER_SSD, 1, SIM_QPOS_ANY); /* SSD full: the LRU victim goes */
+  check_invariants();
+  (void)x;
+  sim_store_free(&st);
+  /* Exclusive mode: a fetch frees the SSD copy and a demotion rewrites everything. */
+  mk("lru", 0, 10, 20, 0, NULL, NULL);
+  st.inclusive = 0;
+  a = add(A, 6, 0);
+  sim_store_move(&st, a, SIM_TIER_SSD, 1, SIM_QPOS_ANY);
+  sim_store_move(&st, a, SIM_TIER_DRAM, 1, SIM_QPOS_ANY);
+  CHECK_EQ_INT(st.u[a].shadow, 0);
+  CHECK_EQ_INT(st.tiers[SIM_TIER_SSD].used, 0);
+  check_invariants();
+  sim_store_free(&st);
+}
+
 static void test_transfers_and_staging(void) {
   sim_events ev;
   sim_net net;
@@ -221,5 +283,6 @@ static void test_transfers_and_staging(void) {
 }
 
 TEST_LIST = {TEST(test_lru), TEST(test_fifo), TEST(test_opt), TEST(test_demotion_chain),
-             TEST(test_scheduler_aware), TEST(test_ttl), TEST(test_transfers_and_staging), {0}};
+             TEST(test_scheduler_aware), TEST(test_ttl), TEST(test_transfers_and_staging),
+             TEST(test_inclusive_shadows), {0}};
 TEST_MAIN

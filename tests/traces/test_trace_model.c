@@ -54,5 +54,29 @@ static void test_hashes(void) {
   trace_free(&t);
 }
 
-TEST_LIST = {TEST(test_build_and_check), TEST(test_rejects_bad_values), TEST(test_hashes), {0}};
+
+static void test_teacher_force(void) {
+  trace t;
+  trace_init(&t);
+  kv_error e = {0};
+  t.flags = TRACE_FLAG_FULL_HISTORY;
+  /* turn 0: 100 new, 50 out; turn 1: history 150, 20 new (input 170), 30 out; turn 2: 10 new */
+  REQUIRE(trace_add_session(&t, 1, 0, &e) == 0);
+  REQUIRE(trace_add_turn(&t, 0, 0, 100, 100, 50, NULL, 0, &e) == 0);
+  REQUIRE(trace_add_turn(&t, 10, 5, 170, 20, 30, NULL, 0, &e) == 1);
+  REQUIRE(trace_add_turn(&t, 20, 5, 210, 10, 7, NULL, 0, &e) == 2);
+  REQUIRE_OK(trace_teacher_force(&t, &e), &e);
+  /* every turn generates 1 token; the other 49 / 29 tokens are prefilled next turn */
+  CHECK_EQ_INT(t.turns[0].output_tokens, 1);
+  CHECK_EQ_INT(t.turns[1].new_tokens, 20 + 49);
+  CHECK_EQ_INT(t.turns[1].input_tokens, 170);
+  CHECK_EQ_INT(t.turns[2].new_tokens, 10 + 29);
+  CHECK_EQ_INT(t.turns[2].output_tokens, 1);
+  CHECK_OK(trace_check(&t, &e), &e);
+  t.flags = 0;
+  CHECK_EQ_INT(trace_teacher_force(&t, &e), KV_EINVAL);
+  trace_free(&t);
+}
+
+TEST_LIST = {TEST(test_teacher_force), TEST(test_build_and_check), TEST(test_rejects_bad_values), TEST(test_hashes), {0}};
 TEST_MAIN

@@ -1,0 +1,232 @@
+#include "import_burstgpt.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "trace_map.h"
+#include "trace_text.h"
+
+#define BURST_MAX_FIELDS 64
+
+void trace_burstgpt_opts_init(trace_burstgpt_opts *o) {
+  memset(o, 0, sizeof *o);
+  trace_import_opts_init(&o->base);
+}
+
+enum { BG_TS, BG_SESSION, BG_MODEL, BG_REQ, BG_RESP, BG_TOTAL, BG_LOG, BG_N };
+static const char *const bg__names[BG_N] = {"Timestamp", "Session ID", "Model", "Request tokens",
+                                            "Response tokens", "Total tokens", "Log Type"};
+
+typedef struct bg__sess {
+  int64_t last_in, last_out;
+} bg__sess;
+
+int trace_import_burstgpt_stream(FILE *f, const char *name, const trace_burstgpt_opts *bo,
+                                 trace *t, trace_import_stats *st, kv_error *err) {
+  trace_burstgpt_opts dflt;
+  trace_import_stats st_local;
+  if (!bo) {
+    trace_burstgpt_opts_init(&dflt);
+    bo = &dflt;
+  }
+  if (!st) st = &st_local;
+  trace_import_stats_init(st);
+  const trace_import_opts *opts = &bo->base;
+  trace_init(t);
+  snprintf(t->name, sizeof t->name, "burstgpt %s", trace_import_basename(name));
+  snprintf(t->source, sizeof t->source, "%s (history %s%s%s%s%s)", name,
+           bo->history == TRACE_BURSTGPT_HISTORY_PREV ? "prev" : "none",
+           bo->log_type == TRACE_BURSTGPT_LOG_CONVERSATION ? ", conversation log only"
+           : bo->log_type == TRACE_BURSTGPT_LOG_API ? ", API log only" : "",
+           bo->model ? ", model " : "", bo->model ? bo->model : "",
+           bo->drop_failed ? ", failed requests dropped" : "");
+  snprintf(t->tokenizer, sizeof t->tokenizer, "as recorded (BurstGPT Request/Response tokens)");
+  t->flags = TRACE_FLAG_OPEN_LOOP;
+
+  trace_lines lr;
+  int rc = trace_lines_init(&lr, f, name, 1 << 20, err);
+  if (rc) return rc;
+  int col[BG_N];
+  for (int i = 0; i < BG_N; i++) col[i] = -1;
+  int n_cols = 0;
+  trace_strmap sessions;
+  trace_strmap_init(&sessions);
+  bg__sess *sess = NULL;
+  int64_t n_sess = 0, cap_sess = 0;
+  int64_t *session_ids = NULL, n_ids = 0, cap_ids = 0;
+  trace_import_req *reqs = NULL;
+  int64_t n_reqs = 0, cap_reqs = 0;
+  int64_t t0 = 0, prev = 0;
+  int more;
+  while ((more = trace_lines_next(&lr, err)) == 1) {
+    long long ln = (long long)lr.lineno;
+    if (lr.len == 0 && !lr.too_long) continue;
+    if (n_cols == 0) {
+      char *fld[BURST_MAX_FIELDS];
+      int nf = lr.too_long || lr.has_nul ? -1 : trace_csv_split(lr.line, fld, BURST_MAX_FIELDS);
+      if (nf < 0) {
+        rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: cannot read the header", name, ln);
+        break;
+      }
+      for (int i = 0; i < nf; i++) {
+        const char *h = fld[i];
+        if (i == 0 && (unsigned char)h[0] == 0xEF && (unsigned char)h[1] == 0xBB &&
+            (unsigned char)h[2] == 0xBF) {
+          h += 3;
+        }
+        for (int k = 0; k < BG_N; k++) {
+          if (!strcasecmp(h, bg__names[k])) {
+            if (col[k] >= 0) {
+              rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: column '%s' appears twice", name, ln,
+                                bg__names[k]);
+            }
+            col[k] = i;
+          }
+        }
+      }
+      if (rc) break;
+      if (col[BG_TS] < 0 || col[BG_REQ] < 0 || col[BG_RESP] < 0) {
+        rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: header must name Timestamp, Request tokens "
+                          "and Response tokens", name, ln);
+        break;
+      }
+      if ((bo->model && col[BG_MODEL] < 0) || (bo->log_type && col[BG_LOG] < 0)) {
+        rc = kv_error_set(err, KV_EINVAL, "%s:%lld: a filter needs the %s column, which the "
+                          "header lacks", name, ln, bo->model && col[BG_MODEL] < 0 ? "Model"
+                                                                                    : "Log Type");
+        break;
+      }
+      n_cols = nf;
+      continue;
+    }
+    st->records++;
+    if (lr.too_long || lr.has_nul) {
+      rc = trace_import_bad(opts, st, err, KV_EFORMAT, "%s:%lld: %s", name, ln,
+                            lr.too_long ? "line longer than 1 MiB" : "NUL byte in line");
+      if (rc) break;
+      continue;
+    }
+    char *fld[BURST_MAX_FIELDS];
+    int nf = trace_csv_split(lr.line, fld, BURST_MAX_FIELDS);
+    if (nf != n_cols) {
+      if (nf < 0) {
+        rc = trace_import_bad(opts, st, err, KV_EFORMAT, "%s:%lld: malformed quoting or too many "
+                              "fields", name, ln);
+      } else {
+        rc = trace_import_bad(opts, st, err, KV_EFORMAT, "%s:%lld: %d fields, the header has %d",
+                              name, ln, nf, n_cols);
+      }
+      if (rc) break;
+      continue;
+    }
+    int64_t ts, in, out, total;
+    int prc;
+    if ((prc = trace_parse_fixed(fld[col[BG_TS]], 1000000000, &ts))) {
+      rc = trace_import_bad(opts, st, err, prc, "%s:%lld: Timestamp '%.64s' is not %s", name, ln,
+                            fld[col[BG_TS]], prc == KV_ERANGE ? "below 2^63 ns"
+                                                              : "a non-negative number of seconds");
+      if (rc) break;
+      continue;
+    }
+    if ((prc = trace_parse_count(fld[col[BG_REQ]], &in)) || in > INT32_MAX) {
+      rc = trace_import_bad(opts, st, err, prc ? prc : KV_ERANGE, "%s:%lld: Request tokens "
+                            "'%.64s' is not a count in [0, 2^31)", name, ln, fld[col[BG_REQ]]);
+      if (rc) break;
+      continue;
+    }
+    if ((prc = trace_parse_count(fld[col[BG_RESP]], &out)) || out > INT32_MAX) {
+      rc = trace_import_bad(opts, st, err, prc ? prc : KV_ERANGE, "%s:%lld: Response tokens "
+                            "'%.64s' is not a count in [0, 2^31)", name, ln, fld[col[BG_RESP]]);
+      if (rc) break;
+      continue;
+    }
+    if (col[BG_TOTAL] >= 0 && fld[col[BG_TOTAL]][0] != '\0') {
+      if (trace_parse_count(fld[col[BG_TOTAL]], &total) || total != in + out) {
+        rc = trace_import_bad(opts, st, err, KV_EFORMAT, "%s:%lld: Total tokens '%.64s' is not "
+                              "Request + Response tokens (%lld)", name, ln, fld[col[BG_TOTAL]],
+                              (long long)(in + out));
+        if (rc) break;
+        continue;
+      }
+    }
+    /* filters */
+    const char *logt = col[BG_LOG] >= 0 ? fld[col[BG_LOG]] : "";
+    if ((bo->log_type == TRACE_BURSTGPT_LOG_CONVERSATION && strcmp(logt, "Conversation log")) ||
+        (bo->log_type == TRACE_BURSTGPT_LOG_API && strcmp(logt, "API log")) ||
+        (bo->model && strcmp(fld[col[BG_MODEL]], bo->model)) || (bo->drop_failed && out == 0)) {
+      st->filtered++;
+      continue;
+    }
+    if (n_reqs == 0) t0 = prev = ts;
+    if (ts < prev) {
+      rc = trace_import_bad(opts, st, err, KV_EFORMAT, "%s:%lld: Timestamp '%.64s' is earlier "
+                            "than the previous row's (rows must be in time order)", name, ln,
+                            fld[col[BG_TS]]);
+      if (rc) break;
+      continue;
+    }
+    prev = ts;
+    trace_import_req q = {.arrival_ns = ts - t0, .think_ns = -1, .input_tokens = in,
+                          .new_tokens = in, .output_tokens = out, .session = -1};
+    const char *sid = col[BG_SESSION] >= 0 ? fld[col[BG_SESSION]] : "";
+    int64_t *known = sid[0] ? trace_strmap_get(&sessions, sid, strlen(sid)) : NULL;
+    int arc = 0;
+    if (known) {
+      q.session = *known;
+      if (bo->history == TRACE_BURSTGPT_HISTORY_PREV) {
+        int64_t hist = sess[q.session].last_in + sess[q.session].last_out;
+        q.new_tokens = in - (hist < in ? hist : in);
+      }
+    } else {
+      q.session = n_sess;
+      if (n_sess == cap_sess) {
+        int64_t nc = cap_sess ? cap_sess * 2 : 1024;
+        bg__sess *nb = realloc(sess, (size_t)nc * sizeof *nb);
+        if (!nb) arc = 1;
+        else sess = nb, cap_sess = nc;
+      }
+      if (!arc) {
+        n_sess++;
+        arc = trace_import_push_i64(&session_ids, &n_ids, &cap_ids, (int64_t)ln);
+      }
+      if (!arc && sid[0]) arc = trace_strmap_put(&sessions, sid, strlen(sid), q.session);
+    }
+    if (!arc) {
+      sess[q.session].last_in = in;
+      sess[q.session].last_out = out;
+      arc = trace_import_push_req(&reqs, &n_reqs, &cap_reqs, &q);
+    }
+    if (arc) {
+      rc = kv_error_set(err, KV_ENOMEM, "%s:%lld: out of memory", name, ln);
+      break;
+    }
+    if (opts->max_records && n_reqs >= opts->max_records) break;
+  }
+  if (more < 0) rc = more;
+  if (!rc && n_cols == 0) rc = kv_error_set(err, KV_EFORMAT, "%s: empty file (no header)", name);
+  if (!rc) rc = trace_import_group(t, reqs, n_reqs, session_ids, n_sess, NULL, err);
+  trace_lines_free(&lr);
+  trace_strmap_free(&sessions);
+  free(sess);
+  free(session_ids);
+  free(reqs);
+  if (rc) {
+    trace_free(t);
+    return rc;
+  }
+  st->sessions = t->n_sessions;
+  st->turns = t->n_turns;
+  return 0;
+}
+
+int trace_import_burstgpt(const char *path, const trace_burstgpt_opts *opts, trace *t,
+                          trace_import_stats *st, kv_error *err) {
+  trace_init(t);
+  FILE *f = fopen(path, "rb");
+  if (!f) return kv_error_set(err, KV_EIO, "%s: cannot open: %s", path, strerror(errno));
+  int rc = trace_import_burstgpt_stream(f, path, opts, t, st, err);
+  fclose(f);
+  return rc;
+}

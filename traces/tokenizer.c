@@ -1,0 +1,652 @@
+#include "tokenizer.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <errno.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_parse.h>
+
+#include "kv_fs.h"
+#include "trace_map.h"
+
+/* GPT-2's pre-tokenisation pattern (encoder.py), anchored so that JIT matching starts exactly at
+ * the given offset. */
+static const char tok__pattern[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+#define TOK_CACHE_MAX_PIECE 256       /* longer pieces are not cached */
+#define TOK_CACHE_MAX_ENTRIES 262144  /* the cache is cleared when it grows past this */
+
+struct trace_tok {
+  /* vocabulary: id -> bytes */
+  char *bytes;
+  size_t bytes_len, bytes_cap;
+  int64_t *off;        /* (n_ids) offset into bytes, -1 for an unused id */
+  int32_t *len;        /* (n_ids) */
+  int32_t n_ids;
+  trace_strmap by_bytes;   /* bytes -> id */
+  int32_t byte_id[256];
+  /* merges: (a << 32 | b) -> (rank << 32 | merged id) */
+  trace_u64map merges;
+  int32_t n_merges;
+  /* pre-tokeniser */
+  pcre2_code *re;
+  pcre2_match_data *md;
+  /* piece cache: bytes -> (offset << 20 | count) into cache_ids */
+  trace_strmap cache;
+  int32_t *cache_ids;
+  int64_t cache_n, cache_cap;
+  /* BPE work arrays (grown as needed) */
+  int32_t *w_tok, *w_prev, *w_next;
+  uint8_t *w_alive;
+  uint64_t *w_heap;
+  int64_t w_cap, heap_cap;
+};
+
+/* ---- GPT-2's byte alphabet -------------------------------------------------------------------- */
+
+/* Code point that stands for byte b in token strings (GPT-2's bytes_to_unicode). */
+static uint32_t tok__byte_cp(int b) {
+  if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) {
+    return (uint32_t)b;
+  }
+  int n = 0;
+  for (int x = 0; x < b; x++) {
+    if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF))) n++;
+  }
+  return 256u + (uint32_t)n;
+}
+
+/* Decodes one UTF-8 code point at s[0..n); returns its length or 0 when invalid. */
+static int tok__utf8(const unsigned char *s, size_t n, uint32_t *cp) {
+  if (n == 0) return 0;
+  unsigned c = s[0];
+  if (c < 0x80) {
+    *cp = c;
+    return 1;
+  }
+  int len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+  if (!len || (size_t)len > n) return 0;
+  uint32_t v = c & (0x7Fu >> len);
+  for (int i = 1; i < len; i++) {
+    if ((s[i] & 0xC0) != 0x80) return 0;
+    v = (v << 6) | (s[i] & 0x3Fu);
+  }
+  static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+  if (v < min[len] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;
+  *cp = v;
+  return len;
+}
+
+/* Converts a token string in the byte alphabet to raw bytes (out must hold n bytes); returns
+ * the byte count or -1 when a character is not in the alphabet. */
+static int64_t tok__unalphabet(const int16_t *inv, const char *s, size_t n, char *out) {
+  int64_t k = 0;
+  size_t i = 0;
+  while (i < n) {
+    uint32_t cp;
+    int l = tok__utf8((const unsigned char *)s + i, n - i, &cp);
+    if (!l || cp >= 512 || inv[cp] < 0) return -1;
+    out[k++] = (char)inv[cp];
+    i += (size_t)l;
+  }
+  return k;
+}
+
+static void tok__inverse(int16_t inv[512]) {
+  for (int i = 0; i < 512; i++) inv[i] = -1;
+  for (int b = 0; b < 256; b++) inv[tok__byte_cp(b)] = (int16_t)b;
+}
+
+/* ---- encoder.json ------------------------------------------------------------------------------ */
+
+typedef struct tok__jctx {
+  trace_tok *t;
+  const int16_t *inv;
+  int depth;
+  char key[1024];
+  int64_t key_len;      /* -1: no pending key */
+  char why[300];
+  int32_t *ids_seen;    /* id -> 1 when assigned (dup check), grown with off/len */
+  int64_t cap_ids;
+} tok__jctx;
+
+static int tok__jfail(tok__jctx *c, const char *msg) {
+  snprintf(c->why, sizeof c->why, "%s", msg);
+  return 0;
+}
+
+static int tok__jnull(void *ctx) { return tok__jfail(ctx, "values must be integer ids, not null"); }
+static int tok__jbool(void *ctx, int b) {
+  (void)b;
+  return tok__jfail(ctx, "values must be integer ids, not booleans");
+}
+static int tok__jstr(void *ctx, const unsigned char *s, size_t n) {
+  (void)s;
+  (void)n;
+  return tok__jfail(ctx, "values must be integer ids, not strings");
+}
+static int tok__jstart_map(void *ctx) {
+  tok__jctx *c = ctx;
+  if (c->depth != 0) return tok__jfail(c, "values must be integer ids, not objects");
+  c->depth = 1;
+  return 1;
+}
+static int tok__jend_map(void *ctx) {
+  tok__jctx *c = ctx;
+  c->depth = 2; /* done; anything after is an error caught by yajl */
+  return 1;
+}
+static int tok__jarray(void *ctx) {
+  return tok__jfail(ctx, "expected an object mapping token strings to ids, found an array");
+}
+static int tok__jkey(void *ctx, const unsigned char *k, size_t n) {
+  tok__jctx *c = ctx;
+  if (n >= sizeof c->key) return tok__jfail(c, "a token string is longer than 1023 bytes");
+  int64_t bl = tok__unalphabet(c->inv, (const char *)k, n, c->key);
+  if (bl < 0) {
+    snprintf(c->why, sizeof c->why, "token \"%.*s\" has a character outside GPT-2's byte "
+             "alphabet", (int)(n < 60 ? n : 60), (const char *)k);
+    return 0;
+  }
+  if (bl == 0) return tok__jfail(c, "empty token string");
+  c->key_len = bl;
+  return 1;
+}
+
+static int tok__jnumber(void *ctx, const char *s, size_t n) {
+  tok__jctx *c = ctx;
+  trace_tok *t = c->t;
+  if (c->depth != 1 || c->key_len < 0) return tok__jfail(c, "a number outside the object");
+  long long id = 0;
+  int ok = n > 0 && n < 10;
+  for (size_t i = 0; ok && i < n; i++) {
+    if (s[i] < '0' || s[i] > '9') ok = 0;
+    else id = id * 10 + (s[i] - '0');
+  }
+  if (!ok || id >= (1 << 24)) {
+    snprintf(c->why, sizeof c->why, "id %.*s is not an integer in [0, 2^24)", (int)(n < 30 ? n : 30),
+             s);
+    return 0;
+  }
+  if (id >= c->cap_ids) {
+    int64_t nc = c->cap_ids ? c->cap_ids : 65536;
+    while (nc <= id) nc *= 2;
+    int64_t *no = realloc(t->off, (size_t)nc * sizeof *no);
+    if (!no) return tok__jfail(c, "out of memory");
+    t->off = no;
+    int32_t *nl = realloc(t->len, (size_t)nc * sizeof *nl);
+    if (!nl) return tok__jfail(c, "out of memory");
+    t->len = nl;
+    for (int64_t i = c->cap_ids; i < nc; i++) {
+      t->off[i] = -1;
+      t->len[i] = 0;
+    }
+    c->cap_ids = nc;
+  }
+  if (t->off[id] >= 0) {
+    snprintf(c->why, sizeof c->why, "id %lld is assigned twice", id);
+    return 0;
+  }
+  if (trace_strmap_get(&t->by_bytes, c->key, (size_t)c->key_len)) {
+    return tok__jfail(c, "a token appears twice");
+  }
+  if (t->bytes_len + (size_t)c->key_len > t->bytes_cap) {
+    size_t nc = t->bytes_cap ? t->bytes_cap * 2 : 1 << 20;
+    while (nc < t->bytes_len + (size_t)c->key_len) nc *= 2;
+    char *nb = realloc(t->bytes, nc);
+    if (!nb) return tok__jfail(c, "out of memory");
+    t->bytes = nb;
+    t->bytes_cap = nc;
+  }
+  memcpy(t->bytes + t->bytes_len, c->key, (size_t)c->key_len);
+  t->off[id] = (int64_t)t->bytes_len;
+  t->len[id] = (int32_t)c->key_len;
+  t->bytes_len += (size_t)c->key_len;
+  if (id + 1 > t->n_ids) t->n_ids = (int32_t)(id + 1);
+  if (trace_strmap_put(&t->by_bytes, c->key, (size_t)c->key_len, id)) {
+    return tok__jfail(c, "out of memory");
+  }
+  c->key_len = -1;
+  return 1;
+}
+
+static const yajl_callbacks tok__jcb = {tok__jnull, tok__jbool, NULL, NULL, tok__jnumber,
+                                        tok__jstr, tok__jstart_map, tok__jkey, tok__jend_map,
+                                        tok__jarray, tok__jarray};
+
+static int tok__load_vocab(trace_tok *t, const int16_t *inv, const char *enc, size_t n,
+                           const char *name, kv_error *err) {
+  tok__jctx c;
+  memset(&c, 0, sizeof c);
+  c.t = t;
+  c.inv = inv;
+  c.key_len = -1;
+  yajl_handle h = yajl_alloc(&tok__jcb, NULL, &c);
+  if (!h) return kv_error_set(err, KV_ENOMEM, "%s: out of memory", name);
+  yajl_status s = yajl_parse(h, (const unsigned char *)enc, n);
+  size_t at = yajl_get_bytes_consumed(h);
+  if (s == yajl_status_ok) s = yajl_complete_parse(h);
+  int rc = 0;
+  if (s == yajl_status_client_canceled) {
+    rc = kv_error_set(err, strcmp(c.why, "out of memory") ? KV_EFORMAT : KV_ENOMEM,
+                      "%s: byte %zu: %s", name, at, c.why);
+  } else if (s != yajl_status_ok) {
+    unsigned char *e = yajl_get_error(h, 0, (const unsigned char *)enc, n);
+    rc = kv_error_set(err, KV_EFORMAT, "%s: byte %zu: JSON error: %s", name, at,
+                      e ? (const char *)e : "?");
+    size_t ml = err ? strlen(err->msg) : 0;
+    while (err && ml && (err->msg[ml - 1] == '\n' || err->msg[ml - 1] == ' ')) err->msg[--ml] = 0;
+    if (e) yajl_free_error(h, e);
+  } else if (c.depth != 2) {
+    rc = kv_error_set(err, KV_EFORMAT, "%s: expected a JSON object of token ids", name);
+  }
+  yajl_free(h);
+  if (rc) return rc;
+  for (int b = 0; b < 256; b++) {
+    char ch = (char)b;
+    int64_t *id = trace_strmap_get(&t->by_bytes, &ch, 1);
+    if (!id) {
+      return kv_error_set(err, KV_EFORMAT, "%s: no token for the single byte 0x%02X (a byte-level "
+                          "vocabulary needs all 256)", name, b);
+    }
+    t->byte_id[b] = (int32_t)*id;
+  }
+  return 0;
+}
+
+/* ---- vocab.bpe --------------------------------------------------------------------------------- */
+
+static int tok__load_merges(trace_tok *t, const int16_t *inv, const char *m, size_t n,
+                            const char *name, kv_error *err) {
+  size_t i = 0;
+  int64_t lineno = 0;
+  char *buf = malloc(n + 1);
+  if (!buf) return kv_error_set(err, KV_ENOMEM, "%s: out of memory", name);
+  int rc = 0;
+  while (i < n && !rc) {
+    size_t e = i;
+    while (e < n && m[e] != '\n') e++;
+    size_t len = e - i;
+    const char *line = m + i;
+    i = e + 1;
+    lineno++;
+    if (len && line[len - 1] == '\r') len--;
+    if (len == 0) continue;
+    if (lineno == 1 && len >= 8 && memcmp(line, "#version", 8) == 0) continue;
+    const char *sp = memchr(line, ' ', len);
+    if (!sp || sp == line || sp == line + len - 1 || memchr(sp + 1, ' ', len - (size_t)(sp + 1 - line))) {
+      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: expected two tokens separated by one space",
+                        name, (long long)lineno);
+      break;
+    }
+    size_t la = (size_t)(sp - line), lb = len - la - 1;
+    int64_t ba = tok__unalphabet(inv, line, la, buf);
+    int64_t bb = ba < 0 ? -1 : tok__unalphabet(inv, sp + 1, lb, buf + ba);
+    if (ba < 0 || bb < 0) {
+      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: a character outside GPT-2's byte alphabet",
+                        name, (long long)lineno);
+      break;
+    }
+    int64_t *ia = trace_strmap_get(&t->by_bytes, buf, (size_t)ba);
+    int64_t ida = ia ? *ia : -1;
+    int64_t *ib = trace_strmap_get(&t->by_bytes, buf + ba, (size_t)bb);
+    int64_t idb = ib ? *ib : -1;
+    int64_t *im = trace_strmap_get(&t->by_bytes, buf, (size_t)(ba + bb));
+    if (ida < 0 || idb < 0 || !im) {
+      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: merge '%.*s' uses or makes a token that is "
+                        "not in the vocabulary", name, (long long)lineno,
+                        (int)(len < 80 ? len : 80), line);
+      break;
+    }
+    uint64_t key = (uint64_t)ida << 32 | (uint64_t)idb;
+    if (trace_u64map_get(&t->merges, key)) {
+      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: the merge '%.*s' appears twice", name,
+                        (long long)lineno, (int)(len < 80 ? len : 80), line);
+      break;
+    }
+    if (t->n_merges == INT32_MAX - 1) {
+      rc = kv_error_set(err, KV_ERANGE, "%s: too many merges", name);
+      break;
+    }
+    if (trace_u64map_put(&t->merges, key, (int64_t)t->n_merges << 32 | *im)) {
+      rc = kv_error_set(err, KV_ENOMEM, "%s: out of memory", name);
+      break;
+    }
+    t->n_merges++;
+  }
+  free(buf);
+  return rc;
+}
+
+/* ---- load -------------------------------------------------------------------------------------- */
+
+int trace_tok_load_mem(const char *enc, size_t enc_len, const char *enc_name, const char *merges,
+                       size_t merges_len, const char *merges_name, trace_tok **out,
+                       kv_error *err) {
+  *out = NULL;
+  trace_tok *t = calloc(1, sizeof *t);
+  if (!t) return kv_error_set(err, KV_ENOMEM, "tokenizer: out of memory");
+  trace_strmap_init(&t->by_bytes);
+  trace_strmap_init(&t->cache);
+  trace_u64map_init(&t->merges);
+  int16_t inv[512];
+  tok__inverse(inv);
+  int rc = tok__load_vocab(t, inv, enc, enc_len, enc_name, err);
+  if (!rc) rc = tok__load_merges(t, inv, merges, merges_len, merges_name, err);
+  if (!rc) {
+    int ec;
+    PCRE2_SIZE eo;
+    t->re = pcre2_compile((PCRE2_SPTR)tok__pattern, PCRE2_ZERO_TERMINATED,
+                          PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED | PCRE2_MATCH_INVALID_UTF, &ec,
+                          &eo, NULL);
+    if (!t->re) {
+      PCRE2_UCHAR msg[200];
+      pcre2_get_error_message(ec, msg, sizeof msg);
+      rc = kv_error_set(err, KV_ENOTSUP, "tokenizer: PCRE2 cannot compile GPT-2's pattern at "
+                        "offset %zu: %s", (size_t)eo, (const char *)msg);
+    } else {
+      /* JIT is an optimisation; the interpreter gives the same matches when it is missing. */
+      (void)pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE);
+      t->md = pcre2_match_data_create_from_pattern(t->re, NULL);
+      if (!t->md) rc = kv_error_set(err, KV_ENOMEM, "tokenizer: out of memory");
+    }
+  }
+  if (rc) {
+    trace_tok_free(t);
+    return rc;
+  }
+  *out = t;
+  return 0;
+}
+
+int trace_tok_load(const char *encoder_json, const char *merges, trace_tok **out, kv_error *err) {
+  char *a = NULL, *b = NULL;
+  size_t na = 0, nb = 0;
+  *out = NULL;
+  int rc = kv_read_file(encoder_json, &a, &na, err);
+  if (!rc) rc = kv_read_file(merges, &b, &nb, err);
+  if (!rc) rc = trace_tok_load_mem(a, na, encoder_json, b, nb, merges, out, err);
+  free(a);
+  free(b);
+  return rc;
+}
+
+void trace_tok_free(trace_tok *t) {
+  if (!t) return;
+  free(t->bytes);
+  free(t->off);
+  free(t->len);
+  trace_strmap_free(&t->by_bytes);
+  trace_u64map_free(&t->merges);
+  trace_strmap_free(&t->cache);
+  free(t->cache_ids);
+  free(t->w_tok);
+  free(t->w_prev);
+  free(t->w_next);
+  free(t->w_alive);
+  free(t->w_heap);
+  if (t->md) pcre2_match_data_free(t->md);
+  if (t->re) pcre2_code_free(t->re);
+  free(t);
+}
+
+int32_t trace_tok_vocab_size(const trace_tok *t) { return t->n_ids; }
+int32_t trace_tok_n_merges(const trace_tok *t) { return t->n_merges; }
+
+/* ---- BPE on one piece -------------------------------------------------------------------------- */
+
+/* Rank of the pair (a, b) and the merged id, or -1. */
+static int64_t tok__pair(const trace_tok *t, int32_t a, int32_t b, int32_t *merged) {
+  int64_t *v = trace_u64map_get(&t->merges, (uint64_t)(uint32_t)a << 32 | (uint32_t)b);
+  if (!v) return -1;
+  *merged = (int32_t)(*v & 0xFFFFFFFF);
+  return *v >> 32;
+}
+
+/* Heap of (rank << 32 | position), smallest first: lowest rank, then leftmost. */
+static void tok__heap_push(uint64_t *h, int64_t *n, uint64_t v) {
+  int64_t i = (*n)++;
+  while (i > 0) {
+    int64_t p = (i - 1) / 2;
+    if (h[p] <= v) break;
+    h[i] = h[p];
+    i = p;
+  }
+  h[i] = v;
+}
+
+static uint64_t tok__heap_pop(uint64_t *h, int64_t *n) {
+  uint64_t top = h[0], v = h[--(*n)];
+  int64_t i = 0;
+  for (;;) {
+    int64_t c = 2 * i + 1;
+    if (c >= *n) break;
+    if (c + 1 < *n && h[c + 1] < h[c]) c++;
+    if (v <= h[c]) break;
+    h[i] = h[c];
+    i = c;
+  }
+  if (*n > 0) h[i] = v;
+  return top;
+}
+
+static int tok__work(trace_tok *t, int64_t n) {
+  if (n <= t->w_cap) return 0;
+  int64_t nc = t->w_cap ? t->w_cap : 256;
+  while (nc < n) nc *= 2;
+  int32_t *a = realloc(t->w_tok, (size_t)nc * 4);
+  if (a) t->w_tok = a;
+  int32_t *b = realloc(t->w_prev, (size_t)nc * 4);
+  if (b) t->w_prev = b;
+  int32_t *c = realloc(t->w_next, (size_t)nc * 4);
+  if (c) t->w_next = c;
+  uint8_t *d = realloc(t->w_alive, (size_t)nc);
+  if (d) t->w_alive = d;
+  uint64_t *e = realloc(t->w_heap, (size_t)nc * 3 * 8);
+  if (e) t->w_heap = e;
+  if (!a || !b || !c || !d || !e) return KV_ENOMEM;
+  t->w_cap = nc;
+  return 0;
+}
+
+/* Encodes one piece; the ids are left in t->w_tok at the alive positions, in order from 0.
+ * Returns the token count or KV_ENOMEM. */
+static int64_t tok__bpe(trace_tok *t, const unsigned char *p, int64_t n) {
+  if (n == 0) return 0;
+  if (tok__work(t, n)) return KV_ENOMEM;
+  int32_t *tok = t->w_tok, *prev = t->w_prev, *next = t->w_next;
+  uint8_t *alive = t->w_alive;
+  uint64_t *heap = t->w_heap;
+  int64_t hn = 0, count = n;
+  for (int64_t i = 0; i < n; i++) {
+    tok[i] = t->byte_id[p[i]];
+    prev[i] = (int32_t)(i - 1);
+    next[i] = i + 1 < n ? (int32_t)(i + 1) : -1;
+    alive[i] = 1;
+  }
+  int32_t m;
+  for (int64_t i = 0; i + 1 < n; i++) {
+    int64_t r = tok__pair(t, tok[i], tok[i + 1], &m);
+    if (r >= 0) tok__heap_push(heap, &hn, (uint64_t)r << 32 | (uint64_t)i);
+  }
+  while (hn > 0) {
+    uint64_t top = tok__heap_pop(heap, &hn);
+    int64_t rank = (int64_t)(top >> 32);
+    int32_t i = (int32_t)(top & 0xFFFFFFFF);
+    if (!alive[i] || next[i] < 0) continue;
+    int32_t j = next[i];
+    if (tok__pair(t, tok[i], tok[j], &m) != rank) continue; /* stale entry */
+    tok[i] = m;
+    alive[j] = 0;
+    next[i] = next[j];
+    if (next[j] >= 0) prev[next[j]] = i;
+    count--;
+    int32_t merged;
+    if (prev[i] >= 0) {
+      int64_t r = tok__pair(t, tok[prev[i]], tok[i], &merged);
+      if (r >= 0) tok__heap_push(heap, &hn, (uint64_t)r << 32 | (uint64_t)(uint32_t)prev[i]);
+    }
+    if (next[i] >= 0) {
+      int64_t r = tok__pair(t, tok[i], tok[next[i]], &merged);
+      if (r >= 0) tok__heap_push(heap, &hn, (uint64_t)r << 32 | (uint64_t)(uint32_t)i);
+    }
+  }
+  /* compact the alive tokens to the front */
+  int64_t k = 0;
+  for (int32_t i = 0; i >= 0; i = next[i]) tok[k++] = tok[i];
+  return count;
+}
+
+/* Token ids of one piece: from the cache, or encoded (and cached when short). On success *ids
+ * points to *n ids valid until the next call. */
+static int tok__piece(trace_tok *t, const char *p, size_t len, const int32_t **ids, int64_t *n) {
+  if (len <= TOK_CACHE_MAX_PIECE) {
+    int64_t *c = trace_strmap_get(&t->cache, p, len);
+    if (c) {
+      *ids = t->cache_ids + (*c >> 20);
+      *n = *c & 0xFFFFF;
+      return 0;
+    }
+  }
+  int64_t cnt = tok__bpe(t, (const unsigned char *)p, (int64_t)len);
+  if (cnt < 0) return (int)cnt;
+  *ids = t->w_tok;
+  *n = cnt;
+  if (len <= TOK_CACHE_MAX_PIECE) {
+    if (t->cache.n >= TOK_CACHE_MAX_ENTRIES) {
+      trace_strmap_free(&t->cache);
+      trace_strmap_init(&t->cache);
+      t->cache_n = 0;
+    }
+    if (t->cache_n + cnt > t->cache_cap) {
+      int64_t nc = t->cache_cap ? t->cache_cap * 2 : 65536;
+      while (nc < t->cache_n + cnt) nc *= 2;
+      int32_t *nb = realloc(t->cache_ids, (size_t)nc * sizeof *nb);
+      if (!nb) return 0; /* caching is optional */
+      t->cache_ids = nb;
+      t->cache_cap = nc;
+    }
+    memcpy(t->cache_ids + t->cache_n, t->w_tok, (size_t)cnt * sizeof *t->w_tok);
+    if (trace_strmap_put(&t->cache, p, len, t->cache_n << 20 | cnt) == 0) t->cache_n += cnt;
+  }
+  return 0;
+}
+
+/* ---- pre-tokenisation and the public API ------------------------------------------------------- */
+
+int trace_tok_split(trace_tok *t, const char *text, size_t len,
+                    int (*fn)(void *ctx, const char *piece, size_t n), void *ctx, kv_error *err) {
+  size_t off = 0;
+  while (off < len) {
+    int rc = pcre2_match(t->re, (PCRE2_SPTR)text, len, off, 0, t->md, NULL);
+    size_t end;
+    if (rc > 0) {
+      PCRE2_SIZE *ov = pcre2_get_ovector_pointer(t->md);
+      end = ov[1] > off ? ov[1] : off + 1;
+    } else if (rc == PCRE2_ERROR_NOMATCH) {
+      end = off + 1; /* a byte of an invalid UTF-8 sequence */
+    } else {
+      PCRE2_UCHAR msg[200];
+      pcre2_get_error_message(rc, msg, sizeof msg);
+      return kv_error_set(err, KV_EINVAL, "tokenizer: PCRE2 match failed at byte %zu: %s", off,
+                          (const char *)msg);
+    }
+    int r = fn(ctx, text + off, end - off);
+    if (r) return r;
+    off = end;
+  }
+  return 0;
+}
+
+typedef struct tok__enc_ctx {
+  trace_tok *t;
+  int32_t **ids;
+  int64_t *n, *cap;
+  int64_t count;
+} tok__enc_ctx;
+
+static int tok__enc_piece(void *ctx, const char *p, size_t len) {
+  tok__enc_ctx *c = ctx;
+  const int32_t *ids = NULL;
+  int64_t n = 0;
+  if (tok__piece(c->t, p, len, &ids, &n)) return KV_ENOMEM;
+  if (c->ids) {
+    if (*c->n + n > *c->cap) {
+      int64_t nc = *c->cap ? *c->cap : 1024;
+      while (nc < *c->n + n) nc *= 2;
+      int32_t *nb = realloc(*c->ids, (size_t)nc * sizeof *nb);
+      if (!nb) return KV_ENOMEM;
+      *c->ids = nb;
+      *c->cap = nc;
+    }
+    memcpy(*c->ids + *c->n, ids, (size_t)n * sizeof *ids);
+    *c->n += n;
+  }
+  c->count += n;
+  return 0;
+}
+
+int trace_tok_encode(trace_tok *t, const char *text, size_t len, int32_t **ids, int64_t *n,
+                     int64_t *cap, kv_error *err) {
+  tok__enc_ctx c = {t, ids, n, cap, 0};
+  int rc = trace_tok_split(t, text, len, tok__enc_piece, &c, err);
+  if (rc == KV_ENOMEM) return kv_error_set(err, KV_ENOMEM, "tokenizer: out of memory");
+  return rc;
+}
+
+int64_t trace_tok_count(trace_tok *t, const char *text, size_t len, kv_error *err) {
+  tok__enc_ctx c = {t, NULL, NULL, NULL, 0};
+  int rc = trace_tok_split(t, text, len, tok__enc_piece, &c, err);
+  if (rc == KV_ENOMEM) return kv_error_set(err, KV_ENOMEM, "tokenizer: out of memory");
+  return rc ? rc : c.count;
+}
+
+int trace_tok_decode(const trace_tok *t, const int32_t *ids, int64_t n, char **out, size_t *len,
+                     kv_error *err) {
+  size_t total = 0;
+  for (int64_t i = 0; i < n; i++) {
+    if (ids[i] < 0 || ids[i] >= t->n_ids || t->off[ids[i]] < 0) {
+      return kv_error_set(err, KV_EINVAL, "tokenizer: id %d at position %lld is not in the "
+                          "vocabulary", (int)ids[i], (long long)i);
+    }
+    total += (size_t)t->len[ids[i]];
+  }
+  char *b = malloc(total + 1);
+  if (!b) return kv_error_set(err, KV_ENOMEM, "tokenizer: out of memory");
+  size_t k = 0;
+  for (int64_t i = 0; i < n; i++) {
+    memcpy(b + k, t->bytes + t->off[ids[i]], (size_t)t->len[ids[i]]);
+    k += (size_t)t->len[ids[i]];
+  }
+  b[k] = '\0';
+  *out = b;
+  *len = k;
+  return 0;
+}
+
+/* ---- approximations ---------------------------------------------------------------------------- */
+
+int64_t trace_tok_approx_count(trace_tok_approx m, const char *text, size_t len) {
+  const unsigned char *s = (const unsigned char *)text;
+  if (m == TRACE_TOK_APPROX_WORDS) {
+    int64_t words = 0;
+    int in = 0;
+    for (size_t i = 0; i < len; i++) {
+      int space = s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r' || s[i] == '\f' ||
+                  s[i] == '\v';
+      if (!space && !in) words++;
+      in = !space;
+    }
+    return (words * 4 + 1) / 3;
+  }
+  int64_t cps = 0;
+  for (size_t i = 0; i < len; i++) cps += (s[i] & 0xC0) != 0x80;
+  return (cps + 3) / 4;
+}
+
+const char *trace_tok_approx_name(trace_tok_approx m) {
+  return m == TRACE_TOK_APPROX_WORDS ? "words*4/3" : "chars/4";
+}
