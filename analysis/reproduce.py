@@ -16,9 +16,11 @@ tree) by the rule the claim declares in the claims file:
   table      = <sweep name> | @path/to/file.csv   (required)
   where      = col=value, ...                     rows the claim is about
   metric     = column                             (required except op = kv_at_equal)
-  op         = value | reduction | ratio | difference | order | kv_at_equal   (default value)
+  op         = value | reduction | ratio | difference | quotient | order | kv_at_equal
+               (default value); quotient = mean(metric) / mean(metric2) over the same rows
   base_where = col=value, ...                     reference rows for reduction/ratio/difference
-  order      = col: a > b > c                     for op = order (compares metric, mean per value)
+  order      = col: a > b >= c                    for op = order (compares metric, mean per value)
+  within     = lo, hi                             pass when lo <= ours <= hi (a published range)
   tolerance  = number                             |ours - paper| allowed (absolute)
   tolerance_rel = number                          |ours/paper - 1| allowed (instead)
   at_least   = number                             pass when ours >= it (a target, e.g. 2.4)
@@ -32,6 +34,7 @@ interpolated linearly in (log x, y).
 """
 import argparse
 import math
+import re
 import os
 import sys
 from datetime import datetime, timezone
@@ -109,20 +112,38 @@ def evaluate(cid, c, tables_dir, src, cache):
         ours = {"reduction": 1 - x / b if b else float("nan"), "ratio": x / b if b else float("nan"),
                 "difference": x - b}[op]
         detail = f"{fmt(x)} vs {fmt(b)}"
+    elif op == "quotient":
+        m2 = c.get("metric2")
+        if not m2:
+            raise AnalysisError(f"{where}: op = quotient needs metric2")
+        x, b = agg(sel, metric, table, where), agg(sel, m2, table, where)
+        ours = x / b if b else float("nan")
+        detail = f"{metric} {fmt(x)} / {m2} {fmt(b)}"
     elif op == "order":
         spec = c.get("order", "")
         if ":" not in spec:
             raise AnalysisError(f"{where}: order must read 'column: a > b > c'")
         col, chain = spec.split(":", 1)
         col = col.strip()
-        names = [n.strip() for n in chain.split(">")]
+        tokens = re.findall(r">=|>|[^\s>]+", chain)
+        names, rels = [], []
+        for tk in tokens:
+            if tk in (">", ">="):
+                rels.append(tk)
+            else:
+                names.append(tk)
+        if len(rels) != len(names) - 1 or not rels:
+            raise AnalysisError(f"{where}: order '{spec}' is not 'column: a > b >= c'")
         vals = []
         for n in names:
             vals.append(agg(select(sel, [(col, n)], table, where), metric, table,
                             f"{where} ({col}={n})"))
-        ok = all(v0 > v1 for v0, v1 in zip(vals, vals[1:]))
+        ok = all((v0 > v1) if r == ">" else (v0 >= v1 - 1e-12)
+                 for v0, v1, r in zip(vals, vals[1:], rels))
         scale = float(c.get("scale", "1"))
-        text = " > ".join(f"{n} {fmt(v * scale)}" for n, v in zip(names, vals))
+        text = f"{names[0]} {fmt(vals[0] * scale)}"
+        for n, v, r in zip(names[1:], vals[1:], rels):
+            text += f" {r} {n} {fmt(v * scale)}"
         return text, ("pass" if ok else "FAIL"), path, ""
     elif op == "kv_at_equal":
         ours, detail = kv_at_equal(sel, c, table, where)
@@ -135,6 +156,9 @@ def evaluate(cid, c, tables_dir, src, cache):
         status = "not comparable"
     elif "at_least" in c:
         status = "pass" if ours >= float(c["at_least"]) else "FAIL"
+    elif "within" in c:
+        lo, hi = (float(x) for x in c["within"].split(","))
+        status = "pass" if lo <= ours <= hi else "FAIL"
     elif paper is not None and ("tolerance" in c or "tolerance_rel" in c):
         p = to_float(paper, f"{where}: paper")
         if "tolerance" in c:
@@ -178,6 +202,8 @@ def main():
             tol = f"±{tol}"
         elif "at_least" in c:
             tol = f"≥ {c['at_least']}"
+        elif "within" in c:
+            tol = "in [" + c["within"].replace(",", ", ") + "]"
         cmp_note = c.get("comparable", "yes")
         note = "; ".join(x for x in [detail, c.get("note", ""),
                                      cmp_note if cmp_note.lower().startswith("no") else ""] if x)

@@ -148,7 +148,7 @@ static char *kv__reader(char *str, int num, void *stream) {
     if (c == EOF) break;
     if (i < num - 1) {
       str[i++] = (char)c;
-    } else {
+    } else if (c != '\n' && c != '\r') {
       p->too_long = 1;
     }
     if (c == '\n') break;
@@ -160,8 +160,12 @@ static char *kv__reader(char *str, int num, void *stream) {
 }
 
 static int kv__parse_any(kv__parse *p, kv_config **out) {
+  /* Debian's libinih takes its limits at run time; with the heap buffer the reader is handed
+   * ini_initial_alloc bytes (no realloc), so lines up to 4000 bytes fit. */
   ini_use_stack = false;
   ini_max_line = 4003;
+  ini_initial_alloc = 4003;
+  ini_allow_realloc = false;
   ini_allow_multiline = false;
   ini_stop_on_first_error = true;
   p->cfg = kv_config_new();
@@ -385,6 +389,34 @@ void kv_config_entry(const kv_config *cfg, int i, const char **section, const ch
   *section = cfg->e[i].section;
   *key = cfg->e[i].key;
   *value = cfg->e[i].value;
+}
+
+int kv_config_expand(kv_config *cfg, const char *placeholder, const char *value, kv_error *err) {
+  size_t pl = strlen(placeholder), vl = strlen(value);
+  if (pl == 0) return 0;
+  for (int i = 0; i < cfg->n; i++) {
+    kv__entry *e = &cfg->e[i];
+    if (!strstr(e->value, placeholder)) continue;
+    char out[4001];
+    size_t len = 0;
+    for (const char *q = e->value; *q;) {
+      int hit = strncmp(q, placeholder, pl) == 0;
+      size_t n = hit ? vl : 1;
+      if (len + n >= sizeof out) {
+        return kv_error_set(err, KV_ERANGE, "%s: [%s] %s: value too long after expanding %s",
+                            e->where, e->section, e->key, placeholder);
+      }
+      memcpy(out + len, hit ? value : q, n);
+      len += n;
+      q += hit ? pl : 1;
+    }
+    out[len] = '\0';
+    char *nv = kv__strdup(out);
+    if (!nv) return kv_error_set(err, KV_ENOMEM, "out of memory");
+    free(e->value);
+    e->value = nv;
+  }
+  return 0;
 }
 
 int kv_config_check_unused(const kv_config *cfg, kv_error *err) {

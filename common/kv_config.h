@@ -70,6 +70,10 @@ int kv_config_count(const kv_config *cfg);
 void kv_config_entry(const kv_config *cfg, int i, const char **section, const char **key,
                      const char **value);
 
+/* Replaces every occurrence of `placeholder` (e.g. "{configdir}") in every value by `value`.
+ * KV_ERANGE (naming the entry) when a value would exceed 4,000 bytes. */
+int kv_config_expand(kv_config *cfg, const char *placeholder, const char *value, kv_error *err);
+
 /* Entries never read by a getter are an error naming the first few with file:line. */
 int kv_config_check_unused(const kv_config *cfg, kv_error *err);
 

@@ -254,6 +254,7 @@ int main(int argc, char **argv) {
 #endif
     return bad < 0 ? 0 : bad;
   }
+  snprintf(sw.src, sizeof sw.src, "%s", src);
   int64_t n = xp_sweep_n_points(&sw);
   char root[4300];
   snprintf(root, sizeof root, "%s/%s", out, sw.name);

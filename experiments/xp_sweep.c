@@ -407,6 +407,17 @@ int xp_point_config(const xp_sweep *s, const xp_point *p, kv_config **out, kv_er
     snprintf(assign, sizeof assign, "sim.seed=%lld", (long long)s->seeds[p->seed_idx]);
     rc = kv_config_override(c, assign, err);
   }
+  /* Directory placeholders in values. */
+  char cdir[4096];
+  snprintf(cdir, sizeof cdir, "%s", s->base_config[0] ? s->base_config : s->dir);
+  if (s->base_config[0]) {
+    char *sl = strrchr(cdir, '/');
+    if (sl) *sl = '\0';
+    else snprintf(cdir, sizeof cdir, ".");
+  }
+  if (!rc) rc = kv_config_expand(c, "{sweepdir}", s->dir, err);
+  if (!rc) rc = kv_config_expand(c, "{configdir}", cdir, err);
+  if (!rc) rc = kv_config_expand(c, "{src}", s->src[0] ? s->src : ".", err);
   if (rc) {
     kv_config_free(c);
     return rc;
@@ -441,6 +452,13 @@ int xp_point_argv(const xp_sweep *s, const xp_point *p, const char *config_path,
     else if (!strcmp(var, "src")) val = src_dir;
     else if (!strcmp(var, "bin")) val = bin_dir;
     else if (!strcmp(var, "sweepdir")) val = s->dir;
+    else if (!strncmp(var, "env:", 4)) {
+      val = getenv(var + 4);
+      if (!val || !val[0]) {
+        return kv_error_set(err, KV_ENOENT, "%s: [sweep] args use {%s} but the environment "
+                            "variable %s is not set", s->path, var, var + 4);
+      }
+    }
     else if (!strcmp(var, "seed")) {
       if (p->seed_idx < 0) {
         return kv_error_set(err, KV_EINVAL, "%s: args use {seed} but [sweep] has no seeds",

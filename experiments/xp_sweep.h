@@ -21,7 +21,8 @@
  * Lists: "a, b, c"; "range(start, stop, step)" (stop inclusive when hit exactly);
  * "lin(a, b, n)" (n evenly spaced); "geom(a, b, n)" (n log-spaced, a and b > 0).
  * Template variables: {config} (the point's config file), {out} (its output directory), {seed},
- * {src} (the source tree), {bin} (the tools directory), {sweepdir}, and every plain [vary] key.
+ * {src} (the source tree), {bin} (the tools directory), {sweepdir}, {env:NAME} (an environment
+ * variable; unset is an error), and every plain [vary] key.
  *
  * A point's id is a readable slug of its assignment ("cache.policy=lru_seed=1"), so resuming a
  * sweep whose lists were reordered or extended redoes nothing that is finished. */
@@ -52,6 +53,7 @@ typedef struct xp_sweep {
   char base_config[4096]; /* resolved path, or empty */
   char results[256];      /* per-point result file for analysis, or empty */
   char scale[32];         /* "" (none), "quick" or "full" */
+  char src[4096];         /* the source tree, for {src} in config values (set by the runner) */
   kv_config *fixed;       /* section.key = value overrides (as entries of section "fixed") */
   xp_param params[XP_MAX_PARAMS];
   int n_params;
@@ -82,7 +84,9 @@ int64_t xp_sweep_n_points(const xp_sweep *s);
 void xp_sweep_point(const xp_sweep *s, int64_t i, xp_point *p);
 
 /* The point's tool config: the base config (if any) + [fixed] + its dotted assignments + seed
- * (sim.seed). Caller frees the returned config with kv_config_free. */
+ * (sim.seed). In every value, {sweepdir}, {configdir} (the base config's directory) and {src}
+ * are replaced, so that configs can name files beside them. Caller frees the returned config
+ * with kv_config_free. */
 int xp_point_config(const xp_sweep *s, const xp_point *p, kv_config **out, kv_error *err);
 
 /* Expands the args template into argv-style words (split on spaces, after substitution).

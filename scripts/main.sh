@@ -1,21 +1,76 @@
 #!/usr/bin/env bash
-# The main job: builds KVLab, then runs the reproduction at a quick scale on data that ships with
-# the repository (CPU only when no GPU is present). Results go to out/ (override: KVLAB_OUT).
+# The main job: builds KVLab, then reproduces both papers at a quick scale (minutes, CPU only):
+# every sweep under experiments/ (CachedAttention through the simulator; PSA through the CPU
+# attention reference on the bundled Q/K/V sample; the "beyond" experiments), the tidy tables,
+# the figures and a generated REPRODUCTION.md.
 #
-# Stage of the project: the attention comparison (dense vs fixed top-k vs PSA, CPU reference) on
-# the bundled Q/K/V sample. Later stages add the simulator and the full reproduction.
+#   scripts/main.sh            quick scale: one seed, a subset of the recorded queries
+#   scripts/main.sh --full     full scale: three seeds, every recorded query
+#   scripts/main.sh --out DIR  results somewhere else than out/
+#
+# Runs on all local cores (sweep -j). GPU measurements are used only where they were committed
+# (none yet: the GPU rows of REPRODUCTION.md say "not run"). The public Mooncake trace is used
+# when ../shared/data/traces holds it (or $KVLAB_MOONCAKE_TRACE names it); otherwise that
+# experiment is skipped and reported as not run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scale=quick
+out=out
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --full) scale=full ;;
+    --quick) scale=quick ;;
+    --out) out="$2"; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "main: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+start=$(date +%s)
 scripts/build.sh
-out="${KVLAB_OUT:-out}"
+bin=build/bin
 mkdir -p "$out"
-sample=traces/data/qkv_sample.h5
-if [ ! -f "$sample" ]; then
-  echo "main: no recorded sample at $sample; using a seeded synthetic file" >&2
-  sample="$out/qkv_synthetic.h5"
-  build/bin/psa-compare --synthetic "$sample" --tokens 4096 --seed 1
+results="$out/results"
+tidy="$out/tidy"
+figures="$out/figures"
+
+if [ -z "${KVLAB_MOONCAKE_TRACE:-}" ] && [ -f ../shared/data/traces/mooncake_conversation_trace.jsonl ]; then
+  KVLAB_MOONCAKE_TRACE="$(cd ../shared/data/traces && pwd)/mooncake_conversation_trace.jsonl"
+  export KVLAB_MOONCAKE_TRACE
 fi
-build/bin/psa-compare "$sample" \
-  -m dense,topk:256,topk:512,topk:1024,topk:2048,psa:0.8,psa:0.9,psa:0.95,psa:0.99,psa:0.95:lognormal,psa:0.95:bound,oracle:0.95 \
-  --stats -o "$out/attention"
-echo "main: results in $out/ (attention-summary.csv, attention-stats.csv, attention.csv, attention.h5)" >&2
+
+failed=()
+skipped=()
+for sweep in experiments/cachedattention/*.ini experiments/psa/*.ini experiments/psa-serving/*.ini experiments/beyond/*.ini; do
+  [ -f "$sweep" ] || continue
+  grep -q '^\[sweep\]' "$sweep" || continue          # base configs are not sweeps
+  if grep -q '{env:KVLAB_MOONCAKE_TRACE}' "$sweep" && [ -z "${KVLAB_MOONCAKE_TRACE:-}" ]; then
+    skipped+=("$sweep (the Mooncake trace is not available)")
+    continue
+  fi
+  if grep -q 'traces/data/qkv_sample.h5' "$sweep" && [ ! -f traces/data/qkv_sample.h5 ]; then
+    skipped+=("$sweep (traces/data/qkv_sample.h5 is missing)")
+    continue
+  fi
+  echo "main: $sweep ($scale)" >&2
+  scale_arg=()
+  grep -q "^\[$scale\]" "$sweep" && scale_arg=(--scale "$scale")
+  if ! "$bin/sweep" -q "${scale_arg[@]}" -o "$results" "$sweep"; then
+    failed+=("$sweep")
+  fi
+done
+
+python3 analysis/aggregate.py "$results" -o "$tidy"
+paper-figures/make-figures.sh "$tidy" "$figures"
+python3 analysis/reproduce.py --claims experiments/claims.ini --tables "$tidy" --src . \
+  --scale "$scale" -o "$out/REPRODUCTION.md"
+
+echo
+echo "main: done in $(( $(date +%s) - start )) s at the $scale scale"
+echo "  tables   $tidy/*.csv"
+echo "  figures  $figures/*.png, *.svg"
+echo "  report   $out/REPRODUCTION.md"
+for s in "${skipped[@]}"; do echo "  skipped  $s"; done
+for s in "${failed[@]}"; do echo "  FAILED   $s (its failed points are kept under $results)"; done
+grep '^Totals:' "$out/REPRODUCTION.md" || true
+[ ${#failed[@]} -eq 0 ]

@@ -122,6 +122,15 @@ int main(int argc, char **argv) {
     cfg = kv_config_new();
     rc = cfg ? 0 : kv_error_set(&err, KV_ENOMEM, "out of memory");
   }
+  if (!rc) { /* {configdir}: the config file's folder, for files named beside it */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", cfg_path ? cfg_path : ".");
+    char *sl = strrchr(dir, '/');
+    if (!cfg_path) snprintf(dir, sizeof dir, ".");
+    else if (sl) *sl = '\0';
+    else snprintf(dir, sizeof dir, ".");
+    rc = kv_config_expand(cfg, "{configdir}", dir, &err);
+  }
   for (int i = 0; !rc && i < n_over; i++) rc = kv_config_override(cfg, overrides[i], &err);
   static const char *const engines[] = {"timed", "replay", NULL};
   int engine = 0;

@@ -73,6 +73,14 @@ static void test_config_errors_name_file_and_line(void) {
   longline[sizeof longline - 1] = '\0';
   CHECK(kv_config_parse(longline, "long.ini", &c, &e) != 0);
   CHECK_STR_CONTAINS(e.msg, "line too long");
+  /* A 3,000-byte line is fine (lines up to 4,000 bytes are accepted). */
+  char mid[3100];
+  memcpy(mid, "[s]\nk = ", 8);
+  memset(mid + 8, 'b', 3000);
+  mid[3008] = '\0';
+  REQUIRE_OK(kv_config_parse(mid, "mid.ini", &c, &e), &e);
+  CHECK_EQ_INT(strlen(kv_config_get(c, "s", "k")), 3000);
+  kv_config_free(c);
   REQUIRE_OK(kv_config_parse("[a]\nn = 12x\nf = nan\nr = 50\n", "v.ini", &c, &e), &e);
   int64_t v;
   double d;
@@ -102,6 +110,23 @@ static void test_config_roundtrip(void) {
   free(s);
   kv_config_free(c);
   kv_config_free(c2);
+}
+
+static void test_config_expand(void) {
+  kv_error e = {0};
+  kv_config *c = NULL;
+  REQUIRE_OK(kv_config_parse("[w]\nsource = {d}/a/{d}.csv\nother = x\n", "x.ini", &c, &e), &e);
+  REQUIRE_OK(kv_config_expand(c, "{d}", "/data", &e), &e);
+  CHECK(strcmp(kv_config_get(c, "w", "source"), "/data/a//data.csv") == 0);
+  CHECK(strcmp(kv_config_get(c, "w", "other"), "x") == 0);
+  char big[3000];
+  memset(big, 'z', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  CHECK_EQ_INT(kv_config_expand(c, "{d}", big, &e), 0); /* no placeholder left: nothing to do */
+  kv_config_set(c, "w", "k", "{q}{q}", "here");
+  CHECK_EQ_INT(kv_config_expand(c, "{q}", big, &e), KV_ERANGE);
+  CHECK_STR_CONTAINS(e.msg, "[w] k");
+  kv_config_free(c);
 }
 
 static void test_half_conversions(void) {
@@ -173,6 +198,7 @@ TEST_LIST = {TEST(test_error_messages),
              TEST(test_config_parse_and_getters),
              TEST(test_config_errors_name_file_and_line),
              TEST(test_config_roundtrip),
+             TEST(test_config_expand),
              TEST(test_half_conversions),
              TEST(test_rng_reproducible),
              TEST(test_atomic_file),
