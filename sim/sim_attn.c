@@ -79,14 +79,16 @@ static double sim__frac(const sim_attn_model *am, int layer, int64_t n, double u
   int l = am->row[layer];
   int64_t lo, hi;
   int in = !sim__range(am, l, &lo, &hi) || (n >= lo && n <= hi);
-  if (am->prm.extension == SIM_ATTN_EXT_FIT || in) {
+  /* top-k reads its fixed budget at any length: its tokens, not a fit, carry over */
+  sim_attn_ext ext = am->prm.mode == SIM_ATTN_TOPK ? SIM_ATTN_EXT_TOKENS : am->prm.extension;
+  if (ext == SIM_ATTN_EXT_FIT || in) {
     return u < 0 ? attn_profile_mean_frac(p, am->m, l, n)
                  : attn_profile_sample_frac(p, am->m, l, n, u);
   }
   int64_t nc = n < lo ? lo : hi;
   double f = u < 0 ? attn_profile_mean_frac(p, am->m, l, nc)
                    : attn_profile_sample_frac(p, am->m, l, nc, u);
-  if (am->prm.extension == SIM_ATTN_EXT_FRAC) return f;
+  if (ext == SIM_ATTN_EXT_FRAC) return f;
   double fr = f * (double)nc / (double)n; /* constant tokens */
   return fr > 1 ? 1 : fr;
 }
@@ -389,6 +391,8 @@ int sim_attn_model_load(sim_attn_model *am, const sim_attn_params *prm, const si
       return rc;
     }
     am->method = am->prof.methods[am->m].method;
+    for (int l = 0; l < am->prof.n_layers; l++) am->mean_err += am->prof.methods[am->m].mean_err[l];
+    am->mean_err /= am->prof.n_layers;
     switch (am->method.kind) {
       case ATTN_DENSE: am->prm.mode = SIM_ATTN_DENSE; break;
       case ATTN_TOPK: am->prm.mode = SIM_ATTN_TOPK; break;
@@ -715,6 +719,7 @@ int sim_attn_finish(sim_attn_run *r, int64_t gpu_kv_peak_bytes, sim_attn_result 
   res->pool_bytes = (int64_t)llround(r->pool_blocks * (double)r->am->block_bytes);
   res->pool_blocks = (int64_t)floor(r->pool_blocks);
   res->gpu_kv_peak_bytes = gpu_kv_peak_bytes;
+  res->mean_err = r->am->mean_err;
   if (r->n_steps > 0) {
     int rc = kvc_pool_compare(r->need_log, r->n_steps, (int)r->L, r->am->block_bytes,
                               &res->pool_report, err);
@@ -735,6 +740,7 @@ int sim_attn_summary_rows(const sim_attn_params *ap, const sim_attn_result *res,
   double steps = (double)ms[SIM_STAT_ATTN_STEPS];
   double on = ap->mode != SIM_ATTN_OFF;
   ROW("throughput_tok_s", served_s > 0 ? dec / served_s : NAN);
+  ROW("time_per_token_s", dec > 0 ? served_s / dec : NAN);
   ROW("throughput_sat_tok_s", ms[SIM_STAT_SAT_NS] > 0
                                   ? (double)ms[SIM_STAT_SAT_TOKENS] / ((double)ms[SIM_STAT_SAT_NS] * 1e-9)
                                   : NAN);
@@ -743,6 +749,7 @@ int sim_attn_summary_rows(const sim_attn_params *ap, const sim_attn_result *res,
   ROW("attn_offload", ap->offload);
   ROW("attn_pool", ap->pool);
   ROW("attn_loop", ap->loop);
+  ROW("attn_mean_err", on ? res->mean_err : NAN);
   ROW("attn_batch_mean", on && steps > 0 ? (double)ms[SIM_STAT_ATTN_DECODE_SEQS] / steps : NAN);
   ROW("attn_read_frac", on && ms[SIM_STAT_ATTN_DENSE_TOKENS] > 0
                             ? (double)ms[SIM_STAT_ATTN_TOKENS] / (double)ms[SIM_STAT_ATTN_DENSE_TOKENS]

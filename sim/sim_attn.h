@@ -11,7 +11,8 @@
  *     u ~ U[0,1) (one xoshiro stream seeded by [sim] seed; redrawn every step, or fixed per request
  *     and layer with redraw = request), frac = the profile's inverse CDF in n_i's context bin,
  *     extended outside the measured range by `extension` (fit: the profile's power law; frac:
- *     constant fraction; tokens: constant token count), tokens t = clamp(round(frac n_i), 1, n_i);
+ *     constant fraction; tokens: constant token count; top-k always keeps its token count, its
+ *     budget being fixed by definition), tokens t = clamp(round(frac n_i), 1, n_i);
  *     blocks = ceil(t / block_size); PSA iterations = 1 + ceil(max(0, blocks - sink - recent) /
  *     group_blocks).
  *   A method whose budget statically covers the context (top-k budget >= n_i, PSA/oracle
@@ -133,6 +134,8 @@ typedef struct sim_attn_model {
   int64_t n_bin_lo, n_bin_hi; /* measured context range of the method (keys) */
   double kc0[SIM_ATTN_KCLASS_COUNT], kc1[SIM_ATTN_KCLASS_COUNT]; /* ns, ns per byte */
   int have_kprof;
+  double mean_err;            /* the method's mean relative L2 output error vs dense over the
+                                 recorded layers (profile mean_err; 0 for dense) */
   int64_t block_bytes;        /* K + V of one block of one KV head */
   int64_t meta_bytes_per_block; /* all metadata vectors of one block of one KV head */
 } sim_attn_model;
@@ -178,6 +181,7 @@ typedef struct sim_attn_plan {
 /* Result aggregates written with the run's summary. */
 typedef struct sim_attn_result {
   int64_t pool_bytes, pool_blocks, gpu_kv_peak_bytes;
+  double mean_err;              /* the method's accuracy (sim_attn_model.mean_err) */
   kvc_pool_report pool_report;  /* over every recorded decode step (need per layer) */
   int have_pool_report;
 } sim_attn_result;

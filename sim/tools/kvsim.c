@@ -181,6 +181,25 @@ int main(int argc, char **argv) {
            s.queue_mean_s);
     printf("  prefill throughput   %.1f tokens/s\n", s.prefill_throughput_tok_s);
     printf("  GPU busy / span      %.1f s / %.1f s\n", s.gpu_busy_s, s.span_s);
+    if (p.attn.prm.mode != SIM_ATTN_OFF) {
+      const int64_t *f = r.final.v, *w = r.warm.v;
+      double dec = (double)(f[SIM_STAT_DECODE_TOKENS] - w[SIM_STAT_DECODE_TOKENS]);
+      double steps = (double)(f[SIM_STAT_ATTN_STEPS] - w[SIM_STAT_ATTN_STEPS]);
+      double rd = (double)(f[SIM_STAT_ATTN_TOKENS] - w[SIM_STAT_ATTN_TOKENS]);
+      double dn = (double)(f[SIM_STAT_ATTN_DENSE_TOKENS] - w[SIM_STAT_ATTN_DENSE_TOKENS]);
+      printf("  attention            %s, %s%s%s; reads %.4f of the context; batch %.1f\n",
+             p.attn.prm.method, p.attn.prm.offload ? "offload, pool " : "KV in HBM",
+             p.attn.prm.offload ? sim_attn_pool_names[p.attn.prm.pool] : "",
+             p.attn.prm.mode == SIM_ATTN_PSA ? (p.attn.prm.loop ? ", host-synced" : ", pipelined")
+                                              : "",
+             dn > 0 ? rd / dn : 0.0,
+             steps > 0 ? (double)(f[SIM_STAT_ATTN_DECODE_SEQS] - w[SIM_STAT_ATTN_DECODE_SEQS]) / steps
+                       : 0.0);
+      printf("  throughput           %.1f tokens/s; PCIe block loads %.3f GB; GPU KV peak %.2f GiB\n",
+             s.served_s > 0 ? dec / s.served_s : 0.0,
+             (double)(f[SIM_STAT_ATTN_H2D_BYTES] - w[SIM_STAT_ATTN_H2D_BYTES]) * 1e-9,
+             (double)r.attn.gpu_kv_peak_bytes / 1073741824.0);
+    }
     printf("  cost                 $%.2f (GPU $%.2f, storage $%.2f, storage share %.1f%%)\n",
            s.cost_total_usd, s.cost_gpu_usd, s.cost_storage_usd, 100 * s.storage_share);
     printf("  events               %lld in %.3f s wall (%.2f M events/s)\n",

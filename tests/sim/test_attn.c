@@ -209,6 +209,8 @@ static void test_sampling_and_extension(void) {
   REQUIRE_OK(load_am(&am, &ap, 2, 1, &e), &e);
   CHECK(!sim_attn_static_full(&am, 5000));
   CHECK(sim_attn_static_full(&am, 150));
+  /* top-k keeps its token count beyond the measured range whatever the rule: 0.05 x 99999 */
+  CHECK_EQ_INT(sim_attn_draw_tokens(&am, 0, 400000, 0.5), 5000);
   sim_attn_model_free(&am);
   base_params(&ap, "psa-1-mean");
   REQUIRE_OK(load_am(&am, &ap, 2, 1, &e), &e);
