@@ -44,8 +44,11 @@ void sim_attn_model_free(sim_attn_model *am) {
   if (am->have_prof) attn_profile_free(&am->prof);
   free(am->row);
   free(am->reuse);
+  free(am->rng_lo);
+  free(am->rng_hi);
   am->row = NULL;
   am->reuse = NULL;
+  am->rng_lo = am->rng_hi = NULL;
   am->have_prof = 0;
 }
 
@@ -77,8 +80,8 @@ int sim_attn_static_full(const sim_attn_model *am, int64_t n) {
 static double sim__frac(const sim_attn_model *am, int layer, int64_t n, double u) {
   const attn_profile *p = &am->prof;
   int l = am->row[layer];
-  int64_t lo, hi;
-  int in = !sim__range(am, l, &lo, &hi) || (n >= lo && n <= hi);
+  int64_t lo = am->rng_lo[l], hi = am->rng_hi[l];
+  int in = lo == 0 || (n >= lo && n <= hi);
   /* top-k reads its fixed budget at any length: its tokens, not a fit, carry over */
   sim_attn_ext ext = am->prm.mode == SIM_ATTN_TOPK ? SIM_ATTN_EXT_TOKENS : am->prm.extension;
   if (ext == SIM_ATTN_EXT_FIT || in) {
@@ -91,6 +94,96 @@ static double sim__frac(const sim_attn_model *am, int layer, int64_t n, double u
   if (ext == SIM_ATTN_EXT_FRAC) return f;
   double fr = f * (double)nc / (double)n; /* constant tokens */
   return fr > 1 ? 1 : fr;
+}
+
+/* ---- the fast path of the draws ----------------------------------------------------------
+ * A decode step draws head_draws fractions for every (sequence, layer); what depends only on
+ * (recorded row, context) — the bin and the extension's scale, a pow() — is computed once per
+ * (sequence, row) here, the per-draw part is the quantile interpolation. sim__bin and
+ * sim__draw_fast mirror attn_profile_sample_frac (kernels/attn_profile.c) operation for
+ * operation; tests/sim/test_attn.c checks they give the same bits over a grid of contexts and
+ * draws, so a change of the profile's rule cannot go unnoticed. */
+typedef struct sim__rowdraw {
+  const double *q;   /* the bin's quantiles, or NULL: no data (the fit alone) */
+  double scale;      /* factor applied to the interpolated quantile */
+  double lo;         /* lower clamp 1 / n_eval */
+  double post;       /* factor after clamping (extension = tokens), 1 otherwise */
+  double fit_frac;   /* q == NULL: the fit's fraction */
+} sim__rowdraw;
+
+/* attn__bin of kernels/attn_profile.c: the bin holding n among bins with data, else the nearest
+ * edge bin with the fit's rescaling from its geometric centre. */
+static const double *sim__bin(const sim_attn_model *am, int l, int64_t n, double *scale) {
+  const attn_profile *p = &am->prof;
+  const attn_profile_method *pm = &p->methods[am->m];
+  int first = -1, last = -1, hit = -1;
+  for (int b = 0; b < p->n_bins; b++) {
+    if (pm->count[(size_t)l * p->n_bins + b] == 0) continue;
+    if (first < 0) first = b;
+    last = b;
+    if (n >= p->ctx_edges[b] && n < p->ctx_edges[b + 1]) hit = b;
+  }
+  *scale = 1.0;
+  if (first < 0) return NULL;
+  int b = hit;
+  if (hit < 0) {
+    b = n < p->ctx_edges[first] ? first : last;
+    double centre = sqrt((double)p->ctx_edges[b] * (double)(p->ctx_edges[b + 1] - 1));
+    double tok_ratio = pow((double)n / centre, pm->fit_b[l]);
+    *scale = tok_ratio * centre / (double)n;
+  }
+  return pm->frac_q + ((size_t)l * p->n_bins + b) * p->n_quantiles;
+}
+
+static void sim__rowdraw_init(const sim_attn_model *am, int l, int64_t n, sim__rowdraw *d) {
+  const attn_profile *p = &am->prof;
+  int64_t lo = am->rng_lo[l], hi = am->rng_hi[l];
+  int in = lo == 0 || (n >= lo && n <= hi);
+  sim_attn_ext ext = am->prm.mode == SIM_ATTN_TOPK ? SIM_ATTN_EXT_TOKENS : am->prm.extension;
+  int64_t ne = (ext == SIM_ATTN_EXT_FIT || in) ? n : (n < lo ? lo : hi);
+  d->q = sim__bin(am, l, ne, &d->scale);
+  d->lo = 1.0 / (double)ne;
+  d->post = (ext == SIM_ATTN_EXT_TOKENS && ne != n) ? (double)ne / (double)n : 1.0;
+  d->fit_frac = 0;
+  if (!d->q) {
+    const attn_profile_method *pm = &p->methods[am->m];
+    double t = pm->fit_a[l] * pow((double)ne, pm->fit_b[l]);
+    double fr = t / (double)ne;
+    d->fit_frac = fr > 1 ? 1 : (fr <= 0 ? 1.0 / (double)ne : fr);
+  }
+}
+
+static double sim__draw_fast(const sim_attn_model *am, const sim__rowdraw *d, double u) {
+  double fr;
+  if (!d->q) {
+    fr = d->fit_frac;
+  } else {
+    const int Q = am->prof.n_quantiles;
+    double pos = u * (Q - 1);
+    int i = (int)pos;
+    if (i >= Q - 1) i = Q - 2;
+    double t = pos - i;
+    fr = (d->q[i] * (1 - t) + d->q[i + 1] * t) * d->scale;
+    fr = fr > 1 ? 1 : (fr < d->lo ? d->lo : fr);
+  }
+  if (d->post != 1.0) {
+    fr *= d->post;
+    if (fr > 1) fr = 1;
+  }
+  return fr;
+}
+
+static int64_t sim__tokens(double frac, int64_t n) {
+  int64_t t = (int64_t)llround(frac * (double)n);
+  return t < 1 ? 1 : (t > n ? n : t);
+}
+
+int64_t sim_attn_draw_tokens_fast(const sim_attn_model *am, int layer, int64_t n, double u) {
+  if (n < 1) return 0;
+  if (sim_attn_static_full(am, n)) return n;
+  sim__rowdraw d;
+  sim__rowdraw_init(am, am->row[layer], n, &d);
+  return sim__tokens(sim__draw_fast(am, &d, u), n);
 }
 
 double sim_attn_mean_tokens(const sim_attn_model *am, int layer, int64_t n) {
@@ -401,6 +494,15 @@ int sim_attn_model_load(sim_attn_model *am, const sim_attn_params *prm, const si
     for (int64_t l = 0; l < m->layers; l++) {
       am->row[l] = attn_profile_layer_row(&am->prof, (int)l, (int)m->layers);
     }
+    am->rng_lo = calloc((size_t)am->prof.n_layers, sizeof *am->rng_lo);
+    am->rng_hi = calloc((size_t)am->prof.n_layers, sizeof *am->rng_hi);
+    if (!am->rng_lo || !am->rng_hi) {
+      sim_attn_model_free(am);
+      return kv_error_set(err, KV_ENOMEM, "out of memory");
+    }
+    for (int l = 0; l < am->prof.n_layers; l++) {
+      if (!sim__range(am, l, &am->rng_lo[l], &am->rng_hi[l])) am->rng_lo[l] = am->rng_hi[l] = 0;
+    }
     if (prm->reuse_csv[0] && (rc = sim__load_reuse(am, prm->reuse_csv, err))) {
       sim_attn_model_free(am);
       return rc;
@@ -448,6 +550,8 @@ void sim_attn_run_free(sim_attn_run *r) {
   free(r->wprev_l);
   free(r->need_l);
   free(r->need_log);
+  free(r->rowdraw);
+  free(r->rowdraw_ok);
   memset(r, 0, sizeof *r);
 }
 
@@ -474,6 +578,7 @@ int sim_attn_run_init(sim_attn_run *r, const sim_attn_model *am, uint64_t seed,
     return kv_error_set(err, KV_ENOMEM, "attention: out of memory");
   }
   r->pool_blocks = am->block_bytes > 0 ? (double)pool_bytes / (double)am->block_bytes : 0;
+  r->n_rows = am->have_prof ? am->prof.n_layers : 0;
   return 0;
 }
 
@@ -591,6 +696,16 @@ int sim_attn_iter(sim_attn_run *r, const sim_attn_seq *seqs, int64_t n, int64_t 
   for (int64_t i = 0; i < n; i++) {
     if (sim__ensure_job(r, seqs[i].job)) return kv_error_set(err, KV_ENOMEM, "attention: out of memory");
   }
+  if (am->have_prof && n * r->n_rows > r->cap_rowdraw) {
+    int64_t nc = n * r->n_rows * 2;
+    void *a = realloc(r->rowdraw, (size_t)nc * sizeof(sim__rowdraw));
+    if (a) r->rowdraw = a;
+    uint8_t *b = realloc(r->rowdraw_ok, (size_t)nc);
+    if (b) r->rowdraw_ok = b;
+    if (!a || !b) return kv_error_set(err, KV_ENOMEM, "attention: out of memory");
+    r->cap_rowdraw = nc;
+  }
+  if (am->have_prof) memset(r->rowdraw_ok, 0, (size_t)(n * r->n_rows));
   double tok_all = 0, dense_all = 0, bytes_all = 0, hits_all = 0, miss_all = 0, h2d_all = 0;
   int64_t ns_all = 0;
   for (int64_t l = 0; l < L; l++) {
@@ -609,21 +724,33 @@ int sim_attn_iter(sim_attn_run *r, const sim_attn_seq *seqs, int64_t n, int64_t 
         blocks_il = (double)(kvh * ((ctx + bs - 1) / bs));
       } else {
         sparse = 1;
+        int64_t tsum = 0, bsum = 0;
+        const int row = am->row[l];
+        sim__rowdraw *rd = (sim__rowdraw *)r->rowdraw + (size_t)i * r->n_rows + row;
+        if (!r->rowdraw_ok[(size_t)i * r->n_rows + row]) {
+          sim__rowdraw_init(am, row, ctx, rd);
+          r->rowdraw_ok[(size_t)i * r->n_rows + row] = 1;
+        }
         for (int64_t h = 0; h < H; h++) {
           double u = ap->redraw == SIM_ATTN_REDRAW_REQUEST
                          ? r->u_fixed[((size_t)j * L + l) * H + h]
                          : kv_rng_uniform(&r->rng);
-          int64_t t = sim_attn_draw_tokens(am, (int)l, ctx, u);
+          int64_t t = sim__tokens(sim__draw_fast(am, rd, u), ctx);
           int64_t b = (t + bs - 1) / bs;
-          tok += per_draw * (double)t;
-          bytes += per_draw * (double)attn_bytes_read(&shape, &am->method, ctx, t, elem);
-          blocks_il += per_draw * (double)b;
+          tsum += t;
+          bsum += b;
           if (psa) {
             int64_t it = 1 + (b > forced ? (b - forced + am->method.group_blocks - 1) /
                                                am->method.group_blocks : 0);
             if (it > imax) imax = it;
           }
         }
+        /* attn_bytes_read is affine in the tokens: K+V of the tokens plus the metadata of all
+         * blocks, the same for every draw */
+        tok += per_draw * (double)tsum;
+        bytes += per_draw * (double)(attn_bytes_read(&shape, &am->method, ctx, tsum, elem) +
+                                     (H - 1) * attn_bytes_read(&shape, &am->method, ctx, 0, elem));
+        blocks_il += per_draw * (double)bsum;
       }
       need += blocks_il;
       if (ap->offload) {

@@ -131,7 +131,7 @@ typedef struct sim_attn_model {
   attn_method method;         /* the method (dense for dense) */
   int *row;                   /* [layers] recorded row per simulated layer */
   double *reuse;              /* [layers] r per simulated layer */
-  int64_t n_bin_lo, n_bin_hi; /* measured context range of the method (keys) */
+  int64_t *rng_lo, *rng_hi;   /* [recorded rows] measured context range (keys); lo = 0: none */
   double kc0[SIM_ATTN_KCLASS_COUNT], kc1[SIM_ATTN_KCLASS_COUNT]; /* ns, ns per byte */
   int have_kprof;
   double mean_err;            /* the method's mean relative L2 output error vs dense over the
@@ -154,6 +154,9 @@ double sim_attn_mean_tokens(const sim_attn_model *am, int layer, int64_t n);
 int64_t sim_attn_draw_tokens(const sim_attn_model *am, int layer, int64_t n, double u);
 /* 1 when the method reads the whole context of n keys by construction. */
 int sim_attn_static_full(const sim_attn_model *am, int64_t n);
+/* The same draw through the simulator's fast path (bin and scale computed once per sequence and
+ * recorded row); equal to sim_attn_draw_tokens bit for bit (tested). */
+int64_t sim_attn_draw_tokens_fast(const sim_attn_model *am, int layer, int64_t n, double u);
 /* HBM metadata bytes a running request of final context n keeps resident (offload), all layers. */
 int64_t sim_attn_meta_bytes(const sim_attn_model *am, int64_t n);
 
@@ -204,6 +207,10 @@ typedef struct sim_attn_run {
   double *need_l;             /* [L] scratch */
   int64_t host_sum;
   double pool_blocks;
+  /* per (decoding sequence, recorded row) bin and scale of the current step (sim_attn.c) */
+  void *rowdraw;
+  uint8_t *rowdraw_ok;
+  int64_t cap_rowdraw, n_rows;
   /* recorded needs for kvc_pool_compare: [n_steps, L] */
   int64_t *need_log;
   int64_t n_steps, cap_steps;

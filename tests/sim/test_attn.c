@@ -218,6 +218,40 @@ static void test_sampling_and_extension(void) {
   sim_attn_model_free(&am);
 }
 
+/* The simulator's fast draw equals the profile library's (attn_profile_sample_frac) bit for bit,
+ * inside and outside the measured range, for every extension rule, and for a layer row whose
+ * middle bin has no data. */
+static void test_fast_draw_equals_library(void) {
+  kv_error e = {0};
+  const char *methods[] = {"psa-spread", "psa-0.9-mean", "topk-200"};
+  const int64_t ns[] = {1, 17, 999, 1000, 1001, 5000, 31622, 99998, 99999, 100000, 400000, 131072};
+  int mismatches = 0;
+  for (int mi = 0; mi < 3; mi++) {
+    for (int ext = 0; ext < 3; ext++) {
+      sim_attn_params ap;
+      base_params(&ap, methods[mi]);
+      ap.extension = (sim_attn_ext)ext;
+      sim_attn_model am;
+      REQUIRE_OK(load_am(&am, &ap, 4, 1, &e), &e);
+      for (int l = 0; l < 4; l++) {
+        for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+          for (int q = 0; q <= 40; q++) {
+            double u = q / 40.0 * 0.999999;
+            int64_t a = sim_attn_draw_tokens(&am, l, ns[k], u);
+            int64_t b = sim_attn_draw_tokens_fast(&am, l, ns[k], u);
+            if (a != b && mismatches++ < 10) {
+              fprintf(stderr, "  %s ext %d layer %d n %lld u %g: %lld vs %lld\n", methods[mi], ext,
+                      l, (long long)ns[k], u, (long long)a, (long long)b);
+            }
+          }
+        }
+      }
+      sim_attn_model_free(&am);
+    }
+  }
+  CHECK_EQ_INT(mismatches, 0);
+}
+
 /* ---- one iteration by hand ------------------------------------------------------------------ */
 
 /* One sequence of 1600 keys, 1 layer, 2 KV heads, 1 GB/s HBM at efficiency 1. */
@@ -734,6 +768,7 @@ static void test_longctx_workload(void) {
 
 TEST_LIST = {
     TEST(test_sampling_and_extension),
+    TEST(test_fast_draw_equals_library),
     TEST(test_iteration_by_hand),
     TEST(test_block_cache_by_hand),
     TEST(test_unified_admits_superset),
