@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kvlab_analysis import (AnalysisError, die, fmt, mean, parse_where, read_csv,  # noqa: E402
-                            read_ini, select, to_float, write_text_atomic)
+                            read_ini, select, to_float, write_csv_atomic, write_text_atomic)
 
 
 class Missing(Exception):
@@ -183,6 +183,7 @@ def main():
         die(str(e))
     cache = {}
     groups = {}
+    flat = []  # (id, group, title, paper, ours, status) for claims.csv
     counts = {"pass": 0, "FAIL": 0, "not comparable": 0, "not run": 0, "—": 0}
     for cid in claims.sections():
         c = claims[cid]
@@ -207,6 +208,11 @@ def main():
         cmp_note = c.get("comparable", "yes")
         note = "; ".join(x for x in [detail, c.get("note", ""),
                                      cmp_note if cmp_note.lower().startswith("no") else ""] if x)
+        flat.append({"id": cid, "group": group, "title": c.get("title", cid),
+                     "paper": c.get("paper", ""),
+                     "ours": ours if isinstance(ours, str) else ("" if ours is None else
+                                                                 f"{ours:.6g}"),
+                     "status": status})
         groups.setdefault(group, []).append(
             (c.get("title", cid), c.get("paper", ""), ours if isinstance(ours, str) else fmt(ours),
              tol, status, c.get("sweep", ""), data, c.get("source", ""), note))
@@ -231,6 +237,9 @@ def main():
                        f"{note} |")
         out.append("")
     write_text_atomic(a.out, "\n".join(out))
+    # The same rows as a table, for figures that set the paper's numbers beside ours.
+    write_csv_atomic(os.path.join(os.path.dirname(os.path.abspath(a.out)), "claims.csv"),
+                     ["id", "group", "title", "paper", "ours", "status"], flat)
     print(f"reproduce: {sum(counts.values())} claims -> {a.out} "
           f"({', '.join(f'{v} {k}' for k, v in counts.items() if v)})", file=sys.stderr)
 

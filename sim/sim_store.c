@@ -377,7 +377,7 @@ int sim_store_make_room(sim_store *s, int t, int64_t bytes, int64_t qpos_limit) 
       }
       sim__attach(s, v);
     }
-    if (!s->pol->may_drop(u)) return KV_ERANGE;
+    if (s->no_drop || !s->pol->may_drop(u)) return KV_ERANGE;
     sim_store_drop(s, v, SIM_STAT_DROPPED);
   }
   return 0;
@@ -490,7 +490,9 @@ int sim_store_move(sim_store *s, int32_t i, int dst, int flow, int64_t qpos_limi
   sim__detach(s, i);
   int32_t outer = s->moving;
   s->moving = i;
+  s->no_drop++;
   int rc = sim_store_make_room(s, dst, sim__need(s, u, dst), qpos_limit);
+  s->no_drop--;
   s->moving = outer;
   if (rc) {
     if (was) sim__attach(s, i);

@@ -111,6 +111,7 @@ typedef struct sim_store {
   int inclusive;                  /* keep shadows in the last tier (see above); default 1 */
   int64_t shadow_bytes;           /* sum of the shadows */
   int32_t moving;                 /* unit being moved into the last tier: its shadow is kept */
+  int no_drop;                    /* > 0 while making room for a move: demote, never drop */
 } sim_store;
 
 /* capacity[t] = bytes of tier t (0 disables it). net/link may be NULL (instant moves). */
@@ -162,7 +163,10 @@ int sim_store_make_room(sim_store *s, int t, int64_t bytes, int64_t qpos_limit);
 
 /* Moves a unit to tier dst (making room there): with flow = 1 as a transfer over the route
  * (the unit is busy until it arrives), with flow = 0 as accounting only (the bytes travel
- * with a transfer the caller makes). KV_ERANGE when dst has no room (unit unchanged). */
+ * with a transfer the caller makes). Making room for a move never drops a cached unit: victims
+ * are only demoted, so a fetch or prefetch cannot destroy other KV (when demotion is not
+ * possible, e.g. the staging buffer is full, the move fails). KV_ERANGE when dst has no room
+ * (unit unchanged). */
 int sim_store_move(sim_store *s, int32_t i, int dst, int flow, int64_t qpos_limit);
 
 /* A transfer into or out of the unit's data begins / ends (a save written by the caller):
