@@ -705,7 +705,7 @@ int sim_attn_iter(sim_attn_run *r, const sim_attn_seq *seqs, int64_t n, int64_t 
     if (!a || !b) return kv_error_set(err, KV_ENOMEM, "attention: out of memory");
     r->cap_rowdraw = nc;
   }
-  if (am->have_prof) memset(r->rowdraw_ok, 0, (size_t)(n * r->n_rows));
+  if (am->have_prof && n > 0) memset(r->rowdraw_ok, 0, (size_t)(n * r->n_rows));
   double tok_all = 0, dense_all = 0, bytes_all = 0, hits_all = 0, miss_all = 0, h2d_all = 0;
   int64_t ns_all = 0;
   for (int64_t l = 0; l < L; l++) {
