@@ -38,7 +38,8 @@ void sim_synth_defaults(sim_synth *s);
 /* Generates into an initialised, empty trace. */
 int sim_synth_generate(const sim_synth *s, trace *t, kv_error *err);
 
-/* Builds the workload named by [workload] source (default "synthetic"), reading the [workload]
+/* Builds the workload named by [workload] source (default "synthetic"; "longctx" is the
+ * long-context generator of sim_longctx.h), reading the [workload]
  * keys of that source. `default_seed` is [sim] seed. */
 int sim_workload_build(kv_config *cfg, uint64_t default_seed, trace *t, kv_error *err);
 
