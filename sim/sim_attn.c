@@ -27,11 +27,12 @@ void sim_attn_params_defaults(sim_attn_params *ap) {
   ap->hbm_eff = 0.8;
   ap->launch_ns = 3000;
   ap->select_ns = 8000;
-  ap->iter_pipelined_ns = 1000;
+  ap->iter_pipelined_ns = 250;
   ap->iter_hostsync_ns = 15000;
   ap->reuse_frac = 0.9;
   ap->head_draws = 4;
   ap->extension = SIM_ATTN_EXT_FIT;
+  ap->topk_extension = SIM_ATTN_EXT_TOKENS;
   ap->redraw = SIM_ATTN_REDRAW_STEP;
   ap->admit_ws = 1;
   ap->admit_headroom = 1.0;
@@ -82,8 +83,9 @@ static double sim__frac(const sim_attn_model *am, int layer, int64_t n, double u
   int l = am->row[layer];
   int64_t lo = am->rng_lo[l], hi = am->rng_hi[l];
   int in = lo == 0 || (n >= lo && n <= hi);
-  /* top-k reads its fixed budget at any length: its tokens, not a fit, carry over */
-  sim_attn_ext ext = am->prm.mode == SIM_ATTN_TOPK ? SIM_ATTN_EXT_TOKENS : am->prm.extension;
+  /* top-k: its budget is fixed by definition (tokens), or scaled with the context to keep the
+   * accuracy measured on the recording (frac; topk_extension) */
+  sim_attn_ext ext = am->prm.mode == SIM_ATTN_TOPK ? am->prm.topk_extension : am->prm.extension;
   if (ext == SIM_ATTN_EXT_FIT || in) {
     return u < 0 ? attn_profile_mean_frac(p, am->m, l, n)
                  : attn_profile_sample_frac(p, am->m, l, n, u);
@@ -139,7 +141,7 @@ static void sim__rowdraw_init(const sim_attn_model *am, int l, int64_t n, sim__r
   const attn_profile *p = &am->prof;
   int64_t lo = am->rng_lo[l], hi = am->rng_hi[l];
   int in = lo == 0 || (n >= lo && n <= hi);
-  sim_attn_ext ext = am->prm.mode == SIM_ATTN_TOPK ? SIM_ATTN_EXT_TOKENS : am->prm.extension;
+  sim_attn_ext ext = am->prm.mode == SIM_ATTN_TOPK ? am->prm.topk_extension : am->prm.extension;
   int64_t ne = (ext == SIM_ATTN_EXT_FIT || in) ? n : (n < lo ? lo : hi);
   d->q = sim__bin(am, l, ne, &d->scale);
   d->lo = 1.0 / (double)ne;

@@ -11,8 +11,9 @@
  *     u ~ U[0,1) (one xoshiro stream seeded by [sim] seed; redrawn every step, or fixed per request
  *     and layer with redraw = request), frac = the profile's inverse CDF in n_i's context bin,
  *     extended outside the measured range by `extension` (fit: the profile's power law; frac:
- *     constant fraction; tokens: constant token count; top-k always keeps its token count, its
- *     budget being fixed by definition), tokens t = clamp(round(frac n_i), 1, n_i);
+ *     constant fraction; tokens: constant token count; top-k by `topk_extension`: tokens, its
+ *     budget being fixed by definition, or frac, a budget scaled with the context so that its
+ *     accuracy stays the recorded one), tokens t = clamp(round(frac n_i), 1, n_i);
  *     blocks = ceil(t / block_size); PSA iterations = 1 + ceil(max(0, blocks - sink - recent) /
  *     group_blocks).
  *   A method whose budget statically covers the context (top-k budget >= n_i, PSA/oracle
@@ -108,7 +109,9 @@ typedef struct sim_attn_params {
   double reuse_frac;          /* r of the header comment (assumption) */
   char reuse_csv[1024];       /* measured overlap (attn-reuse output); "" = reuse_frac */
   int head_draws;
-  sim_attn_ext extension;
+  sim_attn_ext extension;      /* PSA (and oracle) */
+  sim_attn_ext topk_extension; /* top-k: tokens (a fixed budget, default) or frac (the budget
+                                  scales with the context, keeping the recorded accuracy) */
   sim_attn_redraw redraw;
   int admit_ws;               /* admission by expected working set (offload) */
   double admit_headroom;      /* working sets may fill this fraction of the pool */

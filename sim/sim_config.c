@@ -52,7 +52,8 @@ static int sim__read_attention(kv_config *cfg, sim_params *p, kv_error *err) {
   static const char *const keys[] = {
       "profile", "offload", "pool", "pool_gib", "pool_frac", "loop", "load_overlap", "hbm_eff",
       "launch_us", "select_us", "iter_pipelined_us", "iter_hostsync_us", "reuse_frac",
-      "reuse_csv", "head_draws", "extension", "redraw", "admit", "admit_headroom", "host_gib",
+      "reuse_csv", "head_draws", "extension", "topk_extension", "redraw", "admit",
+      "admit_headroom", "host_gib",
       "kernel_profile", NULL};
   static const char *const admit_names[] = {"none", "ws", NULL};
   sim_attn_params ap;
@@ -106,6 +107,9 @@ static int sim__read_attention(kv_config *cfg, sim_params *p, kv_error *err) {
   ap.head_draws = (int)hd;
   TRY(kv_config_enum(cfg, "attention", "extension", SIM_ATTN_EXT_FIT, sim_attn_ext_names, &e, err));
   ap.extension = (sim_attn_ext)e;
+  static const char *const topk_ext_names[] = {"tokens", "frac", NULL};
+  TRY(kv_config_enum(cfg, "attention", "topk_extension", 0, topk_ext_names, &e, err));
+  ap.topk_extension = e == 0 ? SIM_ATTN_EXT_TOKENS : SIM_ATTN_EXT_FRAC;
   TRY(kv_config_enum(cfg, "attention", "redraw", SIM_ATTN_REDRAW_STEP, sim_attn_redraw_names, &e,
                      err));
   ap.redraw = (sim_attn_redraw)e;

@@ -25,7 +25,7 @@ if [ "$src" = "--synthetic" ]; then
   "$bin/psa-compare" --synthetic "$src" --tokens 4096 --n-layers 4 --seed 1
 fi
 [ -f "$src" ] || { echo "make-data: $src not found (see traces/record/README.md)" >&2; exit 1; }
-methods=dense,topk:128,topk:256,topk:512,topk:1024,topk:2048,psa:0.7,psa:0.8,psa:0.85,psa:0.9,psa:0.93,psa:0.95,psa:0.97,psa:0.98,psa:0.99,psa:0.995,psa:1
+methods=dense,topk:128,topk:256,topk:512,topk:1024,topk:2048,topk:4096,psa:0.7,psa:0.8,psa:0.85,psa:0.9,psa:0.93,psa:0.95,psa:0.97,psa:0.98,psa:0.99,psa:0.995,psa:1
 mkdir -p "$data"
 "$bin/attn-profile" "$src" -q -m "$methods" -o "$data/attn-profile.h5"
 # the recorded positions span the second half of each sequence: fit on the first half of that

@@ -165,9 +165,10 @@ def main():
     p = lambda n: os.path.join(a.tidy, f"psa-serving-{n}.csv")  # noqa: E731
     if os.path.exists(p("methods")):
         rows = read(p("methods"))
-        method_rows(rows, ["workload.out_median"], out,
-                    "Long-context workload: methods and serving modes (by answer length)")
-        equal_accuracy(rows, ["workload.out_median"], out,
+        method_rows(rows, ["attention.topk_extension", "workload.out_median"], out,
+                    "Long-context workload: methods and serving modes (by top-k budget rule and "
+                    "answer length)")
+        equal_accuracy(rows, ["attention.topk_extension", "workload.out_median"], out,
                        "PSA vs fixed top-k at equal mean output error (long context)")
     if os.path.exists(p("pool")):
         simple(read(p("pool")), ["attention.method", "attention.pool_frac", "attention.pool"],

@@ -210,8 +210,14 @@ static void test_sampling_and_extension(void) {
   REQUIRE_OK(load_am(&am, &ap, 2, 1, &e), &e);
   CHECK(!sim_attn_static_full(&am, 5000));
   CHECK(sim_attn_static_full(&am, 150));
-  /* top-k keeps its token count beyond the measured range whatever the rule: 0.05 x 99999 */
+  /* top-k keeps its token count beyond the measured range whatever the PSA rule (0.05 x 99999),
+   * or its fraction with topk_extension = frac (0.05 x 400000) */
   CHECK_EQ_INT(sim_attn_draw_tokens(&am, 0, 400000, 0.5), 5000);
+  sim_attn_model_free(&am);
+  ap.topk_extension = SIM_ATTN_EXT_FRAC;
+  REQUIRE_OK(load_am(&am, &ap, 2, 1, &e), &e);
+  CHECK_EQ_INT(sim_attn_draw_tokens(&am, 0, 400000, 0.5), 20000);
+  CHECK_EQ_INT(sim_attn_draw_tokens_fast(&am, 0, 400000, 0.5), 20000);
   sim_attn_model_free(&am);
   base_params(&ap, "psa-1-mean");
   REQUIRE_OK(load_am(&am, &ap, 2, 1, &e), &e);
@@ -232,6 +238,7 @@ static void test_fast_draw_equals_library(void) {
       sim_attn_params ap;
       base_params(&ap, methods[mi]);
       ap.extension = (sim_attn_ext)ext;
+      ap.topk_extension = ext == 1 ? SIM_ATTN_EXT_FRAC : SIM_ATTN_EXT_TOKENS;
       sim_attn_model am;
       REQUIRE_OK(load_am(&am, &ap, 4, 1, &e), &e);
       for (int l = 0; l < 4; l++) {
