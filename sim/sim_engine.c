@@ -814,7 +814,8 @@ static void sim__turn_arrive(sim_eng *E, int64_t ti) {
   if (J->reserve_bytes > E->hbm_kv.capacity - E->attn_pool_bytes) {
     E_FAIL(E, KV_ERANGE, "session %lld turn %d: needs %lld bytes of HBM KV space, the GPUs have "
            "%lld (model too large for %lld GPUs?)", (long long)sim__sid(E, s), u->index,
-           (long long)J->reserve_bytes, (long long)E->hbm_kv.capacity, (long long)p->n_gpus);
+           (long long)J->reserve_bytes, (long long)(E->hbm_kv.capacity - E->attn_pool_bytes),
+           (long long)p->n_gpus);
     return;
   }
   R->arrival_ns = E->ev.now;
