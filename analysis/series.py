@@ -24,7 +24,8 @@ Options for figures (all optional; without them the output is as above):
                       have the same x (and the same values of the --base-match columns):
                       reduction = 1 - y / base, ratio = y / base, difference = y - base
                       (reproduce.py's ops); applied to the mean, min and max. An x with no
-                      baseline row is an error.
+                      baseline row is an error. --base-global: one baseline, the mean over all
+                      --base-where rows whatever their x (e.g. every policy vs one of them).
   --x-categorical     x is a label, not a number: rows are placed at x = 0, 1, 2, ... in the
                       order of --x-order (values not listed are dropped; default: first
                       appearance) and a sixth column holds the label (--x-labels maps values to
@@ -79,6 +80,7 @@ def main():
     ap.add_argument("--y-over", default=None, help="y = mean(y) / mean(this column)")
     ap.add_argument("--base-where", default=None, help="baseline rows (col=value, ...)")
     ap.add_argument("--base-match", default="", help="columns the baseline must also match")
+    ap.add_argument("--base-global", action="store_true", help="one baseline for every x")
     ap.add_argument("--op", default=None, help="reduction | ratio | difference vs the baseline")
     ap.add_argument("--x-categorical", action="store_true", help="x is a label")
     ap.add_argument("--x-order", default="", help="categorical x values in this order")
@@ -88,6 +90,8 @@ def main():
     try:
         if (a.base_where is None) != (a.op is None):
             raise AnalysisError("--base-where and --op go together")
+        if a.base_global and (a.base_where is None or a.base_match):
+            raise AnalysisError("--base-global needs --base-where and excludes --base-match")
         _, all_rows = read_csv(a.table)
         rows = select(all_rows, parse_where(a.where, "--where"), a.table, "--where")
         matches = parse_match(a.match)
@@ -131,7 +135,7 @@ def main():
             if not brows:
                 raise AnalysisError(f"{a.table}: no rows match --base-where {a.base_where}")
             for r in brows:
-                k = (xkey(r),) + tuple(r[c] for c in base_match)
+                k = (None,) if a.base_global else (xkey(r),) + tuple(r[c] for c in base_match)
                 base.setdefault(k, []).append(to_float(r[a.y], f"{a.table}: {a.y}") * a.y_scale)
 
         groups = {}
@@ -163,6 +167,8 @@ def main():
                         m, per = sum(ys) / len(ys), ys
                     lo, hi = min(per), max(per)
                     if a.op:
+                        if a.base_global:
+                            bk = (None,)
                         if bk not in base:
                             raise AnalysisError(
                                 f"{a.table}: no --base-where {a.base_where} row for {a.x}={x}"

@@ -43,9 +43,9 @@ bar_off(i, n, w) = (i - (n - 1) / 2.0) * w / n
 # Multiplot panels placed by screen margins (a layout's panel would squeeze a shared key into its
 # own width): panels fill [PL, PR] x [PB, PT] with gaps GX, GY; row 0 is the top row.
 #   eval panel(column, columns, row, rows)
-PL = 0.09; PR = 0.98; PB = 0.12; PT = 0.90; GX = 0.11; GY = 0.15
+PL = 0.10; PR = 0.98; PB = 0.12; PT = 0.90; GX = 0.11; GY = 0.15
 px0(c, nc) = PL + c * (PR - PL + GX) / nc
 py1(r, nr) = PT - r * (PT - PB + GY) / nr
 panel(c, nc, r, nr) = sprintf("set lmargin at screen %.4f; set rmargin at screen %.4f; set tmargin at screen %.4f; set bmargin at screen %.4f", px0(c, nc), px0(c, nc) + (PR - PL + GX) / nc - GX, py1(r, nr), py1(r, nr) - (PT - PB + GY) / nr + GY)
 # a key across the top of the figure: @KEYONLY, then  plot keyentry with ... title '...', ...
-KEYONLY = "set lmargin at screen 0; set rmargin at screen 1; set bmargin at screen 0; set tmargin at screen 1; unset border; unset tics; unset xlabel; unset ylabel; unset y2label; unset grid; unset label; unset arrow; unset object; set xrange [0:1]; set yrange [0:1]; unset logscale; set key at screen 0.5,0.995 center top horizontal maxrows 1 width 1"
+KEYONLY = "unset logscale; set lmargin at screen 0; set rmargin at screen 1; set bmargin at screen 0; set tmargin at screen 1; unset border; unset tics; unset xlabel; unset ylabel; unset y2label; unset grid; unset label; unset arrow; unset object; set xrange [0:1]; set yrange [0:1]; set key at screen 0.5,0.995 center top horizontal maxrows 1 width 1"
