@@ -26,6 +26,8 @@ Options for figures (all optional; without them the output is as above):
                       (reproduce.py's ops); applied to the mean, min and max. An x with no
                       baseline row is an error. --base-global: one baseline, the mean over all
                       --base-where rows whatever their x (e.g. every policy vs one of them).
+  --band LO,HI        columns 3 and 4 are the means of the columns LO and HI (e.g. a table's own
+                      p10 and p90) instead of min and max of y; scaled by --y-scale.
   --x-categorical     x is a label, not a number: rows are placed at x = 0, 1, 2, ... in the
                       order of --x-order (values not listed are dropped; default: first
                       appearance) and a sixth column holds the label (--x-labels maps values to
@@ -82,6 +84,7 @@ def main():
     ap.add_argument("--base-match", default="", help="columns the baseline must also match")
     ap.add_argument("--base-global", action="store_true", help="one baseline for every x")
     ap.add_argument("--op", default=None, help="reduction | ratio | difference vs the baseline")
+    ap.add_argument("--band", default=None, help="LO,HI: columns 3-4 from these columns")
     ap.add_argument("--x-categorical", action="store_true", help="x is a label")
     ap.add_argument("--x-order", default="", help="categorical x values in this order")
     ap.add_argument("--x-labels", default="", help="categorical x value=label pairs")
@@ -103,9 +106,12 @@ def main():
         if not rows:
             raise AnalysisError(f"{a.table}: no rows match --where {a.where} "
                                 f"{' '.join('--match ' + m for m in a.match)}".rstrip())
+        band = [c.strip() for c in (a.band or "").split(",") if c.strip()]
+        if a.band is not None and (len(band) != 2 or a.op or a.y_over):
+            raise AnalysisError("--band takes two columns LO,HI and excludes --op and --y-over")
         base_match = [c.strip() for c in a.base_match.split(",") if c.strip()]
         for col in ([a.x, a.y] + ([a.series] if a.series else []) +
-                    ([a.y_over] if a.y_over else []) + base_match):
+                    ([a.y_over] if a.y_over else []) + base_match + band):
             if col not in rows[0]:
                 raise AnalysisError(f"{a.table}: no column '{col}'")
         labels = dict(parse_where(a.label_map, "--label-map"))
@@ -144,6 +150,8 @@ def main():
             x = xkey(r)
             y = to_float(r[a.y], f"{a.table}: {a.y}") * a.y_scale
             d = to_float(r[a.y_over], f"{a.table}: {a.y_over}") if a.y_over else 1.0
+            if band:
+                d = tuple(to_float(r[c], f"{a.table}: {c}") * a.y_scale for c in band)
             bk = (x,) + tuple(r[c] for c in base_match)
             groups.setdefault(key, {}).setdefault(x, {}).setdefault(bk, []).append((y, d))
         order = [s.strip() for s in a.order.split(",") if s.strip()] or list(groups)
@@ -166,6 +174,9 @@ def main():
                     else:
                         m, per = sum(ys) / len(ys), ys
                     lo, hi = min(per), max(per)
+                    if band:
+                        lo = sum(d[0] for _, d in pts) / len(pts)
+                        hi = sum(d[1] for _, d in pts) / len(pts)
                     if a.op:
                         if a.base_global:
                             bk = (None,)

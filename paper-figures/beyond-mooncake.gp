@@ -15,7 +15,8 @@ set xlabel 'cache capacity (tokens)'
 set ylabel 'token hit ratio (%)'
 set logscale x
 set format x '10^{%T}'
-set yrange [0:50]
+set yrange [0:*]
+set offsets 0, 0, graph 0.12, 0
 set key bottom right
 plot D.'hit.dat' index 0 using 1:2 with linespoints lt 7 dt 2 title columnheader(1), \
      for [i=1:*] D.'hit.dat' index i using 1:2 with linespoints lt i title columnheader(1), \
