@@ -4,9 +4,12 @@
 if (!exists("fmt")) fmt = 'png'
 if (!exists("D")) D = './'
 if (fmt eq 'svg') {
-  set terminal svg size 800,500 dynamic enhanced font 'DejaVu Sans,12' background rgb 'white'
+  # svg draws text and points on another scale than pngcairo: these make both look alike
+  set terminal svg size 800,500 dynamic enhanced font 'DejaVu Sans,13' background rgb 'white'
+  PSF = 0.55
 } else {
   set terminal pngcairo size 800,500 enhanced font 'DejaVu Sans,11' background rgb 'white'
+  PSF = 1.0
 }
 if (exists("out")) set output out
 set encoding utf8
@@ -19,17 +22,17 @@ set grid ytics lt 1 lw 1 lc rgb '#e4e4e4'
 set key noautotitle samplen 2 spacing 1.1
 
 # series colours: Okabe-Ito (colour-blind safe), one point type each so print in grey still reads
-set linetype 1 lc rgb '#0072B2' lw 2 pt 7 ps 1.0
-set linetype 2 lc rgb '#D55E00' lw 2 pt 5 ps 1.0
-set linetype 3 lc rgb '#009E73' lw 2 pt 9 ps 1.1
-set linetype 4 lc rgb '#CC79A7' lw 2 pt 11 ps 1.1
-set linetype 5 lc rgb '#E69F00' lw 2 pt 13 ps 1.1
-set linetype 6 lc rgb '#56B4E9' lw 2 pt 15 ps 1.1
-set linetype 7 lc rgb '#000000' lw 2 pt 6 ps 1.0
+set linetype 1 lc rgb '#0072B2' lw 2 pt 7 ps 1.0*PSF
+set linetype 2 lc rgb '#D55E00' lw 2 pt 5 ps 1.0*PSF
+set linetype 3 lc rgb '#009E73' lw 2 pt 9 ps 1.1*PSF
+set linetype 4 lc rgb '#CC79A7' lw 2 pt 11 ps 1.1*PSF
+set linetype 5 lc rgb '#E69F00' lw 2 pt 13 ps 1.1*PSF
+set linetype 6 lc rgb '#56B4E9' lw 2 pt 15 ps 1.1*PSF
+set linetype 7 lc rgb '#000000' lw 2 pt 6 ps 1.0*PSF
 set linetype cycle 7
 
 # the paper's numbers: black open diamonds (error bars where the paper gives a range)
-PAPER = "pt 12 ps 1.8 lw 2 lc rgb 'black'"
+PAPER = sprintf("pt 12 ps %g lw 2 lc rgb 'black'", 1.8 * PSF)
 # reference lines (e.g. recomputation)
 REF = "dt 2 lw 2 lc rgb '#555555'"
 

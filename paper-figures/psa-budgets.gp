@@ -28,7 +28,7 @@ set bmargin at screen 0.12
 set key at screen 0.5,0.995 center top horizontal maxrows 3
 plot for [i=0:NK-1] D.'all95.dat' index i using ($1 + bar_off(i, NK, W)):2:(W/NK) with boxes lc i+1 fs solid 0.55 title '95% of the mass: '.columnheader(1), \
      for [i=0:NK-1] D.'all95.dat' index i using ($1 + bar_off(i, NK, W)):2:3:4 with yerrorbars lt 7 lw 1.5 pt 0 title (i == 0 ? 'p10 - p90 over queries' : ''), \
-     for [i=0:NH-1] D.'heads.dat' index i using ($1 - W/2 + W * (i + 0.5) / NH):2 with points pt 7 ps 0.5 lc rgb '#777777' title (i == 0 ? 'per head (mean)' : ''), \
-     D.'all90.dat' using 1:2 with points pt 10 ps 1.6 lw 2 lc rgb '#009E73' title '90%: mean', \
-     D.'all99.dat' using 1:2 with points pt 8 ps 1.6 lw 2 lc rgb '#D55E00' title '99%: mean', \
+     for [i=0:NH-1] D.'heads.dat' index i using ($1 - W/2 + W * (i + 0.5) / NH):2 with points pt 7 ps 0.5*PSF lc rgb '#777777' title (i == 0 ? 'per head (mean)' : ''), \
+     D.'all90.dat' using 1:2 with points pt 10 ps 1.6*PSF lw 2 lc rgb '#009E73' title '90%: mean', \
+     D.'all99.dat' using 1:2 with points pt 8 ps 1.6*PSF lw 2 lc rgb '#D55E00' title '99%: mean', \
      D.'context.dat' using 1:2 with linespoints @REF pt 0 title 'context (tokens)'
