@@ -24,7 +24,7 @@ set yrange [0:100]
 plot for [i=0:2] D.'hit.dat' index i using ($1 + bar_off(i, 3, W)):2:(W/3) with boxes lc i+1
 eval panel(1, 2, 0, 1)
 set ylabel 'hit rate lost vs decoupled (points)'
-set yrange [0:50]
+set yrange [0:50<*]
 set object 1 rect from graph 0, first PLO to graph 1, first PHI fc rgb '#d9d9d9' fs solid 0.6 noborder behind
 plot D.'loss_tt.dat' using ($1 + bar_off(0, 2, 0.6)):2:(0.3) with boxes lc 2, \
      D.'loss_nkvt.dat' using ($1 + bar_off(1, 2, 0.6)):2:(0.3) with boxes lc 3
