@@ -1,9 +1,10 @@
 # PSA in the serving simulator (issue 8; experiments/psa-serving/methods.ini): end-to-end
-# throughput (generated tokens / served time) against the mean relative L2 output error each method had on the recorded Q/K/V
-# (log), for fixed top-k budgets (scaled with the context: topk_extension = frac, the
-# equal-accuracy comparison) and PSA epsilons, with dense attention as the reference line; KV in
-# HBM (left) and KV offloaded to host DRAM with a GPU block cache (right). Long-context document
-# QA, 4K-token answers. Methods with zero error (dense-equivalent budgets) sit on the dense line.
+# throughput (generated tokens / served time) against the mean relative L2 output error each
+# method had on the recorded Q/K/V (log), for fixed top-k budgets (scaled with the context:
+# topk_extension = frac, the equal-accuracy comparison) and PSA epsilons; KV in HBM (left) and KV
+# offloaded to host DRAM with a GPU block cache (right). Long-context document QA, 4K-token
+# answers. Dense attention (KV in HBM) is the dashed line; methods with zero error (a top-k
+# budget as large as the recorded context) cannot sit on the log axis and are left out.
 #@needs psa-serving-methods
 #@data topk_hbm.dat series psa-serving-methods --x attn_mean_err --y throughput_tok_s --where attention.topk_extension=frac,attention.offload=false,workload.out_median=4096 --match 'attention.method=^topk-'
 #@data psa_hbm.dat series psa-serving-methods --x attn_mean_err --y throughput_tok_s --where attention.topk_extension=frac,attention.offload=false,workload.out_median=4096 --match 'attention.method=^psa-'
