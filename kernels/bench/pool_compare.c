@@ -24,13 +24,26 @@ int main(int argc, char **argv) {
   const char *out = NULL;
   int opt;
   while ((opt = getopt(argc, argv, "e:p:B:o:h")) != -1) {
+    char *end;
     if (opt == 'e') {
       n_eps = 0;
-      for (char *t = strtok(optarg, ","); t && n_eps < 16; t = strtok(NULL, ",")) eps[n_eps++] = atof(t);
-    } else if (opt == 'p') {
-      max_pos = atoi(optarg);
-    } else if (opt == 'B') {
-      batch = atoi(optarg);
+      char *save = NULL;
+      for (char *t = strtok_r(optarg, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        double v = strtod(t, &end);
+        if (end == t || *end || !(v > 0 && v <= 1) || n_eps == 16) {
+          fprintf(stderr, "kv-pool-compare: -e: '%s' is not an epsilon in (0, 1] (at most 16)\n", t);
+          return 2;
+        }
+        eps[n_eps++] = v;
+      }
+    } else if (opt == 'p' || opt == 'B') {
+      long v = strtol(optarg, &end, 10);
+      if (end == optarg || *end || v < 1 || v > 1000000000L) {
+        fprintf(stderr, "kv-pool-compare: -%c: '%s' is not a positive integer\n", opt, optarg);
+        return 2;
+      }
+      if (opt == 'p') max_pos = (int)v;
+      else batch = (int)v;
     } else if (opt == 'o') {
       out = optarg;
     } else {
@@ -38,7 +51,7 @@ int main(int argc, char **argv) {
       return opt == 'h' ? 0 : 2;
     }
   }
-  if (optind != argc - 1 || n_eps < 1 || max_pos < 1 || batch < 1) {
+  if (optind != argc - 1 || n_eps < 1) {
     fprintf(stderr, "usage: kv-pool-compare QKV.h5 [-e EPS_LIST] [-p MAX_POSITIONS] [-B BATCH] [-o OUT.csv]\n");
     return 2;
   }
