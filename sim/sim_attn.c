@@ -77,10 +77,30 @@ int sim_attn_static_full(const sim_attn_model *am, int64_t n) {
   }
 }
 
-/* Fraction of the context read for draw u (u < 0: the mean) under the extension rule. */
+typedef struct sim__rowdraw {
+  const double *q;   /* the bin's quantiles, or NULL: no data (the fit alone) */
+  double scale;      /* factor applied to the interpolated quantile */
+  double lo;         /* lower clamp 1 / n_eval */
+  double post;       /* factor after clamping (extension = tokens), 1 otherwise */
+  double fit_frac;   /* q == NULL: the fit's fraction */
+  int bin;           /* the bin of q, -1 without data */
+} sim__rowdraw;
+static void sim__rowdraw_init(const sim_attn_model *am, int l, int64_t n, sim__rowdraw *d);
+static double sim__draw_fast(const sim_attn_model *am, const sim__rowdraw *d, double u);
+static double sim__mean_fast(const sim_attn_model *am, int l, const sim__rowdraw *d);
+
+/* Fraction of the context read for draw u (u < 0: the mean) under the extension rule, through
+ * the profile library (the reference the fast path is tested against); top-k grown with a PSA
+ * method's fit (topk_extension = fit), which the library cannot express, goes through the fast
+ * path (tested against hand-computed values). */
 static double sim__frac(const sim_attn_model *am, int layer, int64_t n, double u) {
   const attn_profile *p = &am->prof;
   int l = am->row[layer];
+  if (am->m_scale >= 0) {
+    sim__rowdraw d;
+    sim__rowdraw_init(am, l, n, &d);
+    return u < 0 ? sim__mean_fast(am, l, &d) : sim__draw_fast(am, &d, u);
+  }
   int64_t lo = am->rng_lo[l], hi = am->rng_hi[l];
   int in = lo == 0 || (n >= lo && n <= hi);
   /* top-k: its budget is fixed by definition (tokens), or scaled with the context to keep the
@@ -105,19 +125,15 @@ static double sim__frac(const sim_attn_model *am, int layer, int64_t n, double u
  * sim__draw_fast mirror attn_profile_sample_frac (kernels/attn_profile.c) operation for
  * operation; tests/sim/test_attn.c checks they give the same bits over a grid of contexts and
  * draws, so a change of the profile's rule cannot go unnoticed. */
-typedef struct sim__rowdraw {
-  const double *q;   /* the bin's quantiles, or NULL: no data (the fit alone) */
-  double scale;      /* factor applied to the interpolated quantile */
-  double lo;         /* lower clamp 1 / n_eval */
-  double post;       /* factor after clamping (extension = tokens), 1 otherwise */
-  double fit_frac;   /* q == NULL: the fit's fraction */
-} sim__rowdraw;
 
 /* attn__bin of kernels/attn_profile.c: the bin holding n among bins with data, else the nearest
  * edge bin with the fit's rescaling from its geometric centre. */
-static const double *sim__bin(const sim_attn_model *am, int l, int64_t n, double *scale) {
+static const double *sim__bin(const sim_attn_model *am, int l, int64_t n, double *scale,
+                              int *bin) {
   const attn_profile *p = &am->prof;
   const attn_profile_method *pm = &p->methods[am->m];
+  /* top-k with topk_extension = fit grows like the named PSA method's token count */
+  const double fit_b = am->m_scale >= 0 ? p->methods[am->m_scale].fit_b[l] : pm->fit_b[l];
   int first = -1, last = -1, hit = -1;
   for (int b = 0; b < p->n_bins; b++) {
     if (pm->count[(size_t)l * p->n_bins + b] == 0) continue;
@@ -126,14 +142,16 @@ static const double *sim__bin(const sim_attn_model *am, int l, int64_t n, double
     if (n >= p->ctx_edges[b] && n < p->ctx_edges[b + 1]) hit = b;
   }
   *scale = 1.0;
+  *bin = -1;
   if (first < 0) return NULL;
   int b = hit;
   if (hit < 0) {
     b = n < p->ctx_edges[first] ? first : last;
     double centre = sqrt((double)p->ctx_edges[b] * (double)(p->ctx_edges[b + 1] - 1));
-    double tok_ratio = pow((double)n / centre, pm->fit_b[l]);
+    double tok_ratio = pow((double)n / centre, fit_b);
     *scale = tok_ratio * centre / (double)n;
   }
+  *bin = b;
   return pm->frac_q + ((size_t)l * p->n_bins + b) * p->n_quantiles;
 }
 
@@ -143,7 +161,7 @@ static void sim__rowdraw_init(const sim_attn_model *am, int l, int64_t n, sim__r
   int in = lo == 0 || (n >= lo && n <= hi);
   sim_attn_ext ext = am->prm.mode == SIM_ATTN_TOPK ? am->prm.topk_extension : am->prm.extension;
   int64_t ne = (ext == SIM_ATTN_EXT_FIT || in) ? n : (n < lo ? lo : hi);
-  d->q = sim__bin(am, l, ne, &d->scale);
+  d->q = sim__bin(am, l, ne, &d->scale, &d->bin);
   d->lo = 1.0 / (double)ne;
   d->post = (ext == SIM_ATTN_EXT_TOKENS && ne != n) ? (double)ne / (double)n : 1.0;
   d->fit_frac = 0;
@@ -167,6 +185,22 @@ static double sim__draw_fast(const sim_attn_model *am, const sim__rowdraw *d, do
     double t = pos - i;
     fr = (d->q[i] * (1 - t) + d->q[i + 1] * t) * d->scale;
     fr = fr > 1 ? 1 : (fr < d->lo ? d->lo : fr);
+  }
+  if (d->post != 1.0) {
+    fr *= d->post;
+    if (fr > 1) fr = 1;
+  }
+  return fr;
+}
+
+/* attn_profile_mean_frac's rule on the fast path's bin and scale. */
+static double sim__mean_fast(const sim_attn_model *am, int l, const sim__rowdraw *d) {
+  double fr;
+  if (!d->q) {
+    fr = d->fit_frac;
+  } else {
+    fr = am->prof.methods[am->m].mean_frac[(size_t)l * am->prof.n_bins + d->bin] * d->scale;
+    if (fr > 1) fr = 1;
   }
   if (d->post != 1.0) {
     fr *= d->post;
@@ -453,6 +487,7 @@ int sim_attn_model_load(sim_attn_model *am, const sim_attn_params *prm, const si
   am->hw = *hw;
   am->tp = tp;
   attn_method_defaults(&am->method, ATTN_DENSE);
+  am->m_scale = -1;
   if (prm->mode == SIM_ATTN_OFF) return 0;
   int rc = 0;
   am->row = calloc((size_t)m->layers, sizeof *am->row);
@@ -486,6 +521,17 @@ int sim_attn_model_load(sim_attn_model *am, const sim_attn_params *prm, const si
       return rc;
     }
     am->method = am->prof.methods[am->m].method;
+    if (am->method.kind == ATTN_TOPK && prm->topk_extension == SIM_ATTN_EXT_FIT) {
+      am->m_scale = attn_profile_find(&am->prof, prm->topk_scale_method);
+      if (am->m_scale < 0 || (am->prof.methods[am->m_scale].method.kind != ATTN_PSA &&
+                              am->prof.methods[am->m_scale].method.kind != ATTN_ORACLE)) {
+        rc = kv_error_set(err, KV_EINVAL, "%s: topk_extension = fit needs topk_scale_method = a PSA "
+                          "method of the profile ('%s' is %s)", prm->profile_path,
+                          prm->topk_scale_method, am->m_scale < 0 ? "absent" : "not PSA");
+        sim_attn_model_free(am);
+        return rc;
+      }
+    }
     for (int l = 0; l < am->prof.n_layers; l++) am->mean_err += am->prof.methods[am->m].mean_err[l];
     am->mean_err /= am->prof.n_layers;
     switch (am->method.kind) {

@@ -12,8 +12,10 @@
  *     and layer with redraw = request), frac = the profile's inverse CDF in n_i's context bin,
  *     extended outside the measured range by `extension` (fit: the profile's power law; frac:
  *     constant fraction; tokens: constant token count; top-k by `topk_extension`: tokens, its
- *     budget being fixed by definition, or frac, a budget scaled with the context so that its
- *     accuracy stays the recorded one), tokens t = clamp(round(frac n_i), 1, n_i);
+ *     budget being fixed by definition; frac, a budget proportional to the context; or fit, a
+ *     budget that grows like the tokens a PSA method needs for its mass (topk_scale_method's
+ *     per-layer power law), i.e. top-k kept at its recorded accuracy), tokens
+ *     t = clamp(round(frac n_i), 1, n_i);
  *     blocks = ceil(t / block_size); PSA iterations = 1 + ceil(max(0, blocks - sink - recent) /
  *     group_blocks).
  *   A method whose budget statically covers the context (top-k budget >= n_i, PSA/oracle
@@ -110,8 +112,10 @@ typedef struct sim_attn_params {
   char reuse_csv[1024];       /* measured overlap (attn-reuse output); "" = reuse_frac */
   int head_draws;
   sim_attn_ext extension;      /* PSA (and oracle) */
-  sim_attn_ext topk_extension; /* top-k: tokens (a fixed budget, default) or frac (the budget
-                                  scales with the context, keeping the recorded accuracy) */
+  sim_attn_ext topk_extension; /* top-k: tokens (a fixed budget, default), frac (the budget
+                                  scales with the context) or fit (it grows like the tokens
+                                  topk_scale_method reads: equal accuracy across lengths) */
+  char topk_scale_method[64];  /* a PSA label of the profile, for topk_extension = fit */
   sim_attn_redraw redraw;
   int admit_ws;               /* admission by expected working set (offload) */
   double admit_headroom;      /* working sets may fill this fraction of the pool */
@@ -131,6 +135,7 @@ typedef struct sim_attn_model {
   attn_profile prof;          /* empty for off/dense */
   int have_prof;
   int m;                      /* method index in prof */
+  int m_scale;                /* topk_extension = fit: the PSA method whose fit top-k follows */
   attn_method method;         /* the method (dense for dense) */
   int *row;                   /* [layers] recorded row per simulated layer */
   double *reuse;              /* [layers] r per simulated layer */

@@ -52,7 +52,8 @@ static int sim__read_attention(kv_config *cfg, sim_params *p, kv_error *err) {
   static const char *const keys[] = {
       "profile", "offload", "pool", "pool_gib", "pool_frac", "loop", "load_overlap", "hbm_eff",
       "launch_us", "select_us", "iter_pipelined_us", "iter_hostsync_us", "reuse_frac",
-      "reuse_csv", "head_draws", "extension", "topk_extension", "redraw", "admit",
+      "reuse_csv", "head_draws", "extension", "topk_extension", "topk_scale_method", "redraw",
+      "admit",
       "admit_headroom", "host_gib",
       "kernel_profile", NULL};
   static const char *const admit_names[] = {"none", "ws", NULL};
@@ -107,9 +108,11 @@ static int sim__read_attention(kv_config *cfg, sim_params *p, kv_error *err) {
   ap.head_draws = (int)hd;
   TRY(kv_config_enum(cfg, "attention", "extension", SIM_ATTN_EXT_FIT, sim_attn_ext_names, &e, err));
   ap.extension = (sim_attn_ext)e;
-  static const char *const topk_ext_names[] = {"tokens", "frac", NULL};
+  static const char *const topk_ext_names[] = {"tokens", "frac", "fit", NULL};
   TRY(kv_config_enum(cfg, "attention", "topk_extension", 0, topk_ext_names, &e, err));
-  ap.topk_extension = e == 0 ? SIM_ATTN_EXT_TOKENS : SIM_ATTN_EXT_FRAC;
+  ap.topk_extension = e == 0 ? SIM_ATTN_EXT_TOKENS : e == 1 ? SIM_ATTN_EXT_FRAC : SIM_ATTN_EXT_FIT;
+  TRY(kv_config_str(cfg, "attention", "topk_scale_method", "psa-0.95-mean", &s, err));
+  snprintf(ap.topk_scale_method, sizeof ap.topk_scale_method, "%s", s);
   TRY(kv_config_enum(cfg, "attention", "redraw", SIM_ATTN_REDRAW_STEP, sim_attn_redraw_names, &e,
                      err));
   ap.redraw = (sim_attn_redraw)e;

@@ -219,6 +219,25 @@ static void test_sampling_and_extension(void) {
   CHECK_EQ_INT(sim_attn_draw_tokens(&am, 0, 400000, 0.5), 20000);
   CHECK_EQ_INT(sim_attn_draw_tokens_fast(&am, 0, 400000, 0.5), 20000);
   sim_attn_model_free(&am);
+  /* or it grows like a PSA method's tokens (topk_extension = fit): psa-spread's b = 0.5 from the
+   * bin's geometric centre, 0.05 x c x (400000 / c)^0.5; inside the range it is the recorded 5% */
+  ap.topk_extension = SIM_ATTN_EXT_FIT;
+  snprintf(ap.topk_scale_method, sizeof ap.topk_scale_method, "psa-spread");
+  REQUIRE_OK(load_am(&am, &ap, 2, 1, &e), &e);
+  double cc = sqrt(1000.0 * 99999.0);
+  CHECK_NEAR((double)sim_attn_draw_tokens(&am, 1, 400000, 0.3), 0.05 * cc * sqrt(400000.0 / cc), 1,
+             0);
+  CHECK_NEAR((double)sim_attn_draw_tokens_fast(&am, 1, 400000, 0.3),
+             0.05 * cc * sqrt(400000.0 / cc), 1, 0);
+  CHECK_NEAR(sim_attn_mean_tokens(&am, 1, 400000), 0.05 * cc * sqrt(400000.0 / cc), 1e-6, 1e-9);
+  CHECK_EQ_INT(sim_attn_draw_tokens(&am, 1, 5000, 0.3), 250);
+  sim_attn_model_free(&am);
+  snprintf(ap.topk_scale_method, sizeof ap.topk_scale_method, "topk-400");
+  CHECK_EQ_INT(load_am(&am, &ap, 2, 1, &e), KV_EINVAL);
+  CHECK_STR_CONTAINS(e.msg, "topk_scale_method");
+  ap.topk_extension = SIM_ATTN_EXT_TOKENS;
+  REQUIRE_OK(load_am(&am, &ap, 2, 1, &e), &e);
+  sim_attn_model_free(&am);
   base_params(&ap, "psa-1-mean");
   REQUIRE_OK(load_am(&am, &ap, 2, 1, &e), &e);
   CHECK(sim_attn_static_full(&am, 5000));
