@@ -29,7 +29,7 @@ void sim_attn_params_defaults(sim_attn_params *ap) {
   ap->select_ns = 8000;
   ap->iter_pipelined_ns = 250;
   ap->iter_hostsync_ns = 15000;
-  ap->reuse_frac = 0.9;
+  ap->reuse_frac = 0.7;
   ap->head_draws = 4;
   ap->extension = SIM_ATTN_EXT_FIT;
   ap->topk_extension = SIM_ATTN_EXT_TOKENS;
@@ -551,16 +551,13 @@ int sim_attn_model_load(sim_attn_model *am, const sim_attn_params *prm, const si
     for (int l = 0; l < am->prof.n_layers; l++) {
       if (!sim__range(am, l, &am->rng_lo[l], &am->rng_hi[l])) am->rng_lo[l] = am->rng_hi[l] = 0;
     }
-    if (prm->reuse_csv[0] && (rc = sim__load_reuse(am, prm->reuse_csv, err))) {
+    /* reuse matters only to the block cache: without offload the table is not consulted */
+    if (prm->offload && prm->reuse_csv[0] && (rc = sim__load_reuse(am, prm->reuse_csv, err))) {
       sim_attn_model_free(am);
       return rc;
     }
   } else {
-    am->prm.mode = SIM_ATTN_DENSE;
-    if (prm->reuse_csv[0]) {
-      sim_attn_model_free(am);
-      return kv_error_set(err, KV_EINVAL, "[attention] reuse_csv applies to sparse methods only");
-    }
+    am->prm.mode = SIM_ATTN_DENSE; /* profile and reuse table, if named, are not needed */
   }
   if (am->prm.mode == SIM_ATTN_DENSE && prm->offload) {
     sim_attn_model_free(am);

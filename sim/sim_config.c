@@ -98,7 +98,7 @@ static int sim__read_attention(kv_config *cfg, sim_params *p, kv_error *err) {
   }
   TRY(kv_config_double(cfg, "attention", "reuse_frac", ap.reuse_frac, 0, 1, &ap.reuse_frac, err));
   TRY(kv_config_str(cfg, "attention", "reuse_csv", "", &s, err));
-  snprintf(ap.reuse_csv, sizeof ap.reuse_csv, "%s", s);
+  snprintf(ap.reuse_csv, sizeof ap.reuse_csv, "%s", strcmp(s, "none") == 0 ? "" : s);
   if (ap.reuse_csv[0] && kv_config_get(cfg, "attention", "reuse_frac")) {
     return kv_error_set(err, KV_EINVAL, "%s: [attention] reuse_frac and reuse_csv are exclusive",
                         kv_config_where(cfg, "attention", "reuse_csv"));

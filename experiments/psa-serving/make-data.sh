@@ -53,7 +53,7 @@ PY
   echo "commands:"
   echo "  attn-profile REC -q -m $methods -o data/attn-profile.h5"
   echo "  attn-profile REC -q -m $methods --check-split $split"
-  echo "  attn-reuse REC -q -d 3 -m topk:256,...,psa:0.99 -o data/attn-reuse.csv"
+  echo "  attn-reuse REC -q -d 3 -m topk:256,...,topk:2048,psa:0.8,...,psa:0.99 -o data/attn-reuse.csv"
   echo "  attn-pairs data/attn-profile.h5 -o data/pairs.csv"
 } > "$data/SOURCE"
 cat "$data/methods.txt"

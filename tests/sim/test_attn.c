@@ -767,6 +767,7 @@ static void test_reuse_csv(void) {
   sim_attn_params ap;
   base_params(&ap, "psa-0.9-mean");
   snprintf(ap.reuse_csv, sizeof ap.reuse_csv, "%s", csv);
+  ap.offload = 1;
   sim_attn_model am;
   REQUIRE_OK(load_am(&am, &ap, 4, 1, &e), &e);
   CHECK_NEAR(am.reuse[0], 0.80, 0, 0); /* the smallest gap of recorded layer 0 */
@@ -774,6 +775,9 @@ static void test_reuse_csv(void) {
   sim_attn_model_free(&am);
   base_params(&ap, "psa-spread");
   snprintf(ap.reuse_csv, sizeof ap.reuse_csv, "%s", csv);
+  REQUIRE_OK(load_am(&am, &ap, 4, 1, &e), &e); /* KV in HBM: the table is not consulted */
+  sim_attn_model_free(&am);
+  ap.offload = 1;
   CHECK_EQ_INT(load_am(&am, &ap, 4, 1, &e), KV_EFORMAT);
   CHECK_STR_CONTAINS(e.msg, "psa-spread");
   f = fopen(csv, "w");
@@ -781,6 +785,7 @@ static void test_reuse_csv(void) {
   fclose(f);
   base_params(&ap, "psa-0.9-mean");
   snprintf(ap.reuse_csv, sizeof ap.reuse_csv, "%s", csv);
+  ap.offload = 1;
   CHECK_EQ_INT(load_am(&am, &ap, 4, 1, &e), KV_EFORMAT);
   CHECK_STR_CONTAINS(e.msg, ":2:");
 }
