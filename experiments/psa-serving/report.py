@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """report — the psa-serving results as markdown tables (docs/psa-serving.md).
 
-usage: report.py TIDY_DIR [-o OUT.md]
+usage: report.py TIDY_DIR [-o OUT.md] [--means DIR]
 
 Reads the tidy tables that analysis/aggregate.py writes for the psa-serving sweeps
 (psa-serving-*.csv) and prints, for whatever sweeps are present:
@@ -12,7 +12,8 @@ Reads the tidy tables that analysis/aggregate.py writes for the psa-serving swee
     interpolated at the PSA point's error (linear in error, logarithmic in time, between the two
     top-k budgets that bracket it) and the speedup; and the pairs of data/pairs.csv;
   - the pool, loop, reuse, extension, CachedAttention-combination and ShareGPT sweeps.
-Means over seeds where a sweep has several. Standard library only.
+Means over seeds where a sweep has several; --means also writes them as tables
+(psa-serving-*-means.csv, what experiments/claims.ini compares). Standard library only.
 """
 import argparse
 import csv
@@ -156,11 +157,49 @@ def per_token(name, scale=1.0):
     return fn
 
 
+def write_means(tidy, dest):
+    """For every psa-serving-*.csv of `tidy`: the mean over seeds of every numeric column per
+    point of the parameter grid, as psa-serving-*-means.csv in `dest` (the claims compare these:
+    seeds change the workload, so rows of different seeds must not be paired)."""
+    for fn in sorted(os.listdir(tidy)):
+        if not (fn.startswith("psa-serving-") and fn.endswith(".csv")) or fn.endswith("-means.csv"):
+            continue
+        with open(os.path.join(tidy, fn), newline="") as f:
+            rd = csv.reader(line for line in f if not line.startswith("#"))
+            header = next(rd, None)
+            rows = list(rd)
+        if not header or "seed" not in header:
+            continue
+        k = header.index("seed")
+        params, rest = header[:k], [c for c in header[k:] if c not in ("seed", "point")]
+        g = defaultdict(list)
+        for r in rows:
+            g[tuple(r[:k])].append(dict(zip(header, r)))
+        path = os.path.join(dest, fn[:-4] + "-means.csv")
+        tmp = path + ".tmp"
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(params + ["n_seeds"] + rest)
+            for key in sorted(g):
+                rs = g[key]
+                vals = []
+                for c in rest:
+                    xs = [num(r, c) for r in rs]
+                    vals.append(f"{mean(xs):.17g}" if not all(math.isnan(x) for x in xs)
+                                else rs[0].get(c, ""))
+                w.writerow(list(key) + [len(rs)] + vals)
+        os.replace(tmp, path)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("tidy")
     ap.add_argument("-o", "--out")
+    ap.add_argument("--means", metavar="DIR",
+                    help="also write psa-serving-*-means.csv (means over seeds) into DIR")
     a = ap.parse_args()
+    if a.means:
+        write_means(a.tidy, a.means)
     out = []
     p = lambda n: os.path.join(a.tidy, f"psa-serving-{n}.csv")  # noqa: E731
     if os.path.exists(p("methods")):

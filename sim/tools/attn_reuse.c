@@ -8,7 +8,9 @@
  * positions i < j (j - i <= MAX_STEPS apart in the recording) it measures, per KV head,
  *   overlap     = |S_j ∩ S_i| / |S_j ∩ blocks that existed at p_i|
  *   overlap_all = |S_j ∩ S_i| / |S_j|
- * and reports their means per method, layer and position gap p_j - p_i. Consecutive decode
+ * and reports their means per method, layer and position gap p_j - p_i, with size_corr, the
+ * correlation of log(blocks read) at i and at j over the same pairs (KV heads and sequences
+ * pooled, so it includes the persistence of a head's typical budget). Consecutive decode
  * steps are gap 1. Recordings usually hold queries tens of tokens apart, so the smallest gap
  * measured stands in for gap 1: if reuse falls as the gap grows (check the rows of larger gaps),
  * it is a lower bound of the reuse between consecutive steps. The CSV's first five columns
@@ -39,6 +41,7 @@ static void usage(FILE *f) {
 typedef struct {
   double ov, ov_all, gap;
   int64_t pairs;
+  double sx, sy, sxx, syy, sxy; /* log(blocks read) at i and at j, for size_corr */
 } acc;
 
 int main(int argc, char **argv) {
@@ -182,6 +185,10 @@ int main(int argc, char **argv) {
                 }
               }
               if (nj_old == 0 || nj == 0) continue;
+              int64_t ni = 0;
+              for (int64_t b = 0; b < nbi; b++) ni += si_[b] != 0;
+              double x = log((double)(ni > 0 ? ni : 1)), y = log((double)nj);
+              a->sx += x, a->sy += y, a->sxx += x * x, a->syy += y * y, a->sxy += x * y;
               a->ov += (double)both / (double)nj_old;
               a->ov_all += (double)both / (double)nj;
               a->gap += (double)(pos[j] - pos[i]);
@@ -214,9 +221,9 @@ int main(int argc, char **argv) {
   }
   fprintf(o, "# attn-reuse %s: block-set overlap between recorded decode positions (CPU "
              "reference); overlap = |S_j & S_i| / |S_j & blocks existing at p_i|\n", argv[optind]);
-  fprintf(o, "method,layer,gap,pairs,overlap,overlap_all\n");
-  if (!quiet) fprintf(stderr, "%-20s %5s %8s %7s %8s %11s\n", "method", "layer", "gap", "pairs",
-                      "overlap", "overlap_all");
+  fprintf(o, "method,layer,gap,pairs,overlap,overlap_all,size_corr\n");
+  if (!quiet) fprintf(stderr, "%-20s %5s %8s %7s %8s %11s %9s\n", "method", "layer", "gap",
+                      "pairs", "overlap", "overlap_all", "size_corr");
   for (int m = 0; m < nm; m++) {
     for (int ly = 0; ly < ML; ly++) {
       if (!seen_layer[ly]) continue;
@@ -224,10 +231,12 @@ int main(int argc, char **argv) {
         const acc *a = &A[((size_t)m * ML + ly) * (max_d + 1) + d];
         if (a->pairs == 0) continue;
         double n = (double)a->pairs;
-        fprintf(o, "%s,%d,%.1f,%lld,%.6f,%.6f\n", labels[m], ly, a->gap / n, (long long)a->pairs,
-                a->ov / n, a->ov_all / n);
-        if (!quiet) fprintf(stderr, "%-20s %5d %8.1f %7lld %8.4f %11.4f\n", labels[m], ly,
-                            a->gap / n, (long long)a->pairs, a->ov / n, a->ov_all / n);
+        double vx = a->sxx - a->sx * a->sx / n, vy = a->syy - a->sy * a->sy / n;
+        double corr = vx > 1e-12 && vy > 1e-12 ? (a->sxy - a->sx * a->sy / n) / sqrt(vx * vy) : NAN;
+        fprintf(o, "%s,%d,%.1f,%lld,%.6f,%.6f,%.4f\n", labels[m], ly, a->gap / n,
+                (long long)a->pairs, a->ov / n, a->ov_all / n, corr);
+        if (!quiet) fprintf(stderr, "%-20s %5d %8.1f %7lld %8.4f %11.4f %9.4f\n", labels[m], ly,
+                            a->gap / n, (long long)a->pairs, a->ov / n, a->ov_all / n, corr);
       }
     }
   }
