@@ -234,6 +234,11 @@ def main():
                     ("PCIe MB/token", per_token("attn_h2d_bytes", 1e-6)),
                     ("hit rate", col("attn_block_hit_rate")),
                     ("PCIe stall frac", col("attn_pcie_stall_frac"))], out, title)
+    if os.path.exists(p("draws")):
+        simple(read(p("draws")), ["attention.method", "attention.redraw", "attention.head_draws"],
+               [("tokens/s", col("throughput_tok_s")), ("hit rate", col("attn_block_hit_rate")),
+                ("PCIe MB/token", per_token("attn_h2d_bytes", 1e-6))],
+               out, "How budgets are drawn (offload, measured reuse)")
     if os.path.exists(p("extension")):
         simple(read(p("extension")),
                ["attention.method", "attention.offload", "attention.extension"],
