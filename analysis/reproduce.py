@@ -48,6 +48,10 @@ class Missing(Exception):
     pass
 
 
+class NoResult(Exception):
+    """The data exist but give no value for the claim (e.g. curves that do not overlap): FAIL."""
+
+
 def load_table(name, tables_dir, src, cache):
     if name in cache:
         return cache[name]
@@ -87,8 +91,8 @@ def kv_at_equal(rows, c, table, where):
                     best = ratio
                     detail = f"at error {ya:.3g}: {b} reads {xb:.4g}, {a} reads {xa:.4g}"
     if best is None:
-        raise AnalysisError(f"{where}: no {a} point lies within the error range of {b} "
-                            f"([{pb[0][0]:.3g}, {pb[-1][0]:.3g}])")
+        raise NoResult(f"no {a} point lies within the error range of {b} "
+                       f"([{pb[0][0]:.3g}, {pb[-1][0]:.3g}])")
     return best, detail
 
 
@@ -193,6 +197,9 @@ def main():
             data = os.path.relpath(path, a.src) if not os.path.isabs(a.tables) else path
         except Missing as e:
             ours, status, data, detail = None, "not run", str(e), c.get("missing_note", "")
+        except NoResult as e:
+            ours, status, detail = None, "FAIL", str(e)
+            data = c.get("table", "")
         except AnalysisError as e:
             die(str(e))
         counts[status] = counts.get(status, 0) + 1
