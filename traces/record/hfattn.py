@@ -16,13 +16,13 @@ import torch
 
 
 def load_model(path, dtype="fp32", device="cpu"):
+    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
     td = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=td, attn_implementation="sdpa")
-    except TypeError:  # transformers < 4.56 calls it torch_dtype
-        model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=td,
-                                                     attn_implementation="sdpa")
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    # transformers 4.56 renamed torch_dtype to dtype.
+    key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+    model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="sdpa", **{key: td})
     model.to(device).eval()
     try:
         tok = AutoTokenizer.from_pretrained(path)

@@ -8,7 +8,8 @@ The schema is the C contract in traces/qkv.h (header comment); this module write
               n_heads, head_dim], positions int64 [n_positions], optional K_pre_rope
 fp16 is numpy.float16 (HDF5 16-bit IEEE float); bf16 is uint16 (upper half of the fp32 bits,
 round-to-nearest-even) with the dataset attribute dtype="bf16"; fp32 is float32.
-Files are written without timestamps so that the same tensors give the same bytes.
+Files are written without timestamps so that the same tensors give the same bytes. compress=N
+stores K/V/Q chunked with byte shuffle + gzip level N (HDF5's built-in deflate filter).
 """
 import numpy as np
 
@@ -32,8 +33,10 @@ class QKVWriter:
     """with QKVWriter(path, model_info) as w: i = w.add_seq(...); w.add_layer(i, ...)"""
 
     def __init__(self, path, model_name, n_layers, n_heads, n_kv_heads, head_dim, rope_theta,
-                 k_post_rope=True, tokenizer="", creator="kvlab traces/record", extra_attrs=None):
+                 k_post_rope=True, tokenizer="", creator="kvlab traces/record", extra_attrs=None,
+                 compress=0):
         import h5py
+        self.compress = int(compress)  # gzip level for K/V/Q (0: contiguous, uncompressed)
         if n_heads % n_kv_heads:
             raise ValueError("n_heads %d is not a multiple of n_kv_heads %d" %
                              (n_heads, n_kv_heads))
@@ -69,8 +72,14 @@ class QKVWriter:
             self.f.close()
             self.f = None
 
-    def _ds(self, g, name, data, attrs=None):
-        d = g.create_dataset(name, data=data, track_times=False)
+    def _ds(self, g, name, data, attrs=None, compress=False):
+        kw = {}
+        if compress and self.compress and data.ndim == 3:
+            # One chunk per block of up to 1024 rows; byte shuffle + gzip (HDF5's standard
+            # deflate filter, which the C reader decodes transparently).
+            kw = {"chunks": (min(1024, data.shape[0]),) + data.shape[1:], "shuffle": True,
+                  "compression": "gzip", "compression_opts": self.compress}
+        d = g.create_dataset(name, data=data, track_times=False, **kw)
         for k, v in (attrs or {}).items():
             d.attrs[k] = v
         return d
@@ -83,11 +92,11 @@ class QKVWriter:
             if np.max(np.abs(x)) > 65504.0:
                 raise ValueError("%s: %s exceeds the fp16 range (max |x| = %g); use bf16" %
                                  (g.name, name, float(np.max(np.abs(x)))))
-            self._ds(g, name, x.astype(np.float16))
+            self._ds(g, name, x.astype(np.float16), compress=True)
         elif dtype == "bf16":
-            self._ds(g, name, f32_to_bf16_bits(x), {"dtype": "bf16"})
+            self._ds(g, name, f32_to_bf16_bits(x), {"dtype": "bf16"}, compress=True)
         elif dtype == "fp32":
-            self._ds(g, name, x)
+            self._ds(g, name, x, compress=True)
         else:
             raise ValueError("unknown dtype %r (fp16, bf16, fp32)" % dtype)
 

@@ -86,6 +86,29 @@ def run_method(model, lib, spec, tokens, prefix, dense_layers):
     return nll, stats
 
 
+_W = {}
+
+
+def _init_worker(model_path, model_dtype, lib_path, threads):
+    import torch
+    from hfattn import load_model
+    from kvattn import Lib
+    if threads:
+        torch.set_num_threads(threads)
+    _W["model"], _ = load_model(model_path, model_dtype, "cpu")
+    _W["lib"] = Lib(lib_path)
+
+
+def _task(t):
+    """t = (sequence index, method or None for the reference, tokens, prefix, dense_layers)."""
+    si, m, tokens, prefix, dense_layers = t
+    t0 = time.time()
+    if m is None:
+        return si, m, nll_of(_W["model"], tokens, prefix, len(tokens) - 1), None, time.time() - t0
+    nll, st = run_method(_W["model"], _W["lib"], m, tokens, prefix, dense_layers)
+    return si, m, nll, st, time.time() - t0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,7 +122,10 @@ def main():
     ap.add_argument("--dense-layers", type=int, default=0,
                     help="the first N layers stay dense (as Quest does); default 0: all sparse")
     ap.add_argument("--lib", default=None, help="libkvlab_attn.so (default build/lib/)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="worker processes (each runs whole (sequence, method) tasks on the CPU "
+                         "with --threads torch threads)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: default)")
     ap.add_argument("--model-dtype", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--out-json", required=True)
     ap.add_argument("--out-md", required=True)
@@ -114,9 +140,10 @@ def main():
     from kvattn import Lib
     torch.manual_seed(0)
     lib = Lib(args.lib)
-    model, _ = load_model(args.model, args.model_dtype, args.device)
+    model, _ = load_model(args.model, args.model_dtype, "cpu")
     check_model(model, args.seq_len)
     shape = model_shape(model)
+    del model
     seqs = []
     for item in args.kinds.split(","):
         kind, cnt = item.split(":")
@@ -131,18 +158,35 @@ def main():
     ref_nll = {}
     agg = {m: {"tokens_read": 0, "keys": 0, "bytes": 0, "dense_bytes": 0, "calls": 0}
            for m in methods}
-    for s in seqs:
-        ref = nll_of(model, s["tokens"], args.prefix, args.seq_len - 1)
+    tasks = [(si, m, s["tokens"], args.prefix, args.dense_layers)
+             for si, s in enumerate(seqs) for m in [None] + methods]
+    initargs = (args.model, args.model_dtype, lib.path, args.threads)
+    if args.jobs > 1:
+        import multiprocessing as mp
+        pool = mp.get_context("spawn").Pool(args.jobs, _init_worker, initargs)
+        results = pool.imap(_task, tasks)
+    else:
+        pool = None
+        _init_worker(*initargs)
+        results = map(_task, tasks)
+    raw = {}
+    for si, m, nll, st, dt in results:
+        raw[(si, m)] = (nll, st)
+        if m is not None:
+            log("%s %-22s tokens read %.3f of keys (%.1fs)" %
+                (seqs[si]["name"], labels[m], st["tokens_read"] / max(1, st["keys"]), dt))
+    if pool is not None:
+        pool.close()
+        pool.join()
+    for si, s in enumerate(seqs):
+        ref = raw[(si, None)][0]
         ref_nll.setdefault(s["kind"], []).append(ref)
         for m in methods:
-            t1 = time.time()
-            nll, st = run_method(model, lib, m, s["tokens"], args.prefix, args.dense_layers)
+            nll, st = raw[(si, m)]
             per.setdefault(m, {}).setdefault(s["kind"], []).append(nll - ref)
             for k in st:
                 agg[m][k] += st[k]
-            log("%s %-22s delta NLL %+.4f  tokens read %.3f of keys  (%.1fs)" %
-                (s["name"], labels[m], float(np.mean(nll - ref)),
-                 st["tokens_read"] / max(1, st["keys"]), time.time() - t1))
+            log("%s %-22s delta NLL %+.4f" % (s["name"], labels[m], float(np.mean(nll - ref))))
 
     rows = []
     for m in methods:
@@ -167,6 +211,7 @@ def main():
                {"name": s["name"], "kind": s["kind"], "source": s["source"]} for s in seqs],
            "reference_nll_by_kind": ref_all, "rows": rows, "library": lib.path,
            "library_version": lib.version(), "wall_s": round(time.time() - t0, 1),
+           "jobs": args.jobs,
            "machine": machine_description(), "command": args.command or " ".join(sys.argv)}
     write_json(args.out_json, res)
 

@@ -143,6 +143,8 @@ def main():
     ap.add_argument("--model-dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--pre-rope", action="store_true", help="also store K before RoPE")
+    ap.add_argument("--compress", type=int, default=0, metavar="LEVEL",
+                    help="gzip level (1-9) with byte shuffle for K/V/Q; 0: uncompressed")
     ap.add_argument("--model-name", default=None)
     ap.add_argument("--verify", action="store_true")
     ap.add_argument("--verify-json", default=None)
@@ -199,7 +201,7 @@ def main():
     tmp = args.out + ".tmp"
     with QKVWriter(tmp, cut(name), shape["n_layers"], shape["n_heads"], shape["n_kv_heads"],
                    shape["head_dim"], shape["rope_theta"], k_post_rope=True, tokenizer=cut(tok_name),
-                   creator="kvlab traces/record/record.py") as w:
+                   creator="kvlab traces/record/record.py", compress=args.compress) as w:
         for s in seqs:
             cap = run_sequence(model, s["tokens"], layers, positions, args.pre_rope)
             i = w.add_seq(cut(s["name"]), s["kind"], len(s["tokens"]), s["tokens"],
