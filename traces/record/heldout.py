@@ -1,22 +1,25 @@
 """Held-out sequences of the tokenized corpus (tokenize_corpus.py output), chosen deterministically.
 
-A sequence of n tokens of kind K is the first held-out document of kind K (in corpus id order)
-with at least n tokens, cut to its first n tokens; the next sequence takes the next such document.
-With too few long documents, consecutive held-out documents of the kind are joined with the
-end-of-text token (the source attribute then lists every document used).
+Held-out documents of kind K are put in a fixed pseudo-random order (sha256 of "heldout-order"
+and the document id; kernel Documentation/translations/ are skipped so that prose is English). A
+sequence of n tokens is the first document in that order with at least n tokens, cut to its first
+n tokens; the next sequence takes the next such document. With too few long documents,
+consecutive shorter documents are joined with the end-of-text token (the source then lists every
+document used).
 """
 import os
 
 import numpy as np
 
-from kvrec_common import die, read_json
+from kvrec_common import die, doc_hash_unit, read_json
 
 
 def heldout_sequences(tok_dir, kind, n_tokens, count, skip=0):
     idx = read_json(os.path.join(tok_dir, "heldout.json"))
     man = read_json(os.path.join(tok_dir, "tok-manifest.json"))
     data = np.fromfile(os.path.join(tok_dir, "heldout.bin"), dtype=man["dtype"])
-    docs = [d for d in idx if d["kind"] == kind]
+    docs = [d for d in idx if d["kind"] == kind and "/translations/" not in d["id"]]
+    docs.sort(key=lambda d: doc_hash_unit(d["id"], "heldout-order"))
     if not docs:
         die("%s: no held-out documents of kind '%s'" % (tok_dir, kind))
     out = []
