@@ -14,7 +14,9 @@
 #   Any step: pipeline.sh env > environment.json
 #
 # Environment: PYTHON (default: .venv/bin/python when present, else python3), KVREC_WORK
-# (default traces/record/work), OUT (results folder), GPT2_DIR (GPT-2 encoder.json + vocab.bpe).
+# (default traces/record/work), OUT (results folder), GPT2_DIR (GPT-2 encoder.json + vocab.bpe),
+# KVREC_SMOKE=1: the gpu-* steps at a toy scale (preset tiny, 512 tokens) to check the flow on a
+# CPU in a minute; use it with a scratch KVREC_WORK and OUT.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -24,6 +26,14 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 PY="$PYTHON"
 step=${1:-}
+# GPU-step parameters (KVREC_SMOKE=1 shrinks them to check the flow on a CPU).
+if [ "${KVREC_SMOKE:-0}" = 1 ]; then
+  G_PRESET=tiny G_VOCAB=2048 G_TOKX="--train-mb 3" G_BPEMB=3 G_N=512 G_SLAY=0,1 G_SPOS=16
+  G_FPOS=32 G_KINDS=prose:1,code:1 G_PREFIX=448 G_JOBS=2
+else
+  G_PRESET=gpu G_VOCAB=32768 G_TOKX="" G_BPEMB=40 G_N=8192 G_SLAY=0,7 G_SPOS=64
+  G_FPOS=256 G_KINDS=prose:2,code:2 G_PREFIX=7936 G_JOBS=16
+fi
 mkdir -p "$W"
 
 need_corpus() {
@@ -62,14 +72,14 @@ prepare)
 # ---- GPU scale (not run yet: no GPU was lent when this was written) ---------------------------
 gpu-tokenize)
   need_corpus
-  if [ -n "${GPT2_DIR:-}" ]; then tokarg="--gpt2 $GPT2_DIR"; else tokarg="--train-bpe 32768"; fi
+  if [ -n "${GPT2_DIR:-}" ]; then tokarg="--gpt2 $GPT2_DIR"; else tokarg="--train-bpe $G_VOCAB"; fi
   # shellcheck disable=SC2086
   "$PY" "$here/tokenize_corpus.py" --corpus "$W/corpus.jsonl.xz" --out "$W/tok-gpu" $tokarg \
-    --bpe-train-mb 40
+    --bpe-train-mb $G_BPEMB $G_TOKX
   ;;
 gpu-train)
   O=${OUT:-$here/results/gpu}; mkdir -p "$O"
-  "$PY" "$here/train.py" --tok "$W/tok-gpu" --out "$W/model-gpu" --preset gpu --log-every 50
+  "$PY" "$here/train.py" --tok "$W/tok-gpu" --out "$W/model-gpu" --preset $G_PRESET --log-every 50
   cp "$W/model-gpu/train_log.jsonl" "$W/model-gpu/heldout_loss.json" \
      "$W/model-gpu/training.json" "$W/model-gpu/config.json" "$W/tok-gpu/tok-manifest.json" \
      "$W/corpus-manifest.json" "$O/"
@@ -81,19 +91,19 @@ gpu-record)
   # Sample in the size of the committed one: 2 sequences x 8192 tokens, layers 0 and 7, fp16,
   # gzip: 2 x 2 x 4 MiB of K/V before compression.
   "$PY" "$here/record.py" --model "$W/model-gpu" --tok "$W/tok-gpu" --kinds prose:1,code:1 \
-    --n-tokens 8192 --layers 0,7 --n-positions 64 --dtype fp16 --compress 4 \
+    --n-tokens $G_N --layers $G_SLAY --n-positions $G_SPOS --dtype fp16 --compress 4 \
     --model-name "$name" --verify --verify-json "$O/record-verify.json" \
     --out "$O/qkv_sample_gpu.h5"
   # Full recording (all layers, 2 sequences per kind, pre-RoPE K too): ~200 MiB, stays in work/.
-  "$PY" "$here/record.py" --model "$W/model-gpu" --tok "$W/tok-gpu" --kinds prose:2,code:2 \
-    --n-tokens 8192 --layers all --n-positions 256 --dtype fp16 --pre-rope \
+  "$PY" "$here/record.py" --model "$W/model-gpu" --tok "$W/tok-gpu" --kinds $G_KINDS \
+    --n-tokens $G_N --layers all --n-positions $G_FPOS --dtype fp16 --pre-rope \
     --model-name "$name" --out "$W/qkv_full_gpu.h5"
   ;;
 gpu-quality)
   O=${OUT:-$here/results/gpu}; mkdir -p "$O"
   need_lib
-  "$PY" "$here/quality.py" --model "$W/model-gpu" --tok "$W/tok-gpu" --kinds prose:2,code:2 \
-    --seq-len 8192 --prefix 7936 --jobs 16 --threads 1 \
+  "$PY" "$here/quality.py" --model "$W/model-gpu" --tok "$W/tok-gpu" --kinds $G_KINDS \
+    --seq-len $G_N --prefix $G_PREFIX --jobs $G_JOBS --threads 1 \
     --out-json "$O/quality.json" --out-md "$O/quality.md" \
     --command "traces/record/pipeline.sh gpu-quality"
   ;;
