@@ -222,7 +222,8 @@ def main():
              "Command: `%s`" % res["command"], "",
              "%d held-out sequences (%s) of %d tokens; prompt %d tokens (dense), decode positions "
              "%d..%d (%d predictions per sequence) use the method at every layer from layer %d "
-             "on. Reference NLL (model's own attention) at those positions: %s." %
+             "on (KV read counts those layers only). Reference NLL (model's own attention) at "
+             "those positions: %s." %
              (len(seqs), ", ".join("%s %s" % (s["kind"], s["source"]) for s in seqs),
               args.seq_len, args.prefix, args.prefix, args.seq_len - 2,
               args.seq_len - 1 - args.prefix, args.dense_layers,
