@@ -17,7 +17,6 @@ heldout.json (per held-out document: id, kind, offset, n_tokens) and tok-manifes
 tokenizing everything would not pay (the CPU run).
 """
 import argparse
-import json
 import os
 import sys
 

@@ -3,7 +3,7 @@
 grouped-query attention) on the tokenized corpus, evaluate held-out loss per text kind and save a
 standard checkpoint (config.json + model.safetensors + tokenizer files).
 
-  train.py --tok work/tok --out work/model --preset cpu|gpu|tiny [--steps-scale X]
+  train.py --tok work/tok --out work/model --preset cpu|gpu|tiny [--minutes-scale X]
 
 Deterministic: torch, numpy and the batch sampler are seeded (--seed); the learning-rate schedule
 is fixed by the preset's step count. A stage that runs past its time cap (presets.py) is cut and
