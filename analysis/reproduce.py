@@ -13,7 +13,7 @@ tree) by the rule the claim declares in the claims file:
   paper      = the paper's number (or text for op = order)
   source     = where the paper states it
   sweep      = experiments/... sweep file that produced the table (shown as the configuration)
-  table      = <sweep name> | @path/to/file.csv   (required)
+  table      = <sweep name> | @path/to/file.csv | @path/to/result.json ("rows" list)  (required)
   where      = col=value, ...                     rows the claim is about
   metric     = column                             (required except op = kv_at_equal)
   op         = value | reduction | ratio | difference | quotient | order | kv_at_equal
@@ -33,6 +33,7 @@ the largest ratio b_x(y) / a_x over a's points whose error lies inside b's range
 interpolated linearly in (log x, y).
 """
 import argparse
+import json
 import math
 import re
 import os
@@ -48,6 +49,10 @@ class Missing(Exception):
     pass
 
 
+class NoResult(Exception):
+    """The data exist but give no value for the claim (e.g. curves that do not overlap): FAIL."""
+
+
 def load_table(name, tables_dir, src, cache):
     if name in cache:
         return cache[name]
@@ -55,8 +60,32 @@ def load_table(name, tables_dir, src, cache):
         tables_dir, f"{name}.csv")
     if not os.path.exists(path):
         raise Missing(f"no data: {os.path.relpath(path, src) if name.startswith('@') else path}")
-    cache[name] = (path, read_csv(path)[1])
+    if path.endswith(".json"):
+        cache[name] = (path, json_rows(path))
+    else:
+        cache[name] = (path, read_csv(path)[1])
     return cache[name]
+
+
+def json_rows(path):
+    """The "rows" list of a committed JSON result (e.g. traces/record/quality.py's output) as
+    table rows: scalar fields as strings, plus `family` = the method name before ':'."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise AnalysisError(f"{path}: {e}") from None
+    rows = doc.get("rows") if isinstance(doc, dict) else None
+    if not isinstance(rows, list):
+        raise AnalysisError(f"{path}: no 'rows' list")
+    out = []
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise AnalysisError(f"{path}: rows[{i}] is not an object")
+        row = {k: str(v) for k, v in r.items() if isinstance(v, (int, float, str))}
+        row["family"] = str(r.get("method", "")).split(":")[0]
+        out.append(row)
+    return out
 
 
 def agg(rows, metric, table, where):
@@ -87,8 +116,8 @@ def kv_at_equal(rows, c, table, where):
                     best = ratio
                     detail = f"at error {ya:.3g}: {b} reads {xb:.4g}, {a} reads {xa:.4g}"
     if best is None:
-        raise AnalysisError(f"{where}: no {a} point lies within the error range of {b} "
-                            f"([{pb[0][0]:.3g}, {pb[-1][0]:.3g}])")
+        raise NoResult(f"no {a} point lies within the error range of {b} "
+                       f"([{pb[0][0]:.3g}, {pb[-1][0]:.3g}])")
     return best, detail
 
 
@@ -193,6 +222,9 @@ def main():
             data = os.path.relpath(path, a.src) if not os.path.isabs(a.tables) else path
         except Missing as e:
             ours, status, data, detail = None, "not run", str(e), c.get("missing_note", "")
+        except NoResult as e:
+            ours, status, detail = None, "FAIL", str(e)
+            data = c.get("table", "")
         except AnalysisError as e:
             die(str(e))
         counts[status] = counts.get(status, 0) + 1

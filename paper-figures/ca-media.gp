@@ -1,7 +1,7 @@
 # Storage media (the paper's ablation): hit rate per model with an HBM-only cache (10 GB), HBM +
 # DRAM, and HBM + DRAM + SSD (CachedAttention). Bars: KVLab; diamonds: the paper's numbers.
 #@needs ca-models
-#@data hit.dat series ca-models --x sim.model --y hit_rate --series cache.mode --order hbm,hbm_dram,hbm_dram_ssd --label-map 'hbm=HBM only (10 GB),hbm_dram=HBM + DRAM,hbm_dram_ssd=HBM + DRAM + SSD (CachedAttention)' --x-categorical --x-order llama-2-13b,llama-65b,llama-2-70b,falcon-40b
+#@data hit.dat series ca-models --x sim.model --y hit_rate --series cache.mode --order hbm,hbm_dram,hbm_dram_ssd --label-map 'hbm=HBM only (10 GB),hbm_dram=HBM + DRAM,hbm_dram_ssd=HBM + DRAM + SSD (CachedAttention)' --x-categorical --x-order llama-2-13b,llama-65b,llama-2-70b,falcon-40b --where links.ssd_read_gbs=4
 #@data paper0.dat claims --ids media.hbm.llama-2-13b,media.hbm.llama-65b,media.hbm.llama-2-70b,media.hbm.falcon-40b
 #@data paper1.dat claims --ids media.hbm_dram.llama-2-13b,media.hbm_dram.llama-65b,media.hbm_dram.llama-2-70b,media.hbm_dram.falcon-40b
 #@data paper2.dat claims --ids ca.hit.llama-2-13b,ca.hit.llama-65b,ca.hit.llama-2-70b,ca.hit.falcon-40b

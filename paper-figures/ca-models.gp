@@ -1,11 +1,11 @@
 # CachedAttention vs recomputation (RE) for the four models (the paper's main comparison):
 # hit rate, TTFT reduction, prefill throughput ratio and cost reduction. Bars: KVLab (HBM + DRAM +
-# SSD, scheduler-aware, against RE on the same workload); diamonds: the paper's numbers.
+# SSD, scheduler-aware, against RE on the same workload); diamonds: the paper's numbers. The paper-bound SSD (4 GB/s) only; the 16 GB/s rows are in REPRODUCTION.md.
 #@needs ca-models
-#@data hit.dat series ca-models --x sim.model --y hit_rate --where cache.mode=hbm_dram_ssd --x-categorical --x-order llama-2-13b,llama-65b,llama-2-70b,falcon-40b
-#@data ttft.dat series ca-models --x sim.model --y ttft_mean_s --where cache.mode=hbm_dram_ssd --base-where cache.mode=re --op reduction --x-categorical --x-order llama-2-13b,llama-65b,llama-2-70b,falcon-40b
-#@data prefill.dat series ca-models --x sim.model --y prefill_throughput_tok_s --where cache.mode=hbm_dram_ssd --base-where cache.mode=re --op ratio --x-categorical --x-order llama-2-13b,llama-65b,llama-2-70b,falcon-40b
-#@data cost.dat series ca-models --x sim.model --y cost_total_usd --where cache.mode=hbm_dram_ssd --base-where cache.mode=re --op reduction --x-categorical --x-order llama-2-13b,llama-65b,llama-2-70b,falcon-40b
+#@data hit.dat series ca-models --x sim.model --y hit_rate --where links.ssd_read_gbs=4,cache.mode=hbm_dram_ssd --x-categorical --x-order llama-2-13b,llama-65b,llama-2-70b,falcon-40b
+#@data ttft.dat series ca-models --x sim.model --y ttft_mean_s --where links.ssd_read_gbs=4,cache.mode=hbm_dram_ssd --base-where links.ssd_read_gbs=4,cache.mode=re --op reduction --x-categorical --x-order llama-2-13b,llama-65b,llama-2-70b,falcon-40b
+#@data prefill.dat series ca-models --x sim.model --y prefill_throughput_tok_s --where links.ssd_read_gbs=4,cache.mode=hbm_dram_ssd --base-where links.ssd_read_gbs=4,cache.mode=re --op ratio --x-categorical --x-order llama-2-13b,llama-65b,llama-2-70b,falcon-40b
+#@data cost.dat series ca-models --x sim.model --y cost_total_usd --where links.ssd_read_gbs=4,cache.mode=hbm_dram_ssd --base-where links.ssd_read_gbs=4,cache.mode=re --op reduction --x-categorical --x-order llama-2-13b,llama-65b,llama-2-70b,falcon-40b
 #@data hit_paper.dat claims --ids ca.hit.llama-2-13b,ca.hit.llama-65b,ca.hit.llama-2-70b,ca.hit.falcon-40b
 #@data ttft_paper.dat claims --ids ca.ttft.llama-2-13b,ca.ttft.llama-65b,ca.ttft.llama-2-70b,ca.ttft.falcon-40b
 #@data prefill_paper.dat claims --ids ca.prefill.llama-2-13b,ca.prefill.llama-65b,ca.prefill.llama-2-70b,ca.prefill.falcon-40b

@@ -2,9 +2,9 @@
 # hits served from DRAM, and GPU time relative to scheduler-aware, for scheduler-aware (look-ahead
 # prefetch and eviction), LRU, FIFO and the OPT (Belady) bound. Diamonds: the paper's numbers.
 #@needs ca-policies
-#@data hit.dat series ca-policies --x cache.eviction --y hit_rate --x-categorical --x-order sa,lru,fifo,opt
-#@data dram.dat series ca-policies --x cache.eviction --y hit_rate_dram --y-over hit_rate --x-categorical --x-order sa,lru,fifo,opt
-#@data gpu.dat series ca-policies --x cache.eviction --y gpu_busy_s --base-where cache.eviction=sa --base-global --op ratio --x-categorical --x-order sa,lru,fifo,opt
+#@data hit.dat series ca-policies --x cache.eviction --y hit_rate --x-categorical --x-order sa,lru,fifo,opt --where links.ssd_read_gbs=4
+#@data dram.dat series ca-policies --x cache.eviction --y hit_rate_dram --y-over hit_rate --x-categorical --x-order sa,lru,fifo,opt --where links.ssd_read_gbs=4
+#@data gpu.dat series ca-policies --x cache.eviction --y gpu_busy_s --base-where links.ssd_read_gbs=4,cache.eviction=sa --base-global --op ratio --x-categorical --x-order sa,lru,fifo,opt --where links.ssd_read_gbs=4
 #@data hit_paper.dat claims --ids abl.policy.hit.sa,abl.policy.hit.lru,abl.policy.hit.fifo
 #@data dram_paper.dat claims --ids abl.policy.dram.sa,abl.policy.dram.lru,abl.policy.dram.fifo
 #@data gpu_paper.dat claims --ids abl.policy.gpu --x 1

@@ -76,6 +76,9 @@ typedef struct sim_params {
   int64_t n_gpus;
   /* [engine] */
   int64_t batch_limit;
+  int64_t admit_lookahead;       /* queue positions admission may look at: 1 = strict FCFS; n > 1
+                                    lets a job whose KV is ready pass earlier jobs still waiting
+                                    for theirs (an SSD fetch), within the first n positions */
   double hbm_reserve_frac;       /* HBM kept for activations etc. */
   int preload;                   /* layer-wise pre-loading */
   int64_t read_buffer_layers;

@@ -160,6 +160,7 @@ int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err) {
 
   /* [engine] */
   TRY(kv_config_int(cfg, "engine", "batch_limit", 24, 1, 1 << 20, &p->batch_limit, err));
+  TRY(kv_config_int(cfg, "engine", "admit_lookahead", 1, 1, 1 << 20, &p->admit_lookahead, err));
   TRY(kv_config_double(cfg, "engine", "hbm_reserve_frac", 0.1, 0, 0.99, &p->hbm_reserve_frac, err));
   TRY(kv_config_bool(cfg, "engine", "preload", 1, &p->preload, err));
   TRY(kv_config_int(cfg, "engine", "read_buffer_layers", 15, 0, 1 << 20, &p->read_buffer_layers,

@@ -283,6 +283,15 @@ static int sim__q_push(sim_eng *E, int32_t j) {
   return 0;
 }
 
+/* Removes the job at queue position pos: the jobs before it move up one place. */
+static void sim__q_remove(sim_eng *E, int64_t pos) {
+  for (int64_t k = pos; k > 0; k--) {
+    E->q[(E->q_head + k) % E->q_cap] = E->q[(E->q_head + k - 1) % E->q_cap];
+  }
+  E->q_head = (E->q_head + 1) % E->q_cap;
+  E->q_len--;
+}
+
 /* ---- cache lookup ------------------------------------------------------------------------- */
 
 /* Unit of a session (session store), or -1. */
@@ -540,6 +549,27 @@ static void sim__head_prepare(sim_eng *E) {
   J->rbuf_bytes = rb;
   J->layers_allowed = (int32_t)N;
   sim__load_next(E, j);
+}
+
+/* Prepares a queued job behind the head for admission past it (admit_lookahead > 1): cache
+ * lookup and the on-demand SSD -> DRAM fetch of its session unit; no read-buffer pre-load. */
+static void sim__job_prepare(sim_eng *E, int32_t j) {
+  if (!E->has_store) return;
+  sim_job *J = &E->jobs[j];
+  if (!J->looked_up) sim__lookup(E, j);
+  if (J->waiting_unit || J->unit < 0 || J->fetch_tried) return;
+  J->fetch_tried = 1;
+  sim_unit *u = &E->store.u[J->unit];
+  if (u->tier == SIM_TIER_SSD && E->store.tiers[SIM_TIER_DRAM].capacity > 0 &&
+      sim_store_move(&E->store, J->unit, SIM_TIER_DRAM, 1, J->qseq) == 0) {
+    sim__st(E, SIM_STAT_FETCHES, 1);
+    if (u->busy) {
+      J->waiting_unit = 1;
+      u->waiter = j;
+      return;
+    }
+    sim__unit_settled(E, j);
+  }
 }
 
 /* ---- saving ------------------------------------------------------------------------------- */
@@ -914,11 +944,21 @@ static void sim__unit_ready(void *ctx, int32_t x) {
 
 static void sim__try_admit(sim_eng *E) {
   const sim_params *p = E->p;
-  while (E->n_batch < p->batch_limit && E->q_len > 0) {
-    sim__head_prepare(E);
-    int32_t j = sim__q_at(E, 0);
+  int64_t pos = 0;
+  while (E->n_batch < p->batch_limit && pos < E->q_len && pos < p->admit_lookahead) {
+    if (pos == 0) sim__head_prepare(E);
+    else sim__job_prepare(E, sim__q_at(E, pos));
+    int32_t j = sim__q_at(E, pos);
     sim_job *J = &E->jobs[j];
-    if (J->waiting_unit) break; /* its KV is still in flight: the head waits, FCFS */
+    /* Its KV is still in flight: it waits and a later job may pass. A job behind the head whose
+     * KV is still on SSD (no room to fetch it yet) waits too rather than stall the batch by
+     * streaming from SSD; only the head may do that. */
+    if (J->waiting_unit ||
+        (pos > 0 && J->unit >= 0 && E->store.u[J->unit].tier == SIM_TIER_SSD)) {
+      pos++;
+      continue;
+    }
+    /* HBM space is granted in queue order: a job that does not fit stops admission. */
     if (E->attn_on && !sim_attn_can_admit(&E->attn, J->input + J->out, E->n_batch == 0)) break;
     if (sim_tier_alloc(&E->hbm_kv, J->reserve_bytes - J->rbuf_bytes)) break;
     J->rbuf_bytes = 0;
@@ -926,8 +966,7 @@ static void sim__try_admit(sim_eng *E) {
       E_FAIL(E, KV_ENOMEM, "engine: out of memory (attention)");
       return;
     }
-    E->q_head = (E->q_head + 1) % E->q_cap;
-    E->q_len--;
+    sim__q_remove(E, pos);
     E->n_deq++;
     if (E->q_len >= E->W_e && E->W_e > 0) sim__window_mark(E, sim__q_at(E, E->W_e - 1));
     if (E->pf_blocked) {
