@@ -47,7 +47,7 @@ PY
 "$bin/attn-pairs" "$data/attn-profile.h5" -o "$data/pairs.csv" > "$data/methods.txt"
 {
   echo "kind: $kind"
-  echo "recording: $1"
+  echo "recording: $([ "$kind" = synthetic ] && echo "psa-compare --synthetic --tokens 4096 --n-layers 4 --seed 1" || echo "$src")"
   echo "sha256: $(sha256sum "$src" | cut -d' ' -f1)"
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commands:"
