@@ -179,7 +179,7 @@ def evaluate(cid, c, tables_dir, src, cache):
     else:
         raise AnalysisError(f"{where}: unknown op '{op}'")
     ours *= float(c.get("scale", "1"))
-    status = "—"
+    status = "shown"
     paper = c.get("paper")
     if c.get("comparable", "yes").strip().lower().startswith("no"):
         status = "not comparable"
@@ -213,7 +213,7 @@ def main():
     cache = {}
     groups = {}
     flat = []  # (id, group, title, paper, ours, status) for claims.csv
-    counts = {"pass": 0, "FAIL": 0, "not comparable": 0, "not run": 0, "—": 0}
+    counts = {"pass": 0, "FAIL": 0, "not comparable": 0, "not run": 0, "shown": 0}
     for cid in claims.sections():
         c = claims[cid]
         group = c.get("group", "Other")
@@ -256,8 +256,8 @@ def main():
            "`scripts/main.sh --full`.", "",
            "Status: **pass** (within tolerance), **FAIL**, **not comparable** (shown, not judged: "
            "the reason is in the note), **not run** (its data does not exist in this run; the "
-           "note says why).", "",
-           "Totals: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v and k != "—"), ""]
+           "note says why), **shown** (a result with no published counterpart).", "",
+           "Totals: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v), ""]
     for g, rows in groups.items():
         out += [f"## {g}", "",
                 "| claim | paper | ours | tolerance | status | configuration | data | note |",
