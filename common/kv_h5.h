@@ -42,7 +42,8 @@ int kv_h5_attr_read_str(hid_t loc, const char *name, char *buf, size_t cap, cons
 
 /* Writes a contiguous dataset `name` under loc with `rank` dims, file type ftype, memory type
  * mtype, from buf. Datasets larger than 1 MiB are chunked and deflate-compressed (level 4,
- * shuffle). Returns 0 or a negative kv_status. */
+ * shuffle). No modification times are stored, so the same data give a byte-identical file.
+ * Returns 0 or a negative kv_status. */
 int kv_h5_write(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int rank,
                 const hsize_t *dims, const void *buf, const char *what, kv_error *err);
 

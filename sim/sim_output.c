@@ -152,26 +152,6 @@ static int sim__summary_rows(const sim_summary *s, const sim_result *r, const si
 
 /* ---- HDF5 --------------------------------------------------------------------------------- */
 
-/* Dataset creation without modification times (deterministic bytes). */
-static int sim__h5_write(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int rank,
-                         const hsize_t *dims, const void *buf, const char *what, kv_error *err) {
-  hid_t sp = H5Screate_simple(rank, dims, NULL);
-  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-  H5Pset_obj_track_times(dcpl, 0);
-  hid_t d = H5Dcreate2(loc, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-  int rc = 0;
-  hsize_t n = 1;
-  for (int i = 0; i < rank; i++) n *= dims[i];
-  if (d < 0 || (n > 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)) {
-    rc = kv_error_set(err, KV_EIO, "%s: cannot write dataset '%s'", what, name);
-    kv_h5_append_stack(err);
-  }
-  if (d >= 0) H5Dclose(d);
-  H5Pclose(dcpl);
-  H5Sclose(sp);
-  return rc;
-}
-
 static hid_t sim__h5_group(hid_t loc, const char *name) {
   hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
   H5Pset_obj_track_times(gcpl, 0);
@@ -228,7 +208,7 @@ static int sim__write_h5(const char *path, const sim_result *r, const sim_params
   if (!rc) {
     hid_t mt = sim__request_type(0), ft = sim__request_type(1);
     hsize_t d[1] = {(hsize_t)r->n_req};
-    rc = sim__h5_write(f, "requests", ft, mt, 1, d, r->req, path, err);
+    rc = kv_h5_write(f, "requests", ft, mt, 1, d, r->req, path, err);
     H5Tclose(mt);
     H5Tclose(ft);
   }
@@ -245,11 +225,11 @@ static int sim__write_h5(const char *path, const sim_result *r, const sim_params
       for (int i = 0; i < SIM_STAT_COUNT; i++) snprintf(names[i], 32, "%s", sim_stat_names[i]);
       hid_t st = H5Tcopy(H5T_C_S1);
       H5Tset_size(st, 32);
-      rc = sim__h5_write(g, "names", st, st, 1, d, names, path, err);
+      rc = kv_h5_write(g, "names", st, st, 1, d, names, path, err);
       H5Tclose(st);
-      if (!rc) rc = sim__h5_write(g, "warmup", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d, r->warm.v, path, err);
-      if (!rc) rc = sim__h5_write(g, "final", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d, r->final.v, path, err);
-      if (!rc) rc = sim__h5_write(g, "measured", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d, meas, path, err);
+      if (!rc) rc = kv_h5_write(g, "warmup", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d, r->warm.v, path, err);
+      if (!rc) rc = kv_h5_write(g, "final", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d, r->final.v, path, err);
+      if (!rc) rc = kv_h5_write(g, "measured", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d, meas, path, err);
       H5Gclose(g);
     }
   }
@@ -262,8 +242,8 @@ static int sim__write_h5(const char *path, const sim_result *r, const sim_params
       int n = sim__summary_rows(s, r, p, rows);
       for (int i = 0; i < n && !rc; i++) rc = kv_h5_attr_write_f64(g, rows[i].name, rows[i].v, path, err);
       hsize_t d[1] = {(hsize_t)s->n_by_turn};
-      if (!rc) rc = sim__h5_write(g, "by_turn_with_history", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d, s->by_turn_with_history, path, err);
-      if (!rc) rc = sim__h5_write(g, "by_turn_hits", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d, s->by_turn_hits, path, err);
+      if (!rc) rc = kv_h5_write(g, "by_turn_with_history", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d, s->by_turn_with_history, path, err);
+      if (!rc) rc = kv_h5_write(g, "by_turn_hits", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d, s->by_turn_hits, path, err);
       double lb[SIM_LINK_ROLE_COUNT];
       int64_t lbusy[SIM_LINK_ROLE_COUNT];
       for (int i = 0; i < SIM_LINK_ROLE_COUNT; i++) {
@@ -271,10 +251,10 @@ static int sim__write_h5(const char *path, const sim_result *r, const sim_params
         lbusy[i] = r->links[i].busy_ns;
       }
       hsize_t dl[1] = {SIM_LINK_ROLE_COUNT};
-      if (!rc) rc = sim__h5_write(g, "link_bytes", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dl, lb, path, err);
-      if (!rc) rc = sim__h5_write(g, "link_busy_ns", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dl, lbusy, path, err);
+      if (!rc) rc = kv_h5_write(g, "link_bytes", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dl, lb, path, err);
+      if (!rc) rc = kv_h5_write(g, "link_busy_ns", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dl, lbusy, path, err);
       hsize_t dt[1] = {SIM_TIER_COUNT};
-      if (!rc) rc = sim__h5_write(g, "tier_peak_bytes", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dt, r->tier_peak, path, err);
+      if (!rc) rc = kv_h5_write(g, "tier_peak_bytes", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, dt, r->tier_peak, path, err);
       H5Gclose(g);
     }
   }

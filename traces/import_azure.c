@@ -65,25 +65,13 @@ int trace_import_azure_stream(FILE *f, const char *name, const trace_import_opts
       continue;
     }
     st->records++;
-    if (lr.too_long || lr.has_nul) {
-      rc = trace_import_bad(opts, st, err, KV_EFORMAT, "%s:%lld: %s", name, ln,
-                            lr.too_long ? "line longer than 1 MiB" : "NUL byte in line");
-      if (rc) break;
-      continue;
-    }
     char *fld[AZURE_MAX_FIELDS];
-    int nf = trace_csv_split(lr.line, fld, AZURE_MAX_FIELDS);
-    if (nf != n_cols) {
-      if (nf < 0) {
-        rc = trace_import_bad(opts, st, err, KV_EFORMAT, "%s:%lld: malformed quoting or too many "
-                              "fields", name, ln);
-      } else {
-        rc = trace_import_bad(opts, st, err, KV_EFORMAT, "%s:%lld: %d fields, the header has %d",
-                              name, ln, nf, n_cols);
-      }
-      if (rc) break;
-      continue;
+    int nf = trace_import_csv_record(opts, st, &lr, name, fld, AZURE_MAX_FIELDS, n_cols, err);
+    if (nf < 0) {
+      rc = nf;
+      break;
     }
+    if (nf == 0) continue;
     int64_t ts, in, out;
     int prc;
     if ((prc = trace_parse_datetime_ns(fld[c_ts], &ts))) {

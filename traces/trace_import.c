@@ -1,5 +1,7 @@
 #include "trace_import.h"
 
+#include "trace_text.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,28 @@ int trace_import_bad(const trace_import_opts *o, trace_import_stats *st, kv_erro
   if (st->first_bad.code == 0) st->first_bad = e;
   if (o->bad_fn) o->bad_fn(o->bad_ctx, &e);
   return 0;
+}
+
+int trace_import_csv_record(const trace_import_opts *o, trace_import_stats *st,
+                            trace_lines *lr, const char *name, char **fields, int cap,
+                            int n_cols, kv_error *err) {
+  long long ln = (long long)lr->lineno;
+  int rc;
+  if (lr->too_long || lr->has_nul) {
+    rc = trace_import_bad(o, st, err, KV_EFORMAT, "%s:%lld: %s", name, ln,
+                          lr->too_long ? "line longer than 1 MiB" : "NUL byte in line");
+    return rc ? rc : 0;
+  }
+  int nf = trace_csv_split(lr->line, fields, cap);
+  if (nf == n_cols) return nf;
+  if (nf < 0) {
+    rc = trace_import_bad(o, st, err, KV_EFORMAT, "%s:%lld: malformed quoting or too many fields",
+                          name, ln);
+  } else {
+    rc = trace_import_bad(o, st, err, KV_EFORMAT, "%s:%lld: %d fields, the header has %d", name,
+                          ln, nf, n_cols);
+  }
+  return rc ? rc : 0;
 }
 
 int trace_import_group(trace *t, const trace_import_req *reqs, int64_t n_reqs,

@@ -18,6 +18,7 @@
 
 #include "kv_err.h"
 #include "trace.h"
+#include "trace_text.h"
 
 typedef enum trace_on_bad {
   TRACE_ON_BAD_STOP = 0,  /* the first malformed record fails the import */
@@ -55,6 +56,14 @@ int trace_import_bad(const trace_import_opts *o, trace_import_stats *st, kv_erro
     __attribute__((format(printf, 5, 6)))
 #endif
     ;
+
+/* Splits the current data line of a CSV importer into at most `cap` fields and checks it: a line
+ * too long or holding a NUL byte, malformed quoting, or a field count other than n_cols is a bad
+ * record (trace_import_bad, with file:line). Returns n_cols when the record is good, 0 when it was
+ * bad and skipped, or a negative status to stop. */
+int trace_import_csv_record(const trace_import_opts *o, trace_import_stats *st,
+                            trace_lines *lr, const char *name, char **fields, int cap,
+                            int n_cols, kv_error *err);
 
 /* One imported request before grouping. */
 typedef struct trace_import_req {
