@@ -362,6 +362,26 @@ int kv_config_double_req(const kv_config *cfg, const char *sec, const char *key,
   return kv_config_double(cfg, sec, key, 0, lo, hi, out, err);
 }
 
+int kv_config_f64_table(const kv_config *cfg, const char *sec, const kv_config_f64_key *keys,
+                        size_t n, kv_error *err) {
+  for (size_t i = 0; i < n; i++) {
+    int rc = kv_config_double(cfg, sec, keys[i].key, *keys[i].dst, keys[i].lo, keys[i].hi,
+                              keys[i].dst, err);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+int kv_config_i64_table(const kv_config *cfg, const char *sec, const kv_config_i64_key *keys,
+                        size_t n, kv_error *err) {
+  for (size_t i = 0; i < n; i++) {
+    int rc = kv_config_int(cfg, sec, keys[i].key, *keys[i].dst, keys[i].lo, keys[i].hi,
+                           keys[i].dst, err);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
 int kv_config_list(const char *value, char **items, int cap, char *store, size_t store_cap) {
   size_t n = strlen(value);
   if (n + 1 > store_cap) return KV_ERANGE;

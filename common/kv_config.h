@@ -60,6 +60,23 @@ int kv_config_int_req(const kv_config *cfg, const char *sec, const char *key, in
 int kv_config_double_req(const kv_config *cfg, const char *sec, const char *key, double lo,
                          double hi, double *out, kv_error *err);
 
+/* Tables of optional numeric keys: each entry's *dst holds its default on entry and the
+ * configured value on return; the first error (file:line, range) stops the table. */
+typedef struct kv_config_f64_key {
+  const char *key;
+  double *dst;
+  double lo, hi;
+} kv_config_f64_key;
+typedef struct kv_config_i64_key {
+  const char *key;
+  int64_t *dst;
+  int64_t lo, hi;
+} kv_config_i64_key;
+int kv_config_f64_table(const kv_config *cfg, const char *sec, const kv_config_f64_key *keys,
+                        size_t n, kv_error *err);
+int kv_config_i64_table(const kv_config *cfg, const char *sec, const kv_config_i64_key *keys,
+                        size_t n, kv_error *err);
+
 /* Splits a comma-separated value into at most cap items (whitespace trimmed) into a caller
  * buffer `store` of store_cap bytes; returns the item count or a negative status. A list with
  * more than cap items is KV_ERANGE, never truncated. */

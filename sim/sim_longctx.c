@@ -88,32 +88,18 @@ int sim_longctx_build(kv_config *cfg, uint64_t default_seed, trace *t, kv_error 
   int rc = kv_config_int(cfg, "workload", "seed", (int64_t)default_seed, 0, INT64_MAX, &seed, err);
   if (rc) return rc;
   w.seed = (uint64_t)seed;
-  struct {
-    const char *key;
-    double *dst, lo, hi;
-  } dv[] = {
+  const kv_config_f64_key dv[] = {
       {"session_rate", &w.session_rate, 1e-9, 1e9}, {"think_mean_s", &w.think_mean_s, 0, 1e9},
       {"new_median", &w.new_median, 1, 1e9},        {"new_sigma", &w.new_sigma, 0, 10},
       {"out_median", &w.out_median, 1, 1e9},        {"out_sigma", &w.out_sigma, 0, 10},
   };
-  for (size_t i = 0; i < sizeof dv / sizeof dv[0]; i++) {
-    if ((rc = kv_config_double(cfg, "workload", dv[i].key, *dv[i].dst, dv[i].lo, dv[i].hi,
-                               dv[i].dst, err)))
-      return rc;
-  }
-  struct {
-    const char *key;
-    int64_t *dst, lo, hi;
-  } iv[] = {
+  if ((rc = kv_config_f64_table(cfg, "workload", dv, sizeof dv / sizeof dv[0], err))) return rc;
+  const kv_config_i64_key iv[] = {
       {"sessions", &w.sessions, 0, 10000000}, {"turns", &w.turns, 1, 100000},
       {"doc_min", &w.doc_min, 1, 1 << 26},    {"doc_max", &w.doc_max, 1, 1 << 26},
       {"new_max", &w.new_max, 1, 1 << 24},    {"out_max", &w.out_max, 1, 1 << 24},
   };
-  for (size_t i = 0; i < sizeof iv / sizeof iv[0]; i++) {
-    if ((rc = kv_config_int(cfg, "workload", iv[i].key, *iv[i].dst, iv[i].lo, iv[i].hi,
-                            iv[i].dst, err)))
-      return rc;
-  }
+  if ((rc = kv_config_i64_table(cfg, "workload", iv, sizeof iv / sizeof iv[0], err))) return rc;
   rc = sim_longctx_generate(&w, t, err);
   if (rc) kv_error_prefix(err, "[workload] source = longctx");
   return rc;

@@ -163,34 +163,20 @@ int sim_workload_build(kv_config *cfg, uint64_t default_seed, trace *t, kv_error
                           err)))
     return rc;
   s.seed = (uint64_t)seed;
-  struct {
-    const char *key;
-    double *dst, lo, hi;
-  } dv[] = {
+  const kv_config_f64_key dv[] = {
       {"session_rate", &s.session_rate, 1e-9, 1e9},   {"turns_mean", &s.turns_mean, 1, 1e6},
       {"multi_turn_frac", &s.multi_turn_frac, 0, 1},  {"think_mean_s", &s.think_mean_s, 0, 1e9},
       {"new_median", &s.new_median, 1, 1e9},          {"new_sigma", &s.new_sigma, 0, 10},
       {"out_median", &s.out_median, 1, 1e9},          {"out_sigma", &s.out_sigma, 0, 10},
   };
-  for (size_t i = 0; i < sizeof dv / sizeof dv[0]; i++) {
-    if ((rc = kv_config_double(cfg, "workload", dv[i].key, *dv[i].dst, dv[i].lo, dv[i].hi,
-                               dv[i].dst, err)))
-      return rc;
-  }
-  struct {
-    const char *key;
-    int64_t *dst, lo, hi;
-  } iv[] = {
+  if ((rc = kv_config_f64_table(cfg, "workload", dv, sizeof dv / sizeof dv[0], err))) return rc;
+  const kv_config_i64_key iv[] = {
       {"sessions", &s.sessions, 0, 100000000},
       {"max_turns", &s.max_turns, 1, 1000000},
       {"new_max", &s.new_max, 1, 1 << 24},
       {"out_max", &s.out_max, 1, 1 << 24},
   };
-  for (size_t i = 0; i < sizeof iv / sizeof iv[0]; i++) {
-    if ((rc = kv_config_int(cfg, "workload", iv[i].key, *iv[i].dst, iv[i].lo, iv[i].hi,
-                            iv[i].dst, err)))
-      return rc;
-  }
+  if ((rc = kv_config_i64_table(cfg, "workload", iv, sizeof iv / sizeof iv[0], err))) return rc;
   rc = sim_synth_generate(&s, t, err);
   if (!rc) rc = sim__apply_decode(cfg, t, err);
   if (rc) {

@@ -104,6 +104,8 @@ static inline const char *test_source_dir(void) {
 }
 /* A scratch path under the build tree: "<build>/tests/tmp/<name>" (directory created). */
 const char *test_tmp_path(const char *name);
+/* <source>/tests/<area>/data/<name> (a crafted input committed beside the tests). */
+const char *test_data_path(const char *area, const char *name);
 /* ../shared/<rel> beside the source tree, or NULL when absent (tests then skip). */
 const char *test_shared_path(const char *rel);
 

@@ -7,27 +7,8 @@
 #include "import_azure.h"
 #include "import_burstgpt.h"
 #include "import_mooncake.h"
+#include "import_test.h"
 #include "test.h"
-
-static const char *data(const char *name) {
-  static char buf[4][4096];
-  static int slot;
-  char *b = buf[slot++ % 4];
-  snprintf(b, 4096, "%s/tests/traces/data/%s", test_source_dir(), name);
-  return b;
-}
-
-/* Collects the messages of skipped records. */
-typedef struct bad_log {
-  int n;
-  char msg[32][400];
-} bad_log;
-
-static void collect(void *ctx, const kv_error *e) {
-  bad_log *l = ctx;
-  if (l->n < 32) snprintf(l->msg[l->n], sizeof l->msg[0], "%s", e->msg);
-  l->n++;
-}
 
 #define S(x) (x##LL * 1000000000LL)
 

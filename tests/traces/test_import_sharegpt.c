@@ -5,26 +5,9 @@
 #include <string.h>
 
 #include "import_sharegpt.h"
+#include "import_test.h"
 #include "test.h"
 
-static const char *data(const char *name) {
-  static char buf[4][4096];
-  static int slot;
-  char *b = buf[slot++ % 4];
-  snprintf(b, 4096, "%s/tests/traces/data/%s", test_source_dir(), name);
-  return b;
-}
-
-typedef struct bad_log {
-  int n;
-  char msg[32][400];
-} bad_log;
-
-static void collect(void *ctx, const kv_error *e) {
-  bad_log *l = ctx;
-  if (l->n < 32) snprintf(l->msg[l->n], sizeof l->msg[0], "%s", e->msg);
-  l->n++;
-}
 
 /* Checks session s's turns: new, output and (FULL_HISTORY) input tokens. */
 static void check_turns(const trace *t, int64_t s, int n, const int *nw, const int *out,
