@@ -6,7 +6,7 @@
  * and softmax sum is accumulated in double, and results do not depend on thread count (each
  * (query, head) is computed by one thread in a fixed order).
  *
- * Shapes (row-major, as in the Q/K/V files, traces/qkv.h):
+ * Shapes (row-major, as in the Q/K/V files, kernels/qkv.h):
  *   q  [n_heads, head_dim]                 one decode query (all query heads)
  *   K  [n_keys, n_kv_heads, head_dim]      keys 0..n_keys-1 (the query attends to all of them)
  *   V  [n_keys, n_kv_heads, head_dim]

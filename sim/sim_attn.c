@@ -893,7 +893,7 @@ int sim_attn_finish(sim_attn_run *r, int64_t gpu_kv_peak_bytes, sim_attn_result 
   res->gpu_kv_peak_bytes = gpu_kv_peak_bytes;
   res->mean_err = r->am->mean_err;
   if (r->n_steps > 0) {
-    int rc = kvc_pool_compare(r->need_log, r->n_steps, (int)r->L, r->am->block_bytes,
+    int rc = kv_pool_compare(r->need_log, r->n_steps, (int)r->L, r->am->block_bytes,
                               &res->pool_report, err);
     if (rc) return rc;
     res->have_pool_report = 1;
@@ -938,7 +938,7 @@ int sim_attn_summary_rows(const sim_attn_params *ap, const sim_attn_result *res,
   ROW("attn_pcie_stall_frac", on && busy > 0 ? (double)ms[SIM_STAT_ATTN_PCIE_STALL_NS] / busy : NAN);
   ROW("gpu_kv_peak_bytes", res->gpu_kv_peak_bytes);
   ROW("pool_bytes", on && ap->offload ? (double)res->pool_bytes : NAN);
-  const kvc_pool_report *pr = &res->pool_report;
+  const kv_pool_report *pr = &res->pool_report;
   int pool = on && res->have_pool_report;
   ROW("pool_block_bytes", pool ? (double)pr->block_bytes : NAN);
   ROW("pool_need_unified_blocks", pool ? (double)pr->unified_blocks : NAN);

@@ -46,7 +46,7 @@
  *   blocks it needs as its prefill left them (N_prev = N). Admission (admit = ws) keeps the sum of
  *   the running requests' expected working sets (mean budget at their final context) within the
  *   pool (unified) or within every layer's partition; an empty batch always admits.
- *   Every step's per-layer need is recorded and compared with kernels/cuda/kvc_pool.h at the end
+ *   Every step's per-layer need is recorded and compared with common/kv_pool.h at the end
  *   (capacity that a unified pool, equal partitions or per-layer-sized partitions would need).
  *
  * Determinism: the same seed, config and workload give the same draws in the same order.
@@ -59,7 +59,7 @@
 #include "attn_profile.h"
 #include "kv_err.h"
 #include "kv_rng.h"
-#include "kvc_pool.h"
+#include "kv_pool.h"
 #include "sim_hw.h"
 #include "sim_model.h"
 
@@ -193,7 +193,7 @@ typedef struct sim_attn_plan {
 typedef struct sim_attn_result {
   int64_t pool_bytes, pool_blocks, gpu_kv_peak_bytes;
   double mean_err;              /* the method's accuracy (sim_attn_model.mean_err) */
-  kvc_pool_report pool_report;  /* over every recorded decode step (need per layer) */
+  kv_pool_report pool_report;  /* over every recorded decode step (need per layer) */
   int have_pool_report;
 } sim_attn_result;
 
@@ -219,7 +219,7 @@ typedef struct sim_attn_run {
   void *rowdraw;
   uint8_t *rowdraw_ok;
   int64_t cap_rowdraw, n_rows;
-  /* recorded needs for kvc_pool_compare: [n_steps, L] */
+  /* recorded needs for kv_pool_compare: [n_steps, L] */
   int64_t *need_log;
   int64_t n_steps, cap_steps;
 } sim_attn_run;
@@ -249,7 +249,7 @@ void sim_attn_release(sim_attn_run *r, int32_t job);
 int sim_attn_iter(sim_attn_run *r, const sim_attn_seq *seqs, int64_t n, int64_t post_ns,
                   int64_t new_kv_tokens, int has_store, kv_error *err);
 
-/* Capacity comparison over the recorded steps (kvc_pool_compare) and pool figures. */
+/* Capacity comparison over the recorded steps (kv_pool_compare) and pool figures. */
 int sim_attn_finish(sim_attn_run *r, int64_t gpu_kv_peak_bytes, sim_attn_result *res,
                     kv_error *err);
 

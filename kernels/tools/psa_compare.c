@@ -1,7 +1,7 @@
 /* psa-compare — dense vs fixed top-k vs PSA on recorded Q/K/V (CPU reference).
  *
  * Runs every method for every recorded query of the chosen sequences and layers of a Q/K/V HDF5
- * file (traces/qkv.h), prints a table of KV read vs mass covered vs output error per method and
+ * file (kernels/qkv.h), prints a table of KV read vs mass covered vs output error per method and
  * layer, and writes the per-(query, head) records to <out>.csv and <out>.h5 plus a summary
  * <out>-summary.csv. Also: --stats (tokens needed for 90/95/99% of the mass per layer and head),
  * --validate (full file check), --synthetic (write a seeded synthetic file).

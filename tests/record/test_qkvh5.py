@@ -1,4 +1,4 @@
-"""Python side of the recording pipeline: the h5py writer of the Q/K/V schema (traces/qkv.h).
+"""Python side of the recording pipeline: the h5py writer of the Q/K/V schema (kernels/qkv.h).
 
 Run: .venv/bin/python -m unittest discover -s tests/record -v
 Skips when numpy or h5py is absent (CI has neither torch nor, necessarily, h5py).

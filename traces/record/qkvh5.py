@@ -1,6 +1,6 @@
 """Writer (and a small reader) of the project's Q/K/V HDF5 schema, version 1, in Python (h5py).
 
-The schema is the C contract in traces/qkv.h (header comment); this module writes exactly that:
+The schema is the C contract in kernels/qkv.h (header comment); this module writes exactly that:
   /           attrs format="kvlab-qkv", schema_version=1, model_name, creator, n_layers, n_heads,
               n_kv_heads, head_dim, rope_theta, k_post_rope (0/1), tokenizer
   /seq_<i>    attrs name, text_kind, n_tokens, index, source; dataset tokens (int32)

@@ -1,4 +1,4 @@
-/* Tests of the Q/K/V HDF5 files (traces/qkv.h): round trips in every dtype, the synthetic writer,
+/* Tests of the Q/K/V HDF5 files (kernels/qkv.h): round trips in every dtype, the synthetic writer,
  * and the reader's answer to damaged or inconsistent files — each must be a clear error naming
  * the file and dataset, never a crash or a short read. */
 #include <hdf5.h>
