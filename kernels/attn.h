@@ -29,6 +29,7 @@
 
 #include <stdint.h>
 
+#include "attn_method.h"
 #include "kv_err.h"
 
 typedef struct attn_shape {
@@ -77,56 +78,7 @@ int64_t attn_block_tokens(const attn_blockmeta *m, int64_t b);
 
 /* ---- sparse methods ------------------------------------------------------------------------ */
 
-typedef enum attn_method_kind {
-  ATTN_DENSE = 0,
-  ATTN_TOPK,        /* fixed token budget, best blocks by score (Quest-style) */
-  ATTN_PSA,         /* progressive: ranked groups of blocks until the mass estimate >= epsilon */
-  ATTN_ORACLE       /* PSA with the true block masses (ranking and stop test): an upper bound */
-} attn_method_kind;
-
-typedef enum attn_rank {
-  ATTN_RANK_QUEST = 0,  /* sum_d max(q_d*min_d, q_d*max_d): upper bound of q.k in the block */
-  ATTN_RANK_MEAN        /* q . mean key */
-} attn_rank;
-
-typedef enum attn_estimate {
-  ATTN_EST_BOUND = 0,   /* unvisited block mass <= n_tok * exp(quest bound): conservative */
-  ATTN_EST_MEAN,        /* n_tok * exp(q . mean key): tighter, may stop early */
-  ATTN_EST_LOGNORMAL    /* n_tok * exp(q.mean + scale^2/2 * sum_d q_d^2 var_d): keys ~ Gaussian */
-} attn_estimate;
-
-typedef enum attn_gqa_combine {
-  ATTN_GQA_MAX = 0,     /* top-k: block score = max over the group's query heads */
-  ATTN_GQA_SUM          /* top-k: sum over the group's query heads */
-} attn_gqa_combine;
-
-typedef struct attn_method {
-  attn_method_kind kind;
-  int block_size;           /* tokens per block (default 16) */
-  int keep_sink_blocks;     /* blocks at the start always read (default 1) */
-  int keep_recent_blocks;   /* blocks at the end always read (default 1) */
-  /* top-k */
-  int64_t token_budget;     /* tokens read per KV head, forced blocks included (>= block_size) */
-  attn_rank topk_rank;      /* default ATTN_RANK_QUEST */
-  attn_gqa_combine topk_combine;
-  /* PSA / oracle */
-  double epsilon;           /* stop when accumulated mass >= epsilon * estimated total, (0, 1] */
-  int group_blocks;         /* blocks per iteration (default 4) */
-  attn_rank psa_rank;       /* default ATTN_RANK_MEAN */
-  attn_estimate psa_estimate; /* default ATTN_EST_MEAN */
-  int64_t max_tokens;       /* PSA hard cap of tokens per KV head; 0 = none */
-} attn_method;
-
-/* Defaults for a method kind (block 16, sink 1, recent 1, budget 1024, eps 0.95, group 4,
- * quest ranking for top-k, mean ranking and mean estimate for PSA). */
-void attn_method_defaults(attn_method *m, attn_method_kind kind);
-/* Validates parameters; messages name the parameter. */
-int attn_method_check(const attn_method *m, kv_error *err);
-/* Short label, e.g. "topk-1024", "psa-0.95-mean", "dense", "oracle-0.95" (buf >= 64). */
-void attn_method_label(const attn_method *m, char *buf, int cap);
-/* Parses "dense", "topk:1024", "psa:0.95", "psa:0.95:lognormal", "oracle:0.9"; other fields keep
- * their defaults. KV_EINVAL with the reason otherwise. */
-int attn_method_parse(const char *s, attn_method *m, kv_error *err);
+/* Methods, their registry and spec strings: attn_method.h (included above). */
 
 /* What a sparse call read, per KV head (arrays sized by the caller, see attn_result_alloc). */
 typedef struct attn_result {
@@ -142,9 +94,10 @@ typedef struct attn_result {
 int attn_result_alloc(attn_result *r, const attn_shape *s, int64_t max_blocks, kv_error *err);
 void attn_result_free(attn_result *r);
 
-/* Runs method m for one query over keys 0..n_keys-1. `meta` must summarise exactly n_keys tokens
- * of K with m->block_size (ignored for ATTN_DENSE, may be NULL then). ATTN_ORACLE needs the
- * dense probabilities `probs` [n_heads, n_keys] (from attn_dense); other kinds ignore it. */
+/* Runs method m for one query over keys 0..n_keys-1 through its registry entry's CPU function
+ * (attn_method.c). `meta` must summarise exactly n_keys tokens of K with m->block_size (ignored
+ * for ATTN_DENSE, may be NULL then). ATTN_ORACLE needs the dense probabilities `probs`
+ * [n_heads, n_keys] (from attn_dense); other kinds ignore it. */
 int attn_decode(const attn_shape *s, const attn_method *m, const float *q, const float *K,
                 const float *V, int64_t n_keys, const attn_blockmeta *meta, const double *probs,
                 attn_result *r, kv_error *err);

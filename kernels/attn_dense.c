@@ -1,6 +1,7 @@
 /* attn_dense.c — dense decode attention, the exact reference (double accumulation). */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "attn.h"
 
@@ -55,5 +56,25 @@ int attn_dense(const attn_shape *s, const float *q, const float *K, const float 
   }
   free(sc);
   free(acc);
+  return 0;
+}
+
+/* Dense through attn_decode (registry entry "dense"): every block of m->block_size is read. */
+int attn__cpu_dense(const attn_shape *s, const attn_method *m, const float *q, const float *K,
+                    const float *V, int64_t n_keys, const attn_blockmeta *meta,
+                    const double *probs, attn_result *r, kv_error *err) {
+  (void)meta;
+  (void)probs;
+  if (attn_dense(s, q, K, V, n_keys, r->out, NULL, NULL)) {
+    return kv_error_set(err, KV_ENOMEM, "attention: out of memory");
+  }
+  int64_t nb = (n_keys + m->block_size - 1) / m->block_size;
+  for (int h = 0; h < s->n_kv_heads; h++) {
+    r->blocks_read[h] = nb;
+    r->tokens_read[h] = n_keys;
+    r->iterations[h] = 1;
+    if (nb <= r->max_blocks) memset(r->block_read + (size_t)h * r->max_blocks, 1, (size_t)nb);
+  }
+  for (int h = 0; h < s->n_heads; h++) r->est_mass[h] = 1.0;
   return 0;
 }

@@ -4,29 +4,9 @@
 
 #include "attn.h"
 
-enum { ATTN__META_MIN = 1, ATTN__META_MAX = 2, ATTN__META_MEAN = 4, ATTN__META_VAR = 8 };
-
-static int attn__meta_set(const attn_method *m) {
-  int set = 0;
-  if (m->kind == ATTN_TOPK) {
-    set |= m->topk_rank == ATTN_RANK_QUEST ? (ATTN__META_MIN | ATTN__META_MAX) : ATTN__META_MEAN;
-  } else if (m->kind == ATTN_PSA) {
-    set |= m->psa_rank == ATTN_RANK_QUEST ? (ATTN__META_MIN | ATTN__META_MAX) : ATTN__META_MEAN;
-    switch (m->psa_estimate) {
-      case ATTN_EST_BOUND: set |= ATTN__META_MIN | ATTN__META_MAX; break;
-      case ATTN_EST_MEAN: set |= ATTN__META_MEAN; break;
-      case ATTN_EST_LOGNORMAL: set |= ATTN__META_MEAN | ATTN__META_VAR; break;
-    }
-  }
-  return set; /* dense reads no metadata; the oracle is hypothetical and is charged none */
-}
-
 int64_t attn_bytes_read(const attn_shape *s, const attn_method *m, int64_t n_keys,
                         int64_t tokens_read, int elem_bytes) {
-  (void)s;
-  int set = attn__meta_set(m);
-  int vecs = ((set & ATTN__META_MIN) != 0) + ((set & ATTN__META_MAX) != 0) +
-             ((set & ATTN__META_MEAN) != 0) + ((set & ATTN__META_VAR) != 0);
+  int vecs = attn_method_meta_vectors(m);
   int64_t nb = (n_keys + m->block_size - 1) / m->block_size;
   int64_t D = s->head_dim;
   return tokens_read * 2 * D * elem_bytes + nb * vecs * D * elem_bytes;

@@ -20,185 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "attn.h"
-
-void attn_method_defaults(attn_method *m, attn_method_kind kind) {
-  memset(m, 0, sizeof *m);
-  m->kind = kind;
-  m->block_size = 16;
-  m->keep_sink_blocks = 1;
-  m->keep_recent_blocks = 1;
-  m->token_budget = 1024;
-  m->topk_rank = ATTN_RANK_QUEST;
-  m->topk_combine = ATTN_GQA_MAX;
-  m->epsilon = 0.95;
-  m->group_blocks = 4;
-  m->psa_rank = ATTN_RANK_MEAN;
-  m->psa_estimate = ATTN_EST_MEAN;
-  m->max_tokens = 0;
-}
-
-int attn_method_check(const attn_method *m, kv_error *err) {
-  if (m->kind < ATTN_DENSE || m->kind > ATTN_ORACLE) {
-    return kv_error_set(err, KV_EINVAL, "method: unknown kind %d", (int)m->kind);
-  }
-  if (m->block_size < 1 || m->block_size > 4096) {
-    return kv_error_set(err, KV_EINVAL, "method: block_size %d outside [1, 4096]", m->block_size);
-  }
-  if (m->keep_sink_blocks < 0 || m->keep_recent_blocks < 0) {
-    return kv_error_set(err, KV_EINVAL, "method: negative sink/recent block count");
-  }
-  if (m->kind == ATTN_TOPK && m->token_budget < m->block_size) {
-    return kv_error_set(err, KV_EINVAL, "method: top-k token budget %lld is below one block (%d)",
-                        (long long)m->token_budget, m->block_size);
-  }
-  if ((m->kind == ATTN_PSA || m->kind == ATTN_ORACLE) &&
-      !(m->epsilon > 0.0 && m->epsilon <= 1.0)) {
-    return kv_error_set(err, KV_EINVAL, "method: epsilon %g outside (0, 1]", m->epsilon);
-  }
-  if ((m->kind == ATTN_PSA || m->kind == ATTN_ORACLE) && m->group_blocks < 1) {
-    return kv_error_set(err, KV_EINVAL, "method: group_blocks %d must be >= 1", m->group_blocks);
-  }
-  if (m->max_tokens < 0) return kv_error_set(err, KV_EINVAL, "method: negative max_tokens");
-  return 0;
-}
-
-static const char *const attn__est_names[] = {"bound", "mean", "lognormal", NULL};
-static const char *const attn__rank_names[] = {"quest", "mean", NULL};
-
-void attn_method_label(const attn_method *m, char *buf, int cap) {
-  attn_method d;
-  attn_method_defaults(&d, m->kind);
-  int n = 0;
-  switch (m->kind) {
-    case ATTN_DENSE: n = snprintf(buf, (size_t)cap, "dense"); break;
-    case ATTN_TOPK:
-      n = snprintf(buf, (size_t)cap, "topk-%lld%s%s", (long long)m->token_budget,
-                   m->topk_rank != d.topk_rank ? "-mean" : "",
-                   m->topk_combine != d.topk_combine ? "-sum" : "");
-      break;
-    case ATTN_PSA:
-      n = snprintf(buf, (size_t)cap, "psa-%g-%s%s", m->epsilon, attn__est_names[m->psa_estimate],
-                   m->psa_rank != d.psa_rank ? "-rquest" : "");
-      break;
-    case ATTN_ORACLE: n = snprintf(buf, (size_t)cap, "oracle-%g", m->epsilon); break;
-  }
-  if (n < 0 || n >= cap) return;
-  if (m->kind != ATTN_DENSE && m->block_size != d.block_size) {
-    n += snprintf(buf + n, (size_t)(cap - n), "-bs%d", m->block_size);
-  }
-  if (n < cap && (m->kind == ATTN_PSA || m->kind == ATTN_ORACLE) &&
-      m->group_blocks != d.group_blocks) {
-    n += snprintf(buf + n, (size_t)(cap - n), "-g%d", m->group_blocks);
-  }
-}
-
-static int attn__parse_int(const char *v, int64_t lo, int64_t hi, int64_t *out) {
-  char *end;
-  long long x = strtoll(v, &end, 10);
-  if (end == v || *end || x < lo || x > hi) return -1;
-  *out = x;
-  return 0;
-}
-
-static int attn__name_index(const char *v, const char *const *names) {
-  for (int i = 0; names[i]; i++) {
-    if (strcasecmp(v, names[i]) == 0) return i;
-  }
-  return -1;
-}
-
-int attn_method_parse(const char *s, attn_method *m, kv_error *err) {
-  char buf[256];
-  if (strlen(s) >= sizeof buf) return kv_error_set(err, KV_EINVAL, "method '%s': too long", s);
-  memcpy(buf, s, strlen(s) + 1);
-  char *fields[16];
-  int nf = 0;
-  char *save = NULL;
-  for (char *p = strtok_r(buf, ":", &save); p && nf < 16; p = strtok_r(NULL, ":", &save)) {
-    fields[nf++] = p;
-  }
-  if (nf == 0) return kv_error_set(err, KV_EINVAL, "method '%s': empty", s);
-  attn_method_kind kind;
-  if (!strcasecmp(fields[0], "dense")) kind = ATTN_DENSE;
-  else if (!strcasecmp(fields[0], "topk")) kind = ATTN_TOPK;
-  else if (!strcasecmp(fields[0], "psa")) kind = ATTN_PSA;
-  else if (!strcasecmp(fields[0], "oracle")) kind = ATTN_ORACLE;
-  else {
-    return kv_error_set(err, KV_EINVAL, "method '%s': unknown method '%s' (dense, topk:<tokens>, "
-                        "psa:<epsilon>, oracle:<epsilon>)", s, fields[0]);
-  }
-  attn_method_defaults(m, kind);
-  int first = 1;
-  if (kind == ATTN_TOPK) {
-    int64_t b;
-    if (nf < 2 || attn__parse_int(fields[1], 1, INT64_MAX / 2, &b)) {
-      return kv_error_set(err, KV_EINVAL, "method '%s': topk needs a token budget (topk:1024)", s);
-    }
-    m->token_budget = b;
-    first = 2;
-  } else if (kind == ATTN_PSA || kind == ATTN_ORACLE) {
-    char *end;
-    double e = nf >= 2 ? strtod(fields[1], &end) : NAN;
-    if (nf < 2 || *end || !(e > 0 && e <= 1)) {
-      return kv_error_set(err, KV_EINVAL, "method '%s': needs an epsilon in (0, 1] (psa:0.95)",
-                          s);
-    }
-    m->epsilon = e;
-    first = 2;
-  }
-  for (int i = first; i < nf; i++) {
-    char *f = fields[i];
-    char *eq = strchr(f, '=');
-    int64_t x = 0;
-    int k;
-    if (!eq) {
-      if (kind == ATTN_PSA && (k = attn__name_index(f, attn__est_names)) >= 0) {
-        m->psa_estimate = (attn_estimate)k;
-        continue;
-      }
-      if (kind == ATTN_TOPK && (k = attn__name_index(f, attn__rank_names)) >= 0) {
-        m->topk_rank = (attn_rank)k;
-        continue;
-      }
-      if (kind == ATTN_TOPK && (!strcasecmp(f, "max") || !strcasecmp(f, "sum"))) {
-        m->topk_combine = !strcasecmp(f, "sum") ? ATTN_GQA_SUM : ATTN_GQA_MAX;
-        continue;
-      }
-      return kv_error_set(err, KV_EINVAL, "method '%s': unknown option '%s'", s, f);
-    }
-    *eq = '\0';
-    const char *key = f, *val = eq + 1;
-    int bad = 0;
-    if (!strcmp(key, "bs")) {
-      bad = attn__parse_int(val, 1, 4096, &x);
-      m->block_size = (int)x;
-    } else if (!strcmp(key, "sink")) {
-      bad = attn__parse_int(val, 0, 1 << 20, &x);
-      m->keep_sink_blocks = (int)x;
-    } else if (!strcmp(key, "recent")) {
-      bad = attn__parse_int(val, 0, 1 << 20, &x);
-      m->keep_recent_blocks = (int)x;
-    } else if (!strcmp(key, "group")) {
-      bad = attn__parse_int(val, 1, 1 << 20, &x);
-      m->group_blocks = (int)x;
-    } else if (!strcmp(key, "cap")) {
-      bad = attn__parse_int(val, 0, INT64_MAX / 2, &x);
-      m->max_tokens = x;
-    } else if (!strcmp(key, "rank") && (k = attn__name_index(val, attn__rank_names)) >= 0) {
-      if (kind == ATTN_TOPK) m->topk_rank = (attn_rank)k;
-      else m->psa_rank = (attn_rank)k;
-    } else if (!strcmp(key, "est") && (k = attn__name_index(val, attn__est_names)) >= 0) {
-      m->psa_estimate = (attn_estimate)k;
-    } else {
-      bad = 1;
-    }
-    if (bad) return kv_error_set(err, KV_EINVAL, "method '%s': bad option %s=%s", s, key, val);
-  }
-  return attn_method_check(m, err);
-}
 
 int attn_result_alloc(attn_result *r, const attn_shape *s, int64_t max_blocks, kv_error *err) {
   memset(r, 0, sizeof *r);
@@ -396,22 +219,14 @@ int attn_decode(const attn_shape *s, const attn_method *m, const float *q, const
   if (rc) return rc;
   if ((rc = attn_method_check(m, err))) return rc;
   if (n_keys < 1) return kv_error_set(err, KV_EINVAL, "attention: no keys");
+  return attn_method_desc_of(m->kind)->cpu(s, m, q, K, V, n_keys, meta, probs, r, err);
+}
+
+/* Checks shared by the sparse methods and the workspace for one call; 0 or an error. */
+static int attn__sparse_begin(const attn_shape *s, const attn_method *m, int64_t n_keys,
+                              const attn_blockmeta *meta, const double *probs,
+                              const attn_result *r, attn__ws *w, kv_error *err) {
   const int D = s->head_dim, Hkv = s->n_kv_heads, G = s->n_heads / s->n_kv_heads;
-  const double scale = 1.0 / sqrt((double)D);
-  if (m->kind == ATTN_DENSE) {
-    if (attn_dense(s, q, K, V, n_keys, r->out, NULL, NULL)) {
-      return kv_error_set(err, KV_ENOMEM, "attention: out of memory");
-    }
-    int64_t nb = (n_keys + m->block_size - 1) / m->block_size;
-    for (int h = 0; h < Hkv; h++) {
-      r->blocks_read[h] = nb;
-      r->tokens_read[h] = n_keys;
-      r->iterations[h] = 1;
-      if (nb <= r->max_blocks) memset(r->block_read + (size_t)h * r->max_blocks, 1, (size_t)nb);
-    }
-    for (int h = 0; h < s->n_heads; h++) r->est_mass[h] = 1.0;
-    return 0;
-  }
   if (!meta || meta->n_tokens != n_keys || meta->block_size != m->block_size ||
       meta->n_kv_heads != Hkv || meta->head_dim != D) {
     return kv_error_set(err, KV_EINVAL, "attention: block metadata does not match (%lld tokens, "
@@ -427,168 +242,207 @@ int attn_decode(const attn_shape *s, const attn_method *m, const float *q, const
     return kv_error_set(err, KV_ERANGE, "attention: %lld blocks exceed the result's %lld",
                         (long long)nb, (long long)r->max_blocks);
   }
-  attn__ws w;
-  if (attn__ws_alloc(&w, nb, G, D)) return kv_error_set(err, KV_ENOMEM, "attention: out of memory");
+  if (attn__ws_alloc(w, nb, G, D)) return kv_error_set(err, KV_ENOMEM, "attention: out of memory");
+  return 0;
+}
 
+/* Marks the first nread blocks of the visit order as read by KV head kvh. */
+static void attn__record_read(const attn_blockmeta *meta, const attn__ws *w, int64_t nread,
+                              int32_t iters, int kvh, attn_result *r) {
+  uint8_t *mask = r->block_read + (size_t)kvh * r->max_blocks;
+  for (int64_t i = 0; i < nread; i++) mask[w->order[i]] = 1;
+  int64_t tokens_read = 0;
+  for (int64_t i = 0; i < nread; i++) tokens_read += attn_block_tokens(meta, w->order[i]);
+  r->blocks_read[kvh] = nread;
+  r->tokens_read[kvh] = tokens_read;
+  r->iterations[kvh] = iters;
+}
+
+/* Top-k (registry entry "topk"): per KV head, the group-combined score of every block, the
+ * forced blocks plus the best blocks up to the token budget, then exact attention over them in
+ * block order. */
+int attn__cpu_topk(const attn_shape *s, const attn_method *m, const float *q, const float *K,
+                   const float *V, int64_t n_keys, const attn_blockmeta *meta,
+                   const double *probs, attn_result *r, kv_error *err) {
+  attn__ws w;
+  int rc = attn__sparse_begin(s, m, n_keys, meta, probs, r, &w, err);
+  if (rc) return rc;
+  const int D = s->head_dim, Hkv = s->n_kv_heads, G = s->n_heads / s->n_kv_heads;
+  const double scale = 1.0 / sqrt((double)D);
+  const int64_t nb = meta->n_blocks;
   for (int kvh = 0; kvh < Hkv; kvh++) {
     uint8_t *mask = r->block_read + (size_t)kvh * r->max_blocks;
     memset(mask, 0, (size_t)r->max_blocks);
     const float *qg = q + (size_t)kvh * G * D; /* the group's query heads are consecutive */
-    /* 1. Per-head logits and the group's ranking key. */
-    if (m->kind == ATTN_TOPK) {
-      for (int64_t b = 0; b < nb; b++) {
-        double k = m->topk_combine == ATTN_GQA_MAX ? -INFINITY : 0.0;
-        for (int g = 0; g < G; g++) {
-          double sc = attn__rank_score(m->topk_rank, qg + (size_t)g * D, meta, b, kvh, scale);
-          k = m->topk_combine == ATTN_GQA_MAX ? (sc > k ? sc : k) : k + sc;
-        }
-        w.key[b] = k;
-      }
-    } else if (m->kind == ATTN_PSA) {
+    for (int64_t b = 0; b < nb; b++) {
+      double k = m->topk_combine == ATTN_GQA_MAX ? -INFINITY : 0.0;
       for (int g = 0; g < G; g++) {
-        for (int64_t b = 0; b < nb; b++) {
-          double lr = log((double)attn_block_tokens(meta, b)) +
-                      attn__rank_score(m->psa_rank, qg + (size_t)g * D, meta, b, kvh, scale);
-          w.logit[(size_t)g * nb + b] = lr;
-        }
+        double sc = attn__rank_score(m->topk_rank, qg + (size_t)g * D, meta, b, kvh, scale);
+        k = m->topk_combine == ATTN_GQA_MAX ? (sc > k ? sc : k) : k + sc;
       }
-      attn__group_key(w.logit, G, nb, w.key);
-    } else { /* oracle: true block masses from the dense probabilities */
-      for (int64_t b = 0; b < nb; b++) w.key[b] = 0.0;
-      for (int g = 0; g < G; g++) {
-        const double *p = probs + (size_t)(kvh * G + g) * n_keys;
-        for (int64_t b = 0; b < nb; b++) {
-          double sm = 0.0;
-          int64_t t1 = (b + 1) * m->block_size < n_keys ? (b + 1) * m->block_size : n_keys;
-          for (int64_t t = b * m->block_size; t < t1; t++) sm += p[t];
-          w.head_mass[(size_t)g * nb + b] = sm;
-          w.key[b] += sm;
-        }
-      }
+      w.key[b] = k;
     }
     int64_t nforced = attn__order(m, nb, w.key, w.order, w.tmp);
-
-    /* 2. How many blocks of the order to read. */
-    int64_t nread = 0;
-    int32_t iters = 0;
-    if (m->kind == ATTN_TOPK) {
-      int64_t k = m->token_budget / m->block_size;
-      if (m->token_budget >= n_keys) k = nb;
-      if (k < nforced) k = nforced;
-      nread = k < nb ? k : nb;
-      iters = 1;
-    } else {
-      /* Estimated log-mass per block for the stop test (PSA) in visit order; suffix sums. */
-      for (int g = 0; g < G; g++) {
-        double *suf = w.suffix + (size_t)g * (nb + 1);
-        if (m->kind == ATTN_PSA) {
-          double *lg = w.logit + (size_t)g * nb; /* reuse: now the estimator's log-mass */
-          double mx = -INFINITY;
-          for (int64_t i = 0; i < nb; i++) {
-            lg[i] = attn__log_est(m->psa_estimate, qg + (size_t)g * D, meta, w.order[i], kvh,
-                                  scale);
-            mx = lg[i] > mx ? lg[i] : mx;
-          }
-          suf[nb] = 0.0;
-          for (int64_t i = nb - 1; i >= 0; i--) suf[i] = suf[i + 1] + exp(lg[i] - mx);
-          lg[0] = mx; /* the exponent frame of suf[], kept for the stop test */
-        } else {
-          suf[nb] = 0.0;
-          for (int64_t i = nb - 1; i >= 0; i--) {
-            suf[i] = suf[i + 1] + w.head_mass[(size_t)g * nb + w.order[i]];
-          }
-        }
+    int64_t k = m->token_budget / m->block_size;
+    if (m->token_budget >= n_keys) k = nb;
+    if (k < nforced) k = nforced;
+    attn__record_read(meta, &w, k < nb ? k : nb, 1, kvh, r);
+    for (int g = 0; g < G; g++) {
+      attn__acc a = {-INFINITY, 0.0, w.o};
+      for (int d = 0; d < D; d++) w.o[d] = 0.0;
+      for (int64_t b = 0; b < nb; b++) {
+        if (!mask[b]) continue;
+        int64_t t0 = b * m->block_size;
+        int64_t t1 = t0 + m->block_size < n_keys ? t0 + m->block_size : n_keys;
+        attn__acc_block(&a, qg + (size_t)g * D, K, V, Hkv, D, kvh, t0, t1, scale);
       }
-      /* Visit: iteration 0 = forced blocks, then groups. Stop test after each iteration. */
-      double mst[64], lst[64];
-      double *mh = G <= 64 ? mst : malloc((size_t)G * sizeof *mh);
-      double *lh = G <= 64 ? lst : malloc((size_t)G * sizeof *lh);
-      if (!mh || !lh) {
-        attn__ws_free(&w);
-        return kv_error_set(err, KV_ENOMEM, "attention: out of memory");
-      }
-      for (int g = 0; g < G; g++) {
-        mh[g] = -INFINITY;
-        lh[g] = 0.0;
-        for (int d = 0; d < D; d++) w.o[(size_t)g * D + d] = 0.0;
-      }
-      int64_t tokens = 0;
-      int64_t next = 0;
-      for (;;) {
-        int64_t end = (iters == 0 && nforced > 0) ? nforced : next + m->group_blocks;
-        if (end > nb) end = nb;
-        for (int64_t i = next; i < end; i++) {
-          int64_t b = w.order[i];
-          int64_t t0 = b * m->block_size;
-          int64_t t1 = t0 + m->block_size < n_keys ? t0 + m->block_size : n_keys;
-          for (int g = 0; g < G; g++) {
-            attn__acc a = {mh[g], lh[g], w.o + (size_t)g * D};
-            attn__acc_block(&a, qg + (size_t)g * D, K, V, Hkv, D, kvh, t0, t1, scale);
-            mh[g] = a.m;
-            lh[g] = a.l;
-          }
-          tokens += t1 - t0;
-        }
-        next = end;
-        iters++;
-        /* Stop test: every head of the group. */
-        int done = next >= nb;
-        if (!done && m->max_tokens > 0 && tokens >= m->max_tokens) done = 1;
-        int all = 1;
-        for (int g = 0; g < G; g++) {
-          const double *suf = w.suffix + (size_t)g * (nb + 1);
-          double pacc;
-          if (m->kind == ATTN_PSA) {
-            double u = suf[next];
-            double frame = w.logit[(size_t)g * nb];
-            if (u <= 0.0) {
-              pacc = 1.0;
-            } else {
-              double la = log(lh[g]) + mh[g];
-              double lb = log(u) + frame;
-              pacc = 1.0 / (1.0 + exp(lb - la));
-            }
-          } else {
-            pacc = 1.0 - suf[next];
-            if (next >= nb) pacc = 1.0;
-          }
-          r->est_mass[kvh * G + g] = pacc;
-          if (pacc < m->epsilon) all = 0;
-        }
-        if (all || done) break;
-      }
-      nread = next;
-      for (int g = 0; g < G; g++) {
-        float *oh = r->out + (size_t)(kvh * G + g) * D;
-        for (int d = 0; d < D; d++) oh[d] = (float)(w.o[(size_t)g * D + d] / lh[g]);
-      }
-      if (mh != mst) free(mh);
-      if (lh != lst) free(lh);
+      float *oh = r->out + (size_t)(kvh * G + g) * D;
+      for (int d = 0; d < D; d++) oh[d] = (float)(w.o[d] / a.l);
+      r->est_mass[kvh * G + g] = NAN;
     }
-    for (int64_t i = 0; i < nread; i++) mask[w.order[i]] = 1;
-    int64_t tokens_read = 0;
-    for (int64_t i = 0; i < nread; i++) tokens_read += attn_block_tokens(meta, w.order[i]);
-    r->blocks_read[kvh] = nread;
-    r->tokens_read[kvh] = tokens_read;
-    r->iterations[kvh] = iters;
+  }
+  attn__ws_free(&w);
+  return 0;
+}
 
-    /* 3. Top-k: exact attention over the selected blocks, in block order. */
-    if (m->kind == ATTN_TOPK) {
-      for (int g = 0; g < G; g++) {
-        attn__acc a = {-INFINITY, 0.0, w.o};
-        for (int d = 0; d < D; d++) w.o[d] = 0.0;
-        for (int64_t b = 0; b < nb; b++) {
-          if (!mask[b]) continue;
-          int64_t t0 = b * m->block_size;
-          int64_t t1 = t0 + m->block_size < n_keys ? t0 + m->block_size : n_keys;
-          attn__acc_block(&a, qg + (size_t)g * D, K, V, Hkv, D, kvh, t0, t1, scale);
-        }
-        float *oh = r->out + (size_t)(kvh * G + g) * D;
-        for (int d = 0; d < D; d++) oh[d] = (float)(w.o[d] / a.l);
-        r->est_mass[kvh * G + g] = NAN;
+/* The visit order's ranking key of KV head kvh (PSA: the group's estimated probabilities;
+ * oracle: the true block masses, kept per head in w->head_mass) and the per-head suffix sums of
+ * the estimated (PSA) or true (oracle) mass in visit order, for the stop test. Returns the
+ * number of forced blocks. */
+static int64_t attn__progressive_order(const attn_shape *s, const attn_method *m,
+                                       const float *qg, int64_t n_keys,
+                                       const attn_blockmeta *meta, const double *probs, int kvh,
+                                       double scale, attn__ws *w) {
+  const int D = s->head_dim, G = s->n_heads / s->n_kv_heads;
+  const int64_t nb = meta->n_blocks;
+  if (m->kind == ATTN_PSA) {
+    for (int g = 0; g < G; g++) {
+      for (int64_t b = 0; b < nb; b++) {
+        double lr = log((double)attn_block_tokens(meta, b)) +
+                    attn__rank_score(m->psa_rank, qg + (size_t)g * D, meta, b, kvh, scale);
+        w->logit[(size_t)g * nb + b] = lr;
+      }
+    }
+    attn__group_key(w->logit, G, nb, w->key);
+  } else {
+    for (int64_t b = 0; b < nb; b++) w->key[b] = 0.0;
+    for (int g = 0; g < G; g++) {
+      const double *p = probs + (size_t)(kvh * G + g) * n_keys;
+      for (int64_t b = 0; b < nb; b++) {
+        double sm = 0.0;
+        int64_t t1 = (b + 1) * m->block_size < n_keys ? (b + 1) * m->block_size : n_keys;
+        for (int64_t t = b * m->block_size; t < t1; t++) sm += p[t];
+        w->head_mass[(size_t)g * nb + b] = sm;
+        w->key[b] += sm;
       }
     }
   }
+  int64_t nforced = attn__order(m, nb, w->key, w->order, w->tmp);
+  for (int g = 0; g < G; g++) {
+    double *suf = w->suffix + (size_t)g * (nb + 1);
+    if (m->kind == ATTN_PSA) {
+      double *lg = w->logit + (size_t)g * nb; /* reuse: now the estimator's log-mass */
+      double mx = -INFINITY;
+      for (int64_t i = 0; i < nb; i++) {
+        lg[i] = attn__log_est(m->psa_estimate, qg + (size_t)g * D, meta, w->order[i], kvh, scale);
+        mx = lg[i] > mx ? lg[i] : mx;
+      }
+      suf[nb] = 0.0;
+      for (int64_t i = nb - 1; i >= 0; i--) suf[i] = suf[i + 1] + exp(lg[i] - mx);
+      lg[0] = mx; /* the exponent frame of suf[], kept for the stop test */
+    } else {
+      suf[nb] = 0.0;
+      for (int64_t i = nb - 1; i >= 0; i--) {
+        suf[i] = suf[i + 1] + w->head_mass[(size_t)g * nb + w->order[i]];
+      }
+    }
+  }
+  return nforced;
+}
+
+/* PSA and the oracle (registry entries "psa", "oracle"): per KV head, visit the forced blocks as
+ * iteration 0, then groups of group_blocks blocks in rank order, accumulating exact attention,
+ * until every head of the group has P_acc >= epsilon (or the token cap, or the last block). */
+int attn__cpu_progressive(const attn_shape *s, const attn_method *m, const float *q,
+                          const float *K, const float *V, int64_t n_keys,
+                          const attn_blockmeta *meta, const double *probs, attn_result *r,
+                          kv_error *err) {
+  attn__ws w;
+  int rc = attn__sparse_begin(s, m, n_keys, meta, probs, r, &w, err);
+  if (rc) return rc;
+  const int D = s->head_dim, Hkv = s->n_kv_heads, G = s->n_heads / s->n_kv_heads;
+  const double scale = 1.0 / sqrt((double)D);
+  const int64_t nb = meta->n_blocks;
+  double mst[64], lst[64];
+  double *mh = G <= 64 ? mst : malloc((size_t)G * sizeof *mh);
+  double *lh = G <= 64 ? lst : malloc((size_t)G * sizeof *lh);
+  if (!mh || !lh) {
+    if (mh != mst) free(mh);
+    attn__ws_free(&w);
+    return kv_error_set(err, KV_ENOMEM, "attention: out of memory");
+  }
+  for (int kvh = 0; kvh < Hkv; kvh++) {
+    memset(r->block_read + (size_t)kvh * r->max_blocks, 0, (size_t)r->max_blocks);
+    const float *qg = q + (size_t)kvh * G * D; /* the group's query heads are consecutive */
+    int64_t nforced = attn__progressive_order(s, m, qg, n_keys, meta, probs, kvh, scale, &w);
+    for (int g = 0; g < G; g++) {
+      mh[g] = -INFINITY;
+      lh[g] = 0.0;
+      for (int d = 0; d < D; d++) w.o[(size_t)g * D + d] = 0.0;
+    }
+    int64_t tokens = 0, next = 0;
+    int32_t iters = 0;
+    for (;;) {
+      int64_t end = (iters == 0 && nforced > 0) ? nforced : next + m->group_blocks;
+      if (end > nb) end = nb;
+      for (int64_t i = next; i < end; i++) {
+        int64_t b = w.order[i];
+        int64_t t0 = b * m->block_size;
+        int64_t t1 = t0 + m->block_size < n_keys ? t0 + m->block_size : n_keys;
+        for (int g = 0; g < G; g++) {
+          attn__acc a = {mh[g], lh[g], w.o + (size_t)g * D};
+          attn__acc_block(&a, qg + (size_t)g * D, K, V, Hkv, D, kvh, t0, t1, scale);
+          mh[g] = a.m;
+          lh[g] = a.l;
+        }
+        tokens += t1 - t0;
+      }
+      next = end;
+      iters++;
+      /* Stop test: every head of the group. */
+      int done = next >= nb;
+      if (!done && m->max_tokens > 0 && tokens >= m->max_tokens) done = 1;
+      int all = 1;
+      for (int g = 0; g < G; g++) {
+        const double *suf = w.suffix + (size_t)g * (nb + 1);
+        double pacc;
+        if (m->kind == ATTN_PSA) {
+          double u = suf[next];
+          double frame = w.logit[(size_t)g * nb];
+          if (u <= 0.0) {
+            pacc = 1.0;
+          } else {
+            double la = log(lh[g]) + mh[g];
+            double lb = log(u) + frame;
+            pacc = 1.0 / (1.0 + exp(lb - la));
+          }
+        } else {
+          pacc = 1.0 - suf[next];
+          if (next >= nb) pacc = 1.0;
+        }
+        r->est_mass[kvh * G + g] = pacc;
+        if (pacc < m->epsilon) all = 0;
+      }
+      if (all || done) break;
+    }
+    for (int g = 0; g < G; g++) {
+      float *oh = r->out + (size_t)(kvh * G + g) * D;
+      for (int d = 0; d < D; d++) oh[d] = (float)(w.o[(size_t)g * D + d] / lh[g]);
+    }
+    attn__record_read(meta, &w, next, iters, kvh, r);
+  }
+  if (mh != mst) free(mh);
+  if (lh != lst) free(lh);
   attn__ws_free(&w);
   return 0;
 }

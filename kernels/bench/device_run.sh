@@ -45,13 +45,13 @@ else
          -o $B/$(basename "$f").o & 
   done
   wait
-  for f in kernels/attn_dense.c kernels/attn_blockmeta.c kernels/attn_sparse.c kernels/attn_metrics.c \
+  for f in kernels/attn_method.c kernels/attn_dense.c kernels/attn_blockmeta.c kernels/attn_sparse.c kernels/attn_metrics.c \
            kernels/attn_eval.c common/kv_err.c common/kv_rng.c kernels/cuda/kvc_plan.c \
            common/kv_pool.c tests/test_util.c tests/gpu/test_gpu_attn.c kernels/bench/kvbench.c; do
     cc -O2 -std=c11 $INC $DEF -c "$f" -o $B/$(basename "$f").o || ok=0
   done
   LIBO=$(ls $B/*.cu.o) 
-  COMMON="$B/attn_dense.c.o $B/attn_blockmeta.c.o $B/attn_sparse.c.o $B/attn_metrics.c.o $B/attn_eval.c.o $B/kv_err.c.o $B/kv_rng.c.o $B/kvc_plan.c.o $B/kv_pool.c.o"
+  COMMON="$B/attn_method.c.o $B/attn_dense.c.o $B/attn_blockmeta.c.o $B/attn_sparse.c.o $B/attn_metrics.c.o $B/attn_eval.c.o $B/kv_err.c.o $B/kv_rng.c.o $B/kvc_plan.c.o $B/kv_pool.c.o"
   nvcc -o $B/test_gpu_attn $B/test_gpu_attn.c.o $B/test_util.c.o $LIBO $COMMON -lcublas -lm || ok=0
   nvcc -o $B/kvbench $B/kvbench.c.o $LIBO $COMMON -lcublas -lm || ok=0
   [ $ok = 1 ] && BIN=$B/kvbench && TEST=$B/test_gpu_attn

@@ -32,9 +32,10 @@ static void usage(FILE *f) {
           "Compares dense attention, fixed top-k (Quest-style) and Progressive Sparse Attention\n"
           "on recorded queries (CPU reference, exact). Methods come from -m and from the lists.\n"
           "\n"
-          "  -m, --methods LIST     comma-separated methods: dense, topk:<tokens>[:mean|:sum],\n"
-          "                         psa:<eps>[:mean|:bound|:lognormal][:rank=quest][:group=N],\n"
-          "                         oracle:<eps>; options bs=N sink=N recent=N apply to any\n"
+          "  -m, --methods LIST     comma-separated method specs: dense, topk:<tokens>[:mean|:sum],\n"
+          "                         psa:<eps>[:mean|:bound|:lognormal][:rank=quest][:group=N]\n"
+          "                         [:cap=N], oracle:<eps>[:group=N][:cap=N]; bs=N sink=N\n"
+          "                         recent=N for every sparse method (kernels/attn_method.h)\n"
           "  -b, --budgets LIST     add topk:<b> for each budget (tokens)\n"
           "  -e, --epsilons LIST    add psa:<eps> for each epsilon and each --estimates entry\n"
           "      --estimates LIST   PSA mass estimates for -e (default: mean)\n"
@@ -162,7 +163,6 @@ static int report_summary(const char *path, const qkv_model *model, const attn_s
          "covered; err: relative L2 output error vs dense\n");
   printf("%-30s %5s %7s %9s %8s %8s %8s %9s %9s\n", "method", "layer", "queries", "tokens",
          "kv_frac", "mass", "mass_p10", "err_mean", "err_p90");
-  static const char *kinds[] = {"dense", "topk", "psa", "oracle"};
   for (int m = 0; m < nm; m++) {
     for (int li = -1; li < nl; li++) { /* li = -1: all layers pooled */
       size_t cnt = 0, qcnt = 0, k = 0;
@@ -207,7 +207,7 @@ static int report_summary(const char *path, const qkv_model *model, const attn_s
       }
       if (sumf) {
         fprintf(sumf, "%s,%s,%s,%zu,%.3f,%.6f,%.1f,%.6f,%.6f,%.6f,%.6f,%.3f\n", labels[m],
-                kinds[methods[m].kind], lay, qcnt, tok / nh, frac / nh, bsum / nkv, msum / nh,
+                attn_method_name(&methods[m]), lay, qcnt, tok / nh, frac / nh, bsum / nkv, msum / nh,
                 p10m, esum / nh, p90, isum / nkv);
       }
       free(errs);
@@ -605,15 +605,16 @@ int main(int argc, char **argv) {
     static attn_method expanded[MAX_METHODS];
     int ne = 0;
     for (int i = 0; i < nm; i++) {
-      int is_psa = methods[i].kind == ATTN_PSA || methods[i].kind == ATTN_ORACLE;
-      for (int a = 0; a < (methods[i].kind == ATTN_DENSE ? 1 : nbs); a++) {
+      const attn_cost_class cc = attn_method_cost_class(&methods[i]);
+      const int is_psa = cc == ATTN_COST_PROGRESSIVE;
+      for (int a = 0; a < (cc == ATTN_COST_DENSE ? 1 : nbs); a++) {
         for (int g = 0; g < (is_psa ? ngs : 1); g++) {
           if (ne == MAX_METHODS) {
             fprintf(stderr, "psa-compare: more than %d methods after expansion\n", MAX_METHODS);
             return 2;
           }
           expanded[ne] = methods[i];
-          if (bs_arg && methods[i].kind != ATTN_DENSE) expanded[ne].block_size = (int)bs[a];
+          if (bs_arg && cc != ATTN_COST_DENSE) expanded[ne].block_size = (int)bs[a];
           if (groups_arg && is_psa) expanded[ne].group_blocks = (int)gs[g];
           if (attn_method_check(&expanded[ne], &err)) {
             fprintf(stderr, "psa-compare: %s\n", err.msg);

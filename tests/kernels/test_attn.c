@@ -428,6 +428,144 @@ static void test_method_parse_and_errors(void) {
   prob_free(&p);
 }
 
+/* Canonical specs: for every registry method and every option it takes (and pairs of them),
+ * parse(spec(m)) gives m back field for field, spec is idempotent and names each non-default
+ * field once in the documented order; options a method does not take are refused. */
+static int same_method(const attn_method *a, const attn_method *b) {
+  return a->kind == b->kind && a->block_size == b->block_size &&
+         a->keep_sink_blocks == b->keep_sink_blocks &&
+         a->keep_recent_blocks == b->keep_recent_blocks && a->token_budget == b->token_budget &&
+         a->topk_rank == b->topk_rank && a->topk_combine == b->topk_combine &&
+         a->epsilon == b->epsilon && a->group_blocks == b->group_blocks &&
+         a->psa_rank == b->psa_rank && a->psa_estimate == b->psa_estimate &&
+         a->max_tokens == b->max_tokens;
+}
+
+static void check_round_trip(const char *in, const char *want) {
+  attn_method m, m2;
+  kv_error e = {0};
+  char spec[160], spec2[160];
+  if (attn_method_parse(in, &m, &e)) {
+    TEST_FAIL_AT("%s: %s", in, e.msg);
+    return;
+  }
+  CHECK(attn_method_spec(&m, spec, sizeof spec) > 0);
+  if (want && strcmp(spec, want) != 0) TEST_FAIL_AT("spec of '%s' is '%s', want '%s'", in, spec, want);
+  if (attn_method_parse(spec, &m2, &e)) {
+    TEST_FAIL_AT("canonical spec '%s' of '%s' does not parse: %s", spec, in, e.msg);
+    return;
+  }
+  if (!same_method(&m, &m2)) TEST_FAIL_AT("parse(spec(m)) != m for '%s' (spec '%s')", in, spec);
+  CHECK(attn_method_equal(&m, &m2));
+  CHECK(attn_method_spec(&m2, spec2, sizeof spec2) > 0);
+  if (strcmp(spec, spec2) != 0) TEST_FAIL_AT("spec not idempotent: '%s' then '%s'", spec, spec2);
+}
+
+static void test_method_spec_round_trip(void) {
+  static const struct {
+    const char *in, *want;
+  } table[] = {
+      {"dense", "dense"},
+      {"DENSE:bs=32", "dense:bs=32"},
+      {"topk:512", "topk:512"},
+      {"topk:512:mean", "topk:512:mean"},
+      {"topk:512:rank=mean", "topk:512:mean"},
+      {"topk:512:quest:max", "topk:512"},
+      {"topk:512:sum:mean", "topk:512:mean:sum"},
+      {"topk:64:sink=2:recent=3", "topk:64:sink=2:recent=3"},
+      {"topk:64:recent=3:bs=8:sink=0", "topk:64:bs=8:sink=0:recent=3"},
+      {"psa:0.9", "psa:0.9"},
+      {"psa:0.90", "psa:0.9"},
+      {"psa:0.9:sink=0:recent=0", "psa:0.9:sink=0:recent=0"},
+      {"psa:0.95:lognormal:group=8:bs=32", "psa:0.95:lognormal:bs=32:group=8"},
+      {"psa:0.95:est=bound:rank=quest", "psa:0.95:bound:rank=quest"},
+      {"psa:0.95:mean:rank=mean", "psa:0.95"},
+      {"psa:0.99:cap=4096", "psa:0.99:cap=4096"},
+      {"psa:0.1234567890123", "psa:0.1234567890123"},
+      {"psa:1", "psa:1"},
+      {"oracle:0.9", "oracle:0.9"},
+      {"oracle:0.9:group=2:cap=100:sink=0:recent=2:bs=4", "oracle:0.9:bs=4:sink=0:recent=2:group=2:cap=100"},
+  };
+  for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) check_round_trip(table[i].in, table[i].want);
+  /* every method with every option it takes, alone and with every other one */
+  static const struct {
+    unsigned opt;
+    const char *vals[3];
+  } opts[] = {
+      {ATTN_OPT_BS, {"bs=1", "bs=32", "bs=4096"}},      {ATTN_OPT_SINK, {"sink=0", "sink=1", "sink=7"}},
+      {ATTN_OPT_RECENT, {"recent=0", "recent=5", NULL}}, {ATTN_OPT_GROUP, {"group=1", "group=16", NULL}},
+      {ATTN_OPT_CAP, {"cap=0", "cap=2048", NULL}},     {ATTN_OPT_RANK, {"rank=quest", "rank=mean", NULL}},
+      {ATTN_OPT_EST, {"est=bound", "est=mean", "est=lognormal"}},
+      {ATTN_OPT_COMBINE, {"max", "sum", NULL}},
+  };
+  const int n_opts = (int)(sizeof opts / sizeof opts[0]);
+  int n_checked = 0;
+  for (int k = 0; k < attn_method_count(); k++) {
+    const attn_method_desc *d = attn_method_desc_of((attn_method_kind)k);
+    CHECK(d != NULL && d->kind == (attn_method_kind)k && d->cpu != NULL);
+    CHECK(attn_method_find(d->name) == d);
+    char base[64];
+    snprintf(base, sizeof base, "%s%s", d->name,
+             !d->param ? "" : d->cost == ATTN_COST_FIXED ? ":4096" : ":0.875");
+    check_round_trip(base, base);
+    for (int i = 0; i < n_opts; i++) {
+      for (int a = 0; a < 3 && opts[i].vals[a]; a++) {
+        char spec[160];
+        snprintf(spec, sizeof spec, "%s:%s", base, opts[i].vals[a]);
+        attn_method m;
+        kv_error e = {0};
+        if (!(d->options & opts[i].opt)) {
+          /* an option the method does not read is refused, not silently dropped */
+          if (attn_method_parse(spec, &m, &e) != KV_EINVAL) TEST_FAIL_AT("'%s' accepted", spec);
+          continue;
+        }
+        check_round_trip(spec, NULL);
+        n_checked++;
+        for (int j = i + 1; j < n_opts; j++) {
+          if (!(d->options & opts[j].opt)) continue;
+          for (int b = 0; b < 3 && opts[j].vals[b]; b++) {
+            char two[200];
+            snprintf(two, sizeof two, "%s:%s", spec, opts[j].vals[b]);
+            check_round_trip(two, NULL);
+            n_checked++;
+          }
+        }
+      }
+    }
+  }
+  CHECK(n_checked > 100);
+  /* labels are unique per spec (the profile finds methods by label) */
+  const char *distinct[] = {"psa:0.9", "psa:0.9:sink=0:recent=0", "psa:0.9:sink=0", "psa:0.9:cap=64",
+                            "topk:512", "topk:512:mean", "topk:512:sink=0", "oracle:0.9:recent=0"};
+  char labels[8][64];
+  for (int i = 0; i < 8; i++) {
+    attn_method m;
+    kv_error e = {0};
+    REQUIRE_OK(attn_method_parse(distinct[i], &m, &e), &e);
+    attn_method_label(&m, labels[i], 64);
+    for (int j = 0; j < i; j++) {
+      if (!strcmp(labels[i], labels[j])) TEST_FAIL_AT("'%s' and '%s' share the label %s", distinct[i], distinct[j], labels[i]);
+    }
+  }
+  CHECK(strcmp(labels[1], "psa-0.9-mean-sink0-recent0") == 0);
+  /* the figures that price a method */
+  attn_method m;
+  kv_error e = {0};
+  REQUIRE_OK(attn_method_parse("topk:512:mean", &m, &e), &e);
+  CHECK_EQ_INT(attn_method_cost_class(&m), ATTN_COST_FIXED);
+  CHECK_EQ_INT(attn_method_meta_vectors(&m), 1);
+  CHECK_EQ_INT(attn_method_full_upto(&m), 512);
+  REQUIRE_OK(attn_method_parse("topk:512", &m, &e), &e);
+  CHECK_EQ_INT(attn_method_meta_vectors(&m), 2);
+  REQUIRE_OK(attn_method_parse("psa:1:lognormal", &m, &e), &e);
+  CHECK_EQ_INT(attn_method_cost_class(&m), ATTN_COST_PROGRESSIVE);
+  CHECK_EQ_INT(attn_method_meta_vectors(&m), 2);
+  CHECK(attn_method_full_upto(&m) == INT64_MAX);
+  REQUIRE_OK(attn_method_parse("oracle:0.99", &m, &e), &e);
+  CHECK_EQ_INT(attn_method_meta_vectors(&m), 0);
+  CHECK_EQ_INT(attn_method_full_upto(&m), 0);
+}
+
 static void test_bytes_read(void) {
   attn_shape s = {8, 2, 64};
   attn_method m;
@@ -504,6 +642,7 @@ TEST_LIST = {TEST(test_dense_hand_cases),
              TEST(test_mass_monotone_in_budget_and_epsilon),
              TEST(test_psa_adapts_budget),
              TEST(test_method_parse_and_errors),
+             TEST(test_method_spec_round_trip),
              TEST(test_bytes_read),
              TEST(test_tokens_for_mass),
              TEST(test_eval_layer_thread_independent),

@@ -2,8 +2,12 @@
 build/lib/libkvlab_attn.so, so that Python calls the project's own dense / top-k / PSA code, not a
 re-implementation. Only numpy is needed.
 
-Struct layouts mirror kernels/attn.h and common/kv_err.h; keep them in sync (a mismatch shows up
-as wrong results in tests/record/test_kvattn.py, which compares against numpy).
+A method is never mirrored here: it is parsed from its spec by the library's registry
+(kernels/attn_method.h) into an opaque buffer of attn_method_sizeof() bytes and read back through
+the registry's accessors, so a new method or option needs no change in this file. The small
+structs below (error, shape, block metadata, result) mirror kernels/attn.h and common/kv_err.h;
+keep them in sync (a mismatch shows up as wrong results in tests/record/test_kvattn.py, which
+compares against numpy).
 """
 import ctypes as C
 import os
@@ -12,8 +16,6 @@ import numpy as np
 
 _f32p = np.ctypeslib.ndpointer(dtype=np.float32, flags="C_CONTIGUOUS")
 _f64p = np.ctypeslib.ndpointer(dtype=np.float64, flags="C_CONTIGUOUS")
-
-ATTN_DENSE, ATTN_TOPK, ATTN_PSA, ATTN_ORACLE = 0, 1, 2, 3
 
 
 class KvError(C.Structure):
@@ -31,12 +33,16 @@ class AttnBlockmeta(C.Structure):
                 ("kvar", C.c_void_p), ("ksum", C.c_void_p), ("ksq", C.c_void_p)]
 
 
-class AttnMethod(C.Structure):
-    _fields_ = [("kind", C.c_int), ("block_size", C.c_int), ("keep_sink_blocks", C.c_int),
-                ("keep_recent_blocks", C.c_int), ("token_budget", C.c_int64),
-                ("topk_rank", C.c_int), ("topk_combine", C.c_int), ("epsilon", C.c_double),
-                ("group_blocks", C.c_int), ("psa_rank", C.c_int), ("psa_estimate", C.c_int),
-                ("max_tokens", C.c_int64)]
+class Method:
+    """A parsed method: opaque bytes owned by Python, filled by attn_method_parse. `name` is its
+    registry name ("dense", "topk", "psa", "oracle", ...), `spec` its canonical spec."""
+
+    def __init__(self, buf, name, spec, block_size):
+        self.buf, self.name, self.spec, self.block_size = buf, name, spec, block_size
+
+    @property
+    def _as_parameter_(self):
+        return C.cast(self.buf, C.c_void_p)
 
 
 class AttnResult(C.Structure):
@@ -65,10 +71,15 @@ class Lib:
         self.path = path
         L = C.CDLL(path)
         P = C.POINTER
-        L.attn_method_parse.argtypes = [C.c_char_p, P(AttnMethod), P(KvError)]
-        L.attn_method_check.argtypes = [P(AttnMethod), P(KvError)]
-        L.attn_method_label.argtypes = [P(AttnMethod), C.c_char_p, C.c_int]
+        L.attn_method_sizeof.restype = C.c_int
+        L.attn_method_parse.argtypes = [C.c_char_p, C.c_void_p, P(KvError)]
+        L.attn_method_check.argtypes = [C.c_void_p, P(KvError)]
+        L.attn_method_label.argtypes = [C.c_void_p, C.c_char_p, C.c_int]
         L.attn_method_label.restype = None
+        L.attn_method_spec.argtypes = [C.c_void_p, C.c_char_p, C.c_int]
+        L.attn_method_name.argtypes = [C.c_void_p]
+        L.attn_method_name.restype = C.c_char_p
+        L.attn_method_block_size.argtypes = [C.c_void_p]
         L.attn_blockmeta_init.argtypes = [P(AttnBlockmeta), C.c_int, C.c_int, C.c_int, C.c_int64,
                                           P(KvError)]
         L.attn_blockmeta_free.argtypes = [P(AttnBlockmeta)]
@@ -80,9 +91,9 @@ class Lib:
         L.attn_result_free.restype = None
         L.attn_dense.argtypes = [P(AttnShape), _f32p, _f32p, _f32p, C.c_int64, _f32p, C.c_void_p,
                                  C.c_void_p]
-        L.attn_decode.argtypes = [P(AttnShape), P(AttnMethod), _f32p, _f32p, _f32p, C.c_int64,
+        L.attn_decode.argtypes = [P(AttnShape), C.c_void_p, _f32p, _f32p, _f32p, C.c_int64,
                                   C.c_void_p, C.c_void_p, P(AttnResult), P(KvError)]
-        L.attn_bytes_read.argtypes = [P(AttnShape), P(AttnMethod), C.c_int64, C.c_int64, C.c_int]
+        L.attn_bytes_read.argtypes = [P(AttnShape), C.c_void_p, C.c_int64, C.c_int64, C.c_int]
         L.attn_bytes_read.restype = C.c_int64
         L.kv_version.restype = C.c_char_p
         self.L = L
@@ -96,14 +107,17 @@ class Lib:
             raise AttnError("%s: %s" % (what, err.msg.decode(errors="replace")))
 
     def method(self, spec):
-        m, err = AttnMethod(), KvError()
-        self._check(self.L.attn_method_parse(spec.encode(), C.byref(m), C.byref(err)), err,
+        buf, err = C.create_string_buffer(self.L.attn_method_sizeof()), KvError()
+        self._check(self.L.attn_method_parse(spec.encode(), buf, C.byref(err)), err,
                     "method '%s'" % spec)
-        return m
+        canon = C.create_string_buffer(160)
+        self.L.attn_method_spec(buf, canon, 160)
+        return Method(buf, self.L.attn_method_name(buf).decode(), canon.value.decode(),
+                      self.L.attn_method_block_size(buf))
 
     def label(self, m):
         buf = C.create_string_buffer(64)
-        self.L.attn_method_label(C.byref(m), buf, 64)
+        self.L.attn_method_label(m, buf, 64)
         return buf.value.decode()
 
 
@@ -119,7 +133,6 @@ class Decoder:
     def __init__(self, lib, spec, K, V, n_heads, elem_bytes=2):
         self.lib, self.L = lib, lib.L
         self.m = lib.method(spec)
-        self.kind = self.m.kind
         self.K = np.ascontiguousarray(K, dtype=np.float32)
         self.V = np.ascontiguousarray(V, dtype=np.float32)
         T, KV, D = self.K.shape
@@ -130,14 +143,14 @@ class Decoder:
         self.res = AttnResult()
         self.out = np.zeros((n_heads, D), dtype=np.float32)
         self.n_meta = 0
-        self.has_meta = self.kind != ATTN_DENSE
+        self.has_meta = self.m.name != "dense"
         if self.has_meta:
             self._ok(self.L.attn_blockmeta_init(C.byref(self.meta), self.m.block_size, KV, D, T,
                                                 C.byref(self.err)), "attn_blockmeta_init")
         max_blocks = (T + self.m.block_size - 1) // self.m.block_size
         self._ok(self.L.attn_result_alloc(C.byref(self.res), C.byref(self.shape), max_blocks,
                                           C.byref(self.err)), "attn_result_alloc")
-        self.probs = np.zeros(n_heads * T, dtype=np.float64) if self.kind == ATTN_ORACLE else None
+        self.probs = np.zeros(n_heads * T, dtype=np.float64) if self.m.name == "oracle" else None
 
     def _ok(self, rc, what):
         Lib._check(rc, self.err, what)
@@ -167,20 +180,20 @@ class Decoder:
                               probs.ctypes.data_as(C.c_void_p))
             probs_p = probs.ctypes.data_as(C.c_void_p)
         meta_p = C.cast(C.pointer(self.meta), C.c_void_p) if self.has_meta else None
-        self._ok(self.L.attn_decode(C.byref(self.shape), C.byref(self.m), q, self.K, self.V,
+        self._ok(self.L.attn_decode(C.byref(self.shape), self.m, q, self.K, self.V,
                                     n_keys, meta_p, probs_p, C.byref(self.res),
                                     C.byref(self.err)), "attn_decode")
         H, KV, D = self.shape.n_heads, self.shape.n_kv_heads, self.shape.head_dim
         out = np.ctypeslib.as_array(self.res.out, shape=(H * D,)).reshape(H, D).copy()
         toks = np.ctypeslib.as_array(self.res.tokens_read, shape=(KV,)).copy()
-        nbytes = sum(self.L.attn_bytes_read(C.byref(self.shape), C.byref(self.m), n_keys,
+        nbytes = sum(self.L.attn_bytes_read(C.byref(self.shape), self.m, n_keys,
                                             int(t), self.elem_bytes) for t in toks)
         return out, toks, nbytes
 
     def dense_bytes(self, n_keys):
         """Bytes dense attention reads for n_keys keys over all KV heads."""
         m = self.lib.method("dense")
-        return self.shape.n_kv_heads * self.L.attn_bytes_read(C.byref(self.shape), C.byref(m),
+        return self.shape.n_kv_heads * self.L.attn_bytes_read(C.byref(self.shape), m,
                                                               n_keys, n_keys, self.elem_bytes)
 
     def close(self):
