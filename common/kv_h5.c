@@ -297,3 +297,108 @@ int kv_h5_read_all(hid_t dset, hid_t mtype, void *buf, hsize_t n_elems, const ch
   }
   return 0;
 }
+
+int kv_h5_write_strings(hid_t loc, const char *name, const char *const *s, hsize_t n,
+                        const char *what, kv_error *err) {
+  size_t w = 1;
+  for (hsize_t i = 0; i < n; i++) w = strlen(s[i]) + 1 > w ? strlen(s[i]) + 1 : w;
+  char *buf = calloc(n ? n : 1, w);
+  if (!buf) return kv_error_set(err, KV_ENOMEM, "%s/%s: out of memory", what, name);
+  for (hsize_t i = 0; i < n; i++) memcpy(buf + i * w, s[i], strlen(s[i]));
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, w);
+  H5Tset_strpad(t, H5T_STR_NULLTERM);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  hsize_t dims[1] = {n};
+  int rc = kv_h5_write(loc, name, t, t, 1, dims, buf, what, err);
+  H5Tclose(t);
+  free(buf);
+  return rc;
+}
+
+void kv_h5_free_strings(char **s, hsize_t n) {
+  if (!s) return;
+  for (hsize_t i = 0; i < n; i++) free(s[i]);
+  free(s);
+}
+
+/* Variable-length strings of dataset d into s[0..n) (strdup'ed). */
+static int kv__read_vlen_strings(hid_t d, hid_t ft, hsize_t n, char **s, const char *what,
+                                 const char *name, kv_error *err) {
+  int rc = 0;
+  hid_t mt = H5Tcopy(H5T_C_S1);
+  H5Tset_size(mt, H5T_VARIABLE);
+  H5Tset_cset(mt, H5Tget_cset(ft));
+  char **tmp = calloc(n ? n : 1, sizeof *tmp);
+  if (!tmp || (n && H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, tmp) < 0)) {
+    rc = kv_error_set(err, KV_EIO, "%s/%s: cannot read strings", what, name);
+  }
+  for (hsize_t i = 0; !rc && i < n; i++) {
+    s[i] = strdup(tmp[i] ? tmp[i] : "");
+    if (!s[i]) rc = kv_error_set(err, KV_ENOMEM, "out of memory");
+  }
+  if (tmp && n) {
+    hid_t sp = H5Dget_space(d);
+#if H5_VERSION_GE(1, 12, 0)
+    H5Treclaim(mt, sp, H5P_DEFAULT, tmp);
+#else
+    H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, tmp);
+#endif
+    H5Sclose(sp);
+  }
+  free(tmp);
+  H5Tclose(mt);
+  return rc;
+}
+
+/* Fixed-length strings of dataset d (file type ft) into s[0..n). */
+static int kv__read_fixed_strings(hid_t d, hid_t ft, hsize_t n, char **s, const char *what,
+                                  const char *name, kv_error *err) {
+  int rc = 0;
+  const size_t w = H5Tget_size(ft);
+  hid_t mt = H5Tcopy(H5T_C_S1);
+  H5Tset_size(mt, w);
+  H5Tset_cset(mt, H5Tget_cset(ft));
+  char *buf = malloc(n * w + 1);
+  if (!buf || (n && H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)) {
+    rc = kv_error_set(err, KV_EIO, "%s/%s: cannot read strings", what, name);
+  }
+  for (hsize_t i = 0; !rc && i < n; i++) {
+    s[i] = strndup(buf + i * w, w);
+    if (!s[i]) rc = kv_error_set(err, KV_ENOMEM, "out of memory");
+  }
+  free(buf);
+  H5Tclose(mt);
+  return rc;
+}
+
+int kv_h5_read_strings(hid_t loc, const char *name, hsize_t n, char ***out, const char *what,
+                       kv_error *err) {
+  *out = NULL;
+  hsize_t dims[1];
+  hid_t d = kv_h5_open_dataset(loc, name, 1, dims, what, err);
+  if (d < 0) return (int)d;
+  int rc = 0;
+  if (dims[0] != n) {
+    rc = kv_error_set(err, KV_EFORMAT, "%s/%s: %llu rows, expected %llu", what, name,
+                      (unsigned long long)dims[0], (unsigned long long)n);
+  }
+  char **s = rc ? NULL : calloc(n ? n : 1, sizeof *s);
+  if (!rc && !s) rc = kv_error_set(err, KV_ENOMEM, "out of memory");
+  hid_t ft = rc ? -1 : H5Dget_type(d);
+  if (!rc && (ft < 0 || H5Tget_class(ft) != H5T_STRING)) {
+    rc = kv_error_set(err, KV_EFORMAT, "%s/%s: not a string dataset", what, name);
+  }
+  if (!rc) {
+    rc = H5Tis_variable_str(ft) > 0 ? kv__read_vlen_strings(d, ft, n, s, what, name, err)
+                                    : kv__read_fixed_strings(d, ft, n, s, what, name, err);
+  }
+  if (ft >= 0) H5Tclose(ft);
+  H5Dclose(d);
+  if (rc) {
+    kv_h5_free_strings(s, n);
+    s = NULL;
+  }
+  *out = s;
+  return rc;
+}

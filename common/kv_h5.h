@@ -58,4 +58,13 @@ hid_t kv_h5_open_dataset(hid_t loc, const char *name, int rank, hsize_t *dims, c
 int kv_h5_read_all(hid_t dset, hid_t mtype, void *buf, hsize_t n_elems, const char *what,
                    kv_error *err);
 
+/* 1-D string datasets. Writing stores fixed-length, NUL-terminated UTF-8 strings as wide as the
+ * longest; reading accepts fixed or variable length and returns n malloc'ed strings in *out
+ * (caller frees with kv_h5_free_strings). A row count other than n is KV_EFORMAT. */
+int kv_h5_write_strings(hid_t loc, const char *name, const char *const *s, hsize_t n,
+                        const char *what, kv_error *err);
+int kv_h5_read_strings(hid_t loc, const char *name, hsize_t n, char ***out, const char *what,
+                       kv_error *err);
+void kv_h5_free_strings(char **s, hsize_t n);
+
 #endif /* KV_H5_H */

@@ -329,8 +329,7 @@ void attn_method_label(const attn_method *m, char *buf, int cap) {
   };
   for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
     if (n < 0 || n >= cap) return;
-    /* dense keeps its plain label: its block size only sets the granularity of the report */
-    if (m->kind == ATTN_DENSE || !(o & suffix[i].opt) || suffix[i].v == suffix[i].def) continue;
+    if (!(o & suffix[i].opt) || suffix[i].v == suffix[i].def) continue;
     n += snprintf(buf + n, (size_t)(cap - n), suffix[i].fmt, suffix[i].v);
   }
 }

@@ -1,4 +1,5 @@
-/* attn_profile.c — measured attention budgets: HDF5 I/O and sampling (attn_profile.h). */
+/* attn_profile.c — the attention profile's builder and HDF5 writer (attn_profile.h). The reader
+ * and sampler are the simulator's (sim/sim_attn_profile.c). */
 #include "attn_profile.h"
 
 #include <math.h>
@@ -9,83 +10,128 @@
 #include "kv_fs.h"
 #include "kv_h5.h"
 
-static const char *const attn__kind_names[] = {"dense", "topk", "psa", "oracle"};
-static const char *const attn__est_names2[] = {"bound", "mean", "lognormal"};
-
-static void attn__pm_free(attn_profile_method *m) {
-  free(m->count);
-  free(m->frac_q);
-  free(m->mean_frac);
-  free(m->mean_iters);
-  free(m->mean_mass);
-  free(m->mean_err);
-  free(m->fit_a);
-  free(m->fit_b);
-}
-
 void attn_profile_free(attn_profile *p) {
-  for (int i = 0; i < p->n_methods; i++) attn__pm_free(&p->methods[i]);
+  for (int i = 0; i < p->n_methods; i++) kv_profile_tables_free(&p->methods[i].t);
   free(p->methods);
   free(p->layers);
   free(p->ctx_edges);
+  kv_profile_timings_free(&p->timings);
   memset(p, 0, sizeof *p);
 }
 
-int attn_profile_find(const attn_profile *p, const char *label) {
-  for (int i = 0; i < p->n_methods; i++) {
-    if (strcmp(p->methods[i].label, label) == 0) return i;
+/* ---- writing ------------------------------------------------------------------------------- */
+
+/* The attributes of /method_<i>: identity (spec, label, kind) and the figures that price it. */
+static int attn__write_method_attrs(hid_t gid, const attn_profile *p,
+                                    const attn_profile_method *pm, const char *what,
+                                    kv_error *err) {
+  const attn_method *m = &pm->method;
+  char spec[160];
+  if (attn_method_spec(m, spec, sizeof spec) < 0) {
+    return kv_error_set(err, KV_EINVAL, "%s: method of kind %d has no spec", what, (int)m->kind);
   }
-  return -1;
+  const int vecs = attn_method_meta_vectors(m);
+  int rc = kv_h5_attr_write_str(gid, "spec", spec, what, err);
+  if (!rc) rc = kv_h5_attr_write_str(gid, "label", pm->label, what, err);
+  if (!rc) rc = kv_h5_attr_write_str(gid, "kind", attn_method_name(m), what, err);
+  if (!rc) {
+    rc = kv_h5_attr_write_str(gid, "cost_class",
+                              attn_cost_class_names[attn_method_cost_class(m)], what, err);
+  }
+  const struct {
+    const char *name;
+    int64_t v;
+  } ints[] = {
+      {"block_size", m->block_size},
+      {"sink_blocks", m->keep_sink_blocks},
+      {"recent_blocks", m->keep_recent_blocks},
+      {"forced_blocks", (int64_t)m->keep_sink_blocks + m->keep_recent_blocks},
+      {"group_blocks", m->group_blocks},
+      {"token_budget", m->token_budget},
+      {"meta_vectors", vecs},
+      {"meta_bytes_per_block", (int64_t)vecs * p->head_dim * p->elem_bytes},
+      {"full_upto", attn_method_full_upto(m)},
+  };
+  for (size_t i = 0; !rc && i < sizeof ints / sizeof ints[0]; i++) {
+    rc = kv_h5_attr_write_i64(gid, ints[i].name, ints[i].v, what, err);
+  }
+  if (!rc) rc = kv_h5_attr_write_f64(gid, "epsilon", m->epsilon, what, err);
+  return rc;
+}
+
+static int attn__write_method(hid_t f, const char *path, const attn_profile *p, int i,
+                              kv_error *err) {
+  const attn_profile_method *m = &p->methods[i];
+  const int L = p->n_layers, B = p->n_bins, Q = p->n_quantiles;
+  char g[64], what[4300];
+  snprintf(g, sizeof g, "method_%d", i);
+  snprintf(what, sizeof what, "%s: /%s", path, g);
+  hid_t gid = H5Gcreate2(f, g, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (gid < 0) return kv_error_set(err, KV_EIO, "%s: cannot create /%s", path, g);
+  int rc = attn__write_method_attrs(gid, p, m, what, err);
+  kv_profile_field fl[KV_PROFILE_N_FIELDS];
+  kv_profile_fields(&m->t, L, B, Q, fl);
+  for (int k = 0; !rc && k < KV_PROFILE_N_FIELDS; k++) {
+    hsize_t dims[3] = {fl[k].dims[0], fl[k].dims[1], fl[k].dims[2]};
+    rc = fl[k].is_int ? kv_h5_write(gid, fl[k].name, H5T_STD_I64LE, H5T_NATIVE_INT64, fl[k].rank,
+                                    dims, fl[k].data, what, err)
+                      : kv_h5_write(gid, fl[k].name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE,
+                                    fl[k].rank, dims, fl[k].data, what, err);
+  }
+  H5Gclose(gid);
+  return rc;
+}
+
+static int attn__write_timings(hid_t f, const char *path, const kv_profile_timings *t,
+                               kv_error *err) {
+  char what[4300];
+  snprintf(what, sizeof what, "%s: /kernel_timings", path);
+  hid_t g = H5Gcreate2(f, "kernel_timings", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (g < 0) return kv_error_set(err, KV_EIO, "%s: cannot create the group", what);
+  int rc = kv_profile_timings_write_group(g, t, what, err);
+  H5Gclose(g);
+  return rc;
+}
+
+/* Labels are how configs name methods: they must be unique. */
+static int attn__check_labels(const attn_profile *p, const char *path, kv_error *err) {
+  for (int i = 0; i < p->n_methods; i++) {
+    for (int j = 0; j < i; j++) {
+      if (strcmp(p->methods[i].label, p->methods[j].label) == 0) {
+        return kv_error_set(err, KV_EINVAL, "%s: methods %d and %d share the label '%s'", path,
+                            j, i, p->methods[i].label);
+      }
+    }
+  }
+  return 0;
 }
 
 int attn_profile_write(const char *path, const attn_profile *p, kv_error *err) {
+  int rc = attn__check_labels(p, path, err);
+  if (rc) return rc;
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   hid_t f = kv_h5_create(tmp, err);
   if (f < 0) return (int)f;
   const int L = p->n_layers, B = p->n_bins, Q = p->n_quantiles;
-  int rc = kv_h5_attr_write_str(f, "format", "kvlab-attn-profile", path, err);
+  rc = kv_h5_attr_write_str(f, "format", "kvlab-attn-profile", path, err);
   if (!rc) rc = kv_h5_attr_write_i64(f, "schema_version", ATTN_PROFILE_VERSION, path, err);
   if (!rc) rc = kv_h5_attr_write_str(f, "source", p->source, path, err);
   if (!rc) rc = kv_h5_attr_write_str(f, "model_name", p->model_name, path, err);
-  if (!rc) rc = kv_h5_attr_write_i64(f, "model_layers", p->model_layers, path, err);
-  if (!rc) rc = kv_h5_attr_write_i64(f, "n_heads", p->n_heads, path, err);
-  if (!rc) rc = kv_h5_attr_write_i64(f, "n_kv_heads", p->n_kv_heads, path, err);
-  if (!rc) rc = kv_h5_attr_write_i64(f, "head_dim", p->head_dim, path, err);
-  if (!rc) rc = kv_h5_attr_write_i64(f, "elem_bytes", p->elem_bytes, path, err);
-  if (!rc) rc = kv_h5_attr_write_i64(f, "n_quantiles", Q, path, err);
+  const struct {
+    const char *name;
+    int64_t v;
+  } ints[] = {{"model_layers", p->model_layers}, {"n_heads", p->n_heads},
+              {"n_kv_heads", p->n_kv_heads},     {"head_dim", p->head_dim},
+              {"elem_bytes", p->elem_bytes},     {"n_quantiles", Q}};
+  for (size_t i = 0; !rc && i < sizeof ints / sizeof ints[0]; i++) {
+    rc = kv_h5_attr_write_i64(f, ints[i].name, ints[i].v, path, err);
+  }
   hsize_t dl[1] = {(hsize_t)L}, de[1] = {(hsize_t)B + 1};
   if (!rc) rc = kv_h5_write(f, "layers", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dl, p->layers, path, err);
   if (!rc) rc = kv_h5_write(f, "ctx_edges", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, de, p->ctx_edges, path, err);
-  for (int i = 0; i < p->n_methods && !rc; i++) {
-    const attn_profile_method *m = &p->methods[i];
-    char g[64];
-    snprintf(g, sizeof g, "method_%d", i);
-    hid_t gid = H5Gcreate2(f, g, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (gid < 0) {
-      rc = kv_error_set(err, KV_EIO, "%s: cannot create /%s", path, g);
-      break;
-    }
-    char what[4300];
-    snprintf(what, sizeof what, "%s: /%s", path, g);
-    rc = kv_h5_attr_write_str(gid, "label", m->label, what, err);
-    if (!rc) rc = kv_h5_attr_write_str(gid, "kind", attn__kind_names[m->method.kind], what, err);
-    if (!rc) rc = kv_h5_attr_write_i64(gid, "token_budget", m->method.token_budget, what, err);
-    if (!rc) rc = kv_h5_attr_write_f64(gid, "epsilon", m->method.epsilon, what, err);
-    if (!rc) rc = kv_h5_attr_write_i64(gid, "block_size", m->method.block_size, what, err);
-    if (!rc) rc = kv_h5_attr_write_i64(gid, "group_blocks", m->method.group_blocks, what, err);
-    if (!rc) rc = kv_h5_attr_write_str(gid, "estimate", attn__est_names2[m->method.psa_estimate], what, err);
-    hsize_t d2[2] = {(hsize_t)L, (hsize_t)B}, d3[3] = {(hsize_t)L, (hsize_t)B, (hsize_t)Q};
-    if (!rc) rc = kv_h5_write(gid, "count", H5T_STD_I64LE, H5T_NATIVE_INT64, 2, d2, m->count, what, err);
-    if (!rc) rc = kv_h5_write(gid, "frac_q", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 3, d3, m->frac_q, what, err);
-    if (!rc) rc = kv_h5_write(gid, "mean_frac", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, d2, m->mean_frac, what, err);
-    if (!rc) rc = kv_h5_write(gid, "mean_iters", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, d2, m->mean_iters, what, err);
-    if (!rc) rc = kv_h5_write(gid, "mean_mass", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dl, m->mean_mass, what, err);
-    if (!rc) rc = kv_h5_write(gid, "mean_err", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dl, m->mean_err, what, err);
-    if (!rc) rc = kv_h5_write(gid, "fit_a", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dl, m->fit_a, what, err);
-    if (!rc) rc = kv_h5_write(gid, "fit_b", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, dl, m->fit_b, what, err);
-    H5Gclose(gid);
-  }
+  for (int i = 0; i < p->n_methods && !rc; i++) rc = attn__write_method(f, path, p, i, err);
+  if (!rc && p->timings.n > 0) rc = attn__write_timings(f, path, &p->timings, err);
   if (H5Fclose(f) < 0 && !rc) rc = kv_error_set(err, KV_EIO, "%s: close failed", tmp);
   if (rc) {
     remove(tmp);
@@ -94,245 +140,237 @@ int attn_profile_write(const char *path, const attn_profile *p, kv_error *err) {
   return kv_atomic_rename(tmp, path, err);
 }
 
-/* Reads dataset `name` of exactly `n` elements (rank `rank`, dims checked against want). */
-static int attn__read(hid_t loc, const char *name, int rank, const hsize_t *want, hid_t mt,
-                      void *buf, const char *what, kv_error *err) {
-  hsize_t dims[3];
-  hid_t d = kv_h5_open_dataset(loc, name, rank, dims, what, err);
-  if (d < 0) return (int)d;
-  hsize_t n = 1;
-  for (int i = 0; i < rank; i++) {
-    if (dims[i] != want[i]) {
-      H5Dclose(d);
-      return kv_error_set(err, KV_EFORMAT, "%s/%s: dimension %d is %llu, expected %llu", what,
-                          name, i, (unsigned long long)dims[i], (unsigned long long)want[i]);
-    }
-    n *= dims[i];
-  }
-  char w[4400];
-  snprintf(w, sizeof w, "%s/%s", what, name);
-  int rc = kv_h5_read_all(d, mt, buf, n, w, err);
-  H5Dclose(d);
-  return rc;
+int attn_profile_read_timings(const char *path, attn_profile *p, kv_error *err) {
+  kv_profile_timings_free(&p->timings);
+  return kv_profile_timings_read_file(path, &p->timings, err);
 }
 
-static int attn__geti(hid_t loc, const char *name, int lo, int hi, int *out, const char *what,
-                      kv_error *err) {
-  int64_t v;
-  int rc = kv_h5_attr_read_i64(loc, name, &v, what, err);
-  if (rc) return rc;
-  if (v < lo || v > hi) {
-    return kv_error_set(err, KV_ERANGE, "%s: %s = %lld outside [%d, %d]", what, name,
-                        (long long)v, lo, hi);
+/* ---- building ------------------------------------------------------------------------------ */
+
+void attn_profile_fit_power(const attn_profile_record *r, size_t n, int64_t below,
+                            int64_t at_least, double *a, double *b) {
+  double sx = 0, sy = 0, sxx = 0, sxy = 0, cnt = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (below > 0 && r[i].n_keys >= below) continue;
+    if (r[i].n_keys < at_least) continue;
+    double x = log((double)r[i].n_keys), y = log((double)(r[i].tokens > 0 ? r[i].tokens : 1));
+    sx += x;
+    sy += y;
+    sxx += x * x;
+    sxy += x * y;
+    cnt += 1;
   }
-  *out = (int)v;
+  double den = cnt * sxx - sx * sx;
+  if (cnt < 2 || fabs(den) < 1e-12) {
+    *b = 1.0;
+    *a = cnt > 0 ? exp(sy / cnt - sx / cnt) : 1.0;
+    return;
+  }
+  *b = (cnt * sxy - sx * sy) / den;
+  *a = exp((sy - *b * sx) / cnt);
+}
+
+void attn_profile_builder_free(attn_profile_builder *b) {
+  for (int i = 0; b->recs && i < b->n_methods * b->n_layers; i++) free(b->recs[i]);
+  free(b->recs);
+  free(b->n_recs);
+  free(b->cap_recs);
+  free(b->mass);
+  free(b->err);
+  free(b->heads);
+  free(b->methods);
+  free(b->layers);
+  memset(b, 0, sizeof *b);
+}
+
+int attn_profile_builder_init(attn_profile_builder *b, const attn_method *methods, int n_methods,
+                              const int32_t *layers, int n_layers, kv_error *err) {
+  memset(b, 0, sizeof *b);
+  if (n_methods < 1 || n_layers < 1) {
+    return kv_error_set(err, KV_EINVAL, "profile: %d methods and %d layers (need >= 1 each)",
+                        n_methods, n_layers);
+  }
+  for (int i = 0; i < n_methods; i++) {
+    int rc = attn_method_check(&methods[i], err);
+    if (rc) return rc;
+  }
+  const size_t ml = (size_t)n_methods * n_layers;
+  b->n_methods = n_methods;
+  b->n_layers = n_layers;
+  b->methods = malloc((size_t)n_methods * sizeof *b->methods);
+  b->layers = malloc((size_t)n_layers * sizeof *b->layers);
+  b->recs = calloc(ml, sizeof *b->recs);
+  b->n_recs = calloc(ml, sizeof *b->n_recs);
+  b->cap_recs = calloc(ml, sizeof *b->cap_recs);
+  b->mass = calloc(ml, sizeof *b->mass);
+  b->err = calloc(ml, sizeof *b->err);
+  b->heads = calloc(ml, sizeof *b->heads);
+  if (!b->methods || !b->layers || !b->recs || !b->n_recs || !b->cap_recs || !b->mass ||
+      !b->err || !b->heads) {
+    attn_profile_builder_free(b);
+    return kv_error_set(err, KV_ENOMEM, "profile: out of memory");
+  }
+  memcpy(b->methods, methods, (size_t)n_methods * sizeof *methods);
+  for (int i = 0; i < n_layers; i++) {
+    int32_t v = layers[i];
+    int j = i;
+    for (; j > 0 && b->layers[j - 1] > v; j--) b->layers[j] = b->layers[j - 1];
+    b->layers[j] = v;
+  }
+  b->n_min = INT64_MAX;
+  b->n_max = 0;
   return 0;
 }
 
-int attn_profile_read(const char *path, attn_profile *p, kv_error *err) {
-  memset(p, 0, sizeof *p);
-  hid_t f = kv_h5_open_read(path, err);
-  if (f < 0) return (int)f;
-  char what[4200], fmt[64] = "";
-  snprintf(what, sizeof what, "%s: /", path);
-  int ver = 0, rc = kv_h5_attr_read_str(f, "format", fmt, sizeof fmt, what, err);
-  if (!rc && strcmp(fmt, "kvlab-attn-profile") != 0) {
-    rc = kv_error_set(err, KV_EFORMAT, "%s: format '%s' is not kvlab-attn-profile", what, fmt);
+static int attn__builder_push(attn_profile_builder *b, size_t ix, attn_profile_record r) {
+  if (b->n_recs[ix] == b->cap_recs[ix]) {
+    size_t nc = b->cap_recs[ix] ? 2 * b->cap_recs[ix] : 256;
+    attn_profile_record *nr = realloc(b->recs[ix], nc * sizeof *nr);
+    if (!nr) return KV_ENOMEM;
+    b->recs[ix] = nr;
+    b->cap_recs[ix] = nc;
   }
-  if (!rc) rc = attn__geti(f, "schema_version", 0, 1 << 20, &ver, what, err);
-  if (!rc && ver != ATTN_PROFILE_VERSION) {
-    rc = kv_error_set(err, KV_ENOTSUP, "%s: schema_version %d not supported", what, ver);
-  }
-  if (!rc) rc = kv_h5_attr_read_str(f, "source", p->source, sizeof p->source, what, err);
-  if (!rc) rc = kv_h5_attr_read_str(f, "model_name", p->model_name, sizeof p->model_name, what, err);
-  if (!rc) rc = attn__geti(f, "model_layers", 1, 100000, &p->model_layers, what, err);
-  if (!rc) rc = attn__geti(f, "n_heads", 1, 4096, &p->n_heads, what, err);
-  if (!rc) rc = attn__geti(f, "n_kv_heads", 1, 4096, &p->n_kv_heads, what, err);
-  if (!rc) rc = attn__geti(f, "head_dim", 1, 1024, &p->head_dim, what, err);
-  if (!rc) rc = attn__geti(f, "elem_bytes", 1, 8, &p->elem_bytes, what, err);
-  if (!rc) rc = attn__geti(f, "n_quantiles", 2, 10000, &p->n_quantiles, what, err);
-  hsize_t dims[3];
-  if (!rc) {
-    hid_t d = kv_h5_open_dataset(f, "layers", 1, dims, what, err);
-    if (d < 0) rc = (int)d;
-    else {
-      p->n_layers = (int)dims[0];
-      H5Dclose(d);
-    }
-  }
-  if (!rc) {
-    hid_t d = kv_h5_open_dataset(f, "ctx_edges", 1, dims, what, err);
-    if (d < 0) rc = (int)d;
-    else {
-      p->n_bins = (int)dims[0] - 1;
-      H5Dclose(d);
-    }
-  }
-  if (!rc && (p->n_layers < 1 || p->n_bins < 1 || p->n_layers > 100000 || p->n_bins > 100000)) {
-    rc = kv_error_set(err, KV_EFORMAT, "%s: %d layers and %d bins (need at least one each)", what,
-                      p->n_layers, p->n_bins);
-  }
-  const int L = p->n_layers, B = p->n_bins, Q = p->n_quantiles;
-  if (!rc) {
-    p->layers = malloc((size_t)L * sizeof *p->layers);
-    p->ctx_edges = malloc((size_t)(B + 1) * sizeof *p->ctx_edges);
-    if (!p->layers || !p->ctx_edges) rc = kv_error_set(err, KV_ENOMEM, "out of memory");
-  }
-  hsize_t wl[1] = {(hsize_t)L}, we[1] = {(hsize_t)B + 1};
-  if (!rc) rc = attn__read(f, "layers", 1, wl, H5T_NATIVE_INT32, p->layers, what, err);
-  if (!rc) rc = attn__read(f, "ctx_edges", 1, we, H5T_NATIVE_INT64, p->ctx_edges, what, err);
-  for (int b = 0; !rc && b < B; b++) {
-    if (p->ctx_edges[b] < 1 || p->ctx_edges[b + 1] <= p->ctx_edges[b]) {
-      rc = kv_error_set(err, KV_EFORMAT, "%s/ctx_edges: not positive and increasing at %d", what, b);
-    }
-  }
-  int nm = 0;
-  while (!rc) {
-    char g[64];
-    snprintf(g, sizeof g, "method_%d", nm);
-    if (!kv_h5_exists(f, g)) break;
-    nm++;
-  }
-  if (!rc && nm == 0) rc = kv_error_set(err, KV_EFORMAT, "%s: no method_<m> groups", what);
-  if (!rc) {
-    p->methods = calloc((size_t)nm, sizeof *p->methods);
-    if (!p->methods) rc = kv_error_set(err, KV_ENOMEM, "out of memory");
-  }
-  for (int i = 0; i < nm && !rc; i++) {
-    attn_profile_method *m = &p->methods[i];
-    p->n_methods = i + 1;
-    char g[64], w[4300], kind[32] = "", est[32] = "";
-    snprintf(g, sizeof g, "method_%d", i);
-    snprintf(w, sizeof w, "%s: /%s", path, g);
-    hid_t gid = H5Gopen2(f, g, H5P_DEFAULT);
-    rc = kv_h5_attr_read_str(gid, "label", m->label, sizeof m->label, w, err);
-    if (!rc) rc = kv_h5_attr_read_str(gid, "kind", kind, sizeof kind, w, err);
-    int k = -1;
-    for (int j = 0; j < 4; j++) k = strcmp(kind, attn__kind_names[j]) == 0 ? j : k;
-    if (!rc && k < 0) rc = kv_error_set(err, KV_EFORMAT, "%s: unknown kind '%s'", w, kind);
-    if (!rc) {
-      attn_method_defaults(&m->method, (attn_method_kind)k);
-      int64_t v;
-      rc = kv_h5_attr_read_i64(gid, "token_budget", &v, w, err);
-      m->method.token_budget = v;
-      if (!rc) rc = kv_h5_attr_read_f64(gid, "epsilon", &m->method.epsilon, w, err);
-      if (!rc) rc = attn__geti(gid, "block_size", 1, 4096, &m->method.block_size, w, err);
-      if (!rc) rc = attn__geti(gid, "group_blocks", 1, 1 << 20, &m->method.group_blocks, w, err);
-      if (!rc) rc = kv_h5_attr_read_str(gid, "estimate", est, sizeof est, w, err);
-      for (int j = 0; j < 3; j++) {
-        if (!strcmp(est, attn__est_names2[j])) m->method.psa_estimate = (attn_estimate)j;
+  b->recs[ix][b->n_recs[ix]++] = r;
+  return 0;
+}
+
+int attn_profile_builder_add(attn_profile_builder *b, int layer, const attn_shape *s,
+                             int64_t n_pos, const int64_t *positions,
+                             const attn_head_metrics *mh, const int32_t *iters, kv_error *err) {
+  int li = 0;
+  while (li < b->n_layers && b->layers[li] != layer) li++;
+  if (li == b->n_layers) return kv_error_set(err, KV_EINVAL, "profile: layer %d was not declared", layer);
+  const int Hq = s->n_heads, Hkv = s->n_kv_heads;
+  for (int m = 0; m < b->n_methods; m++) {
+    const size_t ix = (size_t)m * b->n_layers + li;
+    for (int64_t i = 0; i < n_pos; i++) {
+      const int64_t n = positions[i] + 1;
+      b->n_min = n < b->n_min ? n : b->n_min;
+      b->n_max = n > b->n_max ? n : b->n_max;
+      for (int h = 0; h < Hkv; h++) {
+        const attn_head_metrics *x = &mh[((size_t)m * n_pos + i) * Hq + (size_t)h * (Hq / Hkv)];
+        attn_profile_record r = {n, (int32_t)x->tokens_read, iters[((size_t)m * n_pos + i) * Hkv + h]};
+        if (attn__builder_push(b, ix, r)) return kv_error_set(err, KV_ENOMEM, "profile: out of memory");
+      }
+      for (int h = 0; h < Hq; h++) {
+        b->mass[ix] += mh[((size_t)m * n_pos + i) * Hq + h].mass_covered;
+        b->err[ix] += mh[((size_t)m * n_pos + i) * Hq + h].rel_l2_err;
+        b->heads[ix] += 1;
       }
     }
-    size_t lb = (size_t)L * B;
-    m->count = malloc(lb * sizeof *m->count);
-    m->frac_q = malloc(lb * Q * sizeof *m->frac_q);
-    m->mean_frac = malloc(lb * sizeof(double));
-    m->mean_iters = malloc(lb * sizeof(double));
-    m->mean_mass = malloc((size_t)L * sizeof(double));
-    m->mean_err = malloc((size_t)L * sizeof(double));
-    m->fit_a = malloc((size_t)L * sizeof(double));
-    m->fit_b = malloc((size_t)L * sizeof(double));
-    if (!rc && (!m->count || !m->frac_q || !m->mean_frac || !m->mean_iters || !m->mean_mass ||
-                !m->mean_err || !m->fit_a || !m->fit_b)) {
-      rc = kv_error_set(err, KV_ENOMEM, "out of memory");
-    }
-    hsize_t d2[2] = {(hsize_t)L, (hsize_t)B}, d3[3] = {(hsize_t)L, (hsize_t)B, (hsize_t)Q};
-    if (!rc) rc = attn__read(gid, "count", 2, d2, H5T_NATIVE_INT64, m->count, w, err);
-    if (!rc) rc = attn__read(gid, "frac_q", 3, d3, H5T_NATIVE_DOUBLE, m->frac_q, w, err);
-    if (!rc) rc = attn__read(gid, "mean_frac", 2, d2, H5T_NATIVE_DOUBLE, m->mean_frac, w, err);
-    if (!rc) rc = attn__read(gid, "mean_iters", 2, d2, H5T_NATIVE_DOUBLE, m->mean_iters, w, err);
-    if (!rc) rc = attn__read(gid, "mean_mass", 1, wl, H5T_NATIVE_DOUBLE, m->mean_mass, w, err);
-    if (!rc) rc = attn__read(gid, "mean_err", 1, wl, H5T_NATIVE_DOUBLE, m->mean_err, w, err);
-    if (!rc) rc = attn__read(gid, "fit_a", 1, wl, H5T_NATIVE_DOUBLE, m->fit_a, w, err);
-    if (!rc) rc = attn__read(gid, "fit_b", 1, wl, H5T_NATIVE_DOUBLE, m->fit_b, w, err);
-    /* Quantiles in [0, 1] and non-decreasing where the bin has data. */
-    for (size_t c = 0; !rc && c < lb; c++) {
-      if (m->count[c] == 0) continue;
-      for (int q = 0; q < Q && !rc; q++) {
-        double x = m->frac_q[c * Q + q];
-        if (!(x >= 0 && x <= 1) || (q && x < m->frac_q[c * Q + q - 1])) {
-          rc = kv_error_set(err, KV_EFORMAT, "%s/frac_q: quantile %d of layer row %zu bin %zu "
-                            "is %g (must lie in [0, 1] and not decrease)", w, q, c / B, c % B, x);
-        }
+  }
+  return 0;
+}
+
+static int attn__cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* One method's tables from its records: per layer row the fit, per bin the quantiles (linear
+ * interpolation between order statistics, never below the previous quantile: the reader checks
+ * monotony) and the means. tmp holds at least the largest record count. */
+static void attn__method_tables(const attn_profile_builder *b, int m, const attn_profile *p,
+                                attn_profile_method *pm, double *tmp) {
+  const int L = b->n_layers, bins = p->n_bins, nq = p->n_quantiles;
+  for (int li = 0; li < L; li++) {
+    size_t ix = (size_t)m * L + li;
+    const attn_profile_record *r = b->recs[ix];
+    size_t n = b->n_recs[ix];
+    pm->t.mean_mass[li] = b->heads[ix] ? b->mass[ix] / b->heads[ix] : NAN;
+    pm->t.mean_err[li] = b->heads[ix] ? b->err[ix] / b->heads[ix] : NAN;
+    attn_profile_fit_power(r, n, 0, 0, &pm->t.fit_a[li], &pm->t.fit_b[li]);
+    for (int bn = 0; bn < bins; bn++) {
+      size_t k = 0;
+      double fs = 0, is = 0;
+      for (size_t i = 0; i < n; i++) {
+        if (r[i].n_keys < p->ctx_edges[bn] || r[i].n_keys >= p->ctx_edges[bn + 1]) continue;
+        tmp[k] = (double)r[i].tokens / (double)r[i].n_keys;
+        fs += tmp[k];
+        is += r[i].iters;
+        k++;
       }
-    }
-    for (int l = 0; !rc && l < L; l++) {
-      if (!isfinite(m->fit_a[l]) || !isfinite(m->fit_b[l]) || m->fit_a[l] <= 0) {
-        rc = kv_error_set(err, KV_EFORMAT, "%s: fit of layer row %d is not finite/positive", w, l);
+      size_t c2 = (size_t)li * bins + bn;
+      pm->t.count[c2] = (int64_t)k;
+      if (!k) continue;
+      qsort(tmp, k, sizeof *tmp, attn__cmp_d);
+      for (int qq = 0; qq < nq; qq++) {
+        double pos = (double)qq / (nq - 1) * (double)(k - 1);
+        size_t i0 = (size_t)pos;
+        double t = pos - (double)i0;
+        double v = i0 + 1 < k ? tmp[i0] + t * (tmp[i0 + 1] - tmp[i0]) : tmp[i0];
+        if (qq > 0 && v < pm->t.frac_q[c2 * nq + qq - 1]) v = pm->t.frac_q[c2 * nq + qq - 1];
+        pm->t.frac_q[c2 * nq + qq] = v;
       }
-    }
-    H5Gclose(gid);
-  }
-  H5Fclose(f);
-  if (rc) attn_profile_free(p);
-  return rc;
-}
-
-/* The bin holding n_keys, clamped to the measured bins that have data for (m, l). Sets *scale
- * to the fit's factor when n_keys lies outside that bin. */
-static int attn__bin(const attn_profile *p, int m, int l, int64_t n, double *scale) {
-  const attn_profile_method *pm = &p->methods[m];
-  int first = -1, last = -1, hit = -1;
-  for (int b = 0; b < p->n_bins; b++) {
-    if (pm->count[(size_t)l * p->n_bins + b] == 0) continue;
-    if (first < 0) first = b;
-    last = b;
-    if (n >= p->ctx_edges[b] && n < p->ctx_edges[b + 1]) hit = b;
-  }
-  *scale = 1.0;
-  if (first < 0) return -1;
-  if (hit >= 0) return hit;
-  int b = n < p->ctx_edges[first] ? first : last;
-  /* Rescale tokens by the fit from the bin's geometric centre; the caller divides by n. */
-  double centre = sqrt((double)p->ctx_edges[b] * (double)(p->ctx_edges[b + 1] - 1));
-  double tok_ratio = pow((double)n / centre, pm->fit_b[l]);
-  *scale = tok_ratio * centre / (double)n;
-  return b;
-}
-
-double attn_profile_sample_frac(const attn_profile *p, int m, int l, int64_t n_keys, double u) {
-  const attn_profile_method *pm = &p->methods[m];
-  double scale;
-  int b = attn__bin(p, m, l, n_keys, &scale);
-  if (b < 0) { /* no data: the fit alone */
-    double t = pm->fit_a[l] * pow((double)n_keys, pm->fit_b[l]);
-    double fr = t / (double)n_keys;
-    return fr > 1 ? 1 : (fr <= 0 ? 1.0 / (double)n_keys : fr);
-  }
-  const int Q = p->n_quantiles;
-  const double *q = pm->frac_q + ((size_t)l * p->n_bins + b) * Q;
-  double pos = u * (Q - 1);
-  int i = (int)pos;
-  if (i >= Q - 1) i = Q - 2;
-  double t = pos - i;
-  double fr = (q[i] * (1 - t) + q[i + 1] * t) * scale;
-  double lo = 1.0 / (double)n_keys;
-  return fr > 1 ? 1 : (fr < lo ? lo : fr);
-}
-
-double attn_profile_mean_frac(const attn_profile *p, int m, int l, int64_t n_keys) {
-  const attn_profile_method *pm = &p->methods[m];
-  double scale;
-  int b = attn__bin(p, m, l, n_keys, &scale);
-  if (b < 0) return attn_profile_sample_frac(p, m, l, n_keys, 0.5);
-  double fr = pm->mean_frac[(size_t)l * p->n_bins + b] * scale;
-  return fr > 1 ? 1 : fr;
-}
-
-int attn_profile_layer_row(const attn_profile *p, int layer, int model_layers) {
-  if (layer == 0 && p->layers[0] == 0) return 0;
-  double want = model_layers > 1 ? (double)layer / (model_layers - 1) : 0.0;
-  int best = 0;
-  double bd = 1e30;
-  for (int i = 0; i < p->n_layers; i++) {
-    double r = p->model_layers > 1 ? (double)p->layers[i] / (p->model_layers - 1) : 0.0;
-    /* Layer 0 is special (dense-like); other layers never map onto it. */
-    if (p->layers[i] == 0 && layer != 0 && p->n_layers > 1) continue;
-    double d = fabs(r - want);
-    if (d < bd) {
-      bd = d;
-      best = i;
+      pm->t.mean_frac[c2] = fs / (double)k;
+      pm->t.mean_iters[c2] = is / (double)k;
     }
   }
-  return best;
+}
+
+int attn_profile_builder_finish(const attn_profile_builder *b, int n_bins, int n_quantiles,
+                                attn_profile *out, kv_error *err) {
+  if (n_bins < 1 || n_quantiles < 2) {
+    return kv_error_set(err, KV_EINVAL, "profile: %d bins, %d quantiles (need >= 1, >= 2)",
+                        n_bins, n_quantiles);
+  }
+  if (b->n_max < b->n_min) return kv_error_set(err, KV_EINVAL, "profile: no measurements");
+  const int L = b->n_layers, M = b->n_methods;
+  out->n_layers = L;
+  out->n_bins = n_bins;
+  out->n_quantiles = n_quantiles;
+  out->layers = malloc((size_t)L * sizeof *out->layers);
+  out->ctx_edges = malloc((size_t)(n_bins + 1) * sizeof *out->ctx_edges);
+  out->methods = calloc((size_t)M, sizeof *out->methods);
+  size_t most = 1;
+  for (size_t i = 0; i < (size_t)M * L; i++) most = b->n_recs[i] > most ? b->n_recs[i] : most;
+  double *tmp = malloc(most * sizeof *tmp);
+  int rc = 0;
+  if (!out->layers || !out->ctx_edges || !out->methods || !tmp) rc = KV_ENOMEM;
+  else out->n_methods = M;
+  for (int m = 0; !rc && m < M; m++) {
+    rc = kv_profile_tables_alloc(&out->methods[m].t, L, n_bins, n_quantiles);
+  }
+  if (rc) {
+    free(tmp);
+    attn_profile_free(out);
+    return kv_error_set(err, KV_ENOMEM, "profile: out of memory");
+  }
+  memcpy(out->layers, b->layers, (size_t)L * sizeof *out->layers);
+  /* log-spaced edges over the contexts seen; the last edge just past the longest */
+  const double lo = log((double)b->n_min), hi = log((double)b->n_max + 1);
+  for (int bn = 0; bn <= n_bins; bn++) {
+    out->ctx_edges[bn] = (int64_t)llround(exp(lo + (hi - lo) * bn / n_bins));
+    if (bn > 0 && out->ctx_edges[bn] <= out->ctx_edges[bn - 1]) {
+      out->ctx_edges[bn] = out->ctx_edges[bn - 1] + 1;
+    }
+  }
+  out->ctx_edges[n_bins] = b->n_max + 1;
+  for (int m = 0; m < M; m++) {
+    out->methods[m].method = b->methods[m];
+    attn_method_label(&b->methods[m], out->methods[m].label, sizeof out->methods[m].label);
+    attn__method_tables(b, m, out, &out->methods[m], tmp);
+  }
+  free(tmp);
+  return 0;
+}
+
+int attn_profile_split_check(const attn_profile_builder *b, int m, int li, int64_t split,
+                             double *fit_b, double *predicted, double *measured) {
+  const size_t ix = (size_t)m * b->n_layers + li;
+  const attn_profile_record *r = b->recs[ix];
+  const size_t n = b->n_recs[ix];
+  double a;
+  attn_profile_fit_power(r, n, split, 0, &a, fit_b);
+  double pred = 0, meas = 0, cnt = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (r[i].n_keys < split) continue;
+    pred += a * pow((double)r[i].n_keys, *fit_b);
+    meas += r[i].tokens;
+    cnt += 1;
+  }
+  if (cnt == 0) return 0;
+  *predicted = pred / cnt;
+  *measured = meas / cnt;
+  return 1;
 }

@@ -1,6 +1,7 @@
 /* attn-profile — measures how many KV tokens each attention method reads per decode step on
- * recorded Q/K/V, per layer and context length, and writes the distributions the simulator
- * samples from (kernels/attn_profile.h, docs/attn-profile.md).
+ * recorded Q/K/V, per layer and context length, and writes the attention profile the simulator
+ * prices methods from (kernels/attn_profile.h; the binning, quantiles and fits are the library's
+ * attn_profile_builder, this tool only reads the recording and runs attn_eval_layer).
  *
  * --check-split N: the extension rule's check. Fits the power law on queries with fewer than N
  * keys only, predicts the mean tokens read by queries with N keys or more, and prints the
@@ -27,50 +28,17 @@ static void usage(FILE *f) {
           "      --bins N         context-length bins, log-spaced over the recorded range (4)\n"
           "      --quantiles N    quantiles per bin (21)\n"
           "      --check-split N  fit on queries with < N keys, predict those with >= N\n"
+          "      --kernel-profile FILE  carry measured kernel timings (kvlab-kernel-profile,\n"
+          "                       docs/kernels.md) in the profile, for the simulator\n"
           "  -p, --max-positions N  at most N queries per layer and sequence\n"
           "  -t, --threads N      OpenMP threads\n"
           "  -q, --quiet          no progress\n"
           "  -h, --help\n");
 }
 
-typedef struct {
-  int64_t n_keys;
-  int32_t tokens;  /* per KV head */
-  int32_t iters;
-} rec;
-
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-/* Least squares of log(tokens) on log(n_keys) over records r[lo..hi) with n_keys filter. */
-static void fit_power(const rec *r, size_t n, int64_t below, int64_t at_least, double *a,
-                      double *b) {
-  double sx = 0, sy = 0, sxx = 0, sxy = 0, cnt = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (below > 0 && r[i].n_keys >= below) continue;
-    if (r[i].n_keys < at_least) continue;
-    double x = log((double)r[i].n_keys), y = log((double)(r[i].tokens > 0 ? r[i].tokens : 1));
-    sx += x;
-    sy += y;
-    sxx += x * x;
-    sxy += x * y;
-    cnt += 1;
-  }
-  double den = cnt * sxx - sx * sx;
-  if (cnt < 2 || fabs(den) < 1e-12) {
-    *b = 1.0;
-    *a = cnt > 0 ? exp(sy / cnt - sx / cnt) : 1.0;
-    return;
-  }
-  *b = (cnt * sxy - sx * sy) / den;
-  *a = exp((sy - *b * sx) / cnt);
-}
-
 int main(int argc, char **argv) {
   const char *methods_arg = "dense,topk:512,topk:1024,topk:2048,psa:0.9,psa:0.95,psa:0.99";
-  const char *out = NULL;
+  const char *out = NULL, *kprof = NULL;
   long bins = 4, nq = 21, split = 0, max_pos = 0, threads = 0;
   int quiet = 0;
   static const struct option opts[] = {
@@ -78,6 +46,7 @@ int main(int argc, char **argv) {
       {"bins", required_argument, 0, 'B'},    {"quantiles", required_argument, 0, 'Q'},
       {"check-split", required_argument, 0, 'S'}, {"max-positions", required_argument, 0, 'p'},
       {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
+      {"kernel-profile", required_argument, 0, 'K'},
       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "m:o:p:t:qh", opts, NULL)) != -1) {
@@ -86,6 +55,7 @@ int main(int argc, char **argv) {
     switch (c) {
       case 'm': methods_arg = optarg; break;
       case 'o': out = optarg; break;
+      case 'K': kprof = optarg; break;
       case 'q': quiet = 1; break;
       case 'h': usage(stdout); return 0;
       case 'B': case 'Q': case 'S': case 'p': case 't':
@@ -131,8 +101,9 @@ int main(int argc, char **argv) {
   const qkv_model *mdl = qkv_file_model(f);
   attn_shape s = {mdl->n_heads, mdl->n_kv_heads, mdl->head_dim};
   const int Hq = s.n_heads, Hkv = s.n_kv_heads;
-  /* Distinct recorded layers over all sequences. */
-  int layers[1024], L = 0;
+  /* Distinct recorded layers over all sequences (the builder sorts them). */
+  int32_t layers[1024];
+  int L = 0;
   for (int q = 0; q < qkv_file_n_seqs(f); q++) {
     const qkv_seq_info *si = qkv_file_seq(f, q);
     for (int k = 0; k < si->n_layers; k++) {
@@ -141,18 +112,12 @@ int main(int argc, char **argv) {
       if (!seen && L < 1024) layers[L++] = si->layers[k];
     }
   }
-  for (int i = 1; i < L; i++)
-    for (int j = i; j > 0 && layers[j - 1] > layers[j]; j--) {
-      int t = layers[j];
-      layers[j] = layers[j - 1];
-      layers[j - 1] = t;
-    }
-  /* Per (method, layer): records of every (query, KV head); accuracy sums. */
-  rec **recs = calloc((size_t)nm * L, sizeof *recs);
-  size_t *nrec = calloc((size_t)nm * L, sizeof *nrec), *caprec = calloc((size_t)nm * L, sizeof *caprec);
-  double *mass = calloc((size_t)nm * L, sizeof *mass), *errs = calloc((size_t)nm * L, sizeof *errs);
-  double *hcnt = calloc((size_t)nm * L, sizeof *hcnt);
-  int64_t nmin = INT64_MAX, nmax = 0, total = 0;
+  attn_profile_builder bld;
+  if (attn_profile_builder_init(&bld, methods, nm, layers, L, &err)) {
+    fprintf(stderr, "attn-profile: %s\n", err.msg);
+    return 2;
+  }
+  int64_t total = 0;
   int eb = 2;
   for (int q = 0; q < qkv_file_n_seqs(f); q++) {
     const qkv_seq_info *si = qkv_file_seq(f, q);
@@ -173,8 +138,6 @@ int main(int argc, char **argv) {
   for (int q = 0; q < qkv_file_n_seqs(f); q++) {
     const qkv_seq_info *si = qkv_file_seq(f, q);
     for (int k = 0; k < si->n_layers; k++) {
-      int li = 0;
-      while (layers[li] != si->layers[k]) li++;
       qkv_layer l;
       if (qkv_read_layer(f, q, si->layers[k], 0, &l, &err)) {
         fprintf(stderr, "attn-profile: %s\n", err.msg);
@@ -191,8 +154,8 @@ int main(int argc, char **argv) {
                (size_t)Hq * s.head_dim * sizeof *Q);
       }
       attn_head_metrics *mh = calloc((size_t)nm * np * Hq, sizeof *mh);
-      int64_t *by = calloc((size_t)nm * np * Hkv, sizeof *by);
       int32_t *it = calloc((size_t)nm * np * Hkv, sizeof *it);
+      /* in chunks of 8 queries, for the progress line */
       for (int64_t p0 = 0; p0 < np; p0 += 8) {
         int64_t pn = np - p0 < 8 ? np - p0 : 8;
         attn_head_metrics *mh2 = calloc((size_t)nm * pn * Hq, sizeof *mh2);
@@ -212,33 +175,11 @@ int main(int argc, char **argv) {
         free(it2);
         kv_progress_add(&prog, pn);
       }
-      for (int m = 0; m < nm; m++) {
-        size_t ix = (size_t)m * L + li;
-        for (int64_t i = 0; i < np; i++) {
-          int64_t n = pos[i] + 1;
-          nmin = n < nmin ? n : nmin;
-          nmax = n > nmax ? n : nmax;
-          for (int h = 0; h < Hkv; h++) {
-            if (nrec[ix] == caprec[ix]) {
-              caprec[ix] = caprec[ix] ? 2 * caprec[ix] : 256;
-              recs[ix] = realloc(recs[ix], caprec[ix] * sizeof **recs);
-              if (!recs[ix]) {
-                fprintf(stderr, "attn-profile: out of memory\n");
-                return 1;
-              }
-            }
-            const attn_head_metrics *x = &mh[((size_t)m * np + i) * Hq + (size_t)h * (Hq / Hkv)];
-            recs[ix][nrec[ix]++] = (rec){n, (int32_t)x->tokens_read, it[((size_t)m * np + i) * Hkv + h]};
-          }
-          for (int h = 0; h < Hq; h++) {
-            mass[ix] += mh[((size_t)m * np + i) * Hq + h].mass_covered;
-            errs[ix] += mh[((size_t)m * np + i) * Hq + h].rel_l2_err;
-            hcnt[ix] += 1;
-          }
-        }
+      if (attn_profile_builder_add(&bld, si->layers[k], &s, np, pos, mh, it, &err)) {
+        fprintf(stderr, "attn-profile: %s\n", err.msg);
+        return 1;
       }
       free(mh);
-      free(by);
       free(it);
       free(Q);
       free(pos);
@@ -254,92 +195,26 @@ int main(int argc, char **argv) {
   p.n_kv_heads = Hkv;
   p.head_dim = s.head_dim;
   p.elem_bytes = eb;
-  p.n_layers = L;
-  p.layers = malloc((size_t)L * sizeof *p.layers);
-  for (int i = 0; i < L; i++) p.layers[i] = layers[i];
-  p.n_bins = (int)bins;
-  p.ctx_edges = malloc((size_t)(bins + 1) * sizeof *p.ctx_edges);
-  for (long b = 0; b <= bins; b++) {
-    double e = exp(log((double)nmin) + (log((double)nmax + 1) - log((double)nmin)) * b / bins);
-    p.ctx_edges[b] = (int64_t)llround(e);
-    if (b > 0 && p.ctx_edges[b] <= p.ctx_edges[b - 1]) p.ctx_edges[b] = p.ctx_edges[b - 1] + 1;
+  if (attn_profile_builder_finish(&bld, (int)bins, (int)nq, &p, &err) ||
+      (kprof && attn_profile_read_timings(kprof, &p, &err))) {
+    fprintf(stderr, "attn-profile: %s\n", err.msg);
+    return 1;
   }
-  p.ctx_edges[bins] = nmax + 1;
-  p.n_quantiles = (int)nq;
-  p.n_methods = nm;
-  p.methods = calloc((size_t)nm, sizeof *p.methods);
-  double *tmp = NULL;
   if (split) {
     printf("# check of the context-length extension: fit on queries with < %ld keys, predict the "
            "mean tokens read by queries with >= %ld keys\n", split, split);
     printf("%-24s %5s %9s %9s %9s %8s\n", "method", "layer", "fit_b", "predicted", "measured",
            "rel_err");
-  }
-  for (int m = 0; m < nm; m++) {
-    attn_profile_method *pm = &p.methods[m];
-    pm->method = methods[m];
-    attn_method_label(&methods[m], pm->label, sizeof pm->label);
-    size_t lb = (size_t)L * bins;
-    pm->count = calloc(lb, sizeof *pm->count);
-    pm->frac_q = calloc(lb * nq, sizeof *pm->frac_q);
-    pm->mean_frac = calloc(lb, sizeof(double));
-    pm->mean_iters = calloc(lb, sizeof(double));
-    pm->mean_mass = calloc((size_t)L, sizeof(double));
-    pm->mean_err = calloc((size_t)L, sizeof(double));
-    pm->fit_a = calloc((size_t)L, sizeof(double));
-    pm->fit_b = calloc((size_t)L, sizeof(double));
-    for (int li = 0; li < L; li++) {
-      size_t ix = (size_t)m * L + li;
-      const rec *r = recs[ix];
-      size_t n = nrec[ix];
-      pm->mean_mass[li] = hcnt[ix] ? mass[ix] / hcnt[ix] : NAN;
-      pm->mean_err[li] = hcnt[ix] ? errs[ix] / hcnt[ix] : NAN;
-      fit_power(r, n, 0, 0, &pm->fit_a[li], &pm->fit_b[li]);
-      tmp = realloc(tmp, (n ? n : 1) * sizeof *tmp);
-      for (long b = 0; b < bins; b++) {
-        size_t k = 0;
-        double fs = 0, is = 0;
-        for (size_t i = 0; i < n; i++) {
-          if (r[i].n_keys < p.ctx_edges[b] || r[i].n_keys >= p.ctx_edges[b + 1]) continue;
-          tmp[k] = (double)r[i].tokens / (double)r[i].n_keys;
-          fs += tmp[k];
-          is += r[i].iters;
-          k++;
-        }
-        size_t c2 = (size_t)li * bins + b;
-        pm->count[c2] = (int64_t)k;
-        if (!k) continue;
-        qsort(tmp, k, sizeof *tmp, cmp_d);
-        for (long qq = 0; qq < nq; qq++) {
-          double pos = (double)qq / (nq - 1) * (double)(k - 1);
-          size_t i0 = (size_t)pos;
-          double t = pos - (double)i0;
-          double v = i0 + 1 < k ? tmp[i0] + t * (tmp[i0 + 1] - tmp[i0]) : tmp[i0];
-          /* equal neighbours must not round below the previous quantile (the reader checks) */
-          if (qq > 0 && v < pm->frac_q[c2 * nq + qq - 1]) v = pm->frac_q[c2 * nq + qq - 1];
-          pm->frac_q[c2 * nq + qq] = v;
-        }
-        pm->mean_frac[c2] = fs / (double)k;
-        pm->mean_iters[c2] = is / (double)k;
-      }
-      if (split) {
-        double a, b2;
-        fit_power(r, n, split, 0, &a, &b2);
-        double pred = 0, meas = 0, cnt = 0;
-        for (size_t i = 0; i < n; i++) {
-          if (r[i].n_keys < split) continue;
-          pred += a * pow((double)r[i].n_keys, b2);
-          meas += r[i].tokens;
-          cnt += 1;
-        }
-        if (cnt > 0) {
-          printf("%-24s %5d %9.3f %9.1f %9.1f %8.3f\n", pm->label, layers[li], b2, pred / cnt,
-                 meas / cnt, (pred - meas) / meas);
+    for (int m = 0; m < nm; m++) {
+      for (int li = 0; li < L; li++) {
+        double b2, pred, meas;
+        if (attn_profile_split_check(&bld, m, li, split, &b2, &pred, &meas)) {
+          printf("%-24s %5d %9.3f %9.1f %9.1f %8.3f\n", p.methods[m].label, p.layers[li], b2,
+                 pred, meas, (pred - meas) / meas);
         }
       }
     }
   }
-  free(tmp);
   int rc = 0;
   if (out && attn_profile_write(out, &p, &err)) {
     fprintf(stderr, "attn-profile: %s\n", err.msg);
@@ -347,28 +222,22 @@ int main(int argc, char **argv) {
   }
   if (!rc && out && !quiet) {
     printf("# %s: %d methods x %d layers x %ld context bins [%lld, %lld] keys\n", out, nm, L, bins,
-           (long long)nmin, (long long)nmax);
+           (long long)bld.n_min, (long long)bld.n_max);
     printf("%-24s %5s %10s %8s %8s %8s\n", "method", "layer", "mean_frac", "fit_b", "mass", "err");
     for (int m = 0; m < nm; m++) {
       for (int li = 0; li < L; li++) {
         double mf = 0, cnt = 0;
         for (long b = 0; b < bins; b++) {
-          mf += p.methods[m].mean_frac[(size_t)li * bins + b] * (double)p.methods[m].count[(size_t)li * bins + b];
-          cnt += (double)p.methods[m].count[(size_t)li * bins + b];
+          mf += p.methods[m].t.mean_frac[(size_t)li * bins + b] * (double)p.methods[m].t.count[(size_t)li * bins + b];
+          cnt += (double)p.methods[m].t.count[(size_t)li * bins + b];
         }
-        printf("%-24s %5d %10.4f %8.3f %8.4f %8.4f\n", p.methods[m].label, layers[li],
-               cnt ? mf / cnt : NAN, p.methods[m].fit_b[li], p.methods[m].mean_mass[li],
-               p.methods[m].mean_err[li]);
+        printf("%-24s %5d %10.4f %8.3f %8.4f %8.4f\n", p.methods[m].label, p.layers[li],
+               cnt ? mf / cnt : NAN, p.methods[m].t.fit_b[li], p.methods[m].t.mean_mass[li],
+               p.methods[m].t.mean_err[li]);
       }
     }
   }
-  for (int i = 0; i < nm * L; i++) free(recs[i]);
-  free(recs);
-  free(nrec);
-  free(caprec);
-  free(mass);
-  free(errs);
-  free(hcnt);
+  attn_profile_builder_free(&bld);
   attn_profile_free(&p);
   qkv_close(f);
   return rc;

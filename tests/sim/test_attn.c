@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "attn_profile.h"
 #include "kv_config.h"
 #include "kv_h5.h"
 #include "sim.h"
@@ -108,14 +109,14 @@ static void write_profile(const char *path, const pm_spec *sp, int n) {
       fa[i][l] = 1;
       fb[i][l] = sp[i].fit_b;
     }
-    pm[i].count = cnt[i];
-    pm[i].frac_q = fq[i];
-    pm[i].mean_frac = mf[i];
-    pm[i].mean_iters = mi[i];
-    pm[i].mean_mass = mm[i];
-    pm[i].mean_err = me[i];
-    pm[i].fit_a = fa[i];
-    pm[i].fit_b = fb[i];
+    pm[i].t.count = cnt[i];
+    pm[i].t.frac_q = fq[i];
+    pm[i].t.mean_frac = mf[i];
+    pm[i].t.mean_iters = mi[i];
+    pm[i].t.mean_mass = mm[i];
+    pm[i].t.mean_err = me[i];
+    pm[i].t.fit_a = fa[i];
+    pm[i].t.fit_b = fb[i];
   }
   p.methods = pm;
   kv_error e = {0};
@@ -244,7 +245,7 @@ static void test_sampling_and_extension(void) {
   sim_attn_model_free(&am);
 }
 
-/* The simulator's fast draw equals the profile library's (attn_profile_sample_frac) bit for bit,
+/* The simulator's cached draw equals the per-call one (sim_attn_profile_sample_frac) bit for bit,
  * inside and outside the measured range, for every extension rule, and for a layer row whose
  * middle bin has no data. */
 static void test_fast_draw_equals_library(void) {
