@@ -143,6 +143,66 @@ static int64_t sim__ns(double t) {
   return (int64_t)llround(t);
 }
 
+/* pre (launch + selection) and att (the attention kernels) of one layer from the HBM bytes it
+ * reads, through the measured kernel fit when there is one for the class, else the model of
+ * sim_attn.h (imax: the layer's largest PSA iteration count). */
+static void sim__layer_time(const sim_attn_model *am, int sparse, int64_t imax, double bytes,
+                            int64_t *pre_ns, int64_t *att_ns) {
+  const sim_attn_params *ap = &am->prm;
+  const int psa = ap->mode == SIM_ATTN_PSA;
+  int kc = !sparse ? SIM_ATTN_KCLASS_DENSE
+           : !psa ? SIM_ATTN_KCLASS_TOPK
+           : ap->loop == SIM_ATTN_LOOP_PIPELINED ? SIM_ATTN_KCLASS_PSA_PIPE
+                                                  : SIM_ATTN_KCLASS_PSA_HOST;
+  if (am->have_kprof && am->kc1[kc] > 0) {
+    *att_ns = sim__ns(am->kc0[kc] + am->kc1[kc] * bytes / (double)am->tp);
+    return;
+  }
+  *pre_ns = ap->launch_ns + (sparse ? ap->select_ns : 0);
+  double t_hbm = bytes / ((double)am->tp * am->hw.hbm_bw * ap->hbm_eff) * 1e9;
+  if (sparse && psa) {
+    if (ap->loop == SIM_ATTN_LOOP_PIPELINED) {
+      double t_it = (double)imax * (double)ap->iter_pipelined_ns;
+      t_hbm = t_hbm > t_it ? t_hbm : t_it;
+    } else {
+      t_hbm += (double)imax * (double)ap->iter_hostsync_ns;
+    }
+  }
+  *att_ns = sim__ns(t_hbm);
+}
+
+/* The step's needs become the previous step of the next one and join the need log; its totals
+ * (tokens, dense tokens, HBM bytes, hit and missed blocks, H2D bytes: sums[6]) go to the
+ * counters. KV_ENOMEM when the log cannot grow. */
+static int sim__record_step(sim_attn_run *r, int64_t n, const double sums[6], int64_t ns_all) {
+  const int64_t L = r->L;
+  r->wprev = 0;
+  for (int64_t l = 0; l < L; l++) {
+    r->wprev_l[l] = r->need_l[l];
+    r->wprev += r->need_l[l];
+  }
+  if (r->n_steps == r->cap_steps) {
+    int64_t nc = r->cap_steps ? r->cap_steps * 2 : 1024;
+    int64_t *nl = realloc(r->need_log, (size_t)(nc * L) * sizeof *nl);
+    if (!nl) return KV_ENOMEM;
+    r->need_log = nl;
+    r->cap_steps = nc;
+  }
+  for (int64_t l = 0; l < L; l++) r->need_log[r->n_steps * L + l] = (int64_t)llround(r->need_l[l]);
+  r->n_steps++;
+  int64_t *st = r->stats;
+  st[SIM_STAT_ATTN_STEPS] += 1;
+  st[SIM_STAT_ATTN_DECODE_SEQS] += n;
+  st[SIM_STAT_ATTN_TOKENS] += (int64_t)llround(sums[0]);
+  st[SIM_STAT_ATTN_DENSE_TOKENS] += (int64_t)llround(sums[1]);
+  st[SIM_STAT_ATTN_HBM_BYTES] += (int64_t)llround(sums[2]);
+  st[SIM_STAT_ATTN_HIT_BLOCKS] += (int64_t)llround(sums[3]);
+  st[SIM_STAT_ATTN_MISS_BLOCKS] += (int64_t)llround(sums[4]);
+  st[SIM_STAT_ATTN_NS] += ns_all;
+  st[SIM_STAT_ATTN_H2D_BYTES] += (int64_t)llround(sums[5]);
+  return 0;
+}
+
 int sim_attn_iter(sim_attn_run *r, const sim_attn_seq *seqs, int64_t n, int64_t post_ns,
                   int64_t new_kv_tokens, int has_store, kv_error *err) {
   const sim_attn_model *am = r->am;
@@ -231,29 +291,8 @@ int sim_attn_iter(sim_attn_run *r, const sim_attn_seq *seqs, int64_t n, int64_t 
       }
     }
     r->need_l[l] = need;
-    /* time */
     int64_t pre = 0, att = 0;
-    if (n > 0) {
-      int kc = !sparse ? SIM_ATTN_KCLASS_DENSE
-               : !psa ? SIM_ATTN_KCLASS_TOPK
-               : ap->loop == SIM_ATTN_LOOP_PIPELINED ? SIM_ATTN_KCLASS_PSA_PIPE
-                                                      : SIM_ATTN_KCLASS_PSA_HOST;
-      if (am->have_kprof && am->kc1[kc] > 0) {
-        att = sim__ns(am->kc0[kc] + am->kc1[kc] * bytes / (double)am->tp);
-      } else {
-        pre = ap->launch_ns + (sparse ? ap->select_ns : 0);
-        double t_hbm = bytes / ((double)am->tp * am->hw.hbm_bw * ap->hbm_eff) * 1e9;
-        if (sparse && psa) {
-          if (ap->loop == SIM_ATTN_LOOP_PIPELINED) {
-            double t_it = (double)imax * (double)ap->iter_pipelined_ns;
-            t_hbm = t_hbm > t_it ? t_hbm : t_it;
-          } else {
-            t_hbm += (double)imax * (double)ap->iter_hostsync_ns;
-          }
-        }
-        att = sim__ns(t_hbm);
-      }
-    }
+    if (n > 0) sim__layer_time(am, sparse, imax, bytes, &pre, &att);
     double miss = need - hits;
     if (miss < 0) miss = 0;
     pl->pre_ns[l] = pre;
@@ -271,31 +310,10 @@ int sim_attn_iter(sim_attn_run *r, const sim_attn_seq *seqs, int64_t n, int64_t 
   pl->decode_ns = ns_all;
   pl->d2h_bytes = ap->offload && !has_store ? new_kv_tokens * sim_attn_bytes_per_token(am) : 0;
   if (n > 0) {
-    /* the previous step for the next one; recorded needs for the capacity comparison */
-    r->wprev = 0;
-    for (int64_t l = 0; l < L; l++) {
-      r->wprev_l[l] = r->need_l[l];
-      r->wprev += r->need_l[l];
+    const double sums[6] = {tok_all, dense_all, bytes_all, hits_all, miss_all, h2d_all};
+    if (sim__record_step(r, n, sums, ns_all)) {
+      return kv_error_set(err, KV_ENOMEM, "attention: out of memory (need log)");
     }
-    if (r->n_steps == r->cap_steps) {
-      int64_t nc = r->cap_steps ? r->cap_steps * 2 : 1024;
-      int64_t *nl = realloc(r->need_log, (size_t)(nc * L) * sizeof *nl);
-      if (!nl) return kv_error_set(err, KV_ENOMEM, "attention: out of memory (need log)");
-      r->need_log = nl;
-      r->cap_steps = nc;
-    }
-    for (int64_t l = 0; l < L; l++) r->need_log[r->n_steps * L + l] = (int64_t)llround(r->need_l[l]);
-    r->n_steps++;
-    int64_t *st = r->stats;
-    st[SIM_STAT_ATTN_STEPS] += 1;
-    st[SIM_STAT_ATTN_DECODE_SEQS] += n;
-    st[SIM_STAT_ATTN_TOKENS] += (int64_t)llround(tok_all);
-    st[SIM_STAT_ATTN_DENSE_TOKENS] += (int64_t)llround(dense_all);
-    st[SIM_STAT_ATTN_HBM_BYTES] += (int64_t)llround(bytes_all);
-    st[SIM_STAT_ATTN_HIT_BLOCKS] += (int64_t)llround(hits_all);
-    st[SIM_STAT_ATTN_MISS_BLOCKS] += (int64_t)llround(miss_all);
-    st[SIM_STAT_ATTN_NS] += ns_all;
-    st[SIM_STAT_ATTN_H2D_BYTES] += (int64_t)llround(h2d_all);
   }
   r->stats[SIM_STAT_ATTN_D2H_BYTES] += pl->d2h_bytes;
   return 0;

@@ -1,5 +1,7 @@
 /* sim_engine.h — the serving engine behind sim_run (sim.h): what it models, in order of a
- * turn's life. Full design notes and the choices the paper leaves open: docs/sim.md.
+ * turn's life. Full design notes and the choices the paper leaves open: docs/sim.md. The engine
+ * is split along what it models (sim_eng.h maps the parts: scheduler sim_sched, lookup
+ * sim_lookup, transfers sim_xfer, iteration loop sim_iter, run driver sim_engine.c).
  *
  * Arrival. Sessions arrive at their trace times (one pending arrival event at a time). A turn
  * arrives at its trace time (open loop) or at its predecessor's completion + think time (closed

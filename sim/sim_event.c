@@ -1,44 +1,36 @@
 #include "sim_event.h"
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* A never-used slot holds no event (seq -1), so no handle can name it. */
+static void sim__slot_fresh(void *rec) { ((sim_event_slot *)rec)->seq = -1; }
+
 void sim_events_init(sim_events *ev) {
   memset(ev, 0, sizeof *ev);
-  ev->free_head = -1;
+  sim_slots_init(&ev->pool, sizeof(sim_event_slot), offsetof(sim_event_slot, next_free), 256,
+                 sim__slot_fresh);
   ev->last_fired_time = 0;
 }
 
 void sim_events_free(sim_events *ev) {
   free(ev->heap);
-  free(ev->slots);
+  sim_slots_free(&ev->pool);
   sim_events_init(ev);
 }
 
 static int sim__slot_alloc(sim_events *ev) {
-  if (ev->free_head < 0) {
-    int32_t nc = ev->cap_slots ? ev->cap_slots * 2 : 256;
-    if (nc < 0 || nc <= ev->cap_slots) return -1;
-    sim_event_slot *ns = realloc(ev->slots, (size_t)nc * sizeof *ns);
-    if (!ns) return -1;
-    ev->slots = ns;
-    for (int32_t i = nc - 1; i >= ev->cap_slots; i--) {
-      ns[i].seq = -1;
-      ns[i].next_free = ev->free_head;
-      ev->free_head = i;
-    }
-    ev->cap_slots = nc;
-  }
-  int32_t s = ev->free_head;
-  ev->free_head = ev->slots[s].next_free;
+  int32_t s = sim_slots_alloc(&ev->pool);
+  ev->slots = ev->pool.items;
+  ev->cap_slots = ev->pool.cap;
   return s;
 }
 
 static void sim__slot_release(sim_events *ev, int32_t s) {
   ev->slots[s].seq = -1;
-  ev->slots[s].next_free = ev->free_head;
-  ev->free_head = s;
+  sim_slots_release(&ev->pool, s);
 }
 
 static void sim__sift_up(sim_event_key *h, int64_t i) {

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "kv_err.h"
+#include "sim_slots.h"
 
 #define SIM_TIME_MAX INT64_MAX
 
@@ -64,8 +65,9 @@ typedef struct sim_events {
   int64_t seq;                 /* next sequence number */
   sim_event_key *heap;         /* (n_heap) min-heap by sim_event_before */
   int64_t n_heap, cap_heap;
-  sim_event_slot *slots;       /* (cap_slots) payloads; free ones chained by next_free */
-  int32_t cap_slots, free_head;
+  sim_slots pool;              /* payload records (sim_slots.h); free ones chained by next_free */
+  sim_event_slot *slots;       /* (cap_slots) = pool.items, refreshed when the pool grows */
+  int32_t cap_slots;
   int64_t n_scheduled, n_fired, n_cancelled;
   int64_t n_pending;           /* scheduled, not yet fired or cancelled */
   int64_t last_fired_time;

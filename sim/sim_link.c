@@ -2,14 +2,18 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* A never-used flow record belongs to no transfer (gen -1: no handle names it). */
+static void sim__flow_fresh(void *rec) { ((sim_flow *)rec)->gen = -1; }
+
 void sim_net_init(sim_net *net, sim_events *ev) {
   memset(net, 0, sizeof *net);
   net->ev = ev;
-  net->free_head = -1;
+  sim_slots_init(&net->pool, sizeof(sim_flow), offsetof(sim_flow, next), 64, sim__flow_fresh);
   net->live_head = -1;
   net->live_tail = -1;
   net->pending = SIM_EVENT_NONE;
@@ -19,7 +23,7 @@ void sim_net_init(sim_net *net, sim_events *ev) {
 void sim_net_free(sim_net *net) {
   if (net->ev) sim_event_cancel(net->ev, net->pending);
   free(net->links);
-  free(net->flows);
+  sim_slots_free(&net->pool);
   memset(net, 0, sizeof *net);
 }
 
@@ -188,8 +192,7 @@ static void sim__unlink(sim_net *net, int32_t f) {
   if (fl->next >= 0) net->flows[fl->next].prev = fl->prev;
   else net->live_tail = fl->prev;
   fl->gen = -1;
-  fl->next = net->free_head;
-  net->free_head = f;
+  sim_slots_release(&net->pool, f);
   net->n_live--;
 }
 
@@ -265,23 +268,13 @@ int sim_net_start(sim_net *net, const int32_t *route, int n, double bytes, doubl
     }
     lat += net->links[route[i]].latency_ns;
   }
-  if (net->free_head < 0) {
-    int32_t nc = net->cap_flows ? net->cap_flows * 2 : 64;
-    sim_flow *nf = realloc(net->flows, (size_t)nc * sizeof *nf);
-    if (!nf) return kv_error_set(err, KV_ENOMEM, "flow: out of memory");
-    net->flows = nf;
-    for (int32_t i = nc - 1; i >= net->cap_flows; i--) {
-      nf[i].gen = -1;
-      nf[i].next = net->free_head;
-      net->free_head = i;
-    }
-    net->cap_flows = nc;
-  }
+  int32_t f = sim_slots_alloc(&net->pool);
+  if (f < 0) return kv_error_set(err, KV_ENOMEM, "flow: out of memory");
+  net->flows = net->pool.items;
+  net->cap_flows = net->pool.cap;
   int64_t now = net->ev->now;
   sim__net_advance(net, now);
-  int32_t f = net->free_head;
   sim_flow *fl = &net->flows[f];
-  net->free_head = fl->next;
   memset(fl, 0, sizeof *fl);
   for (int i = 0; i < n; i++) fl->links[i] = route[i];
   fl->n_links = n;

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "sim_event.h"
+#include "sim_slots.h"
 
 #define SIM_ROUTE_MAX 3
 #define SIM_LINK_NAME_MAX 32
@@ -70,8 +71,9 @@ typedef struct sim_net {
   sim_events *ev;
   sim_link *links;
   int32_t n_links, cap_links;
-  sim_flow *flows;
-  int32_t cap_flows, free_head, live_head, live_tail;  /* live: started, not finished */
+  sim_slots pool;         /* flow records (sim_slots.h); free ones chained by next */
+  sim_flow *flows;        /* (cap_flows) = pool.items, refreshed when the pool grows */
+  int32_t cap_flows, live_head, live_tail;  /* live: started, not finished */
   int32_t n_live;
   int64_t gen;
   int64_t last_update_ns;

@@ -1,6 +1,7 @@
 #include "sim_store.h"
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,9 @@ static uint64_t sim__mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+/* A never-used unit is in no tier. */
+static void sim__unit_fresh(void *rec) { ((sim_unit *)rec)->tier = -1; }
+
 int sim_store_init(sim_store *s, sim_store_kind kind, const sim_policy *pol,
                    const int64_t capacity[SIM_TIER_COUNT], int64_t bytes_per_token,
                    int64_t ttl_ns, sim_net *net, const int32_t *link, int64_t *stats,
@@ -30,7 +34,7 @@ int sim_store_init(sim_store *s, sim_store_kind kind, const sim_policy *pol,
   s->ttl_ns = ttl_ns;
   s->net = net;
   s->stats = stats;
-  s->free_u = -1;
+  sim_slots_init(&s->pool, sizeof(sim_unit), offsetof(sim_unit, hnext), 1024, sim__unit_fresh);
   s->stage_cap = INT64_MAX / 4;
   s->inclusive = 1;
   s->moving = -1;
@@ -44,7 +48,7 @@ int sim_store_init(sim_store *s, sim_store_kind kind, const sim_policy *pol,
 }
 
 void sim_store_free(sim_store *s) {
-  free(s->u);
+  sim_slots_free(&s->pool);
   free(s->buckets);
   for (int t = 0; t < SIM_TIER_COUNT; t++) free(s->heap[t]);
   memset(s, 0, sizeof *s);
@@ -265,8 +269,7 @@ void sim_store_drop(sim_store *s, int32_t i, int stat) {
   sim_tier_release(&s->tiers[u->tier], u->bytes);
   sim__unhash(s, i);
   u->tier = -1;
-  u->hnext = s->free_u;
-  s->free_u = i;
+  sim_slots_release(&s->pool, i);
   s->n_live--;
   sim__stat(s, stat, 1);
 }
@@ -393,22 +396,12 @@ int32_t sim_store_create(sim_store *s, uint64_t key, int64_t tokens, int tier, i
     if (sim_store_make_room(s, t, bytes, qpos_limit) == 0) break;
   }
   if (t < 0) return KV_ERANGE;
-  if (s->free_u < 0) {
-    int32_t nc = s->cap_u ? s->cap_u * 2 : 1024;
-    sim_unit *nu = realloc(s->u, (size_t)nc * sizeof *nu);
-    if (!nu) return KV_ENOMEM;
-    s->u = nu;
-    for (int32_t k = nc - 1; k >= s->cap_u; k--) {
-      nu[k].tier = -1;
-      nu[k].hnext = s->free_u;
-      s->free_u = k;
-    }
-    s->cap_u = nc;
-  }
   if (s->n_live + 1 > s->n_buckets && sim__rehash(s)) return KV_ENOMEM;
-  int32_t i = s->free_u;
+  int32_t i = sim_slots_alloc(&s->pool);
+  if (i < 0) return KV_ENOMEM;
+  s->u = s->pool.items;
+  s->cap_u = s->pool.cap;
   sim_unit *u = &s->u[i];
-  s->free_u = u->hnext;
   memset(u, 0, sizeof *u);
   u->key = key;
   u->tokens = tokens;

@@ -43,6 +43,7 @@
 #include "kv_err.h"
 #include "sim_link.h"
 #include "sim_policy.h"
+#include "sim_slots.h"
 #include "sim_tier.h"
 
 typedef enum sim_store_kind { SIM_STORE_SESSION = 0, SIM_STORE_BLOCK } sim_store_kind;
@@ -93,8 +94,9 @@ typedef struct sim_store {
   sim_tier tiers[SIM_TIER_COUNT];
   int64_t bytes_per_token;
   int64_t ttl_ns;                 /* 0: none */
-  sim_unit *u;
-  int32_t cap_u, free_u;
+  sim_slots pool;                 /* unit records (sim_slots.h); free ones chained by hnext */
+  sim_unit *u;                    /* (cap_u) = pool.items, refreshed when the pool grows */
+  int32_t cap_u;
   int64_t n_live;
   int32_t *buckets;
   int64_t n_buckets;

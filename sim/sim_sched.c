@@ -1,0 +1,259 @@
+/* sim_sched.c — the engine's scheduler: jobs, queue, arrival, admission, look-ahead windows (sim_sched.h). */
+#include "sim_sched.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim_engine.h"
+#include "sim_iter.h"
+#include "sim_lookup.h"
+#include "sim_xfer.h"
+
+/* ---- jobs and save records ---------------------------------------------------------------- */
+
+int32_t sim__job_alloc(sim_eng *E) {
+  int32_t j = sim_slots_alloc(&E->job_pool);
+  if (j < 0) return -1;
+  E->jobs = E->job_pool.items;
+  sim_job *J = &E->jobs[j];
+  int32_t *blocks = J->blocks, cap = J->cap_blocks;
+  memset(J, 0, sizeof *J);
+  J->blocks = blocks;
+  J->cap_blocks = cap;
+  J->unit = -1;
+  J->shrink_to = -1;
+  J->save_list = -1;
+  J->admit_ns = J->first_ns = -1;
+  E->live_jobs++;
+  return j;
+}
+
+void sim__job_release(sim_eng *E, int32_t j) {
+  E->jobs[j].state = JOB_FREE;
+  sim_slots_release(&E->job_pool, j);
+  E->live_jobs--;
+}
+
+/* ---- queue -------------------------------------------------------------------------------- */
+
+int32_t sim__q_at(const sim_eng *E, int64_t i) { return E->q[(E->q_head + i) % E->q_cap]; }
+
+int sim__q_push(sim_eng *E, int32_t j) {
+  if (E->q_len == E->q_cap) {
+    int64_t nc = E->q_cap ? E->q_cap * 2 : 256;
+    int32_t *nq = malloc((size_t)nc * sizeof *nq);
+    if (!nq) return KV_ENOMEM;
+    for (int64_t i = 0; i < E->q_len; i++) nq[i] = sim__q_at(E, i);
+    free(E->q);
+    E->q = nq;
+    E->q_cap = nc;
+    E->q_head = 0;
+  }
+  E->q[(E->q_head + E->q_len) % E->q_cap] = j;
+  E->q_len++;
+  return 0;
+}
+
+/* Removes the job at queue position pos: the jobs before it move up one place. */
+void sim__q_remove(sim_eng *E, int64_t pos) {
+  for (int64_t k = pos; k > 0; k--) {
+    E->q[(E->q_head + k) % E->q_cap] = E->q[(E->q_head + k - 1) % E->q_cap];
+  }
+  E->q_head = (E->q_head + 1) % E->q_cap;
+  E->q_len--;
+}
+
+/* Sets the look-ahead eviction window mark of job j's session unit. */
+void sim__sched_windows(sim_eng *E) {
+  const sim_params *p = E->p;
+  /* L_pw = C_mem / S_kv, L_ew = (C_mem + C_disk) / S_kv */
+  double skv = sim_engine_mean_session_kv(p, E->t);
+  double cmem = (double)p->tier_bytes[SIM_TIER_DRAM], cdisk = (double)p->tier_bytes[SIM_TIER_SSD];
+  E->W_p = p->prefetch_window_jobs > 0 ? p->prefetch_window_jobs
+           : skv > 0 ? (int64_t)fmax(1, floor(cmem / skv)) : 1;
+  E->W_e = p->evict_window_jobs > 0 ? p->evict_window_jobs
+           : skv > 0 ? (int64_t)fmax(1, fmin(1e15, floor((cmem + cdisk) / skv))) : 1;
+}
+
+void sim__window_mark(sim_eng *E, int32_t j) {
+  sim_job *J = &E->jobs[j];
+  int32_t x = sim__sess_unit(E, J->session);
+  if (x >= 0 && E->store.u[x].pins == 0) sim_store_set_qpos(&E->store, x, J->qseq);
+}
+
+
+/* ---- arrivals ----------------------------------------------------------------------------- */
+
+static void sim__turn_arrive(sim_eng *E, int64_t ti);
+
+void sim__ev_turn(void *ctx, int64_t arg) {
+  sim_eng *E = ctx;
+  sim__turn_arrive(E, arg);
+}
+
+void sim__ev_session(void *ctx, int64_t s) {
+  sim_eng *E = ctx;
+  const trace *t = E->t;
+  for (int64_t n = s + 1; n < t->n_sessions; n++) {
+    if (t->sessions[n].n_turns > 0) {
+      sim__at(E, t->sessions[n].arrival_ns, sim__ev_session, n);
+      break;
+    }
+  }
+  sim__turn_arrive(E, t->sessions[s].first_turn);
+}
+
+void sim__snapshot_warm(sim_eng *E) {
+  E->stats.v[SIM_STAT_EVENTS] = E->ev.n_fired;
+  E->res->warm = E->stats;
+  E->res->warm_ns = E->ev.now;
+  E->warm_done = 1;
+}
+
+static void sim__turn_arrive(sim_eng *E, int64_t ti) {
+  const sim_params *p = E->p;
+  const trace *t = E->t;
+  const trace_turn *u = &t->turns[ti];
+  int32_t s = u->session;
+  sim_sess *S = &E->sess[s];
+  if (S->job >= 0) {
+    E_FAIL(E, KV_ESTATE, "engine: session %lld turn %d arrived while turn %d is in the system",
+           (long long)sim__sid(E, s), u->index, E->t->turns[E->jobs[S->job].turn].index);
+    return;
+  }
+  sim_request *R = &E->res->req[ti];
+  if (R->arrival_ns != -1) {
+    E_FAIL(E, KV_ESTATE, "engine: session %lld turn %d arrived twice", (long long)sim__sid(E, s),
+           u->index);
+    return;
+  }
+  int32_t j = sim__job_alloc(E);
+  if (j < 0) {
+    E_FAIL(E, KV_ENOMEM, "engine: out of memory (jobs)");
+    return;
+  }
+  sim_job *J = &E->jobs[j];
+  J->turn = ti;
+  J->session = s;
+  J->arrival_ns = E->ev.now;
+  J->state = JOB_QUEUED;
+  J->warm = E->n_arrived < p->warmup_turns;
+  /* effective token counts */
+  int64_t hist = (int64_t)u->input_tokens - u->new_tokens;
+  if ((t->flags & TRACE_FLAG_FULL_HISTORY) && u->index > 0) hist = S->ctx;
+  int64_t nw = u->new_tokens, out = u->output_tokens > 0 ? u->output_tokens : 1;
+  J->hist_orig = hist;
+  int64_t W = p->model.context_window;
+  if (hist + nw + out > W) {
+    J->truncated = 1;
+    sim__st(E, SIM_STAT_TRUNCATIONS, 1);
+    int blockwise = p->store == SIM_STORE_BLOCK && p->truncation == SIM_TRUNC_DECOUPLED;
+    int64_t dropped = 0;
+    while (hist > 0 && hist + nw + out > W) {
+      int64_t d = (int64_t)floor(p->truncation_ratio * (double)hist);
+      if (d < 1) d = 1;
+      if (blockwise) d = (d + p->block_tokens - 1) / p->block_tokens * p->block_tokens;
+      if (d > hist) d = hist;
+      hist -= d;
+      dropped += d;
+    }
+    if (blockwise && dropped % p->block_tokens == 0) {
+      S->first_block += dropped / p->block_tokens;
+    } else {
+      S->epoch++;
+      S->first_block = 0;
+    }
+    if (nw + out > W) {
+      if (out >= W) out = W / 2;
+      nw = W - out;
+    }
+    if (nw < 1) nw = 1;
+  }
+  J->hist = hist;
+  J->new_tokens = nw;
+  J->out = out;
+  J->input = hist + nw;
+  J->reserve_bytes = E->attn_on ? sim_attn_reserve_bytes(&p->attn, J->input, out)  /* attention */
+                                : (J->input + out) * E->bpt;
+  J->layers_allowed = 0;
+  if (J->reserve_bytes > E->hbm_kv.capacity - E->attn_pool_bytes) {
+    E_FAIL(E, KV_ERANGE, "session %lld turn %d: needs %lld bytes of HBM KV space, the GPUs have "
+           "%lld (model too large for %lld GPUs?)", (long long)sim__sid(E, s), u->index,
+           (long long)J->reserve_bytes, (long long)(E->hbm_kv.capacity - E->attn_pool_bytes),
+           (long long)p->n_gpus);
+    return;
+  }
+  R->arrival_ns = E->ev.now;
+  R->session_id = sim__sid(E, s);
+  R->turn = u->index;
+  R->warmup = J->warm;
+  R->input_tokens = J->input;
+  R->new_tokens = nw;
+  R->output_tokens = out;
+  R->hist_tokens = hist;
+  R->truncated = J->truncated;
+  S->job = j;
+  E->n_arrived++;
+  sim__st(E, SIM_STAT_ARRIVALS, 1);
+  if (!E->warm_done && E->n_arrived >= p->warmup_turns) sim__snapshot_warm(E);
+  sim__logf(E, "arrive s=%lld turn=%d hist=%lld new=%lld out=%lld%s", (long long)R->session_id,
+            u->index, (long long)hist, (long long)nw, (long long)out,
+            J->truncated ? " truncated" : "");
+  J->qseq = E->n_enq++;
+  if (sim__q_push(E, j)) {
+    E_FAIL(E, KV_ENOMEM, "engine: out of memory (queue)");
+    return;
+  }
+  if (J->qseq - E->n_deq < E->W_e) sim__window_mark(E, j);
+  if (J->qseq - E->n_deq < E->W_p) sim__prefetch_enter(E, j);
+  if (E->q_len == 1) sim__head_prepare(E);
+  sim__kick(E);
+}
+
+void sim__try_admit(sim_eng *E) {
+  const sim_params *p = E->p;
+  int64_t pos = 0;
+  while (E->n_batch < p->batch_limit && pos < E->q_len && pos < p->admit_lookahead) {
+    if (pos == 0) sim__head_prepare(E);
+    else sim__job_prepare(E, sim__q_at(E, pos));
+    int32_t j = sim__q_at(E, pos);
+    sim_job *J = &E->jobs[j];
+    /* Its KV is still in flight: it waits and a later job may pass. A job behind the head whose
+     * KV is still on SSD (no room to fetch it yet) waits too rather than stall the batch by
+     * streaming from SSD; only the head may do that. */
+    if (J->waiting_unit ||
+        (pos > 0 && J->unit >= 0 && E->store.u[J->unit].tier == SIM_TIER_SSD)) {
+      pos++;
+      continue;
+    }
+    /* HBM space is granted in queue order: a job that does not fit stops admission. */
+    if (E->attn_on && !sim_attn_can_admit(&E->attn, J->input + J->out, E->n_batch == 0)) break;
+    if (sim_tier_alloc(&E->hbm_kv, J->reserve_bytes - J->rbuf_bytes)) break;
+    J->rbuf_bytes = 0;
+    if (E->attn_on && sim_attn_admit(&E->attn, j, J->input + J->out)) { /* attention */
+      E_FAIL(E, KV_ENOMEM, "engine: out of memory (attention)");
+      return;
+    }
+    sim__q_remove(E, pos);
+    E->n_deq++;
+    if (E->q_len >= E->W_e && E->W_e > 0) sim__window_mark(E, sim__q_at(E, E->W_e - 1));
+    if (E->pf_blocked) {
+      E->pf_blocked = 0;
+      sim__prefetch_scan(E);
+    } else if (E->q_len >= E->W_p && E->W_p > 0) {
+      sim__prefetch_enter(E, sim__q_at(E, E->W_p - 1));
+    }
+    J->state = JOB_PREFILL;
+    J->admit_ns = E->ev.now;
+    E->batch[E->n_batch++] = j;
+    sim__st(E, SIM_STAT_ADMITTED, 1);
+    if (!J->looked_up) sim__lookup(E, j);
+    J->layers_allowed = (int32_t)E->L;
+    sim__load_next(E, j);
+    sim__st(E, SIM_STAT_INPUT_TOKENS, J->input);
+    sim__st(E, SIM_STAT_PREFILL_TOKENS, J->prefill);
+    sim__logf(E, "admit s=%lld turn=%d hit=%lld src=%s", (long long)sim__sid(E, J->session),
+              E->t->turns[J->turn].index, (long long)J->hit, sim_src_names[J->src]);
+  }
+}
