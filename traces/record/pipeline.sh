@@ -107,6 +107,32 @@ gpu-quality)
     --out-json "$O/quality.json" --out-md "$O/quality.md" \
     --command "traces/record/pipeline.sh gpu-quality"
   ;;
+# ---- GPU scale, long context (issue 13): BPE here, tokens + training on the GPU machine, the bf16
+# checkpoint comes back and recording / analysis run on the CPU machines.
+gpu32k-bpe)        # here: learn the 8,192-token BPE (carried to the GPU machine)
+  need_corpus
+  "$PY" "$here/tokenize_corpus.py" --corpus "$W/corpus.jsonl.xz" --out "$W/tok-gpu32k" \
+    --train-bpe 8192 --bpe-train-mb 40 --bpe-only
+  ;;
+gpu32k-tokenize)   # token files with that BPE (GPU machine, or here for the held-out text)
+  need_corpus
+  "$PY" "$here/tokenize_corpus.py" --corpus "$W/corpus.jsonl.xz" --out "$W/tok-gpu32k" \
+    --tokenizer "$W/tok-gpu32k/tokenizer.json"
+  ;;
+gpu32k-train)      # GPU machine: tokenize, train (preset gpu32k, ~6 min), export to $OUT
+  O=${OUT:?set OUT to the folder that comes back}
+  sh "$0" gpu32k-tokenize
+  "$PY" "$here/train.py" --tok "$W/tok-gpu32k" --out "$W/model-gpu32k" --preset gpu32k \
+    --log-every 25 --export-bf16 "$W/model-gpu32k-bf16"
+  cp "$W/model-gpu32k/train_log.jsonl" "$W/model-gpu32k/heldout_loss.json" \
+     "$W/model-gpu32k/training.json" "$W/tok-gpu32k/tok-manifest.json" \
+     "$W/corpus-manifest.json" "$W/model-gpu32k-bf16/"
+  sh "$0" env > "$W/model-gpu32k-bf16/environment-train.json"
+  # At most 8 files come back: the weight shards as they are, everything else in one tar.
+  mv "$W"/model-gpu32k-bf16/*.safetensors "$O/"
+  tar -C "$W/model-gpu32k-bf16" -czf "$O/model-gpu32k-meta.tar.gz" .
+  ls -l "$O"
+  ;;
 # ---- CPU stand-in (run on this project's 2-core machine) --------------------------------------
 cpu-tokenize)
   need_corpus
