@@ -96,6 +96,36 @@ KVC_HD void kvc_lse_merge(double *m, double *l, double m2, double l2, double *a_
   *m = mn;
 }
 
+/* Associative form of the same merge, for prefix scans over iterations: (m, l) of the
+ * concatenation of state a (earlier) and state b (later). The identity is (-inf, 0). */
+KVC_HD void kvc_lse_combine(double ma, double la, double mb, double lb, double *m, double *l) {
+  if (mb == -INFINITY) {
+    *m = ma;
+    *l = la;
+    return;
+  }
+  if (ma == -INFINITY) {
+    *m = mb;
+    *l = lb;
+    return;
+  }
+  const double mn = ma > mb ? ma : mb;
+  *l = la * exp(ma - mn) + lb * exp(mb - mn);
+  *m = mn;
+}
+
+/* PSA pipelined loop: iterations a pair schedules ahead of its committed count c (the next
+ * iteration it needs is c): at least spec, up to c / 2 while the GPU has CTAs to spare for each
+ * active pair (slots / active), never more than window - 1 (ring space). Wasted loads past the
+ * stop are therefore at most max(spec, stop / 2) iterations, and only when the GPU is idle. */
+KVC_HD int kvc_psa_lookahead(int c, int spec, int window, int slots, int active) {
+  int extra = c / 2;
+  const int spare = active > 0 ? slots / active : slots;
+  if (extra > spare) extra = spare;
+  int la = extra > spec ? extra : spec;
+  return la < window - 1 ? la : window - 1;
+}
+
 /* PSA stop test for one head (attn_decode, "Stop test"): accumulated probability
  *   P_acc = S / (S + U),  S = l * exp(m) (visited), U = u * exp(frame) (estimated unvisited). */
 KVC_HD double kvc_psa_pacc(double m, double l, double u, double frame) {
