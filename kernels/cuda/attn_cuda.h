@@ -252,6 +252,21 @@ int kvc_fill_normal(kvc_ctx *c, void *p, int dtype, int64_t n, uint64_t seed, fl
 int kvc_fill_synth(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const kvc_batch *b,
                    float *q, uint64_t seed, kv_error *err);
 
+/* Recorded attention at a benchmark shape: every request's pages and query from one recorded layer
+ * (device fp32 rec_k, rec_v [n_rec_tokens, rec_kv_heads, rec_dim], rec_q [n_req, rec_heads,
+ * rec_dim]: request r's recorded query, at recorded position rec_pos[r] (host [n_req], each in
+ * [1, n_rec_tokens))). Token t of request r holds recorded token kvc_tile_token(t, seq_len,
+ * rec_pos) (kvc_math.h); KV head h holds recorded KV head h % rec_kv_heads; dimension d holds
+ * recorded dimension d % rec_dim; query head h * G + g holds recorded query head
+ * (h % rec_kv_heads) * rec_G + g % rec_G, tiled the same way and scaled by sqrt(rec_dim /
+ * head_dim), so every
+ * score q.k / sqrt(head_dim) equals the recorded one: the per-head attention distributions, and
+ * so PSA's and top-k's budgets as fractions of the context, follow the recording (checked on the
+ * CPU by tests/gpu/test_bench_tiling.c). head_dim must be a multiple of rec_dim. */
+int kvc_fill_tiled(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const kvc_batch *b,
+                   float *q, const float *rec_k, const float *rec_v, const float *rec_q,
+                   const attn_shape *rec, const int32_t *rec_pos, kv_error *err);
+
 #ifdef __cplusplus
 }
 #endif

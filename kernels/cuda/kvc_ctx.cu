@@ -591,3 +591,82 @@ extern "C" int kvc_fill_synth(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv,
   KVC_CHECK(err, cudaGetLastError());
   return 0;
 }
+
+/* Tiled recording: grid (max_blocks, n_req), one thread per output dimension (loop). */
+template <typename T>
+__global__ void kvc__tiled_kv_kernel(T *k, T *v, const int32_t *bt, const int32_t *seq_len,
+                                     int max_blocks, int Hkv, int bs, int D, const float *rk,
+                                     const float *rv, int rHkv, int rD, const int32_t *rpos) {
+  const int r = blockIdx.y, b = blockIdx.x;
+  const int len = seq_len[r];
+  if (b * bs >= len) return;
+  const int page = bt[(size_t)r * max_blocks + b];
+  const int pos = rpos[r];
+  for (int i = threadIdx.x; i < Hkv * bs * D; i += blockDim.x) {
+    const int d = i % D, t = (i / D) % bs, h = i / (D * bs);
+    const int64_t tok = (int64_t)b * bs + t;
+    const size_t off = (((size_t)page * Hkv + h) * bs + t) * D + d;
+    if (tok >= len) {
+      k[off] = kvc_elem<T>::from_f(0.0f);
+      v[off] = kvc_elem<T>::from_f(0.0f);
+      continue;
+    }
+    const size_t src = ((size_t)kvc_tile_token(tok, len, pos) * rHkv + h % rHkv) * rD + d % rD;
+    k[off] = kvc_elem<T>::from_f(rk[src]);
+    v[off] = kvc_elem<T>::from_f(rv[src]);
+  }
+}
+
+__global__ void kvc__tiled_q_kernel(float *q, int Hq, int G, int D, const float *rq, int rHq,
+                                    int rG, int rD, float scale) {
+  const int r = blockIdx.y, hq = blockIdx.x;
+  const int h = hq / G, g = hq % G;
+  const int rhkv = rHq / rG;
+  const int src_head = (h % rhkv) * rG + g % rG;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    q[((size_t)r * Hq + hq) * D + d] = rq[((size_t)r * rHq + src_head) * rD + d % rD] * scale;
+  }
+}
+
+extern "C" int kvc_fill_tiled(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv,
+                              const kvc_batch *b, float *q, const float *rec_k,
+                              const float *rec_v, const float *rec_q, const attn_shape *rec,
+                              const int32_t *rec_pos, kv_error *err) {
+  KVC_TRY(kvc__check_common(s, kv, b, err));
+  KVC_TRY(attn_shape_check(rec, err));
+  if (s->head_dim % rec->head_dim) {
+    return kv_error_set(err, KV_EINVAL, "tiled fill: head_dim %d is not a multiple of the "
+                        "recording's %d", s->head_dim, rec->head_dim);
+  }
+  for (int r = 0; r < b->n_req; r++) {
+    if (rec_pos[r] < 1) {
+      return kv_error_set(err, KV_EINVAL, "tiled fill: request %d: recorded position %d < 1", r,
+                          (int)rec_pos[r]);
+    }
+  }
+  char *base;
+  KVC_TRY(kvc__scratch(c, (size_t)b->n_req * sizeof(int32_t) + 256, &base, err));
+  KVC_CHECK(err, cudaMemcpyAsync(base, rec_pos, (size_t)b->n_req * sizeof(int32_t),
+                                 cudaMemcpyHostToDevice, c->stream));
+  dim3 g1(b->max_blocks, b->n_req);
+  if (kv->dtype == KVC_DTYPE_F16) {
+    kvc__tiled_kv_kernel<__half><<<g1, 256, 0, c->stream>>>(
+        (__half *)kv->k, (__half *)kv->v, b->block_table, b->seq_len, b->max_blocks,
+        kv->n_kv_heads, kv->block_size, kv->head_dim, rec_k, rec_v, rec->n_kv_heads,
+        rec->head_dim, (const int32_t *)base);
+  } else {
+    kvc__tiled_kv_kernel<__nv_bfloat16><<<g1, 256, 0, c->stream>>>(
+        (__nv_bfloat16 *)kv->k, (__nv_bfloat16 *)kv->v, b->block_table, b->seq_len,
+        b->max_blocks, kv->n_kv_heads, kv->block_size, kv->head_dim, rec_k, rec_v,
+        rec->n_kv_heads, rec->head_dim, (const int32_t *)base);
+  }
+  KVC_CHECK(err, cudaGetLastError());
+  dim3 g2(s->n_heads, b->n_req);
+  kvc__tiled_q_kernel<<<g2, 128, 0, c->stream>>>(
+      q, s->n_heads, s->n_heads / s->n_kv_heads, s->head_dim, rec_q, rec->n_heads,
+      rec->n_heads / rec->n_kv_heads, rec->head_dim,
+      (float)sqrt((double)rec->head_dim / (double)s->head_dim));
+  KVC_CHECK(err, cudaGetLastError());
+  KVC_CHECK(err, cudaStreamSynchronize(c->stream)); /* rec_pos staging is reused scratch */
+  return 0;
+}

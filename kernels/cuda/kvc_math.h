@@ -135,4 +135,14 @@ KVC_HD double kvc_psa_pacc(double m, double l, double u, double frame) {
   return 1.0 / (1.0 + exp(lb - la));
 }
 
+/* Tiling a recorded layer to a benchmark shape (kvc_fill_tiled, and the CPU test that checks the
+ * budgets it produces against the recording): token t of a context of len tokens whose query sits
+ * at recorded position pos (pos >= 1) reads recorded token kvc_tile_token(t, len, pos): the sink
+ * (token 0) stays once at 0, the last token maps to pos and the rest repeat the recorded tokens
+ * 1..pos backwards from there, so the recent window keeps its place next to the query. */
+KVC_HD int64_t kvc_tile_token(int64_t t, int64_t len, int64_t pos) {
+  if (t == 0 || pos < 1) return 0;
+  return pos - (len - 1 - t) % pos;
+}
+
 #endif /* KVC_MATH_H */
