@@ -19,7 +19,8 @@
  *   3. the loop:
  *      PIPELINED (kvc__psa_loop_kernel, v2): a persistent grid (the CTAs the GPU holds at once)
  *        takes (pair, iteration) items from one work queue. The queue starts with iterations
- *        0..spec of every pair (iteration-major); whoever commits a pair's iterations appends its
+ *        0..spec0 of every pair (iteration-major; spec0 = spec, or up to half the CTAs per pair
+ *        when the batch is small, so that it starts wide); whoever commits a pair's iterations appends its
  *        next ones, up to kvc_psa_lookahead() beyond the committed count: spec while many pairs
  *        are running, more (up to window - 1) when few are left, so one pair that needs many
  *        iterations is spread over the whole GPU once the others have stopped (v1 tied C CTAs to
@@ -85,7 +86,7 @@ struct kvc__rank_params {
   double *key;             /* [pair, mb] */
   int32_t *order;          /* [pair, mb] */
   const int32_t *seq_len;
-  int Hkv, G, D, bs, mb, sink, recent, gb, W, spec, pairs, max_iters;
+  int Hkv, G, D, bs, mb, sink, recent, gb, W, spec0, pairs, max_iters;
   double *suffix;          /* [pair, G, mb + 1] */
   double *frame;           /* [pair, G] */
   int32_t *info;           /* [pair, KVC_INFO_N] */
@@ -94,7 +95,7 @@ struct kvc__rank_params {
   double *acc_ml;          /* [pair, G, 2] */
   float *acc_o;            /* [pair, G, D] */
   int32_t *fetched;        /* [pair] */
-  unsigned long long *queue; /* [(spec + 1) * pairs + pairs * max_iters], NULL: host-sync mode */
+  unsigned long long *queue; /* [(spec0 + 1) * pairs + pairs * max_iters], NULL: host-sync mode */
   int *qctl;               /* [KVC_Q_N] */
 };
 
@@ -197,7 +198,7 @@ __device__ void kvc__psa_prep(const kvc__rank_params &p, int pair, int nb, kvc__
   }
   const int nforced = (int)kvc_n_forced(nb, p.sink, p.recent);
   const int niters = (int)kvc_psa_n_iters(nforced, p.gb, nb);
-  const int first = niters - 1 < p.spec ? niters - 1 : p.spec; /* last iteration queued now */
+  const int first = niters - 1 < p.spec0 ? niters - 1 : p.spec0; /* last iteration queued now */
   if (threadIdx.x == 0) {
     int32_t *inf = p.info + (size_t)pair * KVC_INFO_N;
     inf[KVC_INFO_NB] = nb;
@@ -212,7 +213,7 @@ __device__ void kvc__psa_prep(const kvc__rank_params &p, int pair, int nb, kvc__
     p.fetched[pair] = 0;
     if (p.queue && pair == 0) {
       p.qctl[KVC_Q_HEAD] = 0;
-      p.qctl[KVC_Q_TAIL] = (p.spec + 1) * p.pairs;
+      p.qctl[KVC_Q_TAIL] = (p.spec0 + 1) * p.pairs;
       p.qctl[KVC_Q_ACTIVE] = p.pairs;
     }
   }
@@ -224,11 +225,11 @@ __device__ void kvc__psa_prep(const kvc__rank_params &p, int pair, int nb, kvc__
   for (int i = threadIdx.x; i < p.G * p.D; i += KVC_RANK_THREADS) p.acc_o[(size_t)pair * p.G * p.D + i] = 0.0f;
   if (p.queue) {
     /* Static items, iteration-major: slot j * pairs + pair holds (pair, j) or a skip. */
-    for (int j = threadIdx.x; j <= p.spec; j += KVC_RANK_THREADS) {
+    for (int j = threadIdx.x; j <= p.spec0; j += KVC_RANK_THREADS) {
       p.queue[(size_t)j * p.pairs + pair] = j <= first ? kvc__item(pair, j) : KVC_ITEM_SKIP;
     }
     /* This pair's share of the dynamic region starts empty. */
-    unsigned long long *dyn = p.queue + (size_t)(p.spec + 1) * p.pairs + (size_t)pair * p.max_iters;
+    unsigned long long *dyn = p.queue + (size_t)(p.spec0 + 1) * p.pairs + (size_t)pair * p.max_iters;
     for (int i = threadIdx.x; i < p.max_iters; i += KVC_RANK_THREADS) dyn[i] = 0ull;
   }
 }
@@ -267,7 +268,7 @@ struct kvc__loop_params {
   double eps;
   int gb;
   long long max_tokens;
-  int spec, W, pairs, max_iters, slots;
+  int spec, spec0, W, pairs, max_iters, slots;
   float *ring_o;      /* [pair, W, G, D] unnormalised, relative to 2^M */
   float *ring_ml;     /* [pair, W, G, 2] (M log2 units, L) */
   int *ring_flag;     /* [pair, W] = iteration + 1 once the slot holds it */
@@ -483,7 +484,7 @@ __device__ void kvc__psa_commit(const kvc__loop_params &p, int pair, kvc__commit
         for (int g = 0; g < p.G; g++) p.est_mass[(size_t)r * p.Hq + h * p.G + g] = (float)cs.pacc[last][g];
       }
     }
-    if (!finished && p.queue && threadIdx.x == 0) {
+    if (cs.stop < 0 && p.queue && threadIdx.x == 0) { /* still running: keep it fed */
       /* Keep the pair's next iterations queued: up to c + lookahead (ring-safe, < c + W). */
       const int sched = kvc_aref(ctl[KVC_CTL_SCHED]).load(KVC_RLX); /* lock holder's own word */
       const int active = kvc_aref(p.qctl[KVC_Q_ACTIVE]).load(KVC_RLX);
@@ -508,7 +509,7 @@ __device__ void kvc__psa_commit(const kvc__loop_params &p, int pair, kvc__commit
       kvc_aref(ctl[KVC_CTL_LOCK]).store(0, KVC_REL);
       /* Lost wake-up check: an iteration may have been published while we held the lock. */
       const int c = cs.c;
-      cs.go = !finished && c < niters &&
+      cs.go = cs.stop < 0 && c < niters && /* a stopped pair needs no more commits */
               kvc_aref(p.ring_flag[(size_t)pair * p.W + c % p.W]).load(KVC_ACQ) == c + 1;
     }
     __syncthreads();
@@ -522,7 +523,7 @@ __global__ void __launch_bounds__(KVC_THREADS) kvc__psa_loop_kernel(kvc__loop_pa
   __shared__ typename kvc_attend<T, D, GT>::smem_t sm;
   __shared__ kvc__commit_smem<GT> cs;
   __shared__ unsigned long long s_item;
-  const size_t cap = (size_t)(p.spec + 1) * p.pairs + (size_t)p.pairs * p.max_iters;
+  const size_t cap = (size_t)(p.spec0 + 1) * p.pairs + (size_t)p.pairs * p.max_iters;
   for (;;) {
     if (threadIdx.x == 0) {
       const int t = kvc_aref(p.qctl[KVC_Q_HEAD]).fetch_add(1, KVC_RLX);
@@ -594,12 +595,17 @@ static int kvc__psa_attr(kvc_ctx *c, int *slots, kv_error *err) {
 }
 
 template <typename T, int D, int GT>
+static int kvc__psa_slots(kvc_ctx *c, int *slots, kv_error *err) {
+  return kvc__psa_attr<T, D, GT>(c, slots, err);
+}
+
+template <typename T, int D, int GT>
 static int kvc__launch_loop(kvc_ctx *c, kvc__loop_params &p, int n_pairs, int step, int grid,
                             kv_error *err) {
   using A = kvc_attend<T, D, GT>;
   int slots = 0;
   KVC_TRY((kvc__psa_attr<T, D, GT>(c, &slots, err)));
-  p.slots = slots;
+  (void)slots; /* p.slots: the persistent grid's size, set by the caller */
   if (step) {
     kvc__psa_step_kernel<T, D, GT><<<n_pairs, KVC_THREADS, A::DYN_BYTES, c->stream>>>(p);
   } else {
@@ -654,7 +660,18 @@ extern "C" int kvc_psa(kvc_ctx *c, const attn_shape *s, const attn_method *m, co
     if (nb > max_nb) max_nb = nb;
   }
   const int pipelined = o->mode == KVC_PSA_PIPELINED;
-  const size_t qcap = (size_t)(o->spec_iters + 1) * pairs + (size_t)pairs * max_iters;
+  /* Iterations queued per pair before any commit: spec, or more while the GPU has CTAs to spare
+   * for each pair (half of its share, at most window - 1): a small batch starts wide. */
+  int slots = 1;
+  KVC_TRY(KVC_DISPATCH(kv->dtype, D, G, kvc__psa_slots, c, &slots, err));
+  const int grid_ctas = o->ctas_per_pair > 0 ? (int)(((int64_t)pairs * o->ctas_per_pair > (1 << 20))
+                                                         ? (1 << 20)
+                                                         : pairs * o->ctas_per_pair)
+                                             : slots;
+  int spec0 = grid_ctas / pairs / 2;
+  if (spec0 > W - 1) spec0 = W - 1;
+  if (spec0 < o->spec_iters) spec0 = o->spec_iters;
+  const size_t qcap = (size_t)(spec0 + 1) * pairs + (size_t)pairs * max_iters;
   kvc_arena ar = {0};
   const uint64_t o_logit = kvc_arena_take(&ar, (uint64_t)pairs * G * mb * sizeof(float));
   const uint64_t o_est = kvc_arena_take(&ar, (uint64_t)pairs * G * mb * sizeof(float));
@@ -698,7 +715,7 @@ extern "C" int kvc_psa(kvc_ctx *c, const attn_shape *s, const attn_method *m, co
   rp.recent = m->keep_recent_blocks;
   rp.gb = m->group_blocks;
   rp.W = W;
-  rp.spec = o->spec_iters;
+  rp.spec0 = spec0;
   rp.pairs = pairs;
   rp.max_iters = (int)max_iters;
   rp.suffix = (double *)(base + o_suf);
@@ -742,10 +759,11 @@ extern "C" int kvc_psa(kvc_ctx *c, const attn_shape *s, const attn_method *m, co
   lp.gb = m->group_blocks;
   lp.max_tokens = m->max_tokens;
   lp.spec = o->spec_iters;
+  lp.spec0 = spec0;
   lp.W = W;
   lp.pairs = pairs;
   lp.max_iters = (int)max_iters;
-  lp.slots = 1;
+  lp.slots = grid_ctas;
   lp.ring_o = (float *)(base + o_ro);
   lp.ring_ml = (float *)(base + o_rml);
   lp.ring_flag = rp.ring_flag;
@@ -762,10 +780,7 @@ extern "C" int kvc_psa(kvc_ctx *c, const attn_shape *s, const attn_method *m, co
   lp.est_mass = so ? so->est_mass : NULL;
   lp.active = (int *)(base + o_act);
   KVC_TRY(kvc__phase(c, 1, err));
-  const int grid = o->ctas_per_pair > 0 ? (int)(((int64_t)pairs * o->ctas_per_pair > (1 << 20))
-                                                    ? (1 << 20)
-                                                    : pairs * o->ctas_per_pair)
-                                        : 0;
+  const int grid = grid_ctas;
   if (pipelined) {
     KVC_TRY(KVC_DISPATCH(kv->dtype, D, G, kvc__launch_loop, c, lp, pairs, 0, grid, err));
     if (st) st->launches = 1;
