@@ -133,6 +133,21 @@ gpu32k-train)      # GPU machine: tokenize, train (preset gpu32k, ~6 min), expor
   tar -C "$W/model-gpu32k-bf16" -czf "$O/model-gpu32k-meta.tar.gz" .
   ls -l "$O"
   ;;
+gpu32k-record)     # here (CPU), from the checkpoint that came back (work/model-gpu32k):
+  # calibration and evaluation recordings from disjoint held-out documents (heldout.py parts),
+  # every layer, 64 query positions in the second half of each sequence; stay in work/.
+  O=${OUT:-$here/results/gpu32k}; mkdir -p "$O"
+  name=$(model_label "$W/model-gpu32k" "GPU-trained (H200)")
+  rec() {
+    nice -n 10 "$PY" "$here/record.py" --model "$W/model-gpu32k" --tok "$W/tok-gpu32k" \
+      --part "$1" --kinds "$2" --n-tokens "$3" --layers all --n-positions 64 --dtype fp16 \
+      --model-name "$name" --verify --verify-json "$O/record-verify-$4.json" \
+      --out "$W/qkv-gpu32k-$4.h5"
+  }
+  rec calib prose:2,code:2,conv:1 16384 calib16k
+  rec eval prose:2,code:2,conv:2 16384 eval16k
+  rec eval prose:1,code:1,conv:1 32768 eval32k
+  ;;
 # ---- CPU stand-in (run on this project's 2-core machine) --------------------------------------
 cpu-tokenize)
   need_corpus
