@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """PyTorch SDPA decode time on the shapes kvbench measures, in the same device run.
 
-Writes CSV rows "B,L,Hq,Hkv,D,dtype,us" (median of --reps event-timed calls after a warm-up, L2
-flushed before each) that kvbench --sdpa reads. q [B, Hq, 1, D], k/v [B, Hkv, L, D], GQA through
-enable_gqa=True. Usage: sdpa_bench.py OUT.csv [--quick] [--reps N]
+Writes CSV rows "B,L,Hq,Hkv,D,dtype,us,backend" (median of --reps event-timed calls after a
+warm-up, L2 flushed before each by READING a buffer larger than L2) that kvbench --sdpa reads.
+q [B, Hq, 1, D], k/v [B, Hkv, L, D], GQA through enable_gqa=True, random normal data. Short
+contexts (512-4096) at B 1/8/32 are the reference for top-k ("SDPA at context k"). The backend
+that ran is read from the profiler's kernel names once per dtype and printed.
+Usage: sdpa_bench.py OUT.csv [--quick] [--reps N]
 """
 import sys
 
@@ -11,42 +14,74 @@ import torch
 import torch.nn.functional as F
 
 
+def backend_of(q, k, v):
+    """Names the SDPA backend from the CUDA kernels one call launches."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+        torch.cuda.synchronize()
+    names = [e.key for e in prof.key_averages()]
+    low = " ".join(names).lower()
+    for tag, name in (("flash", "flash"), ("fmha", "efficient"), ("efficient", "efficient"),
+                      ("cudnn", "cudnn"), ("cutlass", "efficient")):
+        if tag in low:
+            return name, names
+    return "math", names
+
+
 def main():
     out = sys.argv[1]
     quick = "--quick" in sys.argv
     reps = int(sys.argv[sys.argv.index("--reps") + 1]) if "--reps" in sys.argv else 20
     hq, hkv, d = 32, 8, 128
-    flush = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
-    rows = []
+    dev = torch.cuda.get_device_properties(0)
+    print(f"sdpa: torch {torch.__version__}, {dev.name}, "
+          f"flash {torch.backends.cuda.flash_sdp_enabled()}, "
+          f"efficient {torch.backends.cuda.mem_efficient_sdp_enabled()}, "
+          f"cudnn {torch.backends.cuda.cudnn_sdp_enabled()}, math {torch.backends.cuda.math_sdp_enabled()}",
+          flush=True)
+    flush = torch.ones(256 << 18, dtype=torch.float32, device="cuda")  # 256 MB, read to flush L2
+    sink = torch.empty((), device="cuda")
+    shapes = []
     for b in (1, 8, 16, 32, 64):
-        for l in (4096, 16384, 32768, 131072):
-            if b * l * hkv * d * 4 > 36e9 or (quick and (l == 131072 or b == 16)):
+        for l in (512, 1024, 2048, 4096, 16384, 32768, 131072):
+            if l < 4096 and b not in (1, 8, 32):
                 continue
-            for dt, name in ((torch.bfloat16, "bf16"), (torch.float16, "fp16")):
-                if name == "fp16" and not (l == 32768 and b in (1, 8)):
-                    continue
-                q = torch.randn(b, hq, 1, d, device="cuda", dtype=dt)
-                k = torch.randn(b, hkv, l, d, device="cuda", dtype=dt)
-                v = torch.randn(b, hkv, l, d, device="cuda", dtype=dt)
-                for _ in range(3):
-                    F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
-                ts = []
-                for _ in range(reps):
-                    flush.zero_()
-                    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                    s.record()
-                    F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
-                    e.record()
-                    torch.cuda.synchronize()
-                    ts.append(s.elapsed_time(e) * 1e3)
-                ts.sort()
-                us = ts[len(ts) // 2]
-                rows.append(f"{b},{l},{hq},{hkv},{d},{name},{us:.3f}")
-                print(f"sdpa B {b:3d} L {l:7d} {name}: {us:10.1f} us", flush=True)
-                del q, k, v
-                torch.cuda.empty_cache()
+            if b * l * hkv * d * 4 > 36e9 or (quick and (l in (1024, 16384) or b == 16 or (l == 131072 and b != 64))):
+                continue
+            shapes.append((b, l))
+    rows = []
+    seen_backend = {}
+    for b, l in shapes:
+        for dt, name in ((torch.bfloat16, "bf16"), (torch.float16, "fp16")):
+            if name == "fp16" and not (l == 32768 and b in (1, 8)):
+                continue
+            q = torch.randn(b, hq, 1, d, device="cuda", dtype=dt)
+            k = torch.randn(b, hkv, l, d, device="cuda", dtype=dt)
+            v = torch.randn(b, hkv, l, d, device="cuda", dtype=dt)
+            for _ in range(3):
+                F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+            if name not in seen_backend:
+                be, names = backend_of(q, k, v)
+                seen_backend[name] = be
+                print(f"sdpa backend ({name}, B {b} L {l}): {be}; kernels: {names[:6]}", flush=True)
+            ts = []
+            for _ in range(reps):
+                torch.sum(flush, out=sink)
+                s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                s.record()
+                F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+                e.record()
+                torch.cuda.synchronize()
+                ts.append(s.elapsed_time(e) * 1e3)
+            ts.sort()
+            us = ts[len(ts) // 2]
+            rows.append(f"{b},{l},{hq},{hkv},{d},{name},{us:.3f},{seen_backend[name]}")
+            print(f"sdpa B {b:3d} L {l:7d} {name}: {us:10.1f} us", flush=True)
+            del q, k, v
+            torch.cuda.empty_cache()
     with open(out, "w") as f:
-        f.write("B,L,Hq,Hkv,D,dtype,us\n" + "\n".join(rows) + "\n")
+        f.write("B,L,Hq,Hkv,D,dtype,us,backend\n" + "\n".join(rows) + "\n")
 
 
 if __name__ == "__main__":

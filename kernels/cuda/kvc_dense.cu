@@ -1,10 +1,15 @@
 /* kvc_dense.cu — dense decode attention: split-K over paged KV (flash-decoding), GQA-aware.
  *
- * v1 (this file): one CTA per split of one (request, KV head) pair; the CTA computes every query
- * head of the group from one read of the split's K and V (kvc_attend.cuh), writes a partial
- * (unnormalised output, max, sum) or, when the pair has one split, the final output; a combine
- * kernel merges the partials (log-sum-exp). Split size is planned on the host (kvc_plan.h) so the
- * grid has about 4 waves of CTAs. Unmeasured on a GPU as of this commit: docs/kernels.md.
+ * v1 (lost; kept in git history): one CTA per split with the split plan built on the host and
+ * uploaded per call through pinned staging (not capturable), an online-softmax update per token
+ * (a serial chain of shuffles and exp2 per token) and 128 KB register prefetch rings: 0.20-0.58 of
+ * copy bandwidth on the H200 (issue 12).
+ * v2 (this file): CTA (split, pair) of a (max_splits, n_pairs) grid computes every query head of
+ * the pair's GQA group from one read of the split's K and V (kvc_attend.cuh v2: cp.async ring,
+ * one rescale per step), writes a partial (unnormalised output, max, sum) or, when the pair has
+ * one split, the final output; a combine kernel, one CTA per (pair, head), merges the partials
+ * (log-sum-exp). The split size comes from the host's lengths and the measured occupancy
+ * (kvc_plan.h); nothing is uploaded. Predicted times: kernels/bench/NOTES.md.
  */
 #include "kvc_attend.cuh"
 #include "kvc_dense.cuh"
@@ -14,121 +19,155 @@ struct kvc__split_params {
   int Hkv, Hq, G, bs, max_blocks;
   const int32_t *block_table, *seq_len;
   const float *q;
-  const int32_t *list;
+  const int32_t *list, *list_count;
   int list_stride;
-  const kvc_work *work;
-  float *part_o;   /* [slot, G, D] */
-  float *part_ml;  /* [slot, G, 2] (max in log2 units, sum) */
+  int bps, max_splits;
+  float *part_o;   /* [pair, max_splits, G, D] */
+  float *part_ml;  /* [pair, max_splits, G, 2] (max in log2 units, sum) */
   float *out, *lse;
   float scale_log2;
 };
 
+/* Blocks a pair reads: the list's count, or every block of its request. */
+__device__ __forceinline__ int kvc__pair_nblk(const kvc__split_params &p, int pair) {
+  return p.list ? p.list_count[pair] : (int)kvc_n_blocks(p.seq_len[pair / p.Hkv], p.bs);
+}
+
 template <typename T, int D, int GT>
 __global__ void __launch_bounds__(KVC_THREADS) kvc__split_kernel(kvc__split_params p) {
   using A = kvc_attend<T, D, GT>;
+  extern __shared__ __align__(16) unsigned char kvc_dyn[];
   __shared__ typename A::smem_t sm;
-  const kvc_work w = p.work[blockIdx.x];
-  const int len = p.seq_len[w.req];
-  const int nblk = w.blk_end - w.blk_begin;
-  const int pair = w.req * p.Hkv + w.kvh;
+  const int pair = blockIdx.y, s = blockIdx.x;
+  const int r = pair / p.Hkv, h = pair - r * p.Hkv;
+  const int n = kvc__pair_nblk(p, pair);
+  const int ns = (n + p.bps - 1) / p.bps;
+  if (s >= ns) return;
+  const int b0 = s * p.bps, b1 = min(n, b0 + p.bps), nblk = b1 - b0;
+  const int len = p.seq_len[r];
   for (int i = threadIdx.x; i < nblk; i += KVC_THREADS) {
-    const int lb = p.list ? p.list[(size_t)pair * p.list_stride + w.blk_begin + i] : w.blk_begin + i;
-    sm.page[i] = p.block_table[(size_t)w.req * p.max_blocks + lb];
+    const int lb = p.list ? p.list[(size_t)pair * p.list_stride + b0 + i] : b0 + i;
+    sm.page[i] = p.block_table[(size_t)r * p.max_blocks + lb];
     sm.ntok[i] = kvc_block_tokens(len, p.bs, lb);
   }
   float q[GT][A::VEC];
-  A::load_q(p.q + ((size_t)w.req * p.Hq + w.kvh * p.G) * D, p.G, p.scale_log2, q);
+  A::load_q(p.q + ((size_t)r * p.Hq + h * p.G) * D, p.G, p.scale_log2, q);
   __syncthreads();
-  A::run(sm, (const T *)p.k, (const T *)p.v, p.Hkv, p.bs, w.kvh, nblk, p.G, q);
+  A::run(sm, kvc_dyn, (const T *)p.k, (const T *)p.v, p.Hkv, p.bs, h, nblk, p.G, q);
+  const float *o = A::out_o(kvc_dyn);
+  const size_t slot = (size_t)pair * p.max_splits + s;
   for (int idx = threadIdx.x; idx < p.G * D; idx += KVC_THREADS) {
     const int g = idx / D, d = idx - g * D;
-    if (w.n_splits == 1) {
+    if (ns == 1) {
       const float L = sm.L[g];
-      const size_t hq = (size_t)w.req * p.Hq + w.kvh * p.G + g;
-      p.out[hq * D + d] = L > 0.0f ? sm.o[0][g][d] / L : 0.0f;
+      const size_t hq = (size_t)r * p.Hq + h * p.G + g;
+      p.out[hq * D + d] = L > 0.0f ? o[idx] / L : 0.0f;
       if (d == 0 && p.lse) p.lse[hq] = (float)((sm.M[g] + log2f(L)) * KVC_LN2);
     } else {
-      p.part_o[((size_t)w.slot * p.G + g) * D + d] = sm.o[0][g][d];
+      p.part_o[(slot * p.G + g) * D + d] = o[idx];
       if (d == 0) {
-        p.part_ml[((size_t)w.slot * p.G + g) * 2] = sm.M[g];
-        p.part_ml[((size_t)w.slot * p.G + g) * 2 + 1] = sm.L[g];
+        p.part_ml[(slot * p.G + g) * 2] = sm.M[g];
+        p.part_ml[(slot * p.G + g) * 2 + 1] = sm.L[g];
       }
     }
   }
 }
 
-/* One CTA per pair: merges its splits' partials (nothing to do for a single split). */
-__global__ void __launch_bounds__(KVC_THREADS)
-kvc__combine_kernel(const int32_t *pair_first, const int32_t *pair_splits, const float *part_o,
-                    const float *part_ml, int Hkv, int Hq, int G, int D, float *out, float *lse) {
-  const int pair = blockIdx.x;
-  const int ns = pair_splits[pair], first = pair_first[pair];
-  if (ns <= 1) return;
-  const int r = pair / Hkv, h = pair % Hkv;
-  for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x) {
-    const int g = idx / D, d = idx - g * D;
-    float M = -CUDART_INF_F;
-    for (int s = 0; s < ns; s++) M = fmaxf(M, part_ml[((size_t)(first + s) * G + g) * 2]);
-    float L = 0.0f, O = 0.0f;
-    if (M != -CUDART_INF_F) {
-      for (int s = 0; s < ns; s++) {
-        const size_t pg = (size_t)(first + s) * G + g;
-        const float ms = part_ml[pg * 2];
-        const float wgt = ms == -CUDART_INF_F ? 0.0f : exp2f(ms - M);
-        L = fmaf(part_ml[pg * 2 + 1], wgt, L);
-        O = fmaf(part_o[pg * D + d], wgt, O);
-      }
+/* CTA (pair, head g), D threads: merges the pair's split partials (nothing for one split). */
+__global__ void __launch_bounds__(128) kvc__combine_kernel(kvc__split_params p, int D) {
+  const int pair = blockIdx.x, g = blockIdx.y, d = threadIdx.x;
+  const int n = kvc__pair_nblk(p, pair);
+  const int ns = (n + p.bps - 1) / p.bps;
+  if (ns <= 1 || d >= D) return;
+  const size_t first = (size_t)pair * p.max_splits;
+  float M = -CUDART_INF_F;
+  for (int s = 0; s < ns; s++) M = fmaxf(M, p.part_ml[((first + s) * p.G + g) * 2]);
+  float L = 0.0f, O = 0.0f;
+  if (M != -CUDART_INF_F) {
+#pragma unroll 4
+    for (int s = 0; s < ns; s++) {
+      const size_t pg = (first + s) * p.G + g;
+      const float ms = p.part_ml[pg * 2];
+      const float w = ms == -CUDART_INF_F ? 0.0f : exp2f(ms - M);
+      L = fmaf(p.part_ml[pg * 2 + 1], w, L);
+      O = fmaf(p.part_o[pg * D + d], w, O);
     }
-    const size_t hq = (size_t)r * Hq + h * G + g;
-    out[hq * D + d] = L > 0.0f ? O / L : 0.0f;
-    if (d == 0 && lse) lse[hq] = (float)((M + log2f(L)) * KVC_LN2);
   }
+  const int r = pair / p.Hkv, h = pair - r * p.Hkv;
+  const size_t hq = (size_t)r * p.Hq + h * p.G + g;
+  p.out[hq * D + d] = L > 0.0f ? O / L : 0.0f;
+  if (d == 0 && p.lse) p.lse[hq] = (float)((M + log2f(L)) * KVC_LN2);
+}
+
+/* Per instantiation, once: allow its dynamic shared memory and read how many CTAs of it one
+ * multiprocessor holds. */
+template <typename T, int D, int GT>
+static int kvc__split_attr(kvc_ctx *c, int *slots, kv_error *err) {
+  using A = kvc_attend<T, D, GT>;
+  static int per_sm = 0;
+  if (per_sm == 0) {
+    KVC_CHECK(err, cudaFuncSetAttribute(kvc__split_kernel<T, D, GT>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)A::DYN_BYTES));
+    int n = 0;
+    KVC_CHECK(err, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kvc__split_kernel<T, D, GT>,
+                                                                 KVC_THREADS, A::DYN_BYTES));
+    if (n < 1) {
+      return kv_error_set(err, KV_EDEVICE, "split kernel: no CTA fits a multiprocessor "
+                          "(%zu bytes of shared memory)", (size_t)A::DYN_BYTES);
+    }
+    per_sm = n;
+  }
+  *slots = per_sm * c->prop.multiProcessorCount;
+  return 0;
 }
 
 template <typename T, int D, int GT>
-static int kvc__launch_split(kvc_ctx *c, const kvc__split_params &p, int n_work, kv_error *err) {
-  kvc__split_kernel<T, D, GT><<<n_work, KVC_THREADS, 0, c->stream>>>(p);
+static int kvc__launch_split(kvc_ctx *c, const kvc__split_params &p, int n_pairs, kv_error *err) {
+  using A = kvc_attend<T, D, GT>;
+  int slots = 0;
+  KVC_TRY((kvc__split_attr<T, D, GT>(c, &slots, err)));
+  dim3 grid((unsigned)p.max_splits, (unsigned)n_pairs);
+  kvc__split_kernel<T, D, GT><<<grid, KVC_THREADS, A::DYN_BYTES, c->stream>>>(p);
   KVC_CHECK(err, cudaGetLastError());
   return 0;
 }
 
-/* Arena layout of a planned launch (offsets into the caller's scratch). */
-typedef struct {
-  uint64_t work, first, ns, po, pml, total;
-} kvc__split_layout;
-
-static kvc__split_layout kvc__layout(const kvc_split_plan *plan, int G, int D) {
-  kvc_arena ar = {0};
-  kvc__split_layout l;
-  l.work = kvc_arena_take(&ar, (uint64_t)plan->n_work * sizeof(kvc_work));
-  l.first = kvc_arena_take(&ar, (uint64_t)plan->n_pairs * sizeof(int32_t));
-  l.ns = kvc_arena_take(&ar, (uint64_t)plan->n_pairs * sizeof(int32_t));
-  l.po = kvc_arena_take(&ar, (uint64_t)plan->n_work * G * D * sizeof(float));
-  l.pml = kvc_arena_take(&ar, (uint64_t)plan->n_work * G * 2 * sizeof(float));
-  l.total = ar.used + 256;
-  return l;
+template <typename T, int D, int GT>
+static int kvc__slots(kvc_ctx *c, int *slots, kv_error *err) {
+  return kvc__split_attr<T, D, GT>(c, slots, err);
 }
 
-int kvc__split_prepare(kvc_ctx *c, const attn_shape *s, const kvc_batch *b,
-                       const int64_t *pair_blocks, size_t *bytes, kv_error *err) {
-  KVC_TRY(kvc_plan_splits(pair_blocks, b->n_req, s->n_kv_heads, c->target_ctas, 8, &c->plan, err));
-  *bytes = (size_t)kvc__layout(&c->plan, s->n_heads / s->n_kv_heads, s->head_dim).total;
+int kvc__split_prepare(kvc_ctx *c, const attn_shape *s, kvc_dtype dtype, const kvc_batch *b,
+                       const int64_t *pair_blocks, kvc_split_size *plan, size_t *bytes,
+                       kv_error *err) {
+  const int G = s->n_heads / s->n_kv_heads, D = s->head_dim;
+  const int64_t pairs = (int64_t)b->n_req * s->n_kv_heads;
+  if (pairs > 65535) {
+    return kv_error_set(err, KV_ENOTSUP, "split-K: %lld (request, KV head) pairs (at most 65535)",
+                        (long long)pairs);
+  }
+  int slots = 0;
+  KVC_TRY(KVC_DISPATCH(dtype, D, G, kvc__slots, c, &slots, err));
+  KVC_TRY(kvc_plan_split_size(pair_blocks, pairs, slots, plan, err));
+  kvc_arena ar = {0};
+  (void)kvc_arena_take(&ar, (uint64_t)pairs * plan->max_splits * G * D * sizeof(float));
+  (void)kvc_arena_take(&ar, (uint64_t)pairs * plan->max_splits * G * 2 * sizeof(float));
+  *bytes = ar.used + 256;
   return 0;
 }
 
 int kvc__split_launch(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const kvc_batch *b,
-                      const int32_t *list, int list_stride, char *base, float *out, float *lse,
+                      const int32_t *list, int list_stride, const int32_t *list_count,
+                      const kvc_split_size *plan, char *base, float *out, float *lse,
                       kv_error *err) {
   const int Hkv = s->n_kv_heads, G = s->n_heads / Hkv, D = s->head_dim;
-  const kvc_split_plan *plan = &c->plan;
+  const int pairs = b->n_req * Hkv;
   if (plan->n_work == 0) return 0;
   base = (char *)(((uintptr_t)base + 255) & ~(uintptr_t)255);
-  const kvc__split_layout l = kvc__layout(plan, G, D);
-  KVC_TRY(kvc__upload_async(c, base + l.work, plan->work, plan->n_work * sizeof(kvc_work), err));
-  KVC_TRY(kvc__upload_async(c, base + l.first, plan->pair_first, plan->n_pairs * sizeof(int32_t),
-                            err));
-  KVC_TRY(kvc__upload_async(c, base + l.ns, plan->pair_splits, plan->n_pairs * sizeof(int32_t),
-                            err));
+  kvc_arena ar = {0};
+  const uint64_t o_po = kvc_arena_take(&ar, (uint64_t)pairs * plan->max_splits * G * D * sizeof(float));
+  const uint64_t o_pml = kvc_arena_take(&ar, (uint64_t)pairs * plan->max_splits * G * 2 * sizeof(float));
   kvc__split_params p;
   p.k = kv->k;
   p.v = kv->v;
@@ -141,18 +180,20 @@ int kvc__split_launch(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const k
   p.seq_len = b->seq_len;
   p.q = b->q;
   p.list = list;
+  p.list_count = list_count;
   p.list_stride = list_stride;
-  p.work = (const kvc_work *)(base + l.work);
-  p.part_o = (float *)(base + l.po);
-  p.part_ml = (float *)(base + l.pml);
+  p.bps = plan->blocks_per_split;
+  p.max_splits = plan->max_splits;
+  p.part_o = (float *)(base + o_po);
+  p.part_ml = (float *)(base + o_pml);
   p.out = out;
   p.lse = lse;
   p.scale_log2 = (float)(1.0 / sqrt((double)D)) * KVC_LOG2E;
-  KVC_TRY(KVC_DISPATCH(kv->dtype, D, G, kvc__launch_split, c, p, plan->n_work, err));
-  kvc__combine_kernel<<<plan->n_pairs, KVC_THREADS, 0, c->stream>>>(
-      (const int32_t *)(base + l.first), (const int32_t *)(base + l.ns), p.part_o, p.part_ml, Hkv,
-      s->n_heads, G, D, out, lse);
-  KVC_CHECK(err, cudaGetLastError());
+  KVC_TRY(KVC_DISPATCH(kv->dtype, D, G, kvc__launch_split, c, p, pairs, err));
+  if (plan->max_splits > 1) {
+    kvc__combine_kernel<<<dim3((unsigned)pairs, (unsigned)G), D, 0, c->stream>>>(p, D);
+    KVC_CHECK(err, cudaGetLastError());
+  }
   return 0;
 }
 
@@ -165,9 +206,10 @@ extern "C" int kvc_dense(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, cons
   for (int r = 0; r < b->n_req; r++) {
     for (int h = 0; h < Hkv; h++) pb[(int64_t)r * Hkv + h] = kvc_n_blocks(b->h_seq_len[r], kv->block_size);
   }
+  kvc_split_size plan;
   size_t bytes;
   char *base;
-  KVC_TRY(kvc__split_prepare(c, s, b, pb, &bytes, err));
+  KVC_TRY(kvc__split_prepare(c, s, kv->dtype, b, pb, &plan, &bytes, err));
   KVC_TRY(kvc__scratch(c, bytes, &base, err));
-  return kvc__split_launch(c, s, kv, b, NULL, 0, base, out, lse, err);
+  return kvc__split_launch(c, s, kv, b, NULL, 0, NULL, &plan, base, out, lse, err);
 }
