@@ -10,7 +10,8 @@
  *   sim_result_free(&r); sim_params_free(&p); trace_free(&t);
  *
  * Config sections and keys are listed in docs/sim.md (and in sim_config.c, the one place that
- * reads them). Units: time in ns internally; config values carry their unit in the key name.
+ * reads them; the sections both engines read have their readers in sim_config.h). Units: time
+ * in ns internally; config values carry their unit in the key name.
  */
 #ifndef SIM_H
 #define SIM_H
@@ -21,6 +22,7 @@
 #include "kv_config.h"
 #include "kv_err.h"
 #include "sim_attn.h"
+#include "sim_config.h"
 #include "sim_cost.h"
 #include "sim_hw.h"
 #include "sim_model.h"
@@ -29,15 +31,6 @@
 #include "sim_store.h"
 #include "trace.h"
 
-typedef enum sim_mode {
-  SIM_MODE_RE = 0,         /* recompute every turn: no KV cache between turns */
-  SIM_MODE_HBM,            /* cache only in an HBM region */
-  SIM_MODE_HBM_DRAM,       /* HBM region + host DRAM */
-  SIM_MODE_HBM_DRAM_SSD,   /* HBM region (0 by default) + DRAM + SSD: CachedAttention */
-  SIM_MODE_COUNT
-} sim_mode;
-extern const char *const sim_mode_names[];  /* "re", "hbm", "hbm_dram", "hbm_dram_ssd" */
-
 typedef enum sim_trunc {
   SIM_TRUNC_DECOUPLED = 0, /* KV saved without positions: kept KV stays valid */
   SIM_TRUNC_TT,            /* token truncation: cached KV invalid, recompute the kept tokens */
@@ -45,9 +38,6 @@ typedef enum sim_trunc {
   SIM_TRUNC_COUNT
 } sim_trunc;
 extern const char *const sim_trunc_names[]; /* "decoupled", "tt", "nkvt" */
-
-typedef enum sim_prefetch { SIM_PREFETCH_NONE = 0, SIM_PREFETCH_LOOKAHEAD } sim_prefetch;
-extern const char *const sim_prefetch_names[]; /* "none", "lookahead" */
 
 typedef enum sim_replay { SIM_REPLAY_CLOSED = 0, SIM_REPLAY_OPEN } sim_replay;
 extern const char *const sim_replay_names[]; /* "closed", "open" */
@@ -87,18 +77,8 @@ typedef struct sim_params {
   int64_t save_chunk_tokens;     /* async: decoded KV saved every this many tokens */
   sim_trunc truncation;
   double truncation_ratio;
-  /* [cache] */
-  sim_mode mode;
-  sim_store_kind store;
-  const sim_policy *eviction;
-  sim_prefetch prefetch;
-  int64_t tier_bytes[SIM_TIER_COUNT];  /* store capacities (0 = tier disabled) */
-  int64_t block_tokens;
-  int64_t ttl_ns, ttl_sweep_ns;
-  int64_t prefetch_window_jobs, evict_window_jobs;  /* 0 = auto */
-  int64_t prefetch_max_inflight;
-  int64_t demote_buffer_bytes;   /* staging buffer for demotions in flight */
-  int ssd_inclusive;             /* fetched units keep their SSD copy (sim_store.h) */
+  /* [cache] (sim_config.h: the reader both engines share) */
+  sim_cache_config cache;
   /* [links] (bytes/s, ns) */
   double h2d_bw, d2h_bw, ssd_read_bw, ssd_write_bw;
   int64_t pcie_latency_ns, ssd_latency_ns;

@@ -1,5 +1,7 @@
-/* sim_config.c — the one place that reads the experiment config (sim_params_from_config).
- * Every key, its default and its unit are listed here and in docs/sim.md. */
+/* sim_config.c — the one place that reads the experiment config: one reader per section, the
+ * sections both engines read shared (sim_config.h), the timed engine's parameters assembled by
+ * sim_params_from_config (sim.h); [workload] is read by sim_workload.c. Every key, its default
+ * (stated once, at its getter) and its unit are listed here and in docs/sim.md. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +45,114 @@ static int sim__gib(const kv_config *cfg, const char *sec, const char *key, doub
   if (rc) return rc;
   *out = (int64_t)llround(v * SIM_GIB);
   return 0;
+}
+
+/* ---- the sections both engines read (sim_config.h) ---------------------------------------- */
+
+const char *const sim_engine_kind_names[] = {"timed", "replay", NULL};
+
+int sim_config_engine(kv_config *cfg, sim_engine_kind *engine, uint64_t *seed, kv_error *err) {
+  int rc, e;
+  int64_t i64;
+  TRY(kv_config_enum(cfg, "sim", "engine", SIM_ENGINE_TIMED, sim_engine_kind_names, &e, err));
+  *engine = (sim_engine_kind)e;
+  TRY(kv_config_int(cfg, "sim", "seed", 1, 0, INT64_MAX, &i64, err));
+  *seed = (uint64_t)i64;
+  return 0;
+}
+
+int sim_config_reject(kv_config *cfg, const char *section, const char *const *keys,
+                      sim_engine_kind engine, kv_error *err) {
+  for (int i = 0; keys[i]; i++) {
+    if (kv_config_get(cfg, section, keys[i])) {
+      return kv_error_set(err, KV_EINVAL, "%s: [%s] %s has no effect with [sim] engine = %s",
+                          kv_config_where(cfg, section, keys[i]), section, keys[i],
+                          sim_engine_kind_names[engine]);
+    }
+  }
+  return 0;
+}
+
+/* [cache] keys by the engine that reads them (sim_config_reject refuses the other's). */
+static const char *const sim__cache_timed_keys[] = {
+    "mode", "store", "prefetch", "hbm_gib", "dram_gib", "ssd_gib", "block_tokens", "ttl_s",
+    "ttl_sweep_s", "prefetch_window_jobs", "evict_window_jobs", "prefetch_max_inflight",
+    "demote_buffer_gib", "ssd_inclusive", NULL};
+static const char *const sim__cache_replay_keys[] = {"capacity_tokens", NULL};
+
+/* The timed engine's tiers: capacities (defaults: 10 GiB of HBM in the modes hbm and hbm_dram,
+ * else none; the hardware's DRAM and SSD), zeroed for the tiers the mode leaves out. */
+static int sim__cache_tiers(kv_config *cfg, const sim_hw *hw, sim_cache_config *c,
+                            kv_error *err) {
+  int rc;
+  int64_t *tb = c->tier_bytes;
+  double hbm_def = (c->mode == SIM_MODE_HBM || c->mode == SIM_MODE_HBM_DRAM) ? 10 * SIM_GIB : 0;
+  TRY(sim__gib(cfg, "cache", "hbm_gib", hbm_def, &tb[SIM_TIER_HBM], err));
+  TRY(sim__gib(cfg, "cache", "dram_gib", hw->dram_bytes, &tb[SIM_TIER_DRAM], err));
+  TRY(sim__gib(cfg, "cache", "ssd_gib", hw->ssd_bytes, &tb[SIM_TIER_SSD], err));
+  switch (c->mode) {
+    case SIM_MODE_RE: tb[SIM_TIER_HBM] = tb[SIM_TIER_DRAM] = tb[SIM_TIER_SSD] = 0; break;
+    case SIM_MODE_HBM: tb[SIM_TIER_DRAM] = tb[SIM_TIER_SSD] = 0; break;
+    case SIM_MODE_HBM_DRAM: tb[SIM_TIER_SSD] = 0; break;
+    default: break;
+  }
+  if (c->mode == SIM_MODE_HBM && tb[SIM_TIER_HBM] == 0) {
+    return kv_error_set(err, KV_EINVAL, "%s: [cache] mode = hbm needs hbm_gib > 0",
+                        kv_config_where(cfg, "cache", "hbm_gib"));
+  }
+  return 0;
+}
+
+/* The rest of the timed engine's [cache]. */
+static int sim__cache_timed(kv_config *cfg, const sim_hw *hw, sim_cache_config *c,
+                            kv_error *err) {
+  int rc, e;
+  double d;
+  TRY(kv_config_enum(cfg, "cache", "mode", SIM_MODE_HBM_DRAM_SSD, sim_mode_names, &e, err));
+  c->mode = (sim_mode)e;
+  TRY(kv_config_enum(cfg, "cache", "store", SIM_STORE_SESSION, sim_store_kind_names, &e, err));
+  c->store = (sim_store_kind)e;
+  TRY(kv_config_enum(cfg, "cache", "prefetch", SIM_PREFETCH_LOOKAHEAD, sim_prefetch_names, &e,
+                     err));
+  c->prefetch = (sim_prefetch)e;
+  TRY(sim__cache_tiers(cfg, hw, c, err));
+  TRY(kv_config_int(cfg, "cache", "block_tokens", 256, 1, 1 << 24, &c->block_tokens, err));
+  TRY(kv_config_double(cfg, "cache", "ttl_s", 3600, 0, 1e9, &d, err));
+  c->ttl_ns = (int64_t)llround(d * 1e9);
+  TRY(kv_config_double(cfg, "cache", "ttl_sweep_s", 60, 0.001, 1e9, &d, err));
+  c->ttl_sweep_ns = (int64_t)llround(d * 1e9);
+  TRY(kv_config_int(cfg, "cache", "prefetch_window_jobs", 0, 0, INT64_MAX / 4,
+                    &c->prefetch_window_jobs, err));
+  TRY(kv_config_int(cfg, "cache", "evict_window_jobs", 0, 0, INT64_MAX / 4,
+                    &c->evict_window_jobs, err));
+  TRY(kv_config_int(cfg, "cache", "prefetch_max_inflight", 4, 1, 1 << 20,
+                    &c->prefetch_max_inflight, err));
+  TRY(sim__gib(cfg, "cache", "demote_buffer_gib", 4.0 * SIM_GIB, &c->demote_buffer_bytes, err));
+  TRY(kv_config_bool(cfg, "cache", "ssd_inclusive", 1, &c->ssd_inclusive, err));
+  return 0;
+}
+
+int sim_config_cache(kv_config *cfg, sim_engine_kind engine, const sim_hw *hw,
+                     sim_cache_config *c, kv_error *err) {
+  memset(c, 0, sizeof *c);
+  int rc, e;
+  /* one default for both engines: the scheduler-aware policy of the timed engine */
+  TRY(kv_config_enum(cfg, "cache", "eviction", 2 /* sa */, sim_policy_names, &e, err));
+  c->eviction = sim_policy_get(e);
+  if (engine == SIM_ENGINE_TIMED) {
+    TRY(sim_config_reject(cfg, "cache", sim__cache_replay_keys, engine, err));
+    return sim__cache_timed(cfg, hw, c, err);
+  }
+  TRY(sim_config_reject(cfg, "cache", sim__cache_timed_keys, engine, err));
+  if (c->eviction->uses_queue) {
+    int dflt = !kv_config_get(cfg, "cache", "eviction");
+    return kv_error_set(err, KV_EINVAL, "%s: [cache] eviction = %s%s needs the timed engine's job "
+                        "queue; the replay engine takes lru, fifo or opt",
+                        kv_config_where(cfg, "cache", "eviction"), c->eviction->name,
+                        dflt ? " (the default)" : "");
+  }
+  return kv_config_int(cfg, "cache", "capacity_tokens", 0, 0, INT64_MAX / 4, &c->capacity_tokens,
+                       err);
 }
 
 /* [attention]: decode attention priced by measured budgets (sim_attn.h, docs/psa-serving.md).
@@ -129,14 +239,17 @@ static int sim__read_attention(kv_config *cfg, sim_params *p, kv_error *err) {
   return 0;
 }
 
-int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err) {
-  memset(p, 0, sizeof *p);
+/* [sim] of the timed engine: seed and engine (sim_config_engine), the model and the hardware. */
+static int sim__read_sim(kv_config *cfg, sim_params *p, kv_error *err) {
   int rc;
-  int64_t i64;
   const char *s;
-  /* [sim] */
-  TRY(kv_config_int(cfg, "sim", "seed", 1, 0, INT64_MAX, &i64, err));
-  p->seed = (uint64_t)i64;
+  sim_engine_kind engine;
+  TRY(sim_config_engine(cfg, &engine, &p->seed, err));
+  if (engine != SIM_ENGINE_TIMED) {
+    return kv_error_set(err, KV_EINVAL, "%s: [sim] engine = %s: these parameters are the timed "
+                        "engine's", kv_config_where(cfg, "sim", "engine"),
+                        sim_engine_kind_names[engine]);
+  }
   TRY(kv_config_str(cfg, "sim", "data_dir", SIM_DATA_DIR, &s, err));
   snprintf(p->data_dir, sizeof p->data_dir, "%s", s);
   const char *model = NULL, *hw = NULL;
@@ -157,8 +270,12 @@ int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err) {
     return rc;
   }
   TRY(kv_config_int(cfg, "sim", "n_gpus", 1, 1, 1024, &p->n_gpus, err));
+  return 0;
+}
 
-  /* [engine] */
+/* [engine]: batching, pre-loading, saving, truncation. */
+static int sim__read_engine(kv_config *cfg, sim_params *p, kv_error *err) {
+  int rc;
   TRY(kv_config_int(cfg, "engine", "batch_limit", 24, 1, 1 << 20, &p->batch_limit, err));
   TRY(kv_config_int(cfg, "engine", "admit_lookahead", 1, 1, 1 << 20, &p->admit_lookahead, err));
   TRY(kv_config_double(cfg, "engine", "hbm_reserve_frac", 0.1, 0, 0.99, &p->hbm_reserve_frac, err));
@@ -174,54 +291,13 @@ int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err) {
   p->truncation = (sim_trunc)e;
   TRY(kv_config_double(cfg, "engine", "truncation_ratio", 0.5, 0.01, 1.0, &p->truncation_ratio,
                        err));
+  return 0;
+}
 
-  /* [cache] */
-  TRY(kv_config_enum(cfg, "cache", "mode", SIM_MODE_HBM_DRAM_SSD, sim_mode_names, &e, err));
-  p->mode = (sim_mode)e;
-  TRY(kv_config_enum(cfg, "cache", "store", SIM_STORE_SESSION, sim_store_kind_names, &e, err));
-  p->store = (sim_store_kind)e;
-  TRY(kv_config_enum(cfg, "cache", "eviction", 2 /* sa */, sim_policy_names, &e, err));
-  p->eviction = sim_policy_get(e);
-  TRY(kv_config_enum(cfg, "cache", "prefetch", SIM_PREFETCH_LOOKAHEAD, sim_prefetch_names, &e,
-                     err));
-  p->prefetch = (sim_prefetch)e;
-  double hbm_def = (p->mode == SIM_MODE_HBM || p->mode == SIM_MODE_HBM_DRAM) ? 10 * SIM_GIB : 0;
-  TRY(sim__gib(cfg, "cache", "hbm_gib", hbm_def, &p->tier_bytes[SIM_TIER_HBM], err));
-  TRY(sim__gib(cfg, "cache", "dram_gib", p->hw.dram_bytes, &p->tier_bytes[SIM_TIER_DRAM], err));
-  TRY(sim__gib(cfg, "cache", "ssd_gib", p->hw.ssd_bytes, &p->tier_bytes[SIM_TIER_SSD], err));
-  switch (p->mode) {
-    case SIM_MODE_RE:
-      p->tier_bytes[SIM_TIER_HBM] = p->tier_bytes[SIM_TIER_DRAM] = p->tier_bytes[SIM_TIER_SSD] = 0;
-      break;
-    case SIM_MODE_HBM:
-      p->tier_bytes[SIM_TIER_DRAM] = p->tier_bytes[SIM_TIER_SSD] = 0;
-      break;
-    case SIM_MODE_HBM_DRAM:
-      p->tier_bytes[SIM_TIER_SSD] = 0;
-      break;
-    default:
-      break;
-  }
-  if (p->mode == SIM_MODE_HBM && p->tier_bytes[SIM_TIER_HBM] == 0) {
-    return kv_error_set(err, KV_EINVAL, "%s: [cache] mode = hbm needs hbm_gib > 0",
-                        kv_config_where(cfg, "cache", "hbm_gib"));
-  }
-  TRY(kv_config_int(cfg, "cache", "block_tokens", 256, 1, 1 << 24, &p->block_tokens, err));
+/* [links] (defaults: the hardware file; pcie_per_gpu multiplies PCIe by n_gpus). */
+static int sim__read_links(kv_config *cfg, sim_params *p, kv_error *err) {
+  int rc;
   double d;
-  TRY(kv_config_double(cfg, "cache", "ttl_s", 3600, 0, 1e9, &d, err));
-  p->ttl_ns = (int64_t)llround(d * 1e9);
-  TRY(kv_config_double(cfg, "cache", "ttl_sweep_s", 60, 0.001, 1e9, &d, err));
-  p->ttl_sweep_ns = (int64_t)llround(d * 1e9);
-  TRY(kv_config_int(cfg, "cache", "prefetch_window_jobs", 0, 0, INT64_MAX / 4,
-                    &p->prefetch_window_jobs, err));
-  TRY(kv_config_int(cfg, "cache", "evict_window_jobs", 0, 0, INT64_MAX / 4, &p->evict_window_jobs,
-                    err));
-  TRY(kv_config_int(cfg, "cache", "prefetch_max_inflight", 4, 1, 1 << 20,
-                    &p->prefetch_max_inflight, err));
-  TRY(sim__gib(cfg, "cache", "demote_buffer_gib", 4.0 * SIM_GIB, &p->demote_buffer_bytes, err));
-  TRY(kv_config_bool(cfg, "cache", "ssd_inclusive", 1, &p->ssd_inclusive, err));
-
-  /* [links] */
   int per_gpu;
   TRY(kv_config_bool(cfg, "links", "pcie_per_gpu", 0, &per_gpu, err));
   double k = per_gpu ? (double)p->n_gpus : 1.0;
@@ -240,8 +316,13 @@ int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err) {
   TRY(kv_config_double(cfg, "links", "ssd_latency_us", p->hw.ssd_latency_ns / 1e3, 0, 1e9, &d,
                        err));
   p->ssd_latency_ns = (int64_t)llround(d * 1e3);
+  return 0;
+}
 
-  /* [cost] */
+/* [cost]: roofline (default), linear or a measured profile. */
+static int sim__read_cost(kv_config *cfg, sim_params *p, kv_error *err) {
+  int rc;
+  int e;
   TRY(kv_config_enum(cfg, "cost", "model", SIM_COST_ROOFLINE, sim_cost_kind_names, &e, err));
   if (e == SIM_COST_ROOFLINE) {
     double ce, me;
@@ -267,11 +348,13 @@ int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err) {
       return rc;
     }
   }
+  return 0;
+}
 
-  /* [attention] */
-  TRY(sim__read_attention(cfg, p, err));
-
-  /* [price] */
+/* [price], [workload] replay and [output]. */
+static int sim__read_price_output(kv_config *cfg, sim_params *p, kv_error *err) {
+  int rc;
+  int e;
   TRY(kv_config_double(cfg, "price", "gpu_per_hour", p->hw.gpu_price_per_hour, 0, 1e9,
                        &p->gpu_price_per_hour, err));
   TRY(kv_config_double(cfg, "price", "dram_per_gib_hour", p->hw.dram_price_per_gib_hour, 0, 1e9,
@@ -280,16 +363,24 @@ int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err) {
                        &p->ssd_price_per_gib_hour, err));
   TRY(kv_config_enum(cfg, "price", "time_base", SIM_TIME_BUSY, sim_time_base_names, &e, err));
   p->time_base = (sim_time_base)e;
-
-  /* [workload] replay */
   TRY(kv_config_enum(cfg, "workload", "replay", SIM_REPLAY_CLOSED, sim_replay_names, &e, err));
   p->replay = (sim_replay)e;
-
-  /* [output] */
   TRY(kv_config_int(cfg, "output", "warmup_turns", 0, 0, INT64_MAX / 4, &p->warmup_turns, err));
   TRY(kv_config_bool(cfg, "output", "log", 0, &p->log, err));
   TRY(kv_config_bool(cfg, "output", "requests_csv", 1, &p->write_requests_csv, err));
   return 0;
+}
+
+int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err) {
+  memset(p, 0, sizeof *p);
+  int rc;
+  TRY(sim__read_sim(cfg, p, err));
+  TRY(sim__read_engine(cfg, p, err));
+  TRY(sim_config_cache(cfg, SIM_ENGINE_TIMED, &p->hw, &p->cache, err));
+  TRY(sim__read_links(cfg, p, err));
+  TRY(sim__read_cost(cfg, p, err));
+  TRY(sim__read_attention(cfg, p, err));
+  return sim__read_price_output(cfg, p, err);
 }
 
 void sim_params_free(sim_params *p) {

@@ -41,7 +41,7 @@ sim_event_id sim__at(sim_eng *E, int64_t t, sim_event_fn fn, int64_t arg) {
 int64_t sim_engine_kv_space(const sim_params *p) {
   double total = (double)p->n_gpus * p->hw.hbm_bytes * (1.0 - p->hbm_reserve_frac);
   double weights = p->model.params * (double)p->model.bytes_per_elem;
-  double v = total - weights - (double)p->tier_bytes[SIM_TIER_HBM] - (double)p->write_buffer_bytes;
+  double v = total - weights - (double)p->cache.tier_bytes[SIM_TIER_HBM] - (double)p->write_buffer_bytes;
   return (int64_t)floor(v);
 }
 
@@ -65,7 +65,7 @@ static void sim__ev_ttl(void *ctx, int64_t arg) {
   (void)arg;
   sim_eng *E = ctx;
   sim_store_expire(&E->store, E->ev.now);
-  if (E->ev.n_pending > 0) sim__at(E, E->ev.now + E->p->ttl_sweep_ns, sim__ev_ttl, 0);
+  if (E->ev.n_pending > 0) sim__at(E, E->ev.now + E->p->cache.ttl_sweep_ns, sim__ev_ttl, 0);
 }
 
 static int sim__build_opt_next(sim_eng *E) {
@@ -240,20 +240,20 @@ static int sim__setup_memory(sim_eng *E, kv_error *err) {
 /* The KV store of the cache modes other than re (and OPT's next uses from trace hashes). */
 static int sim__setup_store(sim_eng *E, kv_error *err) {
   const sim_params *p = E->p;
-  E->has_store = p->mode != SIM_MODE_RE;
+  E->has_store = p->cache.mode != SIM_MODE_RE;
   if (!E->has_store) return 0;
-  int rc = sim_store_init(&E->store, p->store, p->eviction, p->tier_bytes, E->bpt, p->ttl_ns,
+  int rc = sim_store_init(&E->store, p->cache.store, p->cache.eviction, p->cache.tier_bytes, E->bpt, p->cache.ttl_ns,
                           &E->net, E->link, E->stats.v, err);
   if (rc) return rc;
   E->store.on_ready = sim__unit_ready;
-  E->store.stage_cap = p->demote_buffer_bytes;
-  E->store.inclusive = p->ssd_inclusive;
+  E->store.stage_cap = p->cache.demote_buffer_bytes;
+  E->store.inclusive = p->cache.ssd_inclusive;
   E->store.ready_ctx = E;
-  if (p->store == SIM_STORE_BLOCK && p->eviction->uses_queue) {
+  if (p->cache.store == SIM_STORE_BLOCK && p->cache.eviction->uses_queue) {
     return kv_error_set(err, KV_ENOTSUP, "[cache] eviction = %s needs the session-granular store "
-                        "(store = session)", p->eviction->name);
+                        "(store = session)", p->cache.eviction->name);
   }
-  if (p->store == SIM_STORE_BLOCK && p->eviction->uses_future &&
+  if (p->cache.store == SIM_STORE_BLOCK && p->cache.eviction->uses_future &&
       (E->t->flags & TRACE_FLAG_HAS_HASHES) && sim__build_opt_next(E)) {
     return kv_error_set(err, KV_ENOMEM, "engine: out of memory (OPT next uses)");
   }
@@ -272,8 +272,8 @@ static int sim__loop(sim_eng *E, kv_error *err) {
       break;
     }
   }
-  if (E->has_store && p->ttl_ns > 0 && p->ttl_sweep_ns > 0) {
-    sim__at(E, p->ttl_sweep_ns, sim__ev_ttl, 0);
+  if (E->has_store && p->cache.ttl_ns > 0 && p->cache.ttl_sweep_ns > 0) {
+    sim__at(E, p->cache.ttl_sweep_ns, sim__ev_ttl, 0);
   }
   sim_events_run(&E->ev, SIM_TIME_MAX, &E->stop);
   if (E->stop) {

@@ -10,7 +10,7 @@
 
 /* Unit of a session (session store), or -1. */
 int32_t sim__sess_unit(sim_eng *E, int32_t s) {
-  if (!E->has_store || E->p->store != SIM_STORE_SESSION) return -1;
+  if (!E->has_store || E->p->cache.store != SIM_STORE_SESSION) return -1;
   return sim_store_find(&E->store, (uint64_t)s, E->ev.now);
 }
 
@@ -20,7 +20,7 @@ int64_t sim__job_hashes(sim_eng *E, int32_t j, int64_t upto_tokens) {
   sim_job *J = &E->jobs[j];
   const trace *t = E->t;
   const trace_turn *u = &t->turns[J->turn];
-  int64_t B = E->p->block_tokens;
+  int64_t B = E->p->cache.block_tokens;
   int64_t n = 0;
   int trace_h = (t->flags & TRACE_FLAG_HAS_HASHES) && t->block_tokens > 0 && u->n_hashes > 0;
   if (trace_h) {
@@ -93,7 +93,7 @@ void sim__lookup(sim_eng *E, int32_t j) {
   J->looked_up = 1;
   J->hit = 0;
   int tier_mask = 0;
-  if (E->has_store && p->store == SIM_STORE_SESSION && J->hist > 0) {
+  if (E->has_store && p->cache.store == SIM_STORE_SESSION && J->hist > 0) {
     int32_t x = sim_store_find(&E->store, (uint64_t)J->session, E->ev.now);
     if (x >= 0) {
       sim_unit *u = &E->store.u[x];
@@ -118,7 +118,7 @@ void sim__lookup(sim_eng *E, int32_t j) {
         sim_store_drop(&E->store, x, SIM_STAT_INVALIDATED);
       }
     }
-  } else if (E->has_store && p->store == SIM_STORE_BLOCK) {
+  } else if (E->has_store && p->cache.store == SIM_STORE_BLOCK) {
     int64_t n = sim__job_hashes(E, j, J->input);
     int64_t hit_tok = 0;
     int32_t nb = 0;

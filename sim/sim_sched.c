@@ -69,10 +69,10 @@ void sim__sched_windows(sim_eng *E) {
   const sim_params *p = E->p;
   /* L_pw = C_mem / S_kv, L_ew = (C_mem + C_disk) / S_kv */
   double skv = sim_engine_mean_session_kv(p, E->t);
-  double cmem = (double)p->tier_bytes[SIM_TIER_DRAM], cdisk = (double)p->tier_bytes[SIM_TIER_SSD];
-  E->W_p = p->prefetch_window_jobs > 0 ? p->prefetch_window_jobs
+  double cmem = (double)p->cache.tier_bytes[SIM_TIER_DRAM], cdisk = (double)p->cache.tier_bytes[SIM_TIER_SSD];
+  E->W_p = p->cache.prefetch_window_jobs > 0 ? p->cache.prefetch_window_jobs
            : skv > 0 ? (int64_t)fmax(1, floor(cmem / skv)) : 1;
-  E->W_e = p->evict_window_jobs > 0 ? p->evict_window_jobs
+  E->W_e = p->cache.evict_window_jobs > 0 ? p->cache.evict_window_jobs
            : skv > 0 ? (int64_t)fmax(1, fmin(1e15, floor((cmem + cdisk) / skv))) : 1;
 }
 
@@ -148,18 +148,18 @@ static void sim__turn_arrive(sim_eng *E, int64_t ti) {
   if (hist + nw + out > W) {
     J->truncated = 1;
     sim__st(E, SIM_STAT_TRUNCATIONS, 1);
-    int blockwise = p->store == SIM_STORE_BLOCK && p->truncation == SIM_TRUNC_DECOUPLED;
+    int blockwise = p->cache.store == SIM_STORE_BLOCK && p->truncation == SIM_TRUNC_DECOUPLED;
     int64_t dropped = 0;
     while (hist > 0 && hist + nw + out > W) {
       int64_t d = (int64_t)floor(p->truncation_ratio * (double)hist);
       if (d < 1) d = 1;
-      if (blockwise) d = (d + p->block_tokens - 1) / p->block_tokens * p->block_tokens;
+      if (blockwise) d = (d + p->cache.block_tokens - 1) / p->cache.block_tokens * p->cache.block_tokens;
       if (d > hist) d = hist;
       hist -= d;
       dropped += d;
     }
-    if (blockwise && dropped % p->block_tokens == 0) {
-      S->first_block += dropped / p->block_tokens;
+    if (blockwise && dropped % p->cache.block_tokens == 0) {
+      S->first_block += dropped / p->cache.block_tokens;
     } else {
       S->epoch++;
       S->first_block = 0;

@@ -219,7 +219,7 @@ static void sim__save_blocks(sim_eng *E, int32_t j, int64_t upto, int sync) {
       break;
     }
     if (E->opt_next) sim_store_set_next_use(st, x, E->opt_next[E->t->turns[J->turn].hash_off + k]);
-    else if (E->p->eviction->uses_future) sim_store_set_next_use(st, x, sim__next_use(E, j));
+    else if (E->p->cache.eviction->uses_future) sim_store_set_next_use(st, x, sim__next_use(E, j));
     int t = st->u[x].tier;
     int32_t route[SIM_ROUTE_MAX];
     if (sim_store_route(st, SIM_LOC_GPU, t, route) == 0) continue; /* HBM cache: no transfer */
@@ -255,7 +255,7 @@ static void sim__save_blocks(sim_eng *E, int32_t j, int64_t upto, int sync) {
 
 void sim__save(sim_eng *E, int32_t j, int64_t upto, int sync) {
   if (!E->has_store) return;
-  if (E->p->store == SIM_STORE_SESSION) sim__save_session(E, j, upto, sync);
+  if (E->p->cache.store == SIM_STORE_SESSION) sim__save_session(E, j, upto, sync);
   else sim__save_blocks(E, j, upto, sync);
 }
 
@@ -263,15 +263,15 @@ void sim__save(sim_eng *E, int32_t j, int64_t upto, int sync) {
 
 static int sim__prefetch_on(const sim_eng *E) {
   const sim_params *p = E->p;
-  return p->prefetch == SIM_PREFETCH_LOOKAHEAD && E->has_store &&
-         p->store == SIM_STORE_SESSION && E->store.tiers[SIM_TIER_DRAM].capacity > 0 &&
+  return p->cache.prefetch == SIM_PREFETCH_LOOKAHEAD && E->has_store &&
+         p->cache.store == SIM_STORE_SESSION && E->store.tiers[SIM_TIER_DRAM].capacity > 0 &&
          E->store.tiers[SIM_TIER_SSD].capacity > 0;
 }
 
 /* Starts the SSD -> DRAM prefetch of queued job j's unit when it is on SSD and idle.
  * Returns 0 to go on, 1 when no more prefetches can start (pipeline full or DRAM full). */
 static int sim__prefetch_job(sim_eng *E, int32_t j) {
-  if (E->prefetch_inflight >= E->p->prefetch_max_inflight) return 1;
+  if (E->prefetch_inflight >= E->p->cache.prefetch_max_inflight) return 1;
   sim_job *J = &E->jobs[j];
   if (J->looked_up || J->hist == 0) return 0;
   int32_t x = sim__sess_unit(E, J->session);

@@ -33,21 +33,22 @@ static void usage(FILE *f) {
 
 /* [sim] engine = replay: trace-order replay of a prefix-hash trace through a block cache of
  * [cache] capacity_tokens (0 = unbounded) with [cache] eviction (lru, fifo, opt); no timing
- * (Mooncake FAST'25 Figure 9's definition). Writes <outdir>/summary.csv (key,value). */
-static int kvsim_replay(kv_config *cfg, const char *outdir, int quiet, kv_error *err) {
-  int64_t seed, cap;
-  const char *pol_name;
-  int rc = kv_config_int(cfg, "sim", "seed", 1, 0, INT64_MAX, &seed, err);
-  if (!rc) rc = kv_config_int(cfg, "cache", "capacity_tokens", 0, 0, INT64_MAX / 4, &cap, err);
-  if (!rc) rc = kv_config_str(cfg, "cache", "eviction", "lru", &pol_name, err);
-  const sim_policy *pol = rc ? NULL : sim_policy_find(pol_name);
-  if (!rc && (!pol || !strcmp(pol_name, "sa"))) {
-    rc = kv_error_set(err, KV_EINVAL, "%s: [cache] eviction = %s: replay takes lru, fifo or opt",
-                      kv_config_where(cfg, "cache", "eviction"), pol_name);
-  }
+ * (Mooncake FAST'25 Figure 9's definition). The sections are read by the readers the timed engine
+ * shares (sim_config.h). Writes <outdir>/summary.csv (key,value). */
+static int kvsim_replay(kv_config *cfg, uint64_t seed, const char *outdir, int quiet,
+                        kv_error *err) {
+  static const char *const timed_sim[] = {"data_dir", "model", "hardware", "n_gpus", NULL};
+  static const char *const timed_workload[] = {"replay", NULL};
+  sim_cache_config cc;
+  memset(&cc, 0, sizeof cc);
+  int rc = sim_config_reject(cfg, "sim", timed_sim, SIM_ENGINE_REPLAY, err);
+  if (!rc) rc = sim_config_reject(cfg, "workload", timed_workload, SIM_ENGINE_REPLAY, err);
+  if (!rc) rc = sim_config_cache(cfg, SIM_ENGINE_REPLAY, NULL, &cc, err);
+  const sim_policy *pol = rc ? NULL : cc.eviction;
+  const int64_t cap = cc.capacity_tokens;
   trace t;
   trace_init(&t);
-  if (!rc) rc = sim_workload_build(cfg, (uint64_t)seed, &t, err);
+  if (!rc) rc = sim_workload_build(cfg, seed, &t, err);
   if (!rc) rc = kv_config_check_unused(cfg, err);
   sim_replay_result r, direct;
   if (!rc) rc = sim_replay_blocks(&t, pol, cap, &r, err);
@@ -132,11 +133,11 @@ int main(int argc, char **argv) {
     rc = kv_config_expand(cfg, "{configdir}", dir, &err);
   }
   for (int i = 0; !rc && i < n_over; i++) rc = kv_config_override(cfg, overrides[i], &err);
-  static const char *const engines[] = {"timed", "replay", NULL};
-  int engine = 0;
-  if (!rc) rc = kv_config_enum(cfg, "sim", "engine", 0, engines, &engine, &err);
-  if (!rc && engine == 1) {
-    rc = kvsim_replay(cfg, outdir, quiet, &err);
+  sim_engine_kind engine = SIM_ENGINE_TIMED;
+  uint64_t seed = 1;
+  if (!rc) rc = sim_config_engine(cfg, &engine, &seed, &err);
+  if (!rc && engine == SIM_ENGINE_REPLAY) {
+    rc = kvsim_replay(cfg, seed, outdir, quiet, &err);
     if (rc) fprintf(stderr, "kvsim: %s\n", err.msg[0] ? err.msg : kv_status_name(rc));
     kv_config_free(cfg);
     return rc ? 1 : 0;
@@ -169,8 +170,8 @@ int main(int argc, char **argv) {
     sim_summary s;
     sim_summarize(&r, &p, &s, &err);
     printf("kvsim: %s on %lld x %s, %s, mode %s, store %s, eviction %s, prefetch %s\n",
-           p.model.name, (long long)p.n_gpus, p.hw.name, t.name, sim_mode_names[p.mode],
-           sim_store_kind_names[p.store], p.eviction->name, sim_prefetch_names[p.prefetch]);
+           p.model.name, (long long)p.n_gpus, p.hw.name, t.name, sim_mode_names[p.cache.mode],
+           sim_store_kind_names[p.cache.store], p.cache.eviction->name, sim_prefetch_names[p.cache.prefetch]);
     printf("  turns measured       %lld (%lld with history; warm-up %lld turns)\n",
            (long long)s.turns, (long long)s.turns_with_history, (long long)p.warmup_turns);
     printf("  hit rate             %.4f (hbm %.4f, dram %.4f, ssd %.4f); token hit rate %.4f\n",

@@ -66,5 +66,32 @@ static void test_small_run(void) {
   CHECK_STR_CONTAINS(out, "hit_rate,");
 }
 
-TEST_LIST = {TEST(test_help_and_usage), TEST(test_config_errors), TEST(test_small_run), {0}};
+/* [cache] has one reader for both engines: one default (sa) for eviction, which the replay
+ * engine cannot run (it has no job queue) and says so; each engine refuses the other's keys. */
+static void test_one_cache_reader(void) {
+  char dir[4096], args[8192];
+  snprintf(dir, sizeof dir, "%s", test_tmp_path("kvsim-replay"));
+  const char *wl = "-s sim.engine=replay -s workload.source=sharegpt -s workload.n_sessions=20 "
+                   "-s workload.block_tokens=16";
+  snprintf(args, sizeof args, "%s -o %s", wl, dir);
+  CHECK_EQ_INT(run(args, out, sizeof out), 1);
+  CHECK_STR_CONTAINS(out, "[cache] eviction = sa (the default) needs the timed engine's job queue");
+  snprintf(args, sizeof args, "%s -s cache.eviction=lru -s cache.capacity_tokens=2000 -q -o %s",
+           wl, dir);
+  CHECK_EQ_INT(run(args, out, sizeof out), 0);
+  snprintf(args, sizeof args, "%s -s cache.eviction=lru -s cache.dram_gib=1 -o %s", wl, dir);
+  CHECK_EQ_INT(run(args, out, sizeof out), 1);
+  CHECK_STR_CONTAINS(out, "<command line>: [cache] dram_gib has no effect with [sim] engine = replay");
+  snprintf(args, sizeof args, "%s -s cache.eviction=lru -s sim.model=llama-2-13b -o %s", wl, dir);
+  CHECK_EQ_INT(run(args, out, sizeof out), 1);
+  CHECK_STR_CONTAINS(out, "[sim] model has no effect with [sim] engine = replay");
+  snprintf(args, sizeof args,
+           "-c %s/sim/data/configs/cachedattention-13b.ini -s cache.capacity_tokens=5 -o %s",
+           test_source_dir(), dir);
+  CHECK_EQ_INT(run(args, out, sizeof out), 1);
+  CHECK_STR_CONTAINS(out, "[cache] capacity_tokens has no effect with [sim] engine = timed");
+}
+
+TEST_LIST = {TEST(test_help_and_usage), TEST(test_config_errors), TEST(test_small_run),
+             TEST(test_one_cache_reader), {0}};
 TEST_MAIN

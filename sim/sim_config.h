@@ -1,0 +1,76 @@
+/* sim_config.h — the experiment config's sections that both engines read: one reader per
+ * section, each key's default stated once (in sim_config.c's tables and in docs/sim.md), and a
+ * key set for the other engine an error that names it ("unknown keys remain errors").
+ *
+ * The two engines ([sim] engine):
+ *   timed   the discrete-event serving engine (sim_run; every section of docs/sim.md)
+ *   replay  trace-order replay of a prefix-hash trace through a block cache (sim_replay.h), no
+ *           timing: reads [sim] seed, [workload] and [cache] eviction / capacity_tokens
+ *
+ *   kv_config *cfg;  ...                             // the file + command-line overrides
+ *   sim_engine_kind eng; uint64_t seed;
+ *   sim_config_engine(cfg, &eng, &seed, &err);       // [sim] engine, seed
+ *   sim_cache_config c;
+ *   sim_config_cache(cfg, eng, hw_or_NULL, &c, &err); // [cache] for that engine
+ */
+#ifndef SIM_CONFIG_H
+#define SIM_CONFIG_H
+
+#include <stdint.h>
+
+#include "kv_config.h"
+#include "kv_err.h"
+#include "sim_hw.h"
+#include "sim_policy.h"
+#include "sim_store.h"
+#include "sim_tier.h"
+
+typedef enum sim_engine_kind { SIM_ENGINE_TIMED = 0, SIM_ENGINE_REPLAY } sim_engine_kind;
+extern const char *const sim_engine_kind_names[]; /* "timed", "replay", NULL */
+
+typedef enum sim_mode {
+  SIM_MODE_RE = 0,         /* recompute every turn: no KV cache between turns */
+  SIM_MODE_HBM,            /* cache only in an HBM region */
+  SIM_MODE_HBM_DRAM,       /* HBM region + host DRAM */
+  SIM_MODE_HBM_DRAM_SSD,   /* HBM region (0 by default) + DRAM + SSD: CachedAttention */
+  SIM_MODE_COUNT
+} sim_mode;
+extern const char *const sim_mode_names[];  /* "re", "hbm", "hbm_dram", "hbm_dram_ssd" */
+
+typedef enum sim_prefetch { SIM_PREFETCH_NONE = 0, SIM_PREFETCH_LOOKAHEAD } sim_prefetch;
+extern const char *const sim_prefetch_names[]; /* "none", "lookahead" */
+
+/* [cache]. Fields of the other engine keep their defaults. */
+typedef struct sim_cache_config {
+  /* both engines */
+  const sim_policy *eviction;    /* default sa (the timed engine's scheduler-aware policy) */
+  /* timed engine */
+  sim_mode mode;
+  sim_store_kind store;
+  sim_prefetch prefetch;
+  int64_t tier_bytes[SIM_TIER_COUNT];  /* store capacities (0 = tier disabled by the mode) */
+  int64_t block_tokens;
+  int64_t ttl_ns, ttl_sweep_ns;
+  int64_t prefetch_window_jobs, evict_window_jobs;  /* 0 = auto */
+  int64_t prefetch_max_inflight;
+  int64_t demote_buffer_bytes;   /* staging buffer for demotions in flight */
+  int ssd_inclusive;             /* fetched units keep their SSD copy (sim_store.h) */
+  /* replay engine */
+  int64_t capacity_tokens;       /* block cache capacity; 0 = unbounded */
+} sim_cache_config;
+
+/* [sim] engine (default timed) and seed (default 1): the keys both engines read first. */
+int sim_config_engine(kv_config *cfg, sim_engine_kind *engine, uint64_t *seed, kv_error *err);
+
+/* [cache] for `engine`. hw gives the timed engine's DRAM and SSD defaults (NULL for replay).
+ * The replay engine refuses a policy that needs the job queue (sa, the default: it must name
+ * lru, fifo or opt). */
+int sim_config_cache(kv_config *cfg, sim_engine_kind engine, const sim_hw *hw,
+                     sim_cache_config *c, kv_error *err);
+
+/* Errors when any of `keys` (NULL-terminated) is set in `section`: they have no effect with
+ * this engine. */
+int sim_config_reject(kv_config *cfg, const char *section, const char *const *keys,
+                      sim_engine_kind engine, kv_error *err);
+
+#endif /* SIM_CONFIG_H */
