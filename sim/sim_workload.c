@@ -1,7 +1,7 @@
 #include "sim_workload.h"
 
-#include "import_mooncake.h"
 #include "trace_gen.h"
+#include "trace_importers.h"
 #include "trace_io.h"
 
 #include <gsl/gsl_errno.h>
@@ -13,14 +13,13 @@
 
 #include "sim_longctx.h"
 
-/* Trace files: the project's format (traces/trace_io.h: HDF5 or CSV), or a Mooncake JSONL
- * trace (".jsonl", imported with the default options: 512-token blocks, sessions inferred from
- * shared prefixes; bad lines stop the import). */
+/* Trace files: a format whose importer claims the path's ending (trace_importers.h: ".jsonl" is
+ * a Mooncake trace, imported with the default options — 512-token blocks, sessions inferred from
+ * shared prefixes; bad lines stop the import), else the project's format (traces/trace_io.h:
+ * HDF5 or CSV). */
 static int sim__read_trace_file(const char *path, trace *t, kv_error *err) {
-  size_t n = strlen(path);
-  if (n > 6 && strcmp(path + n - 6, ".jsonl") == 0) {
-    return trace_import_mooncake(path, NULL, t, NULL, err);
-  }
+  const trace_importer *imp = trace_importer_for_source(path);
+  if (imp) return trace_import_file(imp, path, NULL, t, NULL, err);
   return trace_read(path, t, err);
 }
 

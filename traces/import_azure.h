@@ -17,11 +17,14 @@
 
 #include "trace.h"
 #include "trace_import.h"
+#include "trace_importers.h"
 
-/* Imports `path` into `t` (initialised, empty). opts may be NULL (defaults); st may be NULL. */
-int trace_import_azure(const char *path, const trace_import_opts *opts, trace *t,
-                       trace_import_stats *st, kv_error *err);
-/* The same from an open stream; `name` stands for the file in messages and in t->source. */
+/* Imports `path` into `t` (initialised, empty). opts may be NULL (defaults); st may be NULL.
+ * Through the importer registry (trace_importers.h), which opens the file. */
+static inline int trace_import_azure(const char *path, const trace_import_opts *opts, trace *t,
+                                     trace_import_stats *st, kv_error *err) {
+  return trace_import_named("azure", path, opts, t, st, err);
+}
 int trace_import_azure_stream(FILE *f, const char *name, const trace_import_opts *opts, trace *t,
                               trace_import_stats *st, kv_error *err);
 

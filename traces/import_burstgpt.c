@@ -208,13 +208,3 @@ int trace_import_burstgpt_stream(FILE *f, const char *name, const trace_burstgpt
   st->turns = t->n_turns;
   return 0;
 }
-
-int trace_import_burstgpt(const char *path, const trace_burstgpt_opts *opts, trace *t,
-                          trace_import_stats *st, kv_error *err) {
-  trace_init(t);
-  FILE *f = fopen(path, "rb");
-  if (!f) return kv_error_set(err, KV_EIO, "%s: cannot open: %s", path, strerror(errno));
-  int rc = trace_import_burstgpt_stream(f, path, opts, t, st, err);
-  fclose(f);
-  return rc;
-}

@@ -29,6 +29,7 @@
 
 #include "trace.h"
 #include "trace_import.h"
+#include "trace_importers.h"
 
 typedef enum trace_burstgpt_history {
   TRACE_BURSTGPT_HISTORY_NONE = 0,
@@ -51,8 +52,11 @@ typedef struct trace_burstgpt_opts {
 
 void trace_burstgpt_opts_init(trace_burstgpt_opts *o);
 
-int trace_import_burstgpt(const char *path, const trace_burstgpt_opts *opts, trace *t,
-                          trace_import_stats *st, kv_error *err);
+/* Imports `path` through the importer registry (trace_importers.h). opts/st may be NULL. */
+static inline int trace_import_burstgpt(const char *path, const trace_burstgpt_opts *opts,
+                                        trace *t, trace_import_stats *st, kv_error *err) {
+  return trace_import_named("burstgpt", path, opts, t, st, err);
+}
 int trace_import_burstgpt_stream(FILE *f, const char *name, const trace_burstgpt_opts *opts,
                                  trace *t, trace_import_stats *st, kv_error *err);
 

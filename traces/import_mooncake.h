@@ -27,6 +27,7 @@
 
 #include "trace.h"
 #include "trace_import.h"
+#include "trace_importers.h"
 
 typedef struct trace_mooncake_opts {
   trace_import_opts base;
@@ -44,9 +45,12 @@ typedef struct trace_mooncake_stats {
 
 void trace_mooncake_opts_init(trace_mooncake_opts *o);
 
-/* Imports `path` into `t` (initialised, empty). opts/st may be NULL. */
-int trace_import_mooncake(const char *path, const trace_mooncake_opts *opts, trace *t,
-                          trace_mooncake_stats *st, kv_error *err);
+/* Imports `path` into `t` (initialised, empty) through the importer registry
+ * (trace_importers.h). opts/st may be NULL. */
+static inline int trace_import_mooncake(const char *path, const trace_mooncake_opts *opts,
+                                        trace *t, trace_mooncake_stats *st, kv_error *err) {
+  return trace_import_named("mooncake", path, opts, t, st, err);
+}
 int trace_import_mooncake_stream(FILE *f, const char *name, const trace_mooncake_opts *opts,
                                  trace *t, trace_mooncake_stats *st, kv_error *err);
 

@@ -78,6 +78,8 @@ typedef struct trace_sharegpt_stats {
 
 void trace_sharegpt_opts_init(trace_sharegpt_opts *o);
 
+/* Imports `path` through the importer registry (trace_importers.c, which holds this wrapper).
+ * opts/st may be NULL. */
 int trace_import_sharegpt(const char *path, const trace_sharegpt_opts *opts, trace *t,
                           trace_sharegpt_stats *st, kv_error *err);
 int trace_import_sharegpt_stream(FILE *f, const char *name, const trace_sharegpt_opts *opts,

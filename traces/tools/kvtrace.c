@@ -9,28 +9,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "import_azure.h"
-#include "import_burstgpt.h"
-#include "import_mooncake.h"
-#include "import_sharegpt.h"
 #include "kv_config.h"
 #include "kv_fs.h"
 #include "kv_progress.h"
 #include "tokenizer.h"
 #include "trace_gen.h"
+#include "trace_importers.h"
 #include "trace_io.h"
 #include "trace_summary.h"
 
-static const char usage[] =
+static const char usage_head[] =
     "usage: kvtrace <command> [options]\n"
-    "\n"
-    "  import sharegpt IN.json -o OUT [--tokenizer DIR | --encoder F --merges F]\n"
-    "         [--approx chars4|words] [--lead prompt|drop] [--msg-overhead N]\n"
-    "         [--rate R --think-mean S --seed N]   (assign Poisson arrivals, think times)\n"
-    "  import mooncake IN.jsonl -o OUT [--block-tokens 512] [--min-shared-blocks 2]\n"
-    "  import azure IN.csv -o OUT\n"
-    "  import burstgpt IN.csv -o OUT [--history none|prev] [--log all|conv|api]\n"
-    "         [--model NAME] [--drop-failed]\n"
+    "\n";
+/* (the import lines come from the importer registry, trace_importers.h) */
+static const char usage[] =
     "     every import: [--on-bad stop|skip] [--max-records N] [--csv OUT.csv] [--quiet]\n"
     "  gen -o OUT [--config FILE [--section S]] [--set key=value]... [--sessions N]\n"
     "      [--rate R] [--seed N] [--think-mean S] [--block-tokens N] [--fit-from TRACE]\n"
@@ -56,8 +48,26 @@ typedef struct args {
   int i;
 } args;
 
+/* The usage text: a line per importer and its options from the registry, then the rest. */
+static void print_usage(FILE *f) {
+  fputs(usage_head, f);
+  for (int i = 0; i < trace_importer_count(); i++) {
+    const trace_importer *imp = trace_importer_at(i);
+    int col = fprintf(f, "  import %s %s -o OUT", imp->name, imp->input);
+    for (const trace_importer_opt *o = imp->opts; o && o->name; o++) {
+      char opt[128];
+      snprintf(opt, sizeof opt, " [--%s%s%s]", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+      if (col + (int)strlen(opt) > 96) col = fprintf(f, "\n        ") - 1;
+      col += fprintf(f, "%s", opt);
+    }
+    fputc('\n', f);
+  }
+  fputs(usage, f);
+}
+
 static void die_usage(const char *msg) {
-  fprintf(stderr, "kvtrace: %s\n\n%s", msg, usage);
+  fprintf(stderr, "kvtrace: %s\n\n", msg);
+  print_usage(stderr);
   exit(2);
 }
 
@@ -155,126 +165,55 @@ static void print_bad(void *ctx, const kv_error *e) {
 static int cmd_import(args *a) {
   if (a->argc < 3) die_usage("import needs a format and an input file");
   const char *fmt = a->argv[1], *in = a->argv[2], *out = NULL, *csv = NULL;
-  const char *tokdir = NULL, *enc = NULL, *mer = NULL, *model = NULL;
-  int on_bad = TRACE_ON_BAD_STOP, quiet = 0, lead = TRACE_SHAREGPT_LEAD_AS_PROMPT;
-  int approx = TRACE_TOK_APPROX_CHARS4, history = TRACE_BURSTGPT_HISTORY_NONE;
-  int log_type = TRACE_BURSTGPT_LOG_ALL, drop_failed = 0;
-  long long max_records = 0, overhead = 0, block = 512, min_shared = 2, seed = 1;
-  double rate = 0, think = 60;
+  const trace_importer *imp = trace_importer_find(fmt);
+  if (!imp) {
+    char m[300] = "import format must be one of:";
+    for (int i = 0; i < trace_importer_count(); i++) {
+      size_t k = strlen(m);
+      snprintf(m + k, sizeof m - k, "%s %s", i ? "," : "", trace_importer_at(i)->name);
+    }
+    die_usage(m);
+  }
+  /* the importer's opts and stats, sized by its registry entry */
+  void *opts = calloc(1, imp->opts_size), *stats = calloc(1, imp->stats_size);
+  if (!opts || !stats) die_usage("out of memory");
+  imp->init(opts);
+  trace_import_opts *base = imp->base(opts);
+  int quiet = 0;
+  kv_error e = {0};
   for (a->i = 3; a->i < a->argc; a->i++) {
     if (is(a, "-o")) out = optval(a);
     else if (is(a, "--csv")) csv = optval(a);
     else if (is(a, "--on-bad")) {
       const char *v = optval(a);
-      if (!strcmp(v, "skip")) on_bad = TRACE_ON_BAD_SKIP;
-      else if (!strcmp(v, "stop")) on_bad = TRACE_ON_BAD_STOP;
+      if (!strcmp(v, "skip")) base->on_bad = TRACE_ON_BAD_SKIP;
+      else if (!strcmp(v, "stop")) base->on_bad = TRACE_ON_BAD_STOP;
       else die_usage("--on-bad takes stop or skip");
-    } else if (is(a, "--max-records")) max_records = optint(a, 0, INT64_MAX);
+    } else if (is(a, "--max-records")) base->max_records = optint(a, 0, INT64_MAX);
     else if (is(a, "--quiet")) quiet = 1;
-    else if (is(a, "--tokenizer")) tokdir = optval(a);
-    else if (is(a, "--encoder")) enc = optval(a);
-    else if (is(a, "--merges")) mer = optval(a);
-    else if (is(a, "--approx")) {
-      const char *v = optval(a);
-      if (!strcmp(v, "chars4")) approx = TRACE_TOK_APPROX_CHARS4;
-      else if (!strcmp(v, "words")) approx = TRACE_TOK_APPROX_WORDS;
-      else die_usage("--approx takes chars4 or words");
-    } else if (is(a, "--lead")) {
-      const char *v = optval(a);
-      if (!strcmp(v, "prompt")) lead = TRACE_SHAREGPT_LEAD_AS_PROMPT;
-      else if (!strcmp(v, "drop")) lead = TRACE_SHAREGPT_LEAD_DROP;
-      else die_usage("--lead takes prompt or drop");
-    } else if (is(a, "--msg-overhead")) overhead = optint(a, 0, 1000000);
-    else if (is(a, "--rate")) rate = optdbl(a, 1e-9, 1e9);
-    else if (is(a, "--think-mean")) think = optdbl(a, 0, 1e6);
-    else if (is(a, "--seed")) seed = optint(a, 0, INT64_MAX);
-    else if (is(a, "--block-tokens")) block = optint(a, 1, 1 << 20);
-    else if (is(a, "--min-shared-blocks")) min_shared = optint(a, 0, 1 << 20);
-    else if (is(a, "--history")) {
-      const char *v = optval(a);
-      if (!strcmp(v, "none")) history = TRACE_BURSTGPT_HISTORY_NONE;
-      else if (!strcmp(v, "prev")) history = TRACE_BURSTGPT_HISTORY_PREV;
-      else die_usage("--history takes none or prev");
-    } else if (is(a, "--log")) {
-      const char *v = optval(a);
-      if (!strcmp(v, "all")) log_type = TRACE_BURSTGPT_LOG_ALL;
-      else if (!strcmp(v, "conv")) log_type = TRACE_BURSTGPT_LOG_CONVERSATION;
-      else if (!strcmp(v, "api")) log_type = TRACE_BURSTGPT_LOG_API;
-      else die_usage("--log takes all, conv or api");
-    } else if (is(a, "--model")) model = optval(a);
-    else if (is(a, "--drop-failed")) drop_failed = 1;
     else {
-      char m[300];
-      snprintf(m, sizeof m, "unknown option '%s' for import", a->argv[a->i]);
-      die_usage(m);
+      /* an option of this importer (its registry entry lists them) */
+      const char *name = a->argv[a->i] + (strncmp(a->argv[a->i], "--", 2) ? 0 : 2);
+      const trace_importer_opt *o = imp->opts;
+      while (o && o->name && strcmp(o->name, name) != 0) o++;
+      if (!o || !o->name) {
+        char m[300];
+        snprintf(m, sizeof m, "unknown option '%s' for import %s", a->argv[a->i], imp->name);
+        die_usage(m);
+      }
+      if (imp->set(opts, name, o->arg ? optval(a) : NULL, &e)) die_usage(e.msg);
     }
   }
   if (!out) die_usage("import needs -o OUT");
-  trace_import_opts base;
-  trace_import_opts_init(&base);
-  base.on_bad = on_bad;
-  base.bad_fn = print_bad;
-  base.bad_ctx = &quiet;
-  base.max_records = max_records;
+  base->bad_fn = print_bad;
+  base->bad_ctx = &quiet;
   trace t;
-  kv_error e = {0};
-  trace_import_stats *st = NULL;
   double t0 = kv_now_s();
-  if (!strcmp(fmt, "sharegpt")) {
-    char tname[8500] = "";
-    trace_tok *tok = load_tok(tokdir, enc, mer, tname, sizeof tname);
-    trace_sharegpt_opts o;
-    trace_sharegpt_opts_init(&o);
-    o.base = base;
-    o.tok = tok;
-    o.tokenizer_name = tname;
-    o.approx = (trace_tok_approx)approx;
-    o.lead = (trace_sharegpt_lead)lead;
-    o.msg_overhead = (int32_t)overhead;
-    static trace_sharegpt_stats s;
-    int rc = trace_import_sharegpt(in, &o, &t, &s, &e);
-    trace_tok_free(tok);
-    if (rc) die(&e);
-    st = &s.base;
-    fprintf(stderr, "sharegpt: %lld records, %lld conversations (%lld segments joined, %lld gaps, "
-            "%lld non-adjacent), %lld model-first, %lld trailing prompts dropped, %lld system "
-            "messages, %lld empty; %lld messages, %lld bytes -> %lld tokens (%s)\n",
-            (long long)s.base.records, (long long)s.conversations, (long long)s.joined_segments,
-            (long long)s.segment_gaps, (long long)s.nonadjacent_segments,
-            (long long)s.model_first, (long long)s.trailing_prompts,
-            (long long)s.system_messages, (long long)s.empty, (long long)s.messages,
-            (long long)s.text_bytes, (long long)s.tokens, t.tokenizer);
-    if (rate > 0 && trace_gen_retime(&t, rate, think, (uint64_t)seed, &e)) die(&e);
-  } else if (!strcmp(fmt, "mooncake")) {
-    trace_mooncake_opts o;
-    trace_mooncake_opts_init(&o);
-    o.base = base;
-    o.block_tokens = (int32_t)block;
-    o.min_shared_blocks = (int32_t)min_shared;
-    static trace_mooncake_stats s;
-    if (trace_import_mooncake(in, &o, &t, &s, &e)) die(&e);
-    st = &s.base;
-    fprintf(stderr, "mooncake: %lld continuations (%lld branches), mean shared prefix %.1f "
-            "blocks\n", (long long)s.continuations, (long long)s.branches,
-            s.continuations ? (double)s.shared_blocks / (double)s.continuations : 0.0);
-  } else if (!strcmp(fmt, "azure")) {
-    static trace_import_stats s;
-    if (trace_import_azure(in, &base, &t, &s, &e)) die(&e);
-    st = &s;
-  } else if (!strcmp(fmt, "burstgpt")) {
-    trace_burstgpt_opts o;
-    trace_burstgpt_opts_init(&o);
-    o.base = base;
-    o.history = (trace_burstgpt_history)history;
-    o.log_type = (trace_burstgpt_log)log_type;
-    o.model = model;
-    o.drop_failed = drop_failed;
-    static trace_import_stats s;
-    if (trace_import_burstgpt(in, &o, &t, &s, &e)) die(&e);
-    st = &s;
-  } else {
-    die_usage("import format must be sharegpt, mooncake, azure or burstgpt");
-  }
+  if (trace_import_file(imp, in, opts, &t, stats, &e)) die(&e);
+  char line[2048];
+  imp->report(stats, &t, line, sizeof line);
+  if (line[0]) fprintf(stderr, "%s\n", line);
+  const trace_import_stats *st = imp->base_stats(stats);
   fprintf(stderr, "%s: %lld records read, %lld skipped as malformed, %lld filtered -> %lld "
           "sessions, %lld turns in %.1f s\n", in, (long long)st->records, (long long)st->skipped,
           (long long)st->filtered, (long long)t.n_sessions, (long long)t.n_turns,
@@ -283,6 +222,8 @@ static int cmd_import(args *a) {
   write_trace(out, &t);
   if (csv) write_trace(csv, &t);
   trace_free(&t);
+  free(opts);
+  free(stats);
   return 0;
 }
 
@@ -637,7 +578,7 @@ static int cmd_tokenizer_eval(args *a) {
 int main(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
       !strcmp(argv[1], "-h")) {
-    fputs(usage, argc < 2 ? stderr : stdout);
+    print_usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
   args a = {argc - 1, argv + 1, 0};
