@@ -7,6 +7,8 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "trace_gen.h"
+
 void sim_longctx_defaults(sim_longctx *w) {
   w->seed = 1;
   w->sessions = 32;
@@ -23,9 +25,38 @@ void sim_longctx_defaults(sim_longctx *w) {
   w->out_max = 1024;
 }
 
-static int64_t sim__ln(gsl_rng *r, double median, double sigma, int64_t max) {
-  int64_t v = (int64_t)llround(gsl_ran_lognormal(r, log(median), sigma));
-  return v < 1 ? 1 : (v > max ? max : v);
+typedef struct sim__longctx_ctx {
+  const sim_longctx *w;
+  gsl_rng *r;
+  double clock_s, lo, hi;
+  int64_t doc;               /* the current session's document (tokens) */
+} sim__longctx_ctx;
+
+static int sim__longctx_session(void *ctx, int64_t i, int64_t *arrival_ns, int64_t *n_turns,
+                                kv_error *err) {
+  (void)i;
+  (void)err;
+  sim__longctx_ctx *c = ctx;
+  *arrival_ns = trace_gen_poisson_ns(c->r, c->w->session_rate, &c->clock_s);
+  c->doc = (int64_t)llround(exp(c->lo + (c->hi - c->lo) * gsl_rng_uniform(c->r)));
+  *n_turns = c->w->turns;
+  return 0;
+}
+
+static int sim__longctx_turn(void *ctx, int64_t i, int64_t k, int64_t history,
+                             trace_gen_turn *u, kv_error *err) {
+  (void)i;
+  (void)history;
+  (void)err;
+  sim__longctx_ctx *c = ctx;
+  const sim_longctx *w = c->w;
+  u->think_ns = k > 0 && w->think_mean_s > 0
+                    ? (int64_t)llround(gsl_ran_exponential(c->r, w->think_mean_s) * 1e9)
+                    : 0;
+  u->new_tokens = trace_gen_lognormal(c->r, w->new_median, w->new_sigma, w->new_max) +
+                  (k == 0 ? c->doc : 0);
+  u->output_tokens = trace_gen_lognormal(c->r, w->out_median, w->out_sigma, w->out_max);
+  return 0;
 }
 
 int sim_longctx_generate(const sim_longctx *w, trace *t, kv_error *err) {
@@ -49,58 +80,10 @@ int sim_longctx_generate(const sim_longctx *w, trace *t, kv_error *err) {
            w->out_median, w->out_sigma, w->think_mean_s);
   snprintf(t->tokenizer, sizeof t->tokenizer, "synthetic (no text)");
   t->flags = TRACE_FLAG_FULL_HISTORY;
-  int rc = 0;
-  double clock_s = 0, lo = log((double)w->doc_min), hi = log((double)w->doc_max);
-  for (int64_t i = 0; i < w->sessions && !rc; i++) {
-    clock_s += gsl_ran_exponential(r, 1.0 / w->session_rate);
-    int64_t arr = (int64_t)llround(clock_s * 1e9);
-    int64_t sid = trace_add_session(t, i, arr, err);
-    if (sid < 0) {
-      rc = (int)sid;
-      break;
-    }
-    int64_t doc = (int64_t)llround(exp(lo + (hi - lo) * gsl_rng_uniform(r)));
-    int64_t hist = 0, at = arr;
-    for (int64_t k = 0; k < w->turns; k++) {
-      int64_t think = 0;
-      if (k > 0 && w->think_mean_s > 0) {
-        think = (int64_t)llround(gsl_ran_exponential(r, w->think_mean_s) * 1e9);
-        at += think;
-      }
-      int64_t nw = sim__ln(r, w->new_median, w->new_sigma, w->new_max) + (k == 0 ? doc : 0);
-      int64_t out = sim__ln(r, w->out_median, w->out_sigma, w->out_max);
-      int64_t ti = trace_add_turn(t, at, think, hist + nw, nw, out, NULL, 0, err);
-      if (ti < 0) {
-        rc = (int)ti;
-        break;
-      }
-      hist += nw + out;
-    }
-  }
+  sim__longctx_ctx c = {w, r, 0, log((double)w->doc_min), log((double)w->doc_max), 0};
+  const trace_gen_model m = {&c, sim__longctx_session, sim__longctx_turn};
+  int rc = trace_gen_sessions(&m, w->sessions, t, err);
   gsl_rng_free(r);
   return rc;
 }
 
-int sim_longctx_build(kv_config *cfg, uint64_t default_seed, trace *t, kv_error *err) {
-  sim_longctx w;
-  sim_longctx_defaults(&w);
-  int64_t seed;
-  int rc = kv_config_int(cfg, "workload", "seed", (int64_t)default_seed, 0, INT64_MAX, &seed, err);
-  if (rc) return rc;
-  w.seed = (uint64_t)seed;
-  const kv_config_f64_key dv[] = {
-      {"session_rate", &w.session_rate, 1e-9, 1e9}, {"think_mean_s", &w.think_mean_s, 0, 1e9},
-      {"new_median", &w.new_median, 1, 1e9},        {"new_sigma", &w.new_sigma, 0, 10},
-      {"out_median", &w.out_median, 1, 1e9},        {"out_sigma", &w.out_sigma, 0, 10},
-  };
-  if ((rc = kv_config_f64_table(cfg, "workload", dv, sizeof dv / sizeof dv[0], err))) return rc;
-  const kv_config_i64_key iv[] = {
-      {"sessions", &w.sessions, 0, 10000000}, {"turns", &w.turns, 1, 100000},
-      {"doc_min", &w.doc_min, 1, 1 << 26},    {"doc_max", &w.doc_max, 1, 1 << 26},
-      {"new_max", &w.new_max, 1, 1 << 24},    {"out_max", &w.out_max, 1, 1 << 24},
-  };
-  if ((rc = kv_config_i64_table(cfg, "workload", iv, sizeof iv / sizeof iv[0], err))) return rc;
-  rc = sim_longctx_generate(&w, t, err);
-  if (rc) kv_error_prefix(err, "[workload] source = longctx");
-  return rc;
-}

@@ -9,14 +9,15 @@
  * output (TRACE_FLAG_FULL_HISTORY), so contexts grow from D to about D + turns * (question +
  * answer). Defaults: 32 sessions at 1/s, 4 turns, documents 16K-120K tokens, questions median 64,
  * answers median 256 (max 1024), think 5 s — a few long sessions, as in LongBench-style document
- * QA served to a handful of users. GSL mt19937 seeded with [workload] seed (default [sim] seed).
+ * QA served to a handful of users. GSL mt19937 seeded with [workload] seed (default [sim] seed);
+ * the session loop is trace_gen_sessions (traces/trace_gen.h); the keys are read by
+ * sim_workload.c.
  */
 #ifndef SIM_LONGCTX_H
 #define SIM_LONGCTX_H
 
 #include <stdint.h>
 
-#include "kv_config.h"
 #include "kv_err.h"
 #include "trace.h"
 
@@ -32,7 +33,5 @@ typedef struct sim_longctx {
 void sim_longctx_defaults(sim_longctx *w);
 /* Generates into an initialised, empty trace. */
 int sim_longctx_generate(const sim_longctx *w, trace *t, kv_error *err);
-/* Reads the [workload] keys of source = longctx and generates (the trace must be initialised). */
-int sim_longctx_build(kv_config *cfg, uint64_t default_seed, trace *t, kv_error *err);
 
 #endif /* SIM_LONGCTX_H */

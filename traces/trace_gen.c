@@ -172,13 +172,123 @@ static uint64_t gen__block_hash(uint64_t prev, uint64_t key, int64_t j, int64_t 
                      (uint64_t)fill * 0x9e3779b97f4a7c15ull);
 }
 
+/* ---- the session skeleton (trace_gen.h) ------------------------------------------------------ */
+
+int trace_gen_sessions(const trace_gen_model *m, int64_t n_sessions, trace *t, kv_error *err) {
+  int rc = 0;
+  for (int64_t i = 0; i < n_sessions && !rc; i++) {
+    int64_t arrival = 0, n_turns = 0;
+    if ((rc = m->session(m->ctx, i, &arrival, &n_turns, err))) break;
+    int64_t sid = trace_add_session(t, i, arrival, err);
+    if (sid < 0) {
+      rc = (int)sid;
+      break;
+    }
+    int64_t hist = 0, at = arrival;
+    for (int64_t k = 0; k < n_turns; k++) {
+      trace_gen_turn u = {0, 0, 0, NULL, 0};
+      int s = m->turn(m->ctx, i, k, hist, &u, err);
+      if (s < 0) rc = s;
+      if (s) break; /* an error, or the session ends here */
+      if (__builtin_add_overflow(at, u.think_ns, &at)) {
+        rc = kv_error_set(err, KV_ERANGE, "generator: session %lld turn %d arrives after 2^63 ns",
+                          (long long)i, (int)k);
+        break;
+      }
+      int64_t tr = trace_add_turn(t, at, u.think_ns, hist + u.new_tokens, u.new_tokens,
+                                  u.output_tokens, u.hashes, u.n_hashes, err);
+      if (tr < 0) {
+        rc = (int)tr;
+        break;
+      }
+      hist += u.new_tokens + u.output_tokens;
+    }
+  }
+  return rc;
+}
+
+int64_t trace_gen_poisson_ns(gsl_rng *r, double rate, double *clock_s) {
+  *clock_s += gsl_ran_exponential(r, 1.0 / rate);
+  return (int64_t)llround(*clock_s * 1e9);
+}
+
+int64_t trace_gen_lognormal(gsl_rng *r, double median, double sigma, int64_t max) {
+  int64_t v = (int64_t)llround(gsl_ran_lognormal(r, log(median), sigma));
+  return v < 1 ? 1 : (v > max ? max : v);
+}
+
+/* ---- the ShareGPT-style generator on the skeleton -------------------------------------------- */
+
+typedef struct gen__ctx {
+  const trace_gen_params *p;
+  gsl_rng *r[GEN_R_N];
+  int64_t now;             /* the last session's arrival (ns) */
+  uint64_t key;            /* the current session's hash key */
+  uint64_t *hashes;        /* (cap_h) the current turn's block hashes */
+  int64_t cap_h;
+} gen__ctx;
+
+static int gen__session(void *ctx, int64_t i, int64_t *arrival_ns, int64_t *n_turns,
+                        kv_error *err) {
+  gen__ctx *c = ctx;
+  int64_t gap = gen__exp_ns(c->r[GEN_R_ARRIVAL], 1.0 / c->p->rate);
+  if (__builtin_add_overflow(c->now, gap, &c->now)) {
+    return kv_error_set(err, KV_ERANGE, "generator: session %lld arrives after 2^63 ns",
+                        (long long)i);
+  }
+  *arrival_ns = c->now;
+  *n_turns = gen__turns(c->p, c->r[GEN_R_TURNS]);
+  c->key = trace_mix64(c->p->seed ^ trace_mix64((uint64_t)i + 0x5151));
+  return 0;
+}
+
+/* Chained block hashes of a turn's `in` input tokens into c->hashes. */
+static int gen__hashes(gen__ctx *c, int64_t in, trace_gen_turn *u, kv_error *err) {
+  const int64_t B = c->p->block_tokens;
+  int64_t nb = (in + B - 1) / B;
+  if (nb > c->cap_h) {
+    int64_t nc = c->cap_h ? c->cap_h : 256;
+    while (nc < nb) nc *= 2;
+    uint64_t *h2 = realloc(c->hashes, (size_t)nc * sizeof *h2);
+    if (!h2) return kv_error_set(err, KV_ENOMEM, "generator: out of memory");
+    c->hashes = h2;
+    c->cap_h = nc;
+  }
+  uint64_t prev = c->key;
+  for (int64_t j = 0; j < nb; j++) {
+    int64_t fill = in - j * B;
+    if (fill > B) fill = B;
+    c->hashes[j] = prev = gen__block_hash(prev, c->key, j, fill);
+  }
+  u->hashes = c->hashes;
+  u->n_hashes = (int32_t)nb;
+  return 0;
+}
+
+static int gen__turn(void *ctx, int64_t i, int64_t k, int64_t history, trace_gen_turn *u,
+                     kv_error *err) {
+  gen__ctx *c = ctx;
+  const trace_gen_params *p = c->p;
+  u->new_tokens = gen__len(p->prompt_mu, p->prompt_sigma,
+                           gsl_ran_gaussian_ziggurat(c->r[GEN_R_LENGTH], 1.0), p->prompt_max);
+  u->output_tokens = gen__len(p->output_mu, p->output_sigma,
+                              gsl_ran_gaussian_ziggurat(c->r[GEN_R_LENGTH], 1.0), p->output_max);
+  u->think_ns = k == 0 ? 0 : gen__exp_ns(c->r[GEN_R_THINK], p->think_mean_s);
+  int64_t in = history + u->new_tokens;
+  if (in + u->output_tokens > INT32_MAX) {
+    return kv_error_set(err, KV_ERANGE, "generator: session %lld turn %d exceeds 2^31-1 tokens "
+                        "(lower the length parameters or set caps)", (long long)i, (int)k);
+  }
+  return p->block_tokens > 0 ? gen__hashes(c, in, u, err) : 0;
+}
+
 int trace_gen_generate(const trace_gen_params *p, trace *t, kv_error *err) {
   trace_init(t);
   int rc = trace_gen_params_check(p, err);
   if (rc) return rc;
   gsl_set_error_handler_off();
-  gsl_rng *r[GEN_R_N];
-  if (gen__rngs(r, p->seed)) return kv_error_set(err, KV_ENOMEM, "generator: out of memory");
+  gen__ctx c = {p, {NULL}, 0, 0, NULL, 0};
+  if (gen__rngs(c.r, p->seed)) return kv_error_set(err, KV_ENOMEM, "generator: out of memory");
   snprintf(t->name, sizeof t->name, "sharegpt-gen seed=%llu", (unsigned long long)p->seed);
   snprintf(t->source, sizeof t->source,
            "trace_gen: n=%lld rate=%g/s p_single=%g p_geom=%g max_turns=%d prompt=LN(%g,%g) "
@@ -189,73 +299,10 @@ int trace_gen_generate(const trace_gen_params *p, trace *t, kv_error *err) {
   snprintf(t->tokenizer, sizeof t->tokenizer, "synthetic");
   t->flags = TRACE_FLAG_FULL_HISTORY | (p->block_tokens > 0 ? TRACE_FLAG_HAS_HASHES : 0u);
   t->block_tokens = p->block_tokens;
-  uint64_t *hashes = NULL;
-  int64_t cap_h = 0;
-  int64_t now = 0;
-  for (int64_t i = 0; i < p->n_sessions && !rc; i++) {
-    int64_t gap = gen__exp_ns(r[GEN_R_ARRIVAL], 1.0 / p->rate);
-    if (__builtin_add_overflow(now, gap, &now)) {
-      rc = kv_error_set(err, KV_ERANGE, "generator: session %lld arrives after 2^63 ns",
-                        (long long)i);
-      break;
-    }
-    int32_t turns = gen__turns(p, r[GEN_R_TURNS]);
-    int64_t sr = trace_add_session(t, i, now, err);
-    if (sr < 0) {
-      rc = (int)sr;
-      break;
-    }
-    uint64_t key = trace_mix64(p->seed ^ trace_mix64((uint64_t)i + 0x5151));
-    int64_t in = 0, prev_out = 0, at = now;
-    for (int32_t k = 0; k < turns; k++) {
-      int64_t nw = gen__len(p->prompt_mu, p->prompt_sigma,
-                            gsl_ran_gaussian_ziggurat(r[GEN_R_LENGTH], 1.0), p->prompt_max);
-      int64_t out = gen__len(p->output_mu, p->output_sigma,
-                             gsl_ran_gaussian_ziggurat(r[GEN_R_LENGTH], 1.0), p->output_max);
-      int64_t think = k == 0 ? 0 : gen__exp_ns(r[GEN_R_THINK], p->think_mean_s);
-      in += prev_out + nw;
-      if (in + out > INT32_MAX) {
-        rc = kv_error_set(err, KV_ERANGE, "generator: session %lld turn %d exceeds 2^31-1 tokens "
-                          "(lower the length parameters or set caps)", (long long)i, (int)k);
-        break;
-      }
-      if (__builtin_add_overflow(at, think, &at)) {
-        rc = kv_error_set(err, KV_ERANGE, "generator: session %lld turn %d arrives after 2^63 ns",
-                          (long long)i, (int)k);
-        break;
-      }
-      int32_t nh = 0;
-      if (p->block_tokens > 0) {
-        int64_t nb = (in + p->block_tokens - 1) / p->block_tokens;
-        if (nb > cap_h) {
-          int64_t nc = cap_h ? cap_h : 256;
-          while (nc < nb) nc *= 2;
-          uint64_t *h2 = realloc(hashes, (size_t)nc * sizeof *h2);
-          if (!h2) {
-            rc = kv_error_set(err, KV_ENOMEM, "generator: out of memory");
-            break;
-          }
-          hashes = h2;
-          cap_h = nc;
-        }
-        uint64_t prev = key;
-        for (int64_t j = 0; j < nb; j++) {
-          int64_t fill = in - j * p->block_tokens;
-          if (fill > p->block_tokens) fill = p->block_tokens;
-          hashes[j] = prev = gen__block_hash(prev, key, j, fill);
-        }
-        nh = (int32_t)nb;
-      }
-      int64_t tr = trace_add_turn(t, at, think, in, nw, out, hashes, nh, err);
-      if (tr < 0) {
-        rc = (int)tr;
-        break;
-      }
-      prev_out = out;
-    }
-  }
-  free(hashes);
-  gen__rngs_free(r);
+  const trace_gen_model m = {&c, gen__session, gen__turn};
+  rc = trace_gen_sessions(&m, p->n_sessions, t, err);
+  free(c.hashes);
+  gen__rngs_free(c.r);
   if (rc) trace_free(t);
   return rc;
 }

@@ -29,6 +29,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <gsl/gsl_rng.h>
+
 #include "kv_config.h"
 #include "kv_err.h"
 #include "trace.h"
@@ -64,6 +66,38 @@ int trace_gen_params_check(const trace_gen_params *p, kv_error *err);
 
 /* Generates a trace into t (initialised, empty). */
 int trace_gen_generate(const trace_gen_params *p, trace *t, kv_error *err);
+
+/* ---- the session skeleton every built-in generator shares --------------------------------------
+ * Sessions arrive, each with its turns; turn k of a session has input = the session's history
+ * (the previous turns' new + output tokens: TRACE_FLAG_FULL_HISTORY) + its new tokens, and
+ * arrives think_ns after the previous turn (the first at the session's arrival). The model
+ * draws the numbers, in its own order from its own generators; the skeleton adds them to the
+ * trace. Used by trace_gen_generate and the simulator's built-in workloads
+ * (sim/sim_synth.h, sim/sim_longctx.h). */
+
+typedef struct trace_gen_turn {
+  int64_t think_ns, new_tokens, output_tokens;
+  const uint64_t *hashes;   /* the turn's input block hashes (borrowed until the next call) */
+  int32_t n_hashes;
+} trace_gen_turn;
+
+typedef struct trace_gen_model {
+  void *ctx;
+  /* Session i: its arrival (ns from the start) and number of turns; 0 or a negative status. */
+  int (*session)(void *ctx, int64_t i, int64_t *arrival_ns, int64_t *n_turns, kv_error *err);
+  /* Turn k of session i given the session's history (tokens): 0 to add it, 1 to end the
+   * session before it, or a negative status. */
+  int (*turn)(void *ctx, int64_t i, int64_t k, int64_t history, trace_gen_turn *u,
+              kv_error *err);
+} trace_gen_model;
+
+/* Appends n_sessions sessions of model m to t (session ids 0..n-1). */
+int trace_gen_sessions(const trace_gen_model *m, int64_t n_sessions, trace *t, kv_error *err);
+/* The next arrival of a Poisson process of `rate` per second on a clock kept in seconds
+ * (*clock_s advances by an exponential gap): round(*clock_s * 1e9) ns. */
+int64_t trace_gen_poisson_ns(gsl_rng *r, double rate, double *clock_s);
+/* round(LogNormal(log(median), sigma)) clamped to [1, max]. */
+int64_t trace_gen_lognormal(gsl_rng *r, double median, double sigma, int64_t max);
 
 /* ---- fitting --------------------------------------------------------------------------------- */
 
