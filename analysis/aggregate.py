@@ -5,9 +5,10 @@ usage: aggregate.py RESULTS_DIR [-o OUT_DIR] [SWEEP ...]
 
 For each sweep directory RESULTS_DIR/<sweep>/ (or only the named ones), reads every finished point
 (<point>/done present; *.failed, *.stale-* and temporary directories are ignored), its point.ini
-(swept parameters, seed, id) and the result file named by [sweep] results in point.ini, and writes
-OUT_DIR/<sweep>.csv: the parameter columns (named by their key, e.g. cache.policy; a zipped key
-"a+b" gives one column per component), seed, point, then the result file's columns, one output row
+(swept parameters as the runner split them in [assign], seed, id) and the result file named by
+[sweep] results in point.ini, and writes OUT_DIR/<sweep>.csv: the parameter columns (named by
+their key, e.g. cache.policy; a zipped key "a+b" gives one column per component), seed, point,
+then the result file's columns, one output row
 per result row ('#' comment lines are skipped; a key,value file such as kvsim's summary.csv becomes
 one row with a column per key). Output is written atomically.
 """
@@ -30,13 +31,12 @@ def aggregate_sweep(sweep_dir):
         if not os.path.exists(os.path.join(pdir, "done")):
             continue
         ini = read_ini(os.path.join(pdir, "point.ini"))
-        params = {}
-        for k, v in (ini["params"].items() if ini.has_section("params") else []):
-            ks, vs = k.split("+"), v.split("/")
-            if len(ks) > 1 and len(ks) == len(vs):
-                params.update(zip(ks, vs))
-            else:
-                params[k] = v
+        # [assign]: the point's parameters with zipped keys already split by the sweep runner
+        # (experiments/xp_sweep.h, the one parser of the sweep syntax)
+        if ini.has_section("params") and not ini.has_section("assign"):
+            raise AnalysisError(f"{pdir}/point.ini: no [assign] section (written by a sweep "
+                                "runner older than this analysis: rerun the sweep)")
+        params = dict(ini["assign"].items()) if ini.has_section("assign") else {}
         res = ini.get("sweep", "results", fallback="").strip()
         if not res:
             raise AnalysisError(f"{pdir}/point.ini: [sweep] results is empty: the sweep names no "

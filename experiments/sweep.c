@@ -159,6 +159,12 @@ static int start_point(const xp_sweep *s, const xp_point *p, const prepared *pr,
   for (int k = 0; k < s->n_params; k++) {
     fprintf(f, "%s = %s\n", s->params[k].key, s->params[k].values[p->value_idx[k]]);
   }
+  /* the same with zipped keys split (xp_point_assignment): what analysis reads, so that the
+   * sweep syntax is parsed in one place */
+  static xp_assign as[XP_MAX_ASSIGN];
+  int na = xp_point_assignment(s, p, as, XP_MAX_ASSIGN);
+  fprintf(f, "\n[assign]\n");
+  for (int i = 0; i < na; i++) fprintf(f, "%s = %s\n", as[i].key, as[i].value);
   fprintf(f, "\n[sweep]\nname = %s\nfile = %s\ntool = %s\nscale = %s\nresults = %s\ncommand = %s",
           s->name, s->path, s->tool, s->scale[0] ? s->scale : "default", s->results, s->tool);
   /* The command as it ran, with the temporary directory written as the final one. */

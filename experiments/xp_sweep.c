@@ -139,6 +139,10 @@ static int xp__set_param(xp_sweep *s, const char *key, const char *expr, const c
   s->params[i].n_values = n;
   int nk = 1;
   for (const char *c = key; *c; c++) nk += *c == '+';
+  if (nk > XP_MAX_ZIPPED) {
+    return kv_error_set(err, KV_EINVAL, "%s: %d zipped keys (at most %d)", what, nk,
+                        XP_MAX_ZIPPED);
+  }
   for (int v = 0; v < n && nk > 1; v++) {
     int nv = 1;
     for (const char *c = s->params[i].values[v]; *c; c++) nv += *c == '/';
@@ -368,6 +372,24 @@ void xp_sweep_point(const xp_sweep *s, int64_t i, xp_point *p) {
   xp__slug(p->id);
 }
 
+int xp_point_assignment(const xp_sweep *s, const xp_point *p, xp_assign *out, int cap) {
+  int n = 0;
+  for (int k = 0; k < s->n_params; k++) {
+    const char *key = s->params[k].key, *val = s->params[k].values[p->value_idx[k]];
+    int nk = xp__n_components(key, '+');
+    for (int cpt = 0; cpt < nk && n < cap; cpt++, n++) {
+      if (nk == 1) {
+        snprintf(out[n].key, sizeof out[n].key, "%s", key);
+        snprintf(out[n].value, sizeof out[n].value, "%s", val);
+      } else {
+        xp__component(key, '+', cpt, out[n].key, sizeof out[n].key);
+        xp__component(val, '/', cpt, out[n].value, sizeof out[n].value);
+      }
+    }
+  }
+  return n;
+}
+
 int xp_point_config(const xp_sweep *s, const xp_point *p, kv_config **out, kv_error *err) {
   kv_config *c = NULL;
   int rc = 0;
@@ -386,22 +408,12 @@ int xp_point_config(const xp_sweep *s, const xp_point *p, kv_config **out, kv_er
     snprintf(assign, sizeof assign, "%s=%s", key, val);
     rc = kv_config_override(c, assign, err);
   }
-  for (int k = 0; k < s->n_params && !rc; k++) {
-    const char *key = s->params[k].key, *val = s->params[k].values[p->value_idx[k]];
-    int nk = xp__n_components(key, '+');
-    for (int cpt = 0; cpt < nk && !rc; cpt++) {
-      char kc[128], vc[128];
-      if (nk == 1) {
-        snprintf(kc, sizeof kc, "%s", key);
-        snprintf(vc, sizeof vc, "%s", val);
-      } else {
-        xp__component(key, '+', cpt, kc, sizeof kc);
-        xp__component(val, '/', cpt, vc, sizeof vc);
-      }
-      if (!strchr(kc, '.')) continue;
-      snprintf(assign, sizeof assign, "%s=%s", kc, vc);
-      rc = kv_config_override(c, assign, err);
-    }
+  xp_assign as[XP_MAX_ASSIGN];
+  int na = xp_point_assignment(s, p, as, XP_MAX_ASSIGN);
+  for (int i = 0; i < na && !rc; i++) {
+    if (!strchr(as[i].key, '.')) continue;
+    snprintf(assign, sizeof assign, "%s=%s", as[i].key, as[i].value);
+    rc = kv_config_override(c, assign, err);
   }
   if (!rc && p->seed_idx >= 0) {
     snprintf(assign, sizeof assign, "sim.seed=%lld", (long long)s->seeds[p->seed_idx]);
@@ -467,21 +479,10 @@ int xp_point_argv(const xp_sweep *s, const xp_point *p, const char *config_path,
       snprintf(seed, sizeof seed, "%lld", (long long)s->seeds[p->seed_idx]);
       val = seed;
     } else {
-      static char comp[128];
-      for (int k = 0; k < s->n_params && !val; k++) {
-        int nk = xp__n_components(s->params[k].key, '+');
-        for (int cpt = 0; cpt < nk; cpt++) {
-          char kc[128];
-          xp__component(s->params[k].key, '+', cpt, kc, sizeof kc);
-          if (strcmp(kc, var) != 0) continue;
-          if (nk == 1) {
-            val = s->params[k].values[p->value_idx[k]];
-          } else {
-            xp__component(s->params[k].values[p->value_idx[k]], '/', cpt, comp, sizeof comp);
-            val = comp;
-          }
-          break;
-        }
+      static xp_assign as[XP_MAX_ASSIGN];
+      int na = xp_point_assignment(s, p, as, XP_MAX_ASSIGN);
+      for (int i = 0; i < na && !val; i++) {
+        if (!strcmp(as[i].key, var)) val = as[i].value;
       }
     }
     if (!val) {

@@ -37,6 +37,8 @@
 #define XP_MAX_PARAMS 16
 #define XP_MAX_VALUES 256
 #define XP_MAX_SEEDS 64
+#define XP_MAX_ZIPPED 16                               /* keys zipped into one parameter */
+#define XP_MAX_ASSIGN (XP_MAX_PARAMS * XP_MAX_ZIPPED)  /* components of a point */
 
 typedef struct xp_param {
   char key[128];
@@ -68,6 +70,18 @@ typedef struct xp_point {
   int seed_idx;           /* -1 when the sweep has no seeds */
   char id[512];
 } xp_point;
+
+/* One parameter of a point with zipped keys split: "k1+k2" = "v1/v2" gives k1 = v1, k2 = v2 (a
+ * single key keeps its whole value, '/' included). */
+typedef struct xp_assign {
+  char key[128];
+  char value[128];
+} xp_assign;
+
+/* The point's assignment, parameter by parameter and component by component: the one place
+ * that reads the zip syntax (the runner writes it to point.ini's [assign] for analysis). Returns
+ * the count (at most cap). Dotted keys are config overrides, plain keys template variables. */
+int xp_point_assignment(const xp_sweep *s, const xp_point *p, xp_assign *out, int cap);
 
 /* Expands a list expression into out (at most cap values). Returns the count or a negative
  * status with err naming `what`. */

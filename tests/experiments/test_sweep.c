@@ -131,6 +131,22 @@ static void test_zipped(void) {
   char *w[8], store[256];
   REQUIRE_EQ_INT(xp_point_argv(&s, &p, "c", "o", "s", "b", w, 8, store, sizeof store, &e), 1);
   CHECK(strcmp(w[0], "b") == 0);
+  /* the assignment analysis reads (point.ini [assign]): components in order */
+  xp_assign as[XP_MAX_ASSIGN];
+  REQUIRE_EQ_INT(xp_point_assignment(&s, &p, as, XP_MAX_ASSIGN), 4);
+  const char *want[4][2] = {{"sim.model", "m65"}, {"sim.n_gpus", "4"}, {"tag", "b"},
+                            {"cache.mode", "re"}};
+  for (int i = 0; i < 4; i++) {
+    CHECK(strcmp(as[i].key, want[i][0]) == 0 && strcmp(as[i].value, want[i][1]) == 0);
+  }
+  xp_sweep_free(&s);
+  /* a single key keeps a value with '/' whole (a path) */
+  sw = write_file("zip3.ini", "[sweep]\nname = z\ntool = kvsim\nargs = x\n[vary]\n"
+                  "workload.source = data/a.h5\n");
+  REQUIRE_OK(xp_sweep_load(sw, NULL, &s, &e), &e);
+  xp_sweep_point(&s, 0, &p);
+  REQUIRE_EQ_INT(xp_point_assignment(&s, &p, as, XP_MAX_ASSIGN), 1);
+  CHECK(strcmp(as[0].value, "data/a.h5") == 0);
   xp_sweep_free(&s);
   sw = write_file("zip2.ini", "[sweep]\nname = z\ntool = kvsim\nargs = x\n[vary]\na.b+c.d = 1/2, 3\n");
   CHECK_EQ_INT(xp_sweep_load(sw, NULL, &s, &e), KV_EINVAL);
