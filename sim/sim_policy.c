@@ -1,3 +1,10 @@
+/* sim_policy.c — the registry of cache replacement policies (sim_policy.h).
+ *
+ * Adding a policy touches exactly: this registry (its key function and may_drop below, a row in
+ * sim__policies and its name at the same place in sim_policy_names), nothing in the store or the
+ * engines (they call the row's functions and read its uses_queue / uses_future flags), and its
+ * test (its victim order in tests/sim/test_store.c). [cache] eviction = <name> then selects it in
+ * both engines (sim_config.h; the replay engine refuses a policy that uses the job queue). */
 #include "sim_policy.h"
 
 #include <string.h>
