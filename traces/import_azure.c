@@ -117,11 +117,5 @@ int trace_import_azure_stream(FILE *f, const char *name, const trace_import_opts
     rc = kv_error_set(err, KV_EFORMAT, "%s: empty file (no header)", name);
   }
   trace_lines_free(&lr);
-  if (rc) {
-    trace_free(t);
-    return rc;
-  }
-  st->sessions = t->n_sessions;
-  st->turns = t->n_turns;
-  return 0;
+  return trace_import_finish(t, st, rc);
 }

@@ -200,11 +200,5 @@ int trace_import_burstgpt_stream(FILE *f, const char *name, const trace_burstgpt
   free(sess);
   free(session_ids);
   free(reqs);
-  if (rc) {
-    trace_free(t);
-    return rc;
-  }
-  st->sessions = t->n_sessions;
-  st->turns = t->n_turns;
-  return 0;
+  return trace_import_finish(t, st, rc);
 }

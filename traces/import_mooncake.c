@@ -433,11 +433,5 @@ int trace_import_mooncake_stream(FILE *f, const char *name, const trace_mooncake
   free(reqs);
   free(lines);
   free(hashes);
-  if (rc) {
-    trace_free(t);
-    return rc;
-  }
-  st->sessions = t->n_sessions;
-  st->turns = t->n_turns;
-  return 0;
+  return trace_import_finish(t, st, rc);
 }

@@ -620,11 +620,5 @@ int trace_import_sharegpt_stream(FILE *f, const char *name, const trace_sharegpt
   free(c.rm);
   free(c.cm);
   trace_strmap_free(&c.done);
-  if (rc) {
-    trace_free(t);
-    return rc;
-  }
-  st->base.sessions = t->n_sessions;
-  st->base.turns = t->n_turns;
-  return 0;
+  return trace_import_finish(t, &st->base, rc);
 }

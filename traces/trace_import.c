@@ -130,3 +130,13 @@ const char *trace_import_basename(const char *path) {
   const char *s = strrchr(path, '/');
   return s ? s + 1 : path;
 }
+
+int trace_import_finish(trace *t, trace_import_stats *st, int rc) {
+  if (rc) {
+    trace_free(t);
+    return rc;
+  }
+  st->sessions = t->n_sessions;
+  st->turns = t->n_turns;
+  return 0;
+}

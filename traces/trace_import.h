@@ -89,6 +89,10 @@ int trace_import_push_req(trace_import_req **a, int64_t *n, int64_t *cap,
 int trace_import_push_i64(int64_t **a, int64_t *n, int64_t *cap, int64_t v);
 int trace_import_push_u64(uint64_t **a, int64_t *n, int64_t *cap, uint64_t v);
 
+/* The end of every importer's stream reader: on an error (rc < 0) the trace is freed and rc
+ * returned; on success the stats count the trace's sessions and turns and 0 is returned. */
+int trace_import_finish(trace *t, trace_import_stats *st, int rc);
+
 /* Last path component of `path` (pointer into path). */
 const char *trace_import_basename(const char *path);
 
