@@ -29,13 +29,19 @@
 #include "sim_slots.h"
 #include "sim_store.h"
 
+/* A job's life: queued (sim_sched) -> prefill (admitted; its first iteration) -> decode ->
+ * done (completed; its record lives on while saves are in flight) -> free. */
 enum { JOB_FREE = 0, JOB_QUEUED, JOB_PREFILL, JOB_DECODE, JOB_DONE };
+/* The engine between iterations (idle), inside one (running), inside one whose next layer waits
+ * for a prefill's KV (wait_load), or held until synchronous saves end (stall_save): sim_iter. */
 enum { ST_IDLE = 0, ST_RUNNING, ST_WAIT_LOAD, ST_STALL_SAVE };
+/* sim_unit.flags bit: the unit's transfer is a prefetch (sim_xfer counts it in flight). */
 enum { UNIT_FLAG_PREFETCH = 1 };
 
+/* One turn in the system. Times in ns, token counts effective (after truncation). */
 typedef struct sim_job {
-  int64_t turn;
-  int32_t session;
+  int64_t turn;                       /* trace turn index */
+  int32_t session;                    /* trace session index */
   int32_t state;
   int64_t qseq;
   int64_t arrival_ns, admit_ns, first_ns, last_tok_ns;
@@ -63,6 +69,7 @@ typedef struct sim_job {
   int32_t next_free;
 } sim_job;
 
+/* One write of a job's KV to one tier (a flow): the units it makes busy until it ends. */
 typedef struct sim_save {
   int32_t job;
   int32_t sync, in_wb;
@@ -80,6 +87,7 @@ typedef struct sim_sess {
   int32_t job;          /* job in the system, or -1 */
 } sim_sess;
 
+/* The engine's state; the comment of each group names the part that owns it (sim_eng.h top). */
 typedef struct sim_eng {
   const sim_params *p;
   const trace *t;
@@ -98,29 +106,28 @@ typedef struct sim_eng {
   sim_job *jobs;
   sim_save *saves;
   int64_t live_jobs;
-  /* queue (ring of job ids) */
+  /* queue (ring of job ids): sim_sched */
   int32_t *q;
   int64_t q_head, q_len, q_cap, n_enq, n_deq;
-  /* batch */
+  /* batch and iteration state: sim_iter (admission appends to the batch) */
   int32_t *batch;
   int32_t n_batch;
   int64_t *w_hist, *w_new;
   int32_t *iter_prefill;
   int32_t n_iter_prefill;
-  /* iteration state */
   int state;
   int64_t iter_start, layer_ns, head_ns, cur_layer, wait_start, iter_stall;
   double prefill_share;
   int64_t stall_start;
   int64_t sync_pending;
-  /* sessions, arrivals */
+  /* sessions, arrivals, windows: sim_sched; prefetch: sim_xfer */
   sim_sess *sess;
   int64_t n_arrived, n_completed;
   int warm_done;
   int64_t prefetch_inflight, W_e, W_p;
   int pf_blocked;
   int64_t *opt_next;    /* block store + opt + trace hashes: next use time by hash position */
-  uint64_t *hbuf;
+  uint64_t *hbuf;       /* (cap_hbuf) a job's block hashes and their tokens: sim_lookup */
   int64_t *hbuf_tok;
   int64_t cap_hbuf;
   sim_stats stats;
