@@ -5,11 +5,13 @@
  * every expected value is computed from the same formula, not typed in. */
 #include <errno.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "kv_config.h"
 #include "sim.h"
 #include "sim_csv.h"
 #include "sim_profile.h"
+#include "sim_validate.h"
 #include "sim_workload.h"
 #include "test.h"
 
@@ -464,7 +466,160 @@ static void test_measured_config(void) {
   kv_config_free(cfg);
 }
 
+/* The validation kinds through a linear cost model, where every time is exact: the iteration
+ * shapes, and the engine's pre-loading recurrence with a load-bound and a compute-bound layer. */
+static void test_validate_recurrence(void) {
+  sim_model m;
+  sim_hw hw;
+  load_13b(&m, &hw);
+  REQUIRE_EQ_INT(m.layers, 40);
+  sim_cost c;
+  kv_error e = {0};
+  /* layer = 1000 + 10 / prefill token + 7 / decode sequence + 1 / context token; head 500 */
+  sim_cost_init_linear(&c, &m, 1000, 10, 7, 1, 500);
+  int64_t ns;
+  unsigned f = 9;
+  sim_val_iter it = {SIM_VAL_PREFILL, 3, 100, 0, 0};
+  REQUIRE_OK(sim_val_predict(&c, &it, 1e9, 0, &ns, &f, &e), &e);
+  CHECK_EQ_INT(ns, 40 * (1000 + 10 * 300 + 300) + 500);
+  CHECK_EQ_INT(f, 0);
+  it = (sim_val_iter){SIM_VAL_DECODE, 4, 1, 99, 0}; /* context 99 + the new token */
+  REQUIRE_OK(sim_val_predict(&c, &it, 1e9, 0, &ns, NULL, &e), &e);
+  CHECK_EQ_INT(ns, 40 * (1000 + 7 * 4 + 400) + 500);
+  it = (sim_val_iter){SIM_VAL_MIXED, 2, 50, 9, 0};
+  REQUIRE_OK(sim_val_predict(&c, &it, 1e9, 0, &ns, NULL, &e), &e);
+  CHECK_EQ_INT(ns, 40 * (1000 + 10 * 50 + 7 * 2 + (50 + 2 * 10)) + 500);
+  /* pre-loading 1024 history tokens: 20480 bytes per token and layer over 20.97152 GB/s is
+   * exactly 1 ms per layer; the prefill of 10 new tokens costs 1000 + 100 + 1034 ns a layer */
+  double bw = 1024.0 * 20480 * 1000;
+  int64_t layer = 1000 + 10 * 10 + (1024 + 10);
+  it = (sim_val_iter){SIM_VAL_RESIDENT, 1, 10, 1024, 0};
+  REQUIRE_OK(sim_val_predict(&c, &it, bw, 0, &ns, NULL, &e), &e);
+  CHECK_EQ_INT(ns, 40 * layer + 500);
+  it = (sim_val_iter){SIM_VAL_SYNC, 1, 10, 1024, 0};
+  REQUIRE_OK(sim_val_predict(&c, &it, bw, 0, &ns, NULL, &e), &e);
+  CHECK_EQ_INT(ns, 40000000 + 40 * layer + 500);
+  /* load-bound: the last layer starts when its KV arrives, (40 - r) ms after the start */
+  for (int64_t r = 0; r <= 15; r += 5) {
+    it = (sim_val_iter){SIM_VAL_PRELOAD, 1, 10, 1024, r};
+    REQUIRE_OK(sim_val_predict(&c, &it, bw, 0, &ns, NULL, &e), &e);
+    CHECK_EQ_INT(ns, (40 - r) * 1000000 + layer + 500);
+  }
+  /* with 5 us of latency per transfer */
+  it = (sim_val_iter){SIM_VAL_PRELOAD, 1, 10, 1024, 0};
+  REQUIRE_OK(sim_val_predict(&c, &it, bw, 5000, &ns, NULL, &e), &e);
+  CHECK_EQ_INT(ns, 40 * 1005000 + layer + 500);
+  /* compute-bound (2 ms a layer): only the first layer waits for its load */
+  sim_cost_init_linear(&c, &m, 2000000, 0, 0, 0, 500);
+  REQUIRE_OK(sim_val_predict(&c, &it, bw, 0, &ns, NULL, &e), &e);
+  CHECK_EQ_INT(ns, 1000000 + 40 * 2000000 + 500);
+  it.read_buffer = 1; /* the first layer resident: no wait at all */
+  REQUIRE_OK(sim_val_predict(&c, &it, bw, 0, &ns, NULL, &e), &e);
+  CHECK_EQ_INT(ns, 40 * 2000000 + 500);
+  /* what the grid does not define */
+  it = (sim_val_iter){SIM_VAL_DECODE, 0, 1, 10, 0};
+  CHECK_EQ_INT(sim_val_predict(&c, &it, bw, 0, &ns, NULL, &e), KV_EINVAL);
+  it = (sim_val_iter){SIM_VAL_PRELOAD, 1, 10, 1024, 0};
+  CHECK_EQ_INT(sim_val_predict(&c, &it, 0, 0, &ns, NULL, &e), KV_EINVAL);
+  CHECK_EQ_INT(sim_val_kind_find("sync"), SIM_VAL_SYNC);
+  CHECK_EQ_INT(sim_val_kind_find("bogus"), -1);
+}
+
+static int run_tool(const char *args, char *out, size_t cap) {
+  const char *b = getenv("KVLAB_BUILD_DIR");
+  char cmd[8192];
+  snprintf(cmd, sizeof cmd, "%s/bin/kvsim-predict %s 2>&1", b ? b : "build", args);
+  FILE *p = popen(cmd, "r");
+  if (!p) return -1;
+  size_t n = fread(out, 1, cap - 1, p);
+  out[n] = '\0';
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* kvsim-predict on a small grid: each row equals the library's prediction with the options
+ * the tool documents (stand-ins named when the profile lacks them); errors and usage. */
+static void test_predict_tool(void) {
+  static char out[65536];
+  const char *dir = write_profile("prof-tool", 0);
+  const char *grid = test_tmp_path("prof-tool-grid.csv");
+  const char *res = test_tmp_path("prof-tool-validation.csv");
+  FILE *g = fopen(grid, "w");
+  REQUIRE(g != NULL);
+  fprintf(g, "# device: Test GPU\n"
+             "model,kind,impl,mode,batch,tokens,context,read_buffer,measured_us,note\n"
+             "llama-2-13b,prefill,hf,eager,1,256,0,,1000,x\n"
+             "llama-2-13b,decode,hf,graph,4,1,1023,,500,x\n"
+             "llama-2-13b,mixed,manual,eager,4,256,1023,,1500,x\n"
+             "llama-2-13b,preload,manual,eager,1,100,1024,5,20000,x\n");
+  fclose(g);
+  char args[8192];
+  snprintf(args, sizeof args, "--grid %s --profile %s --hardware h100 -o %s", grid, dir, res);
+  REQUIRE_EQ_INT(run_tool(args, out, sizeof out), 0);
+  sim_csv r;
+  kv_error e = {0};
+  REQUIRE_OK(sim_csv_open(&r, res, &e), &e);
+  int cp, cr, co, cx;
+  REQUIRE_OK(sim_csv_col(&r, "predicted_us", &cp, &e), &e);
+  REQUIRE_OK(sim_csv_col(&r, "predicted_roofline_us", &cr, &e), &e);
+  REQUIRE_OK(sim_csv_col(&r, "options", &co, &e), &e);
+  REQUIRE_OK(sim_csv_col(&r, "out_of_range", &cx, &e), &e);
+  sim_model m;
+  sim_hw hw;
+  load_13b(&m, &hw);
+  const sim_val_iter its[4] = {{SIM_VAL_PREFILL, 1, 256, 0, 0}, {SIM_VAL_DECODE, 4, 1, 1023, 0},
+                               {SIM_VAL_MIXED, 4, 256, 1023, 0},
+                               {SIM_VAL_PRELOAD, 1, 100, 1024, 5}};
+  /* hf_prefill is not in the fixture's host.csv, sdpa_masked not among its sources */
+  const sim_prof_opts opts[4] = {{"sdpa", "none", 0, 0}, {"sdpa", "none", 0, 0},
+                                 {"sdpa", "manual", 0, 0}, {"sdpa", "manual", 0, 0}};
+  const char *expect_opts[4] = {"sdpa+hf_prefill;host hf_prefill absent: none",
+                                "sdpa_masked+none;sdpa_masked absent: sdpa", "sdpa+manual",
+                                "sdpa+manual"};
+  int i = 0;
+  while (sim_csv_next(&r, &e) == 1 && i < 4) {
+    sim_cost c, rf;
+    REQUIRE_OK(sim_cost_init_measured(&c, &m, &hw, 1, dir, &opts[i], &e), &e);
+    sim_cost_init_roofline(&rf, &m, &hw, 1, 0.6, 0.8);
+    int64_t pm, pr;
+    REQUIRE_OK(sim_val_predict(&c, &its[i], hw.pcie_h2d_bw, hw.pcie_latency_ns, &pm, NULL, &e),
+               &e);
+    REQUIRE_OK(sim_val_predict(&rf, &its[i], hw.pcie_h2d_bw, hw.pcie_latency_ns, &pr, NULL, &e),
+               &e);
+    double vp, vr;
+    REQUIRE_OK(sim_csv_f64(&r, cp, 0, 1e15, &vp, &e), &e);
+    REQUIRE_OK(sim_csv_f64(&r, cr, 0, 1e15, &vr, &e), &e);
+    CHECK_NEAR(vp, (double)pm / 1e3, 0, 1e-5);
+    CHECK_NEAR(vr, (double)pr / 1e3, 0, 1e-5);
+    CHECK(strcmp(sim_csv_str(&r, co), expect_opts[i]) == 0);
+    if (strcmp(sim_csv_str(&r, co), expect_opts[i]) != 0) {
+      printf("  row %d options '%s'\n", i, sim_csv_str(&r, co));
+    }
+    sim_cost_free(&c);
+    i++;
+  }
+  CHECK_EQ_INT(i, 4);
+  sim_csv_close(&r);
+  /* the provenance lines travel with the predictions */
+  FILE *f = fopen(res, "r");
+  REQUIRE(f != NULL);
+  size_t n = fread(out, 1, sizeof out - 1, f);
+  out[n] = '\0';
+  fclose(f);
+  CHECK_STR_CONTAINS(out, "# grid: device: Test GPU");
+  CHECK_STR_CONTAINS(out, "# cost llama-2-13b|roofline|: roofline (assumed");
+  /* a row the tool cannot read names its line; usage errors exit 2 */
+  g = fopen(grid, "a");
+  fprintf(g, "llama-2-13b,bogus,hf,eager,1,1,1,,1,x\n");
+  fclose(g);
+  CHECK_EQ_INT(run_tool(args, out, sizeof out), 1);
+  CHECK_STR_CONTAINS(out, "prof-tool-grid.csv:7: kind 'bogus'");
+  CHECK_EQ_INT(run_tool("--grid x.csv", out, sizeof out), 2);
+  CHECK_STR_CONTAINS(out, "--grid, --profile and --hardware are required");
+}
+
 TEST_LIST = {TEST(test_curve_interpolation), TEST(test_table_interpolation),
              TEST(test_malformed), TEST(test_measured_by_hand), TEST(test_measured_options),
-             TEST(test_measured_config), {0}};
+             TEST(test_measured_config), TEST(test_validate_recurrence),
+             TEST(test_predict_tool), {0}};
 TEST_MAIN
