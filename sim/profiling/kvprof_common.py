@@ -297,6 +297,8 @@ class Timer:
              max_inner: int = 64) -> dict:
         if callable(fns):
             fns = [fns]
+        if self.smoke:  # the CPU flow test: the numbers mean nothing, keep it short
+            reps, warmup, fns = min(reps, 3), 1, fns[:2]
         k = len(fns)
         if self.cuda:
             side = torch.cuda.Stream(self.dev)
@@ -407,9 +409,15 @@ def randn(shape, dev: torch.device, dtype=torch.bfloat16, scale: float = 1.0) ->
     return t
 
 
+class FatalCuda(RuntimeError):
+    """Raised where the CUDA context is known to be unusable."""
+
+
 def is_fatal_cuda(ex: BaseException) -> bool:
     """Errors after which the CUDA context is unusable: the step exits and the driver resumes
     it in a fresh process, skipping the stage that failed."""
+    if isinstance(ex, FatalCuda):
+        return True
     m = f"{type(ex).__name__}: {ex}"
     return any(s in m for s in ("device-side assert", "illegal memory access",
                                 "AcceleratorError", "CUDA error: unspecified launch failure",
@@ -465,6 +473,31 @@ def run_stages(run: "Run", names: list[str], share: dict[str, float], call, resu
             continue
         run.end(st, status)
     return 0
+
+
+def pinned_random(shape, dev: torch.device, smoke: bool) -> torch.Tensor:
+    """Host tensor of random bf16 in page-locked memory (plain memory in --smoke): allocated
+    pinned and filled by one copy from the device (a CPU normal_ of a GiB takes seconds)."""
+    if smoke or dev.type != "cuda":
+        t = torch.empty(shape, dtype=torch.bfloat16)
+        t.normal_()
+        return t
+    t = torch.empty(shape, dtype=torch.bfloat16, pin_memory=True)
+    t.copy_(torch.randn(shape, dtype=torch.bfloat16, device=dev))
+    return t
+
+
+def cuda_alive(dev: torch.device) -> bool:
+    """Whether the CUDA context still runs work (after a failed graph capture, say)."""
+    if dev.type != "cuda":
+        return True
+    try:
+        x = torch.ones(16, device=dev)
+        x.add_(1)
+        torch.cuda.synchronize(dev)
+        return float(x.sum()) == 32.0
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def free_memory(dev: torch.device) -> None:

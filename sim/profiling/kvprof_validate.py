@@ -71,11 +71,17 @@ def emit(out, stem, kind, impl, mode, batch, tokens, context, rb, r, note=""):
           f"{' rb=' + str(rb) if rb != '' else ''}: {LL.fmt_us(r['us'])} us")
 
 
+# (impl, kind) whose CUDA-graph capture failed once: not tried again in this process
+NO_GRAPH: set[tuple[str, str]] = set()
+
+
 def both_modes(run, out, it, stem, kind, impl, batch, tokens, context, reps, note=""):
-    """Eager, then graph (a capture failure is recorded, not fatal)."""
+    """Eager, then graph. A capture failure is logged and that (impl, kind) runs eager only
+    from then on; if it left the CUDA context unusable, a fatal error ends the step (the
+    driver resumes in a fresh process)."""
     r = LL.time_iteration(it, run.dev, reps=reps, warmup=2, graph=False)
     emit(out, stem, kind, impl, "eager", batch, tokens, context, "", r, note or it.note)
-    if run.dev.type != "cuda":
+    if run.dev.type != "cuda" or (impl, kind) in NO_GRAPH:
         return
     try:
         r = LL.time_iteration(it, run.dev, reps=reps, warmup=2, graph=True)
@@ -83,9 +89,11 @@ def both_modes(run, out, it, stem, kind, impl, batch, tokens, context, reps, not
     except Exception as ex:  # noqa: BLE001
         if C.is_fatal_cuda(ex):
             raise
-        C.log(f"  {stem} {kind} graph capture failed: {type(ex).__name__}: "
-              f"{str(ex).splitlines()[0][:160] if str(ex) else ''}")
-        torch.cuda.synchronize(run.dev)
+        NO_GRAPH.add((impl, kind))
+        C.log(f"  {stem} {kind} {impl}: graph capture failed, eager only from now on: "
+              f"{type(ex).__name__}: {str(ex).splitlines()[0][:160] if str(ex) else ''}")
+        if not C.cuda_alive(run.dev):
+            raise C.FatalCuda("the CUDA context is unusable after a failed capture") from ex
 
 
 def stage_model(run: C.Run, stem: str, a) -> str:
