@@ -5,10 +5,10 @@
 #
 # Runs, from the repository root, with python3 holding torch (and transformers for the
 # validation and the `host` stage):
-#   1. kvprof_ops.py       operator profile          soft budget KVLAB_PROFILE_S (120 s),
-#                                                    hard limit  KVLAB_PROFILE_HARD_S (150 s)
-#   2. kvprof_validate.py  whole-iteration timings   soft budget KVLAB_VALIDATE_S (110 s),
-#                                                    hard limit  KVLAB_VALIDATE_HARD_S (140 s)
+#   1. kvprof_ops.py       operator profile          soft budget KVLAB_PROFILE_S (110 s),
+#                                                    hard limit  KVLAB_PROFILE_HARD_S (140 s)
+#   2. kvprof_validate.py  whole-iteration timings   soft budget KVLAB_VALIDATE_S (100 s),
+#                                                    hard limit  KVLAB_VALIDATE_HARD_S (130 s)
 # A step that dies (timeout, crash, broken CUDA context) is restarted with --resume while its
 # hard limit lasts: finished stages are kept, the stage it died in is skipped. Outputs are
 # written row by row, so whatever was measured survives. Everything lands in ONE file,
@@ -77,10 +77,10 @@ run_step() {
 }
 
 if [ -z "$only" ] || [ "$only" = profile ]; then
-  run_step profile kvprof_ops.py "${KVLAB_PROFILE_S:-120}" "${KVLAB_PROFILE_HARD_S:-150}"
+  run_step profile kvprof_ops.py "${KVLAB_PROFILE_S:-110}" "${KVLAB_PROFILE_HARD_S:-140}"
 fi
 if [ -z "$only" ] || [ "$only" = validate ]; then
-  run_step validate kvprof_validate.py "${KVLAB_VALIDATE_S:-110}" "${KVLAB_VALIDATE_HARD_S:-140}"
+  run_step validate kvprof_validate.py "${KVLAB_VALIDATE_S:-100}" "${KVLAB_VALIDATE_HARD_S:-130}"
 fi
 timeout 60 "$py" "$here/kvprof_summary.py" "$work" >"$work/summary.txt" 2>&1 \
   || echo "(summary failed: see summary.txt)" >>"$work/summary.txt"

@@ -329,7 +329,8 @@ class Timer:
                 except Exception as ex:  # noqa: BLE001 - fall back to eager, say so
                     g = None
                     method = f"eager ({type(ex).__name__})"
-                    torch.cuda.synchronize(self.dev)
+                    if not cuda_alive(self.dev):
+                        raise FatalCuda("the CUDA context is unusable after a failed capture") from ex
             else:
                 method = "eager"
             ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))

@@ -3,7 +3,7 @@
 the H200 hardware file, validation.csv, the error tables and the figure (standard library).
 
     python3 sim/profiling/kvprof_install.py profile-results.tar.gz --device h200 \\
-        [--hardware h200-141gb] [--predict build/bin/kvsim-predict]
+        [--hardware h200-141gb] [--predict build/bin/kvsim-predict] [--docs docs/sim.md]
     python3 sim/profiling/kvprof_install.py RESULTS --allow-smoke --dest /tmp/smoke-profile
 
 RESULTS is the tarball or a folder holding its contents (profile/, validate/, summary.txt).
@@ -170,6 +170,8 @@ def main() -> int:
     ap.add_argument("--dest", type=Path, help="write here instead of sim/data/profiles/<device>")
     ap.add_argument("--allow-smoke", action="store_true")
     ap.add_argument("--predict", type=Path, default=ROOT / "build" / "bin" / "kvsim-predict")
+    ap.add_argument("--docs", type=Path, help="also rewrite this file's gpu-validation block "
+                    "(docs/sim.md)")
     a = ap.parse_args()
     tmp = None
     src = a.results
@@ -230,7 +232,8 @@ def main() -> int:
             rc = 1
         else:
             r = subprocess.run([sys.executable, str(HERE / "kvprof_report.py"),
-                                str(dest / "validation.csv"), "--out", str(dest)],
+                                str(dest / "validation.csv"), "--out", str(dest)]
+                               + (["--docs", str(a.docs)] if a.docs else []),
                                text=True, capture_output=True)
             (dest / "report.md").write_text(r.stdout)
             print(r.stdout)

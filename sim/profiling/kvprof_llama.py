@@ -468,17 +468,5 @@ def host_probe(model, path: str, dev: torch.device):
     return fn, path + (f" ({it.note})" if it.note else "")
 
 
-def kv_tokens_fit(shape, tokens: int, dev: torch.device, frac: float = 0.80) -> bool:
-    """Whether weights + KV of `tokens` tokens (all layers, bf16) fit in frac of the memory."""
-    if dev.type != "cuda":
-        return True
-    total = torch.cuda.get_device_properties(dev).total_memory
-    params = shape.layers * (2 * shape.hidden * shape.heads * shape.head_dim
-                             + 2 * shape.hidden * shape.kv_heads * shape.head_dim
-                             + 3 * shape.hidden * shape.ffn) + 2 * shape.vocab * shape.hidden
-    kv = tokens * shape.layers * 2 * shape.kv_heads * shape.head_dim * 2
-    return 2 * params + kv <= frac * total
-
-
 def fmt_us(x: float) -> str:
     return f"{x:,.0f}" if math.isfinite(x) else "nan"

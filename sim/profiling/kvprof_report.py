@@ -2,6 +2,7 @@
 """kvprof_report.py - errors of the simulator's predictions against the GPU (standard library).
 
     python3 sim/profiling/kvprof_report.py VALIDATION.csv [--out DIR] [--no-figure]
+                                          [--docs docs/sim.md]
 
 VALIDATION.csv is kvsim-predict's output (docs/sim.md, "Validation"). Prints, as Markdown:
   * per model, kind and mode: iterations, median and p95 of |relative error| of the measured
@@ -13,8 +14,11 @@ VALIDATION.csv is kvsim-predict's output (docs/sim.md, "Validation"). Prints, as
     each model (measured model); pre-loading within 10% at every buffer size
 With --out DIR it also writes DIR/errors.csv (the first table), DIR/data/sim-validation/*.dat
 and, where gnuplot exists, DIR/sim-validation.png and .svg (predicted vs measured, log-log,
-y = x; paper-figures/common.gp style). Exit status 0 (1 on unreadable input, 2 on usage);
-failing an acceptance check is reported, not an exit status.
+y = x; paper-figures/common.gp style). With --docs FILE the tables replace what stands
+between the lines `<!-- gpu-validation:begin -->` and `<!-- gpu-validation:end -->` in FILE
+(with a link to the figure when --out is given). Exit status 0 (1 on unreadable input or a
+FILE without the markers, 2 on usage); failing an acceptance check is reported, not an exit
+status.
 """
 from __future__ import annotations
 
@@ -165,6 +169,7 @@ def main() -> int:
     ap.add_argument("validation", type=Path)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--no-figure", action="store_true")
+    ap.add_argument("--docs", type=Path, help="Markdown file whose gpu-validation block to replace")
     a = ap.parse_args()
     try:
         head, rows = read(a.validation)
@@ -182,6 +187,44 @@ def main() -> int:
                 w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in g.items()})
         if not a.no_figure:
             print("\n" + figure(rows, a.out), file=sys.stderr)
+    if a.docs:
+        return replace_block(a.docs, head, rows, groups, a.validation, a.out)
+    return 0
+
+
+BEGIN, END = "<!-- gpu-validation:begin -->", "<!-- gpu-validation:end -->"
+
+
+def replace_block(doc: Path, head, rows, groups, validation: Path, out: Path | None) -> int:
+    smoke = any(h.strip() == "# grid: smoke: true" for h in head)
+    if smoke and ROOT in doc.resolve().parents:
+        print(f"kvprof_report: {doc}: smoke-test numbers are not written into the tree",
+              file=sys.stderr)
+        return 1
+    text = doc.read_text()
+    if BEGIN not in text or END not in text:
+        print(f"kvprof_report: {doc}: no {BEGIN} ... {END} block", file=sys.stderr)
+        return 1
+
+    def rel(p: Path) -> str:
+        try:
+            return str(p.resolve().relative_to(ROOT))
+        except ValueError:
+            return str(p)
+
+    when = next((h.split(":", 2)[-1].strip() for h in head if h.startswith("# grid: date_utc:")), "?")
+    commit = next((h.split(":", 2)[-1].strip() for h in head if h.startswith("# grid: commit:")), "?")
+    body = [BEGIN, "",
+            f"Measured {when} (commit {commit[:12]}); predictions and errors: "
+            f"`{rel(validation)}` (`kvsim-predict`, `sim/profiling/kvprof_report.py`).", "",
+            markdown(head, rows, groups), ""]
+    if out is not None and (out / "sim-validation.svg").exists():
+        body += [f"![predicted vs measured iteration time]({'../' + rel(out / 'sim-validation.svg')})",
+                 ""]
+    body.append(END)
+    a, b = text.index(BEGIN), text.index(END) + len(END)
+    doc.write_text(text[:a] + "\n".join(body) + text[b:])
+    print(f"{doc}: validation block rewritten", file=sys.stderr)
     return 0
 
 
