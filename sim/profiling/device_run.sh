@@ -70,8 +70,8 @@ run_step() {
     [ $try -ge 4 ] && break
   done
   # the console gets the stage lines only (the full log is in the tarball)
-  grep -E '\] stage |check |unavailable|MISMATCH|Error' "$work/logs/$name.log" | tail -n 60 \
-    | sed "s/^/  [$name]/"
+  grep -E '\] stage [a-z0-9_-]+: [^s]|MISMATCH|unavailable|abandoned|Error' "$work/logs/$name.log" \
+    | tail -n 30 | cut -c1-160 | sed "s/^/  [$name]/"
   echo "== $name: $((SECONDS - start)) s"
   return 0
 }

@@ -78,15 +78,15 @@ def main() -> int:
     g = rows(v / "grid.csv")
     if g:
         print("validation, median us (eager | graph):")
-        print("  model        kind     impl      B    tok    ctx  rb       eager       graph")
+        print("  model   kind     impl      B    tok    ctx  rb      eager      graph")
         seen: dict[tuple, dict] = {}
         for r in g:
             k = (r["model"], r["kind"], r["impl"], r["batch"], r["tokens"], r["context"],
                  r["read_buffer"])
             seen.setdefault(k, {})[r["mode"]] = r["measured_us"]
         for k, t in seen.items():
-            print(f"  {k[0]:12s} {k[1]:8s} {k[2]:6s} {k[3]:>4s} {k[4]:>6s} {k[5]:>6s} {k[6]:>3s}"
-                  f" {num(t.get('eager')):>11s} {num(t.get('graph')):>11s}")
+            print(f"  {k[0].replace('llama-2-', ''):7s} {k[1]:8s} {k[2]:6s} {k[3]:>4s} {k[4]:>6s}"
+                  f" {k[5]:>6s} {k[6]:>3s} {num(t.get('eager')):>10s} {num(t.get('graph')):>10s}")
     print("=" * 78)
     return 0
 
