@@ -65,6 +65,28 @@ def ordered_models(a) -> list[C.ModelShape]:
 
 # ---- stages ----------------------------------------------------------------------------------
 
+def point_failed(dev, what: str, ex: Exception, fails: list[str]) -> None:
+    """One grid point failed: out of memory or another non-fatal error is logged (the first
+    three with a traceback) and the stage goes on; a fatal CUDA error ends the stage."""
+    if C.is_fatal_cuda(ex):
+        raise ex
+    fails.append(f"{what}: {type(ex).__name__}")
+    if len(fails) <= 3 and not isinstance(ex, torch.cuda.OutOfMemoryError):
+        import traceback  # noqa: PLC0415
+
+        traceback.print_exc()
+    C.log(f"{what}: {type(ex).__name__}: {str(ex).splitlines()[0][:160] if str(ex) else ''}")
+    C.free_memory(dev)
+
+
+def status(done: int, total: int, fails: list[str]) -> str:
+    st = (f"ok {done}/{total} points" if done + len(fails) == total
+          else f"partial {done}/{total} points (budget)")
+    if fails:
+        st += f", {len(fails)} failed (first: {fails[0]})"
+    return st
+
+
 def stage_ceilings(run: C.Run, tm: C.Timer, a) -> str:
     dev = run.dev
     out = run.csv("ceilings.csv", ["what", "bytes", "flops", "us", "p10_us", "p90_us",
@@ -135,6 +157,7 @@ def stage_gemm(run: C.Run, tm: C.Timer, a) -> str:
     jobs += [("lm_head", n, k, 0, ms, C.log_grid(1, 512) if not a.smoke else [1, 4, 16])
              for n, k, ms in head_jobs(a) if (n, k) not in proj]
     done = total = 0
+    fails: list[str] = []
     for op, n, k, tp, ms, g in jobs:
         for m in g:
             total += 1
@@ -142,15 +165,14 @@ def stage_gemm(run: C.Run, tm: C.Timer, a) -> str:
                 continue
             try:
                 r = time_gemm(tm, dev, m, n, k)
-            except torch.cuda.OutOfMemoryError:
-                C.free_memory(dev)
-                C.log(f"gemm n={n} k={k} m={m}: out of memory, skipped")
+            except Exception as ex:  # noqa: BLE001
+                point_failed(dev, f"gemm n={n} k={k} m={m}", ex, fails)
                 continue
             out.row(n=n, k=k, m=m, **r, tflops=2 * m * n * k / (r["us"] * 1e-6) / 1e12, op=op,
                     tp=tp if tp else "", models=ms)
             done += 1
         C.free_memory(dev)
-    return f"ok {done}/{total} points" if done == total else f"partial {done}/{total} points (budget)"
+    return status(done, total, fails)
 
 
 def layouts(a) -> list[tuple[int, int, int, str]]:
@@ -175,11 +197,19 @@ def sdpa_prefill(q, k, v, hist: int, gqa: bool):
     from torch.nn.attention.bias import causal_lower_right  # noqa: PLC0415
 
     bias = causal_lower_right(q.shape[-2], k.shape[-2])
-    if gqa:  # CausalBias does not take enable_gqa everywhere: expand the KV heads
+    if gqa and not _NO_GQA_BIAS:
+        try:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, enable_gqa=True)
+        except (TypeError, RuntimeError):  # this torch's CausalBias does not take it
+            _NO_GQA_BIAS.append(True)
+    if gqa:  # expand the KV heads instead
         r = q.shape[1] // k.shape[1]
         k = k.repeat_interleave(r, dim=1)
         v = v.repeat_interleave(r, dim=1)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
+_NO_GQA_BIAS: list[bool] = []
 
 
 def stage_attn_prefill(run: C.Run, tm: C.Timer, a) -> str:
@@ -189,6 +219,7 @@ def stage_attn_prefill(run: C.Run, tm: C.Timer, a) -> str:
     news = [16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384] if not a.smoke else [4, 16, 64]
     hists = [0, 1024, 4096, 16384] if not a.smoke else [0, 32, 128]
     done = total = 0
+    fails: list[str] = []
     for H, Hk, D, ms in layouts(a):
         for hist in hists:
             for n in news:
@@ -207,14 +238,14 @@ def stage_attn_prefill(run: C.Run, tm: C.Timer, a) -> str:
                     fns = [lambda i=i: sdpa_prefill(Q[i], K[i], V[i], hist, gqa)
                            for i in range(sets)]
                     r = tm.time(fns, reps=5)
-                except torch.cuda.OutOfMemoryError:
-                    C.free_memory(dev)
+                except Exception as ex:  # noqa: BLE001
+                    point_failed(dev, f"attn_prefill {H}/{Hk}/{D} hist={hist} new={n}", ex, fails)
                     continue
                 out.row(heads=H, kv_heads=Hk, head_dim=D, hist=hist, new=n, **r, models=ms)
                 done += 1
                 del Q, K, V
         C.free_memory(dev)
-    return f"ok {done}/{total} points" if done == total else f"partial {done}/{total} points (budget)"
+    return status(done, total, fails)
 
 
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -254,6 +285,7 @@ def stage_attn_decode(run: C.Run, tm: C.Timer, a) -> str:
             jobs.append((pri, source, H, Hk, D, ms))
     jobs.sort(key=lambda j: j[0])
     done = total = 0
+    fails: list[str] = []
     for _, source, H, Hk, D, ms in jobs:
         for B in batches:
             for L in ctxs:
@@ -273,15 +305,15 @@ def stage_attn_decode(run: C.Run, tm: C.Timer, a) -> str:
                     fns = [lambda i=i: sdpa_decode(Q[i], K[i], V[i], masked, mask)
                            for i in range(sets)]
                     r = tm.time(fns, reps=5)
-                except torch.cuda.OutOfMemoryError:
-                    C.free_memory(dev)
+                except Exception as ex:  # noqa: BLE001
+                    point_failed(dev, f"attn_decode {source} {H}/{Hk}/{D} B={B} L={L}", ex, fails)
                     continue
                 out.row(heads=H, kv_heads=Hk, head_dim=D, batch=B, context=L, **r,
                         source=source, models=ms)
                 done += 1
                 del Q, K, V
         C.free_memory(dev)
-    return f"ok {done}/{total} points" if done == total else f"partial {done}/{total} points (budget)"
+    return status(done, total, fails)
 
 
 def hf_elementwise():
@@ -339,6 +371,7 @@ def stage_elementwise(run: C.Run, tm: C.Timer, a) -> str:
             act = "silu_mul" if m.ffn_matrices == 3 else "gelu"
             jobs.setdefault((act, m.ffn // tp), []).append(tag)
     done = total = 0
+    fails: list[str] = []
     for (op, w), tags in jobs.items():
         for T in toks:
             total += 1
@@ -375,11 +408,15 @@ def stage_elementwise(run: C.Run, tm: C.Timer, a) -> str:
             else:  # gelu
                 X = [C.randn((1, T, w), dev) for _ in range(sets)]
                 fns = [lambda i=i: F.gelu(X[i]) for i in range(sets)]
-            r = tm.time(fns, reps=7)
+            try:
+                r = tm.time(fns, reps=7)
+            except Exception as ex:  # noqa: BLE001
+                point_failed(dev, f"elementwise {op} {w} T={T}", ex, fails)
+                continue
             out.row(op=op, width=w, tokens=T, **r, impl=impl, models="+".join(tags))
             done += 1
         C.free_memory(dev)
-    return f"ok {done}/{total} points" if done == total else f"partial {done}/{total} points (budget)"
+    return status(done, total, fails)
 
 
 def stage_host(run: C.Run, tm: C.Timer, a) -> str:
