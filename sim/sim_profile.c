@@ -9,7 +9,7 @@
 
 const char *const sim_prof_op_names[] = {
     "q", "k", "v", "o", "gate", "up", "down", "lm_head", "rmsnorm", "rope", "act", "add",
-    "embed", "attn_prefill", "attn_decode"};
+    "embed", "kv_update", "attn_prefill", "attn_decode"};
 
 /* ---- loading ------------------------------------------------------------------------------ */
 
@@ -395,12 +395,13 @@ static const char *sim__elem_name(const sim_prof_cost *c, sim_prof_op op) {
     case SIM_OP_ACT: return c->model.ffn_matrices == 3 ? "silu_mul" : "gelu";
     case SIM_OP_ADD: return "add";
     case SIM_OP_EMBED: return "embed";
+    case SIM_OP_KV_UPDATE: return "kv_update";
     default: return "";
   }
 }
 
 static int sim__is_gemm(sim_prof_op op) { return op <= SIM_OP_LM_HEAD; }
-static int sim__is_elem(sim_prof_op op) { return op >= SIM_OP_NORM && op <= SIM_OP_EMBED; }
+static int sim__is_elem(sim_prof_op op) { return op >= SIM_OP_NORM && op <= SIM_OP_KV_UPDATE; }
 
 int sim_prof_cost_init(sim_prof_cost *c, const char *dir, const sim_model *m, const sim_hw *hw,
                        int64_t tp, const sim_prof_opts *o, kv_error *err) {
@@ -429,7 +430,7 @@ int sim_prof_cost_init(sim_prof_cost *c, const char *dir, const sim_model *m, co
       [SIM_OP_O] = {h, Hs * D}, [SIM_OP_GATE] = {Fs, h}, [SIM_OP_UP] = {Fs, h},
       [SIM_OP_DOWN] = {h, Fs}, [SIM_OP_LM_HEAD] = {Vs, h}, [SIM_OP_NORM] = {h},
       [SIM_OP_ROPE] = {(Hs + Hks) * D}, [SIM_OP_ACT] = {Fs}, [SIM_OP_ADD] = {h},
-      [SIM_OP_EMBED] = {h}, [SIM_OP_ATTN_PREFILL] = {Hs, Hks, D},
+      [SIM_OP_EMBED] = {h}, [SIM_OP_KV_UPDATE] = {2 * Hks * D}, [SIM_OP_ATTN_PREFILL] = {Hs, Hks, D},
       [SIM_OP_ATTN_DECODE] = {Hs, Hks, D}};
   memcpy(c->shape, sh, sizeof sh);
   for (int op = 0; op < SIM_OP_COUNT; op++) {
@@ -565,6 +566,7 @@ void sim_prof_cost_iter(const sim_prof_cost *c, const sim_iter_work *w, int64_t 
     us += sim__decode_us(c, (double)w->n_decode,
                          (double)w->decode_ctx_sum / (double)w->n_decode, &fl);
   }
+  us += sim__elem_us(c, SIM_OP_KV_UPDATE, (double)w->n_decode, &fl);
   if (c->tp > 1) { /* two ring all-reduces of the activations: the roofline's (assumed) term */
     double act = T * (double)c->model.hidden * (double)c->model.bytes_per_elem;
     double one = c->hw.allreduce_latency_ns / 1e3 +

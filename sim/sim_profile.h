@@ -11,9 +11,11 @@
  *   attn_decode.csv   heads, kv_heads, head_dim, batch, context, source, us
  *                                          one query per sequence over `context` keys; source
  *                                          names the kernel (sdpa, sdpa_masked, kvbench, ...)
- *   elementwise.csv   op, width, tokens, us    rmsnorm, rope, silu_mul, gelu, add, embed; width
- *                                          = elements per token (rope: (heads + kv_heads) x
- *                                          head_dim of the q and k it rotates)
+ *   elementwise.csv   op, width, tokens, us    rmsnorm, rope, silu_mul, gelu, add, embed,
+ *                                          kv_update; width = elements per token (rope:
+ *                                          (heads + kv_heads) x head_dim of the q and k it
+ *                                          rotates; kv_update: 2 x kv_heads x head_dim written
+ *                                          into a cache, as transformers' StaticCache does)
  *   host.csv          path, layers, fixed_us, per_layer_us   launch overhead of an eager
  *                                          framework (rows whose `layers` is "fit"); optional
  * `us` is a median time in microseconds (> 0). Axis values (m, new, context, tokens, batch) are
@@ -33,7 +35,10 @@
  *   q, k, v, o, [gate,] up, down projections at m = T tokens of the iteration
  *   2 x rmsnorm, rope, silu_mul (gated FFN) or gelu, 2 x add, at T tokens
  *   prefill attention per prefill sequence (hist, new), decode attention of the decode batch
- *   (batch, mean context incl. the new token), from the `decode_attention` source
+ *   (batch, mean context incl. the new token), from the `decode_attention` source, and the
+ *   cache write of the decode tokens (kv_update; a prefill's KV write is not priced:
+ *   transformers' prefill without a cache does none, and in a serving engine it is well under
+ *   1% of a prefill of 1K tokens or more)
  *   + 2 ring all-reduces when tp > 1 (the roofline's formula: assumed, not measured)
  * and the head (once per iteration) as embedding + final rmsnorm at T tokens + the LM head at
  * m = sequences (one logit row per sequence). With a host path (an eager framework), a layer
@@ -132,7 +137,7 @@ typedef struct sim_prof_opts {
 
 typedef enum sim_prof_op {
   SIM_OP_Q = 0, SIM_OP_K, SIM_OP_V, SIM_OP_O, SIM_OP_GATE, SIM_OP_UP, SIM_OP_DOWN,
-  SIM_OP_LM_HEAD, SIM_OP_NORM, SIM_OP_ROPE, SIM_OP_ACT, SIM_OP_ADD, SIM_OP_EMBED,
+  SIM_OP_LM_HEAD, SIM_OP_NORM, SIM_OP_ROPE, SIM_OP_ACT, SIM_OP_ADD, SIM_OP_EMBED, SIM_OP_KV_UPDATE,
   SIM_OP_ATTN_PREFILL, SIM_OP_ATTN_DECODE, SIM_OP_COUNT
 } sim_prof_op;
 

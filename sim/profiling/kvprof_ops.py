@@ -23,7 +23,8 @@ out of time stops between grid points and says how many it did):
                 and 'sdpa_masked' (what transformers' static-cache decode runs: repeat_kv for
                 GQA, a boolean mask). A `kvbench` source is reserved for the project's kernels.
   elementwise   transformers' own RMSNorm and rotary embedding, SiLU(gate) * up, GELU, the
-                residual add, the embedding lookup: tokens 1..16384
+                residual add, the embedding lookup, a StaticCache-style KV write: tokens
+                1..16384
   host          launch overhead of transformers' eager Llama forward: tiny models of 2 and 8
                 layers (the GPU work is negligible), wall time per forward: per layer and fixed,
                 for the prefill, static-cache decode and manual layer-loop paths
@@ -356,6 +357,7 @@ def stage_elementwise(run: C.Run, tm: C.Timer, a) -> str:
     toks = C.log_grid(1, 16384, halves=False) if not a.smoke else [1, 4, 16, 64]
     jobs: dict[tuple[str, int], list[str]] = {}
     rope_layout: dict[int, tuple[int, int, int]] = {}
+    kv_layout: dict[int, tuple[int, int]] = {}
     for tp in (1, 2, 4) if not a.smoke else (1,):
         for m in ordered_models(a):
             lo = C.layout(m, tp)
@@ -370,6 +372,8 @@ def stage_elementwise(run: C.Run, tm: C.Timer, a) -> str:
             jobs.setdefault(("rope", w), []).append(tag)
             act = "silu_mul" if m.ffn_matrices == 3 else "gelu"
             jobs.setdefault((act, m.ffn // tp), []).append(tag)
+            kv_layout[2 * lo[1] * lo[2]] = (lo[1], lo[2])
+            jobs.setdefault(("kv_update", 2 * lo[1] * lo[2]), []).append(tag)
     done = total = 0
     fails: list[str] = []
     for (op, w), tags in jobs.items():
@@ -401,6 +405,23 @@ def stage_elementwise(run: C.Run, tm: C.Timer, a) -> str:
                 fns = [lambda i=i: rope(Qp[i].view(1, T, H, D).transpose(1, 2),
                                         Kp[i].view(1, T, Hk, D).transpose(1, 2), cos, sin)
                        for i in range(sets)]
+            elif op == "kv_update":
+                # transformers' StaticLayer.update for T new tokens (one per sequence):
+                # positions = arange + length, length += n, index_copy_ of K and V along the
+                # sequence axis (here into 2 slots, and += 0 keeps the index in range)
+                Hk, D = kv_layout[w]
+                Kc = [C.randn((T, Hk, 2, D), dev) for _ in range(sets)]
+                Vc = [C.randn((T, Hk, 2, D), dev) for _ in range(sets)]
+                kn, vn = C.randn((T, Hk, 1, D), dev), C.randn((T, Hk, 1, D), dev)
+                length = torch.ones((), dtype=torch.long, device=dev)
+
+                def kv_update(i, Kc=Kc, Vc=Vc, kn=kn, vn=vn, length=length):
+                    pos = torch.arange(1, device=dev) + length
+                    length.add_(0)
+                    Kc[i].index_copy_(2, pos, kn)
+                    Vc[i].index_copy_(2, pos, vn)
+
+                fns = [lambda i=i: kv_update(i) for i in range(sets)]
             elif op == "silu_mul":
                 G = [C.randn((1, T, w), dev) for _ in range(sets)]
                 U = [C.randn((1, T, w), dev) for _ in range(sets)]

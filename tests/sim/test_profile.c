@@ -38,7 +38,8 @@ static void put(const char *dir, const char *name, const char *text) {
 /* LLaMA-2-13B on one GPU: projection (n, k) and the LM head. GEMM time = n k m / 1e8 us. */
 static const int64_t GEMMS[][2] = {{5120, 5120}, {13824, 5120}, {5120, 13824}, {32000, 5120}};
 static double f_gemm(double n, double k, double m) { return n * k * m / 1e8; }
-/* elementwise: width * tokens * 1e-5 us (rmsnorm/add/embed 5120, rope 80 x 128, silu_mul) */
+/* elementwise: width * tokens * 1e-5 us (rmsnorm/add/embed 5120, rope 80 x 128, silu_mul,
+ * kv_update 2 x 40 x 128) */
 static double f_elem(double w, double t) { return w * t * 1e-5; }
 /* attention: 1 ns per attended (query, key) pair in prefill; decode 1 ns per key read (b x ctx),
  * 0.5 ns for the "kvbench" source */
@@ -73,9 +74,9 @@ static const char *write_profile(const char *tag, int skip_lm_head) {
     const char *op;
     int w;
   } el[] = {{"rmsnorm", 5120}, {"add", 5120}, {"embed", 5120}, {"rope", 10240},
-            {"silu_mul", 13824}};
+            {"silu_mul", 13824}, {"kv_update", 10240}};
   int64_t ts[] = {1, 64, 4096};
-  for (size_t e = 0; e < 5; e++) {
+  for (size_t e = 0; e < 6; e++) {
     for (size_t i = 0; i < 3; i++) {
       k += (size_t)snprintf(buf + k, sizeof buf - k, "%s,%d,%lld,%.17g\n", el[e].op, el[e].w,
                             (long long)ts[i], f_elem(el[e].w, (double)ts[i]));
@@ -160,7 +161,7 @@ static void test_table_interpolation(void) {
   CHECK_EQ_INT(p.n[SIM_PROF_GEMM], 4);
   CHECK_EQ_INT(p.n[SIM_PROF_PREFILL], 1);
   CHECK_EQ_INT(p.n[SIM_PROF_DECODE], 2);
-  CHECK_EQ_INT(p.n[SIM_PROF_ELEM], 5);
+  CHECK_EQ_INT(p.n[SIM_PROF_ELEM], 6);
   CHECK_EQ_INT(p.n_host, 2);
   CHECK(strcmp(p.device, "Test GPU") == 0 && !p.smoke);
   const sim_prof_table *g = sim_profile_find(&p, SIM_PROF_GEMM, 13824, 5120, 0, "");
@@ -298,7 +299,8 @@ static void test_measured_by_hand(void) {
   /* one prefill of 256 new tokens after 1024 cached + 4 decode sequences of 1024 tokens:
    * T = 260 tokens through 4 projections of 5120 x 5120 and 3 of 13824 x 5120 (gate, up) /
    * 5120 x 13824 (down), 2 rmsnorm + rope + silu_mul + 2 add at T, prefill attention at
-   * (1024, 256), decode attention at (4, 1024); head: embed + rmsnorm at T, LM head at 5 rows */
+   * (1024, 256), decode attention at (4, 1024), the KV write of the 4 decode tokens; head:
+   * embed + rmsnorm at T, LM head at 5 rows */
   int64_t hist = 1024, nw = 256, layer, head;
   sim_iter_work w = {1, &hist, &nw, 4, 4 * 1024};
   unsigned f = 99;
@@ -307,7 +309,7 @@ static void test_measured_by_hand(void) {
   double expect = 4 * f_gemm(5120, 5120, T) + 2 * f_gemm(13824, 5120, T) +
                   f_gemm(5120, 13824, T) + 2 * f_elem(5120, T) + f_elem(10240, T) +
                   f_elem(13824, T) + 2 * f_elem(5120, T) + f_prefill(1024, 256) +
-                  f_decode(4, 1024);
+                  f_decode(4, 1024) + f_elem(10240, 4);
   CHECK_NEAR(layer, expect * 1e3, 1, 0);
   CHECK_NEAR(head, (2 * f_elem(5120, T) + f_gemm(32000, 5120, 5)) * 1e3, 1, 0);
   CHECK_EQ_INT(f, 0);
@@ -325,7 +327,7 @@ static void test_measured_by_hand(void) {
   w = (sim_iter_work){0, NULL, NULL, 4, 0};
   sim_prof_cost_iter(c.measured, &w, &layer, &head, &f);
   expect = 4 * f_gemm(5120, 5120, 4) + 2 * f_gemm(13824, 5120, 4) + f_gemm(5120, 13824, 4) +
-           4 * f_elem(5120, 4) + f_elem(10240, 4) + f_elem(13824, 4);
+           4 * f_elem(5120, 4) + f_elem(10240, 4) + f_elem(13824, 4) + f_elem(10240, 4);
   CHECK_NEAR(layer, expect * 1e3, 1, 0);
   /* an empty iteration costs nothing */
   w = (sim_iter_work){0, NULL, NULL, 0, 0};
@@ -382,7 +384,7 @@ static void test_measured_options(void) {
   CHECK_EQ_INT(f, SIM_PROF_ROOFLINE | SIM_PROF_ABOVE);
   double expect = 4 * f_gemm(5120, 5120, 64) + 2 * f_gemm(13824, 5120, 64) +
                   f_gemm(5120, 13824, 64) + 4 * f_elem(5120, 64) + f_elem(10240, 64) +
-                  f_elem(13824, 64) + 0.5 * f_decode(64, 1024);
+                  f_elem(13824, 64) + 0.5 * f_decode(64, 1024) + f_elem(10240, 64);
   CHECK_NEAR(layer, expect * 1e3, 1, 0);
   sim_cost_free(&c);
   /* two GPUs: no tp = 2 shapes in the profile, so every operator falls back and is named */
