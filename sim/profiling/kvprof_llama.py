@@ -416,7 +416,8 @@ def relerr(a: torch.Tensor, b: torch.Tensor) -> float:
 def equivalence_checks(model, dev: torch.device, P: int = 24, B: int = 2, Cx: int = 48):
     """The manual loop computes what transformers computes: last-token logits of a prefill of
     P tokens, of one decode step of B sequences over transformers' own static cache (copied),
-    and of the mixed batch of both against the two separately. Returns [(what, relerr)];
+    of a prefill after Cx cached tokens (the manual history buffers given to transformers as a
+    DynamicCache), and of the mixed batch of both against the two separately. Returns [(what, relerr)];
     bf16 arithmetic lands between 1e-3 and 1e-2 (METHOD.md); the caller flags > 3e-2."""
     out = []
     with torch.inference_mode():
@@ -437,6 +438,21 @@ def equivalence_checks(model, dev: torch.device, P: int = 24, B: int = 2, Cx: in
         got_d = md.step()                                                         # (1, B, V)
         out.append(("decode: manual vs transformers static cache",
                     relerr(got_d.reshape(B, -1), ref_d[:, -1].reshape(B, -1))))
+        # prefill after cached history (the pre-loading path: token-major history buffers)
+        mh = Manual(model, P, 0, 0, dev, hist=Cx)
+        from transformers import DynamicCache  # noqa: PLC0415
+
+        try:
+            dc = DynamicCache(config=model.config)
+        except TypeError:  # older signature
+            dc = DynamicCache()
+        for i in range(mh.L):
+            dc.update(mh.hbuf[i][:Cx, 0].permute(1, 0, 2).unsqueeze(0).contiguous(),
+                      mh.hbuf[i][:Cx, 1].permute(1, 0, 2).unsqueeze(0).contiguous(), i)
+        ref_h = model(input_ids=mh.ids, position_ids=mh.pos, use_cache=True,
+                      **{hd.cache_arg: dc}).logits[:, -1:]
+        out.append(("prefill after history: manual vs transformers DynamicCache",
+                    relerr(mh.step(), ref_h)))
         mm = Manual(model, P, B, Cx, dev)
         mm.ids = torch.cat([mp.ids, md.ids], dim=1)
         for i in range(mm.L):
