@@ -187,7 +187,7 @@ class Run:
                 self.meta["resumed_at_utc"] = self.meta["date_utc"]
                 self.meta["date_utc"] = old["profile"].get("date_utc", self.meta["date_utc"])
         cp = configparser.ConfigParser(interpolation=None)
-        cp["profile"] = {k: v.replace("\n", " ").replace("%", "%%") for k, v in self.meta.items()}
+        cp["profile"] = {k: v.replace("\n", " ") for k, v in self.meta.items()}
         with open(path, "w") as f:
             f.write("; written by sim/profiling (docs/sim.md: GPU profile format)\n")
             cp.write(f)
