@@ -117,12 +117,12 @@ def hardware_ini(prof: Path, name: str) -> str:
         f"; measured: cuBLAS bf16 {gemm['what'][10:]}^3 GEMM on random data, median "
         f"{float(gemm['us']):.1f} us (achieved, not the datasheet's peak: the roofline's",
         "; compute_eff applies on top of it)",
-        f"fp16_tflops = {float(gemm['rate']):.1f}",
+        f"fp16_tflops = {float(gemm['rate']):.4g}",
         f"; measured: device-to-device copy of {int(d2d['bytes']) / 2 ** 20:.0f} MiB "
         "(bytes read + written / time)",
-        f"hbm_gbs = {float(d2d['rate']):.0f}",
+        f"hbm_gbs = {float(d2d['rate']):.4g}",
         mem_note,
-        f"hbm_gib = {mem_gib:.1f}",
+        f"hbm_gib = {mem_gib:.4g}",
         "; assumed: NVLink 4 as on H100 SXM (900 GB/s both directions = 450 per direction)",
         "nvlink_gbs = 450",
         "; assumed (not measured): ring all-reduce start-up cost per call",
@@ -134,10 +134,10 @@ def hardware_ini(prof: Path, name: str) -> str:
         "[host]",
         "; measured: pinned copies 1 MiB..1 GiB fitted to latency + bytes / bandwidth (worst "
         f"residual h2d {fit_note(h2d)}, d2h {fit_note(d2h)})",
-        f"pcie_h2d_gbs = {h2d[1]:.2f}",
-        f"pcie_d2h_gbs = {d2h[1]:.2f}",
+        f"pcie_h2d_gbs = {h2d[1]:.4g}",
+        f"pcie_d2h_gbs = {d2h[1]:.4g}",
         "; measured: the h2d fit's intercept",
-        f"pcie_latency_us = {h2d[0]:.2f}",
+        f"pcie_latency_us = {h2d[0]:.4g}",
     ]
     if big_both:
         lines.append(f"; measured, for reference: both directions at once move "
