@@ -139,6 +139,81 @@ struct kvc_attend {
     }
   }
 
+  /* One step of a row group: NT tokens (kk, vv: their K and V rows, this lane's 16 bytes; the
+   * first nvalid are valid) against the GT heads: partial dots, the transposing butterfly, the
+   * score exchange through sc (the row group's VALS floats of shared memory), one online-softmax
+   * rescale per head, p * V. State m, l (log2 units), o (this lane's VEC dims) per head. */
+  static __device__ __forceinline__ void step(const uint4 (&kk)[NT], const uint4 (&vv)[NT],
+                                              int nvalid, float *sc, const float (&q)[GT][VEC],
+                                              float (&m)[GT], float (&l)[GT],
+                                              float (&o)[GT][VEC], int lane) {
+    /* Partial dots: v[j * GT + g] over this lane's 8 dims. */
+    float v[VALS];
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+      float kf[VEC];
+      kvc_unpack8<T>(kk[j], kf);
+#pragma unroll
+      for (int g = 0; g < GT; g++) {
+        float a = 0.0f;
+#pragma unroll
+        for (int e = 0; e < VEC; e++) a = fmaf(q[g][e], kf[e], a);
+        v[j * GT + g] = a;
+      }
+    }
+    /* Transposing butterfly over the row group: lane ends with full dots R*lane .. R*lane+R-1. */
+    kvc_butterfly<VALS, LANES>::run(v, lane);
+#pragma unroll
+    for (int i = 0; i < R; i++) sc[R * lane + i] = v[i];
+    __syncwarp();
+    float s[VALS];
+#pragma unroll
+    for (int i = 0; i < VALS; i += 4) {
+      const float4 f = *reinterpret_cast<const float4 *>(&sc[i]);
+      s[i] = f.x, s[i + 1] = f.y, s[i + 2] = f.z, s[i + 3] = f.w;
+    }
+    __syncwarp(); /* sc is rewritten next step */
+    /* One rescale per step and head; masked tokens contribute nothing. */
+    float p[NT][GT];
+#pragma unroll
+    for (int g = 0; g < GT; g++) {
+      float mx = -CUDART_INF_F;
+#pragma unroll
+      for (int j = 0; j < NT; j++) {
+        if (j < nvalid) mx = fmaxf(mx, s[j * GT + g]);
+      }
+      const float mn = fmaxf(m[g], mx);
+      if (mn == -CUDART_INF_F) { /* nothing valid yet: state unchanged */
+#pragma unroll
+        for (int j = 0; j < NT; j++) p[j][g] = 0.0f;
+        continue;
+      }
+      const float alpha = exp2f(m[g] - mn); /* 0 when m was -inf */
+      float sum = 0.0f;
+#pragma unroll
+      for (int j = 0; j < NT; j++) {
+        p[j][g] = j < nvalid ? exp2f(s[j * GT + g] - mn) : 0.0f;
+        sum += p[j][g];
+      }
+      l[g] = fmaf(l[g], alpha, sum);
+      m[g] = mn;
+#pragma unroll
+      for (int e = 0; e < VEC; e++) o[g][e] *= alpha;
+    }
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+      if (j < nvalid) { /* uniform within the row group */
+        float vf[VEC];
+        kvc_unpack8<T>(vv[j], vf);
+#pragma unroll
+        for (int g = 0; g < GT; g++) {
+#pragma unroll
+          for (int e = 0; e < VEC; e++) o[g][e] = fmaf(p[j][g], vf[e], o[g][e]);
+        }
+      }
+    }
+  }
+
   /* Attention over sm.page[0..nblk) (tokens sm.ntok[i] of each) of KV head kvh. Requires
    * sm.page/ntok written and a __syncthreads() before the call; dyn = DYN_BYTES of dynamic shared
    * memory. On return (after a barrier): sm.M[g], sm.L[g], out_o(dyn)[g * D + d] = merged state
@@ -181,71 +256,7 @@ struct kvc_attend {
       const int tau0 = (st * NRG + rg) * NT;
       const int bi = tau0 / bs, tok0 = tau0 - bi * bs;
       const int nvalid = tau0 < ntoks ? sm.ntok[bi] - tok0 : 0; /* valid tokens of the NT */
-      /* Partial dots: v[j * GT + g] over this lane's 8 dims. */
-      float v[VALS];
-#pragma unroll
-      for (int j = 0; j < NT; j++) {
-        float kf[VEC];
-        kvc_unpack8<T>(kk[j], kf);
-#pragma unroll
-        for (int g = 0; g < GT; g++) {
-          float a = 0.0f;
-#pragma unroll
-          for (int e = 0; e < VEC; e++) a = fmaf(q[g][e], kf[e], a);
-          v[j * GT + g] = a;
-        }
-      }
-      /* Transposing butterfly over the row group: lane ends with full dots R*lane .. R*lane+R-1. */
-      kvc_butterfly<VALS, LANES>::run(v, lane);
-#pragma unroll
-      for (int i = 0; i < R; i++) sm.sc[rg][R * lane + i] = v[i];
-      __syncwarp();
-      float s[VALS];
-#pragma unroll
-      for (int i = 0; i < VALS; i += 4) {
-        const float4 f = *reinterpret_cast<const float4 *>(&sm.sc[rg][i]);
-        s[i] = f.x, s[i + 1] = f.y, s[i + 2] = f.z, s[i + 3] = f.w;
-      }
-      __syncwarp(); /* sc is rewritten next step */
-      /* One rescale per step and head; masked tokens contribute nothing. */
-      float p[NT][GT];
-#pragma unroll
-      for (int g = 0; g < GT; g++) {
-        float mx = -CUDART_INF_F;
-#pragma unroll
-        for (int j = 0; j < NT; j++) {
-          if (j < nvalid) mx = fmaxf(mx, s[j * GT + g]);
-        }
-        const float mn = fmaxf(m[g], mx);
-        if (mn == -CUDART_INF_F) { /* nothing valid yet: state unchanged */
-#pragma unroll
-          for (int j = 0; j < NT; j++) p[j][g] = 0.0f;
-          continue;
-        }
-        const float alpha = exp2f(m[g] - mn); /* 0 when m was -inf */
-        float sum = 0.0f;
-#pragma unroll
-        for (int j = 0; j < NT; j++) {
-          p[j][g] = j < nvalid ? exp2f(s[j * GT + g] - mn) : 0.0f;
-          sum += p[j][g];
-        }
-        l[g] = fmaf(l[g], alpha, sum);
-        m[g] = mn;
-#pragma unroll
-        for (int e = 0; e < VEC; e++) o[g][e] *= alpha;
-      }
-#pragma unroll
-      for (int j = 0; j < NT; j++) {
-        if (j < nvalid) { /* uniform within the row group */
-          float vf[VEC];
-          kvc_unpack8<T>(vv[j], vf);
-#pragma unroll
-          for (int g = 0; g < GT; g++) {
-#pragma unroll
-            for (int e = 0; e < VEC; e++) o[g][e] = fmaf(p[j][g], vf[e], o[g][e]);
-          }
-        }
-      }
+      step(kk, vv, nvalid, sm.sc[rg], q, m, l, o, lane);
     }
     kvc_cp_async_wait<0>();
     __syncthreads(); /* the ring becomes the merge area */

@@ -15,7 +15,8 @@
  * blocks and agree on P_acc to 1e-6.
  *
  * Skips (exit 77) when no CUDA device is present. KVLAB_GPU_TEST_SMALL=1 runs fewer, shorter
- * cases (for compute-sanitizer).
+ * cases (memcheck, synccheck); KVLAB_GPU_TEST_TINY=1 a handful of tiny cases per test (racecheck,
+ * which instruments every shared-memory access and is orders of magnitude slower).
  */
 #include <math.h>
 #include <stdio.h>
@@ -33,7 +34,7 @@
 #include "test.h"
 
 static kvc_ctx *g_ctx;
-static int g_small;
+static int g_small, g_tiny;
 
 static int gpu_ready(void) {
   if (g_ctx) return 1;
@@ -43,7 +44,8 @@ static int gpu_ready(void) {
     fprintf(stderr, "  CUDA context: %s\n", err.msg);
     return 0;
   }
-  g_small = getenv("KVLAB_GPU_TEST_SMALL") != NULL;
+  g_tiny = getenv("KVLAB_GPU_TEST_TINY") != NULL;
+  g_small = g_tiny || getenv("KVLAB_GPU_TEST_SMALL") != NULL;
   kvc_device_info di;
   kvc_ctx_info(g_ctx, &di);
   printf("  device: %s (sm_%d%d, %d SMs)\n", di.name, di.cc_major, di.cc_minor, di.n_sm);
@@ -532,23 +534,26 @@ static void run_sparse_suite(batch_t *B, const char *label, sparse_tally *t) {
   } else {
     const char *methods[] = {"topk:512", "topk:2048:mean", "topk:1024:sum", "psa:0.9", "psa:0.95",
                              "psa:0.99:lognormal", "psa:0.95:bound", "psa:0.9:group=2:recent=0"};
+    const char *tiny[] = {"topk:128", "psa:0.9", "psa:0.95:bound"};
+    const char **meths = g_tiny ? tiny : methods;
+    const size_t n_meths = g_tiny ? sizeof tiny / sizeof *tiny : sizeof methods / sizeof *methods;
     const int pairs = B->n_req * B->s.n_kv_heads;
     int32_t *b1 = malloc((size_t)pairs * 4), *b2 = malloc((size_t)pairs * 4);
     float *e1 = malloc((size_t)B->n_req * B->s.n_heads * 4), *e2 = malloc((size_t)B->n_req * B->s.n_heads * 4);
-    for (size_t k = 0; k < sizeof methods / sizeof *methods; k++) {
+    for (size_t k = 0; k < n_meths; k++) {
       attn_method m;
-      if (attn_method_parse(methods[k], &m, &err)) {
+      if (attn_method_parse(meths[k], &m, &err)) {
         TEST_FAIL_AT("%s", err.msg);
         continue;
       }
       m.block_size = B->bs;
       char l2[256];
-      snprintf(l2, sizeof l2, "%s %s", label, methods[k]);
+      snprintf(l2, sizeof l2, "%s %s", label, meths[k]);
       kvc_psa_opts op;
       kvc_psa_opts_defaults(&op);
       check_sparse(B, metas, &m, &op, l2, t, b1, e1);
       if (m.kind == ATTN_PSA) {
-        snprintf(l2, sizeof l2, "%s %s hostsync", label, methods[k]);
+        snprintf(l2, sizeof l2, "%s %s hostsync", label, meths[k]);
         op.mode = KVC_PSA_HOSTSYNC;
         check_sparse(B, metas, &m, &op, l2, t, b2, e2);
         for (int i = 0; i < pairs; i++) {
@@ -579,9 +584,12 @@ static void test_sparse_random(void) {
   sparse_tally t = {0, 0, 0};
   for (int si = 0; si < 3; si++) {
     for (int dt = 1; dt <= 2; dt++) {
-      const int n_req = g_small ? 2 : 4;
+      if (g_tiny && (si == 2 || dt == 1 + si)) continue; /* tiny: bf16 at D 64, fp16 at D 128 */
+      const int n_req = g_tiny ? 1 : g_small ? 2 : 4;
       int lens[4];
-      for (int i = 0; i < n_req; i++) lens[i] = 40 + (int)kv_rng_below(&r, g_small ? 800 : 6000);
+      for (int i = 0; i < n_req; i++) {
+        lens[i] = 40 + (int)kv_rng_below(&r, g_tiny ? 200 : g_small ? 800 : 6000);
+      }
       batch_t B;
       kv_error err = {0};
       char label[96];
@@ -811,7 +819,8 @@ static void test_dense_lse(void) {
 }
 
 /* PSA (and top-k) under non-default settings: block size 32, group 1 and 7, no recent block,
- * a token cap, window 2 and 5, speculation 0 and window - 1, a fixed number of CTAs; both head
+ * a token cap, items of 2-32 iterations, speculation short of and past the stop in 1-4 rounds, a
+ * fixed number of CTAs; both head
  * dims and both types. Every run is checked against the reference (blocks, iterations, P_acc,
  * output over the GPU's own set) and the pipelined runs against the host-synchronised one. */
 static void test_psa_options(void) {
@@ -821,13 +830,18 @@ static void test_psa_options(void) {
   const attn_shape shapes[2] = {{8, 2, 64}, {32, 8, 128}};
   const char *methods[] = {"psa:0.9:group=1", "psa:0.95:group=7:recent=0", "psa:0.99",
                            "psa:0.95:cap=300:sink=2", "topk:256", "topk:2048:sum"};
-  const int wins[4][3] = {{2, 0, 0}, {5, 4, 0}, {32, 0, 1}, {8, 2, 3}}; /* window, spec, ctas */
+  /* window (iterations per item), spec_iters, ctas_per_pair, spec_scale (%), rounds: speculation
+   * far short of the stop (several rounds), past it, one round that covers everything */
+  const int wins[4][5] = {{2, 0, 0, 100, 4}, {5, 4, 0, 30, 4}, {32, 0, 1, 100, 1}, {8, 2, 3, 10, 3}};
   sparse_tally t = {0, 0, 0};
   for (int si = 0; si < 2; si++) {
     for (int dt = 1; dt <= 2; dt++) {
-      const int bs = (si + dt) % 2 ? 32 : 16, n_req = g_small ? 2 : 3;
+      if (g_tiny && dt != 1 + si) continue; /* tiny: fp16 at D 64 (block 32), bf16 at D 128 (32) */
+      const int bs = (si + dt) % 2 ? 32 : 16, n_req = g_tiny ? 1 : g_small ? 2 : 3;
       int lens[3];
-      for (int i = 0; i < n_req; i++) lens[i] = 40 + (int)kv_rng_below(&r, g_small ? 900 : 5000);
+      for (int i = 0; i < n_req; i++) {
+        lens[i] = 40 + (int)kv_rng_below(&r, g_tiny ? 300 : g_small ? 900 : 5000);
+      }
       batch_t B;
       kv_error err = {0};
       char label[128];
@@ -847,6 +861,7 @@ static void test_psa_options(void) {
         float *e1 = malloc((size_t)n_req * shapes[si].n_heads * 4);
         float *e2 = malloc((size_t)n_req * shapes[si].n_heads * 4);
         for (size_t k = 0; k < sizeof methods / sizeof *methods; k++) {
+          if (g_tiny && k != 0 && k != 3 && k != 4) continue; /* group=1, cap+sink, top-k */
           attn_method m;
           if (attn_method_parse(methods[k], &m, &err)) {
             TEST_FAIL_AT("%s: %s", methods[k], err.msg);
@@ -865,10 +880,13 @@ static void test_psa_options(void) {
           snprintf(l2, sizeof l2, "%s %s hostsync", label, methods[k]);
           check_sparse(&B, metas, &m, &op, l2, &t, b2, e2);
           for (int w = 0; w < 4; w++) {
+            if (g_tiny && w >= 2) break;
             op.mode = KVC_PSA_PIPELINED;
             op.window = wins[w][0], op.spec_iters = wins[w][1], op.ctas_per_pair = wins[w][2];
-            snprintf(l2, sizeof l2, "%s %s window %d spec %d ctas/pair %d", label, methods[k],
-                     op.window, op.spec_iters, op.ctas_per_pair);
+            op.spec_scale = (float)wins[w][3] / 100.0f, op.rounds = wins[w][4];
+            snprintf(l2, sizeof l2, "%s %s window %d spec %d+%.2fx ctas/pair %d rounds %d", label,
+                     methods[k], op.window, op.spec_iters, (double)op.spec_scale, op.ctas_per_pair,
+                     op.rounds);
             check_sparse(&B, metas, &m, &op, l2, &t, b1, e1);
             for (int i = 0; i < pairs; i++) {
               if (b1[i] != b2[i]) {
@@ -903,9 +921,13 @@ static void test_psa_options(void) {
   attn_method_defaults(&m, ATTN_PSA);
   kvc_psa_opts op;
   kvc_psa_opts_defaults(&op);
-  op.spec_iters = op.window;
+  op.window = 0;
   CHECK_EQ_INT(kvc_psa(g_ctx, &B.s, &m, &B.kv, &B.b, &op, B.d_out, NULL, NULL, &err), KV_EINVAL);
-  op.spec_iters = 1, op.window = 1;
+  kvc_psa_opts_defaults(&op);
+  op.rounds = 0;
+  CHECK_EQ_INT(kvc_psa(g_ctx, &B.s, &m, &B.kv, &B.b, &op, B.d_out, NULL, NULL, &err), KV_EINVAL);
+  kvc_psa_opts_defaults(&op);
+  op.spec_scale = 0.0f;
   CHECK_EQ_INT(kvc_psa(g_ctx, &B.s, &m, &B.kv, &B.b, &op, B.d_out, NULL, NULL, &err), KV_EINVAL);
   batch_free(&B);
 }
