@@ -110,6 +110,17 @@ int kvc_graph_end(kvc_ctx *c, kvc_graph **out, kv_error *err);
 int kvc_graph_launch(kvc_ctx *c, kvc_graph *g, kv_error *err);
 void kvc_graph_free(kvc_graph *g);
 
+/* Execution variants that do not change results (beyond fp32 rounding), for measuring which is
+ * faster on a device (kvbench times them). Values are checked; KV_EINVAL otherwise. */
+typedef enum kvc_tune_key {
+  KVC_TUNE_DENSE_STAGES = 0,   /* cp.async ring depth of the split-K attention: 3, 4 (default), 6 */
+  KVC_TUNE_DENSE_FUSED_COMBINE,/* 1 (default): the last CTA of a pair merges the splits (no
+                                  combine launch); 0: a separate combine kernel */
+  KVC_TUNE_N
+} kvc_tune_key;
+int kvc_tune_set(kvc_ctx *c, kvc_tune_key key, int value, kv_error *err);
+int kvc_tune_get(const kvc_ctx *c, kvc_tune_key key);
+
 /* ---- paged KV cache of one layer ------------------------------------------------------------ */
 
 enum {

@@ -76,7 +76,9 @@ struct kvc_butterfly {
   }
 };
 
-template <typename T, int D, int GT>
+/* STAGES: depth of the cp.async ring (3 CTAs of 128 threads per SM at 4, 4 at 3: kvc_dense.cu picks
+ * at run time, kvc_tune_set). */
+template <typename T, int D, int GT, int STAGES = KVC_STAGES>
 struct kvc_attend {
   static constexpr int VEC = 8;
   static constexpr int LANES = D / VEC;               /* 16 (D 128) or 8 (D 64) */
@@ -87,7 +89,7 @@ struct kvc_attend {
   static constexpr int R = VALS / LANES;              /* full dots per lane after the reduce */
   static_assert(VALS % LANES == 0 && R >= 1, "reduce needs NT * GT to be a multiple of LANES");
   static_assert(16 % NT == 0, "a row group's tokens of one step must sit in one page");
-  static constexpr size_t RING_BYTES = (size_t)KVC_STAGES * NT * 2 * KVC_THREADS * 16;
+  static constexpr size_t RING_BYTES = (size_t)STAGES * NT * 2 * KVC_THREADS * 16;
   static constexpr size_t MERGE_BYTES = ((size_t)NRG + 1) * GT * D * sizeof(float);
   /* Dynamic shared memory a kernel using run() must provide (cudaFuncSetAttribute above 48 KB). */
   static constexpr size_t DYN_BYTES = RING_BYTES > MERGE_BYTES ? RING_BYTES : MERGE_BYTES;
@@ -125,7 +127,7 @@ struct kvc_attend {
                                                const T *__restrict__ vpool, int Hkv, int bs,
                                                int kvh, int ntoks, int st) {
     const int lane = threadIdx.x % LANES, rg = threadIdx.x / LANES;
-    const int stage = st % KVC_STAGES;
+    const int stage = st % STAGES;
     const int tau0 = (st * NRG + rg) * NT;
     const int i = tau0 / bs, tok0 = tau0 - i * bs;
     const bool in = tau0 < ntoks; /* ntoks is a multiple of bs, bs of NT: all NT or none */
@@ -235,13 +237,13 @@ struct kvc_attend {
       for (int j = 0; j < VEC; j++) o[g][j] = 0.0f;
     }
 #pragma unroll
-    for (int s = 0; s < KVC_STAGES - 1; s++) {
+    for (int s = 0; s < STAGES - 1; s++) {
       if (s < nsteps) issue(sm, ring, kpool, vpool, Hkv, bs, kvh, ntoks, s);
       kvc_cp_async_commit(); /* possibly empty: keeps the group count uniform */
     }
     for (int st = 0; st < nsteps; st++) {
-      kvc_cp_async_wait<KVC_STAGES - 2>(); /* step st's group has landed */
-      const int stage = st % KVC_STAGES;
+      kvc_cp_async_wait<STAGES - 2>(); /* step st's group has landed */
+      const int stage = st % STAGES;
       uint4 kk[NT], vv[NT];
 #pragma unroll
       for (int j = 0; j < NT; j++) {
@@ -249,8 +251,8 @@ struct kvc_attend {
         vv[j] = ring[((size_t)(stage * NT + j) * 2 + 1) * KVC_THREADS + threadIdx.x];
       }
       /* The slot refilled now was consumed (into registers) in the previous step. */
-      if (st + KVC_STAGES - 1 < nsteps) {
-        issue(sm, ring, kpool, vpool, Hkv, bs, kvh, ntoks, st + KVC_STAGES - 1);
+      if (st + STAGES - 1 < nsteps) {
+        issue(sm, ring, kpool, vpool, Hkv, bs, kvh, ntoks, st + STAGES - 1);
       }
       kvc_cp_async_commit();
       const int tau0 = (st * NRG + rg) * NT;

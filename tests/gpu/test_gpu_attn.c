@@ -218,7 +218,32 @@ static void ref_attend_set(const attn_shape *s, const float *q, const float *K, 
 }
 
 /* ---- dense ----------------------------------------------------------------------------------- */
+static int check_dense_one(batch_t *B, const char *label);
+
+/* Dense under every execution variant (kvc_tune_set: ring depth, fused or separate combine):
+ * each must match the reference. Leaves the defaults set. */
 static int check_dense(batch_t *B, const char *label) {
+  const int variants[4][2] = {{4, 1}, {4, 0}, {3, 1}, {6, 1}}; /* stages, fused; defaults first */
+  kv_error err = {0};
+  int bad = 0;
+  for (int v = 0; v < (g_tiny ? 1 : 4); v++) {
+    if (kvc_tune_set(g_ctx, KVC_TUNE_DENSE_STAGES, variants[v][0], &err) ||
+        kvc_tune_set(g_ctx, KVC_TUNE_DENSE_FUSED_COMBINE, variants[v][1], &err)) {
+      printf("  %s: %s\n", label, err.msg);
+      bad++;
+      continue;
+    }
+    char l2[200];
+    snprintf(l2, sizeof l2, "%s [stages %d, %s combine]", label, variants[v][0],
+             variants[v][1] ? "fused" : "separate");
+    bad += check_dense_one(B, l2);
+  }
+  kvc_tune_set(g_ctx, KVC_TUNE_DENSE_STAGES, 4, &err);
+  kvc_tune_set(g_ctx, KVC_TUNE_DENSE_FUSED_COMBINE, 1, &err);
+  return bad;
+}
+
+static int check_dense_one(batch_t *B, const char *label) {
   kv_error err = {0};
   const int Hq = B->s.n_heads, D = B->s.head_dim;
   const int64_t n_out = (int64_t)B->n_req * Hq * D;
