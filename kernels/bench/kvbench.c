@@ -12,6 +12,11 @@
  *          host-synchronised loop cannot be captured; graphing only one mode would favour it);
  *   rec    PSA on the recording at its own shape (B = recorded positions, up to 48);
  *   gemm   cuBLAS GEMM timings for the simulator's cost model (--gemm-csv).
+ * Besides the sections' own rows: "tune" rows time execution variants that do not change results
+ * (dense: ring depth 3/4/6 and fused or separate combine, the dense row being the fastest, named
+ * in its note; PSA at eps 0.95: item size, speculation, rounds), "phase" rows the select phase of
+ * top-k and PSA (scores, selection/ranking). The simulator's profile fit reads only the dense,
+ * topk and psa sections (and skips "attend" rows).
  * Data of topk and psa: the recorded Q/K/V (--raw DIR, kernels/bench/qkv_to_raw.py's export of
  * traces/data/qkv_sample.h5) tiled to the benchmark shape by kvc_fill_tiled (scores preserved:
  * per-head budgets as fractions of the context follow the recording; tests/gpu/

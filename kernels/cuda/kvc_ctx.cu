@@ -298,7 +298,7 @@ int kvc__split_counters(kvc_ctx *c, int64_t n_pairs, int **out, kv_error *err) {
     c->split_cnt = NULL;
     c->cap_split_cnt = 0;
     KVC_CHECK(err, cudaMalloc(&c->split_cnt, (size_t)n_pairs * sizeof(int)));
-    KVC_CHECK(err, cudaMemset(c->split_cnt, 0, (size_t)n_pairs * sizeof(int)));
+    KVC_CHECK(err, cudaMemsetAsync(c->split_cnt, 0, (size_t)n_pairs * sizeof(int), c->stream));
     c->cap_split_cnt = n_pairs;
   }
   *out = c->split_cnt;
