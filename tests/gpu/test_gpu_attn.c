@@ -218,12 +218,48 @@ static void ref_attend_set(const attn_shape *s, const float *q, const float *K, 
 }
 
 /* ---- dense ----------------------------------------------------------------------------------- */
-static int check_dense_one(batch_t *B, const char *label);
+/* One dense run on the GPU against the references ref / ref32 [n_req, Hq, D] (the same inputs
+ * in the pool's type, and the original fp32 inputs). */
+static int check_dense_one(batch_t *B, const char *label, const float *ref, const float *ref32) {
+  kv_error err = {0};
+  const int Hq = B->s.n_heads, D = B->s.head_dim;
+  const int64_t n_out = (int64_t)B->n_req * Hq * D;
+  float *out = malloc((size_t)n_out * sizeof *out);
+  int bad = 0;
+  if (kvc_memset(g_ctx, B->d_out, 0xff, (size_t)n_out * 4, &err) ||
+      kvc_dense(g_ctx, &B->s, &B->kv, &B->b, B->d_out, NULL, &err) ||
+      kvc_d2h(g_ctx, out, B->d_out, (size_t)n_out * 4, &err)) {
+    printf("  %s: %s\n", label, err.msg);
+    bad = 1;
+  }
+  const double tol_type = B->dtype == KVC_DTYPE_F16 ? 1e-2 : 5e-2;
+  for (int r = 0; r < B->n_req && !bad; r++) {
+    char what[240];
+    snprintf(what, sizeof what, "%s dense req %d (len %d)", label, r, (int)B->len[r]);
+    bad += compare(what, out + (size_t)r * Hq * D, ref + (size_t)r * Hq * D, (int64_t)Hq * D, 2e-5, 1e-3);
+    double e = rel_l2(out + (size_t)r * Hq * D, ref32 + (size_t)r * Hq * D, (int64_t)Hq * D);
+    if (!(e <= tol_type)) {
+      printf("  %s: rel L2 vs fp32 inputs %.3g > %.3g\n", what, e, tol_type);
+      bad++;
+    }
+  }
+  free(out);
+  return bad;
+}
 
 /* Dense under every execution variant (kvc_tune_set: ring depth, fused or separate combine):
- * each must match the reference. Leaves the defaults set. */
+ * each must match the reference (computed once). Leaves the defaults set. */
 static int check_dense(batch_t *B, const char *label) {
   const int variants[4][2] = {{4, 1}, {4, 0}, {3, 1}, {6, 1}}; /* stages, fused; defaults first */
+  const int Hq = B->s.n_heads, D = B->s.head_dim;
+  float *ref = malloc((size_t)B->n_req * Hq * D * sizeof *ref);
+  float *ref32 = malloc((size_t)B->n_req * Hq * D * sizeof *ref32);
+  for (int r = 0; r < B->n_req; r++) {
+    attn_dense(&B->s, B->q + (size_t)r * Hq * D, B->K[r], B->V[r], B->len[r],
+               ref + (size_t)r * Hq * D, NULL, NULL);
+    attn_dense(&B->s, B->q + (size_t)r * Hq * D, B->K32[r], B->V32[r], B->len[r],
+               ref32 + (size_t)r * Hq * D, NULL, NULL);
+  }
   kv_error err = {0};
   int bad = 0;
   for (int v = 0; v < (g_tiny ? 1 : 4); v++) {
@@ -236,40 +272,11 @@ static int check_dense(batch_t *B, const char *label) {
     char l2[200];
     snprintf(l2, sizeof l2, "%s [stages %d, %s combine]", label, variants[v][0],
              variants[v][1] ? "fused" : "separate");
-    bad += check_dense_one(B, l2);
+    bad += check_dense_one(B, l2, ref, ref32);
   }
   kvc_tune_set(g_ctx, KVC_TUNE_DENSE_STAGES, 4, &err);
   kvc_tune_set(g_ctx, KVC_TUNE_DENSE_FUSED_COMBINE, 1, &err);
-  return bad;
-}
-
-static int check_dense_one(batch_t *B, const char *label) {
-  kv_error err = {0};
-  const int Hq = B->s.n_heads, D = B->s.head_dim;
-  const int64_t n_out = (int64_t)B->n_req * Hq * D;
-  float *out = malloc((size_t)n_out * sizeof *out), *ref = malloc((size_t)Hq * D * sizeof *ref);
-  float *ref32 = malloc((size_t)Hq * D * sizeof *ref32);
-  int bad = 0;
-  if (kvc_memset(g_ctx, B->d_out, 0xff, (size_t)n_out * 4, &err) ||
-      kvc_dense(g_ctx, &B->s, &B->kv, &B->b, B->d_out, NULL, &err) ||
-      kvc_d2h(g_ctx, out, B->d_out, (size_t)n_out * 4, &err)) {
-    printf("  %s: %s\n", label, err.msg);
-    bad = 1;
-  }
-  const double tol_type = B->dtype == KVC_DTYPE_F16 ? 1e-2 : 5e-2;
-  for (int r = 0; r < B->n_req && !bad; r++) {
-    attn_dense(&B->s, B->q + (size_t)r * Hq * D, B->K[r], B->V[r], B->len[r], ref, NULL, NULL);
-    attn_dense(&B->s, B->q + (size_t)r * Hq * D, B->K32[r], B->V32[r], B->len[r], ref32, NULL, NULL);
-    char what[160];
-    snprintf(what, sizeof what, "%s dense req %d (len %d)", label, r, (int)B->len[r]);
-    bad += compare(what, out + (size_t)r * Hq * D, ref, (int64_t)Hq * D, 2e-5, 1e-3);
-    double e = rel_l2(out + (size_t)r * Hq * D, ref32, (int64_t)Hq * D);
-    if (!(e <= tol_type)) {
-      printf("  %s: rel L2 vs fp32 inputs %.3g > %.3g\n", what, e, tol_type);
-      bad++;
-    }
-  }
-  free(out), free(ref), free(ref32);
+  free(ref), free(ref32);
   return bad;
 }
 
