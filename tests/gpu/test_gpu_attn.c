@@ -11,7 +11,8 @@
  * rank from identical inputs; a block set may still differ where two keys tie within fp32/double
  * rounding, or a PSA stop decision sits within 1e-3 of epsilon: such cases are counted and
  * printed, and must stay rare; any other difference fails. PSA pipelined and host-synchronised
- * runs share the per-iteration code and the sequential stop test: they must read exactly the same
+ * runs share the kernels and the stop test (they differ in how iterations are grouped into work
+ * items, i.e. in fp32 rounding of the per-iteration states only): they must read exactly the same
  * blocks and agree on P_acc to 1e-6.
  *
  * Skips (exit 77) when no CUDA device is present. KVLAB_GPU_TEST_SMALL=1 runs fewer, shorter
