@@ -8,10 +8,12 @@ weighted value sum O[h,b] = sum_t exp(s_t - m_h) v_t. Any block set R then has c
 sum_R S / sum_all S and output sum_R O / sum_R S, so every ranking / stop rule / budget is judged
 exactly (as the C reference would compute it) without re-running attention.
 
-  estimators.py FILE.h5 [FILE.h5 ...] [--layers 0,1] [--max-pos N] --out study.npz
-      precompute and cache the per-case arrays the rules need;
-  estimators.py --load study.npz --report
-      tokens, mean / p90 error and calibration of each rule; matched-error ratios vs top-k.
+  estimators.py CALIB.h5 [...] [--eval EVAL.h5 ...] [--layers 0,1] [--max-pos N]
+      every rule of the study (study_rules) at eps 0.9 / 0.95 / 0.98 on the calibration
+      recordings: mean tokens of the KV head's set, mean / p90 relative L2 error, calibration
+      (fraction of (query, head) cases whose true covered mass reached eps) and the ratio of
+      top-k's tokens at matched mean / p90 error; with --eval, per-layer stop multipliers fitted
+      on the calibration recordings and judged on the evaluation ones.
 
 Shapes: q [H, D], K/V [T, G, D]; query head h uses KV head h // (H // G); scores q.k / sqrt(D).
 """
@@ -273,16 +275,88 @@ def matched(curve, err):
     return float("nan")
 
 
+def study_rules():
+    """Every rule tried (docs/psa-estimators.md), by name: fn(case, eps) -> read [G, nb]."""
+    P = psa
+    return {
+        "mean (baseline)": lambda c, e: P(c, e),
+        "mean, minrank 1": lambda c, e: P(c, e, min_ranked=1),
+        "mean, minrank 2, selfcal": lambda c, e: P(c, e, min_ranked=2, selfcal=True),
+        "lognormal": lambda c, e: P(c, e, est="lognormal"),
+        "lognormal, minrank 1": lambda c, e: P(c, e, est="lognormal", min_ranked=1),
+        "lognormal, minrank 1, gqa head": lambda c, e: P(c, e, est="lognormal", min_ranked=1,
+                                                          per_head=True),
+        "lognormal, minrank 1, group 1": lambda c, e: P(c, e, est="lognormal", min_ranked=1,
+                                                         group=1),
+        "lognormal, minrank 1, selfcal": lambda c, e: P(c, e, est="lognormal", min_ranked=1,
+                                                         selfcal=True),
+        "lognormal, minrank 1, selfcal (last group)": lambda c, e: P(
+            c, e, est="lognormal", min_ranked=1, selfcal=True, last_ratio=True),
+        "lognormal, minrank 1, selfcal, gqa head": lambda c, e: P(
+            c, e, est="lognormal", min_ranked=1, selfcal=True, per_head=True),
+        "mean, minrank 1, selfcal": lambda c, e: P(c, e, min_ranked=1, selfcal=True),
+        "mean, minrank 1, selfcal (last group)": lambda c, e: P(c, e, min_ranked=1, selfcal=True,
+                                                                 last_ratio=True),
+        "mean, minrank 1, selfcal, gqa head": lambda c, e: P(c, e, min_ranked=1, selfcal=True,
+                                                              per_head=True),
+        "mean, minrank 1, selfcal, ucb 1.25": lambda c, e: P(c, e, min_ranked=1, selfcal=True,
+                                                              c_mult=1.25),
+        "mean, minrank 1, selfcal, ucb 1.5": lambda c, e: P(c, e, min_ranked=1, selfcal=True,
+                                                             c_mult=1.5),
+        "rank lognormal, est mean, minrank 1, selfcal": lambda c, e: P(
+            c, e, rank="logn", min_ranked=1, selfcal=True),
+        "bound": lambda c, e: P(c, e, est="bound"),
+        "rank lognormal, true stop": lambda c, e: P(c, e, est="lognormal", truestop=True),
+        "rank true masses, lognormal stop": lambda c, e: P(c, e, est="lognormal",
+                                                           rank="oracle", min_ranked=1),
+        "oracle": lambda c, e: oracle(c, e),
+    }
+
+
+def fit_layers(cases, eps, target, base):
+    """Per layer, the smallest ucb multiplier (from a grid) whose calibration on `cases`
+    reaches `target` (the per-layer calibration idea)."""
+    grid = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 1.75, 2, 2.5, 3, 4, 6, 8)
+    cl = {}
+    for L in sorted({c["tag"][2] for c in cases}):
+        cs = [c for c in cases if c["tag"][2] == L]
+        for cm in grid:
+            r = summarise(cs, lambda c: base(c, eps, cm))
+            if (r["mass"] >= eps).mean() >= target:
+                break
+        cl[L] = cm
+    return cl
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("files", nargs="*")
+    ap.add_argument("files", nargs="+", help="calibration recordings (the study runs on them)")
+    ap.add_argument("--eval", nargs="*", default=[],
+                    help="evaluation recordings: per-layer multipliers fitted on the files are "
+                         "judged here")
     ap.add_argument("--layers", default=None)
-    ap.add_argument("--max-pos", type=int, default=None)
+    ap.add_argument("--max-pos", type=int, default=12)
     args = ap.parse_args()
     layers = None if args.layers is None else {int(x) for x in args.layers.split(",")}
+    global EPS
+    EPS = (0.9, 0.95, 0.98)
     cases = load_cases(args.files, layers, args.max_pos)
-    report(cases)
+    print("# %d cases (query x KV head groups) from %s" % (len(cases), ", ".join(args.files)))
+    report(cases, study_rules())
+    if args.eval:
+        ev = load_cases(args.eval, layers, args.max_pos)
+        base = lambda c, e, cm: psa(c, e, min_ranked=1, selfcal=True, c_mult=cm)  # noqa: E731
+        print("# per-layer ucb fitted on %s, judged on %s (%d cases)" %
+              (", ".join(args.files), ", ".join(args.eval), len(ev)))
+        for target in (0.92, 0.94):
+            cls = {e: fit_layers(cases, e, target, base) for e in EPS}
+            print("# target %.2f: %s" % (target, cls))
+            report(ev, {"mean, minrank 1, selfcal, per-layer ucb (%.2f)" % target:
+                        lambda c, e, cls=cls: base(c, e, cls[e][c["tag"][2]])},
+                   topk_print=False)
+        report(ev, {"mean, minrank 1, selfcal, ucb 1.25": lambda c, e: base(c, e, 1.25)},
+               topk_print=False)
 
 
 EPS = (0.8, 0.9, 0.95, 0.98, 0.99)
@@ -315,7 +389,7 @@ def report(cases, rules=None, topk_print=True):
         for eps in EPS:
             r = summarise(cases, lambda c: fn(c, eps))
             calib = (r["mass"] >= eps).mean()
-            print("%-28s eps %.2f: tokens %7.1f err mean %.4f p90 %.4f calib %.3f  "
+            print("%-46s eps %.2f: tokens %7.1f err mean %.4f p90 %.4f calib %.3f  "
                   "ratio@mean %.2f ratio@p90 %.2f" %
                   (name, eps, r["tokens"], r["err_mean"], r["err_p90"], calib,
                    matched(env_mean, r["err_mean"]) / r["tokens"],

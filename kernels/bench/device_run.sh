@@ -8,8 +8,12 @@
 #   sdpa      PyTorch SDPA on the benchmark shapes (prints which backend ran)
 #   bench     kvbench (dense, top-k, PSA, recorded, GEMM) against SDPA, copy and read bandwidth
 #   profile   profile.h5 for the simulator (profile_h5.py)
-#   sanitize  compute-sanitizer racecheck, memcheck, synccheck on test_gpu_attn's cases at small
-#             sizes (KVLAB_GPU_TEST_SMALL=1), each run <= 60 s, until the deadline
+#   sanitize  compute-sanitizer racecheck on test_gpu_attn's cases at tiny sizes
+#             (KVLAB_GPU_TEST_TINY=1: racecheck instruments every shared-memory access), memcheck and
+#             synccheck at small sizes (KVLAB_GPU_TEST_SMALL=1), each run <= 60 s, until the deadline
+# kvbench runs one process per section (psa, topk, dense, rec, gemm), so that a failure in one
+# section keeps the others; their CSVs are merged into bench.csv. Sections time execution
+# variants ("tune" rows: dense ring depth / combine, PSA item size / speculation / rounds).
 # A failing stage is recorded and the script goes on; stages that need a missing output are
 # skipped. Nothing runs in the background (no process substitution, no wait): each stage is one
 # foreground command under `timeout`, its output in its own log.
@@ -144,8 +148,20 @@ if want bench; then
   if [ $HAVE_BIN = 1 ]; then
     SD=""; [ -f "$W/sdpa.csv" ] && SD="--sdpa $W/sdpa.csv"
     RW=""; [ -f "$RAW/meta.txt" ] && RW="--raw $RAW"
-    run_stage bench 300 "$W/bench.txt" "$B/bin/kvbench" $Q --reps "$REPS" $SD $RW \
-      --csv "$W/bench.csv" --gemm-csv "$W/gemm.csv"
+    : > "$W/bench.txt"
+    for sec in psa topk dense rec gemm; do
+      GC=""; [ $sec = gemm ] && GC="--gemm-csv $W/gemm.csv"
+      run_stage "bench-$sec" 150 "$W/bench-$sec.txt" "$B/bin/kvbench" $Q --reps "$REPS" $SD $RW \
+        --sections "$sec" --csv "$W/bench-$sec.csv" $GC
+      cat "$W/bench-$sec.txt" >> "$W/bench.txt"
+    done
+    # one bench.csv: the first file's header and bandwidth rows, then every section's rows
+    first=1
+    for sec in psa topk dense rec gemm; do
+      f="$W/bench-$sec.csv"; [ -f "$f" ] || continue
+      if [ $first = 1 ]; then cat "$f" > "$W/bench.csv"; first=0
+      else grep -v -e '^section,' -e '^bandwidth,' "$f" >> "$W/bench.csv"; fi
+    done
   else
     record bench skipped - 0 "no kvbench binary"
   fi
@@ -166,8 +182,9 @@ if want sanitize; then
   if [ $HAVE_BIN = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
     CASES="test_sparse_random test_psa_options test_dense_shapes test_dense_lse test_meta_build_and_append test_fill_tiled"
     for tool in racecheck memcheck synccheck; do
+      SIZE=KVLAB_GPU_TEST_SMALL; [ $tool = racecheck ] && SIZE=KVLAB_GPU_TEST_TINY
       for t in $CASES; do
-        KVLAB_GPU_TEST_SMALL=1 run_stage "sanitize-$tool-$t" 60 "$W/san-$tool-$t.log" \
+        run_stage "sanitize-$tool-$t" 60 "$W/san-$tool-$t.log" env "$SIZE=1" \
           compute-sanitizer --tool "$tool" --error-exitcode 3 --print-limit 20 \
           "$B/tests/test_gpu_attn" "$t"
       done
@@ -216,16 +233,20 @@ if [ -f "$U/bench.txt" ]; then
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 print(f"{'sect':5} {'dt':4} {'B':>3} {'L':>6} {'method':22} {'us':>9} {'SDPA us':>9} {'SDPA/us':>7} {'xcopy':>5}  note")
+tune = [r for r in rows if r["section"] == "phase" or (r["section"] == "tune" and r["method"].startswith("psa"))]
 for r in rows:
     if r["section"] == "bandwidth":
         print(f"{r['method']} bandwidth {float(r['gbps']):.0f} GB/s")
         continue
-    if "attend" in r["method"]:
+    if "attend" in r["method"] or r["section"] in ("tune", "phase"):
         continue
     us, sd = float(r["us"]), float(r["sdpa_us"])
     ratio = f"{sd / us:7.2f}" if sd == sd and us > 0 else "      -"
     print(f"{r['section']:5} {r['dtype']:4} {r['batch']:>3} {r['len']:>6} {r['method'][:22]:22} {us:9.1f} "
           f"{sd:9.1f} {ratio} {float(r['ratio_copy']):5.2f}  {r['note'][:48]}")
+print("-- PSA variants and select phases (all variants: bench.csv section tune):")
+for r in tune:
+    print(f"{r['section']:5} {r['batch']:>3} {r['len']:>6} {r['method'][:30]:30} {float(r['us']):9.1f}  {r['note'][:70]}")
 PY
   grep -E "^targets:|^  MISSED" "$U/bench.txt" | cut -c1-150 | head -30
 fi

@@ -12,6 +12,11 @@
  *          host-synchronised loop cannot be captured; graphing only one mode would favour it);
  *   rec    PSA on the recording at its own shape (B = recorded positions, up to 48);
  *   gemm   cuBLAS GEMM timings for the simulator's cost model (--gemm-csv).
+ * Besides the sections' own rows: "tune" rows time execution variants that do not change results
+ * (dense: ring depth 3/4/6 and fused or separate combine, the dense row being the fastest, named
+ * in its note; PSA at eps 0.95: item size, speculation, rounds), "phase" rows the select phase of
+ * top-k and PSA (scores, selection/ranking). The simulator's profile fit reads only the dense,
+ * topk and psa sections (and skips "attend" rows).
  * Data of topk and psa: the recorded Q/K/V (--raw DIR, kernels/bench/qkv_to_raw.py's export of
  * traces/data/qkv_sample.h5) tiled to the benchmark shape by kvc_fill_tiled (scores preserved:
  * per-head budgets as fractions of the context follow the recording; tests/gpu/
@@ -287,12 +292,17 @@ typedef struct {
   int graphed;
 } timing;
 
+/* PSA execution options of the next timed runs (kvbench varies them in the "tune" rows). */
+static kvc_psa_opts g_psa_opts;
+static int g_psa_opts_set;
+
 static int run_op(bench *B, setup *S, int op, const attn_method *m, kvc_sparse_out *so,
                   kv_error *err) {
   if (op == OP_DENSE) return kvc_dense(B->c, &S->s, &S->kv, &S->b, S->d_out, NULL, err);
   if (op == OP_TOPK) return kvc_topk(B->c, &S->s, m, &S->kv, &S->b, S->d_out, so, err);
   kvc_psa_opts o;
-  kvc_psa_opts_defaults(&o);
+  if (g_psa_opts_set) o = g_psa_opts;
+  else kvc_psa_opts_defaults(&o);
   o.mode = op == OP_PSA_HOST ? KVC_PSA_HOSTSYNC : KVC_PSA_PIPELINED;
   return kvc_psa(B->c, &S->s, m, &S->kv, &S->b, &o, S->d_out, so, NULL, err);
 }
@@ -420,10 +430,40 @@ static void bench_dense(bench *B) {
           free(ls);
           continue;
         }
-        timing t = time_op(B, &S, OP_DENSE, NULL);
+        /* Execution variants (kvc_tune_set), each timed; the "dense" row is the fastest, the
+         * others are "tune" rows (the simulator's profile fit ignores that section). */
+        const int variants[4][2] = {{4, 1}, {3, 1}, {6, 1}, {4, 0}}; /* stages, fused combine */
+        const int nvar = B->quick && dt == 2 ? 2 : dt == 2 ? 4 : 1;
+        timing best = {0};
+        int bv = 0;
+        for (int v = 0; v < nvar; v++) {
+          kv_error e_ = {0};
+          CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_STAGES, variants[v][0], &e_));
+          CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_FUSED_COMBINE, variants[v][1], &e_));
+          timing tv = time_op(B, &S, OP_DENSE, NULL);
+          if (nvar > 1) {
+            char nm[64], nt[96];
+            snprintf(nm, sizeof nm, "dense s%d %s", variants[v][0], variants[v][1] ? "fused" : "comb");
+            snprintf(nt, sizeof nt, "variant: ring %d stages, %s combine; %s", variants[v][0],
+                     variants[v][1] ? "fused" : "separate", tv.graphed ? "graph" : "plain launches");
+            row(B, "tune", dt == 2 ? "bf16" : "fp16", batch, len, nm, tv.ms * 1e3,
+                (double)S.kv_bytes, sdpa_lookup(B, batch, len, dt == 2), nt);
+          }
+          if (v == 0 || tv.ms < best.ms) best = tv, bv = v;
+        }
+        {
+          kv_error e_ = {0};
+          CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_STAGES, 4, &e_));
+          CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_FUSED_COMBINE, 1, &e_));
+        }
+        timing t = best;
         const double us = t.ms * 1e3, sd = sdpa_lookup(B, batch, len, dt == 2);
+        char dnote[128];
+        snprintf(dnote, sizeof dnote, "%s; fastest of %d variants: ring %d stages, %s combine",
+                 t.graphed ? "graph" : "plain launches", nvar, variants[bv][0],
+                 variants[bv][1] ? "fused" : "separate");
         row(B, "dense", dt == 2 ? "bf16" : "fp16", batch, len, "dense", us, (double)S.kv_bytes, sd,
-            t.graphed ? "graph" : "plain launches");
+            dnote);
         if (!isnan(sd)) {
           char what[160];
           const double need = batch >= 8 && len >= 16384 ? 1.0 : 0.9;
@@ -483,6 +523,9 @@ static void bench_topk(bench *B) {
       snprintf(name, sizeof name, "topk-%d attend", budgets[k]);
       row(B, "topk", "bf16", batches[bi], len, name, t.att_ms * 1e3, kvb, NAN,
           "attention phase (plain launches)");
+      snprintf(name, sizeof name, "topk-%d select", budgets[k]);
+      row(B, "phase", "bf16", batches[bi], len, name, t.sel_ms * 1e3, meta_bytes(&S, &m), NAN,
+          "scores over the metadata + radix select (plain launches); bytes: metadata");
       if (!isnan(sd_k)) {
         char what[160];
         const double want = 1.3 * sd_k + 15.0;
@@ -510,13 +553,16 @@ static void bench_psa_one(bench *B, setup *S, const char *dt, int len, double ep
   const double frac = tp.blocks_read / nb;
   char name[96], note[256];
   snprintf(name, sizeof name, "psa-%.2f pipelined", eps);
-  snprintf(note, sizeof note, "%s; blocks/pair read %.1f (%.3f of KV) fetched %.1f; plain launches",
-           data, tp.blocks_read, frac, tp.blocks_fetched);
+  snprintf(note, sizeof note, "%s; blocks/pair read %.1f (%.3f of KV) fetched %.1f; plain launches; "
+           "select %.1f us", data, tp.blocks_read, frac, tp.blocks_fetched, tp.sel_ms * 1e3);
   const double sd = sdpa_lookup(B, S->b.n_req, len, 1);
   row(B, "psa", dt, S->b.n_req, len, name, tp.ms * 1e3, read, sd, note);
   snprintf(name, sizeof name, "psa-%.2f pipe attend", eps);
   row(B, "psa", dt, S->b.n_req, len, name, tp.att_ms * 1e3, fetched, NAN,
-      "loop phase over bytes fetched (speculation included)");
+      "attention rounds + combine over bytes fetched (speculation included)");
+  snprintf(name, sizeof name, "psa-%.2f select", eps);
+  row(B, "phase", dt, S->b.n_req, len, name, tp.sel_ms * 1e3, meta_bytes(S, &m), NAN,
+      "scores + rank (keys, sort, suffix sums, speculation; plain launches); bytes: metadata");
   snprintf(name, sizeof name, "psa-%.2f hostsync", eps);
   snprintf(note, sizeof note, "%s; plain launches; %.2fx the pipelined time", data, th.ms / tp.ms);
   row(B, "psa", dt, S->b.n_req, len, name, th.ms * 1e3, read, sd, note);
@@ -532,6 +578,40 @@ static void bench_psa_one(bench *B, setup *S, const char *dt, int len, double ep
     snprintf(what, sizeof what, "psa-%.2f B%d step <= 1.5 x bytes read / read BW + 20 (us)", eps,
              S->b.n_req);
     target(B, tp.ms * 1e3 <= want, what, tp.ms * 1e3, want);
+  }
+}
+
+/* PSA pipelined under other execution options (kvc_psa_opts): items of 1-8 iterations, less or
+ * more speculation, one round. "tune" rows; the psa rows above use the defaults. */
+static void bench_psa_variants(bench *B, setup *S, double eps) {
+  /* window, spec_iters, spec_scale x 100, rounds, grow_pct */
+  const int var[7][5] = {{1, 2, 100, 4, 50}, {4, 2, 100, 4, 50}, {8, 2, 100, 4, 50},
+                         {2, 2, 60, 4, 50},  {2, 2, 80, 6, 30},  {2, 8, 125, 4, 50},
+                         {2, 0, 100, 1, 50}};
+  attn_method m;
+  attn_method_defaults(&m, ATTN_PSA);
+  m.epsilon = eps;
+  const int pairs = S->b.n_req * S->s.n_kv_heads;
+  const double blk = 16.0 * S->s.head_dim * 2 * 2;
+  for (int v = 0; v < (B->quick ? 3 : 7); v++) {
+    kvc_psa_opts_defaults(&g_psa_opts);
+    g_psa_opts.window = var[v][0];
+    g_psa_opts.spec_iters = var[v][1];
+    g_psa_opts.spec_scale = (float)var[v][2] / 100.0f;
+    g_psa_opts.rounds = var[v][3];
+    g_psa_opts.grow_pct = var[v][4];
+    g_psa_opts_set = 1;
+    timing t = time_op(B, S, OP_PSA_PIPE, &m);
+    g_psa_opts_set = 0;
+    char name[96], note[256];
+    snprintf(name, sizeof name, "psa-%.2f w%d s%d+%.2fx r%d g%d", eps, var[v][0], var[v][1],
+             var[v][2] / 100.0, var[v][3], var[v][4]);
+    snprintf(note, sizeof note, "variant (window, spec_iters + spec_scale x estimate, rounds, "
+             "grow %%); blocks/pair read %.1f fetched %.1f (%.2fx); attend %.1f us, select %.1f us",
+             t.blocks_read, t.blocks_fetched, t.blocks_fetched / (t.blocks_read > 0 ? t.blocks_read : 1),
+             t.att_ms * 1e3, t.sel_ms * 1e3);
+    row(B, "tune", "bf16", S->b.n_req, 32768, name, t.ms * 1e3,
+        t.blocks_read * blk * pairs + meta_bytes(S, &m), sdpa_lookup(B, S->b.n_req, 32768, 1), note);
   }
 }
 
@@ -553,6 +633,7 @@ static void bench_psa(bench *B) {
       if (B->quick && e == 2) continue;
       bench_psa_one(B, &S, "bf16", 32768, eps[e], sparse_data_name(B), 1);
     }
+    bench_psa_variants(B, &S, 0.95);
     setup_free(B, &S);
     free(ls);
   }

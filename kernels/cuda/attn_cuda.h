@@ -110,6 +110,17 @@ int kvc_graph_end(kvc_ctx *c, kvc_graph **out, kv_error *err);
 int kvc_graph_launch(kvc_ctx *c, kvc_graph *g, kv_error *err);
 void kvc_graph_free(kvc_graph *g);
 
+/* Execution variants that do not change results (beyond fp32 rounding), for measuring which is
+ * faster on a device (kvbench times them). Values are checked; KV_EINVAL otherwise. */
+typedef enum kvc_tune_key {
+  KVC_TUNE_DENSE_STAGES = 0,   /* cp.async ring depth of the split-K attention: 3, 4 (default), 6 */
+  KVC_TUNE_DENSE_FUSED_COMBINE,/* 1 (default): the last CTA of a pair merges the splits (no
+                                  combine launch); 0: a separate combine kernel */
+  KVC_TUNE_N
+} kvc_tune_key;
+int kvc_tune_set(kvc_ctx *c, kvc_tune_key key, int value, kv_error *err);
+int kvc_tune_get(const kvc_ctx *c, kvc_tune_key key);
+
 /* ---- paged KV cache of one layer ------------------------------------------------------------ */
 
 enum {
@@ -196,25 +207,35 @@ int kvc_topk(kvc_ctx *c, const attn_shape *s, const attn_method *m, const kvc_kv
              const kvc_batch *b, float *out, kvc_sparse_out *so, kv_error *err);
 
 typedef enum kvc_psa_mode {
-  KVC_PSA_PIPELINED = 0, /* one persistent launch runs every iteration, stop test on the device */
-  KVC_PSA_HOSTSYNC       /* one launch per iteration, the host reads the stop flags after each */
+  KVC_PSA_PIPELINED = 0, /* speculative rounds (a fixed number of launches), stop test on the device */
+  KVC_PSA_HOSTSYNC       /* one launch per iteration, the host reads the count of running pairs
+                            after each (the naive loop of the paper) */
 } kvc_psa_mode;
 
+/* Execution of PSA's attention (kvc_psa.cu has the design). The visit order and the stop rule do
+ * not depend on any of these: every setting gives the same blocks, iterations and P_acc (up to
+ * fp32 rounding of the per-iteration states), only the work fetched and the time differ. */
 typedef struct kvc_psa_opts {
   kvc_psa_mode mode;
-  int ctas_per_pair;   /* pipelined: persistent CTAs = ctas_per_pair x pairs; 0 = the CTAs the
-                          GPU holds at once (default) */
-  int spec_iters;      /* pipelined: iterations of a pair queued beyond its committed frontier
-                          while the GPU is busy (speculation); 0 .. window - 1, default 2. With
-                          few pairs still running, up to window - 1 (kvc_math.h) */
-  int window;          /* pipelined: ring of iteration partials per pair (2..4096); default 32 */
+  int ctas_per_pair;   /* persistent CTAs = ctas_per_pair x pairs; 0 = the CTAs the GPU holds at
+                          once (default) */
+  int window;          /* iterations per work item (one warp computes them in order, writing the
+                          state after each); >= 1, default 2; capped so that an item's blocks fit
+                          KVC_MAX_SPLIT_BLOCKS. Host-synchronised mode: 1 */
+  int spec_iters;      /* pipelined: iterations fetched in the first round beyond
+                          spec_scale x the metadata's estimate of the stop; >= 0, default 2 */
+  float spec_scale;    /* pipelined: > 0, default 1.0 (see spec_iters) */
+  int rounds;          /* pipelined: launches of the attention (1..16, default 4); the first
+                          covers the speculation above, each later one grow_pct percent more of
+                          the pairs still running, the last everything left */
+  int grow_pct;        /* pipelined: 1..1000, default 50 */
 } kvc_psa_opts;
 
 void kvc_psa_opts_defaults(kvc_psa_opts *o);
 
 typedef struct kvc_psa_stats {
   int host_syncs;      /* host round trips in the loop (0 when pipelined) */
-  int launches;        /* kernel launches in the loop */
+  int launches;        /* kernel launches of the attention rounds */
 } kvc_psa_stats;
 
 /* PSA: ranking (per-head estimated probabilities, summed over the group), visit order, the

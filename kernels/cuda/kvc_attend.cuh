@@ -76,7 +76,9 @@ struct kvc_butterfly {
   }
 };
 
-template <typename T, int D, int GT>
+/* STAGES: depth of the cp.async ring (3 CTAs of 128 threads per SM at 4, 4 at 3: kvc_dense.cu picks
+ * at run time, kvc_tune_set). */
+template <typename T, int D, int GT, int STAGES = KVC_STAGES>
 struct kvc_attend {
   static constexpr int VEC = 8;
   static constexpr int LANES = D / VEC;               /* 16 (D 128) or 8 (D 64) */
@@ -87,7 +89,7 @@ struct kvc_attend {
   static constexpr int R = VALS / LANES;              /* full dots per lane after the reduce */
   static_assert(VALS % LANES == 0 && R >= 1, "reduce needs NT * GT to be a multiple of LANES");
   static_assert(16 % NT == 0, "a row group's tokens of one step must sit in one page");
-  static constexpr size_t RING_BYTES = (size_t)KVC_STAGES * NT * 2 * KVC_THREADS * 16;
+  static constexpr size_t RING_BYTES = (size_t)STAGES * NT * 2 * KVC_THREADS * 16;
   static constexpr size_t MERGE_BYTES = ((size_t)NRG + 1) * GT * D * sizeof(float);
   /* Dynamic shared memory a kernel using run() must provide (cudaFuncSetAttribute above 48 KB). */
   static constexpr size_t DYN_BYTES = RING_BYTES > MERGE_BYTES ? RING_BYTES : MERGE_BYTES;
@@ -125,7 +127,7 @@ struct kvc_attend {
                                                const T *__restrict__ vpool, int Hkv, int bs,
                                                int kvh, int ntoks, int st) {
     const int lane = threadIdx.x % LANES, rg = threadIdx.x / LANES;
-    const int stage = st % KVC_STAGES;
+    const int stage = st % STAGES;
     const int tau0 = (st * NRG + rg) * NT;
     const int i = tau0 / bs, tok0 = tau0 - i * bs;
     const bool in = tau0 < ntoks; /* ntoks is a multiple of bs, bs of NT: all NT or none */
@@ -136,6 +138,81 @@ struct kvc_attend {
       uint4 *dv = ring + ((size_t)(stage * NT + j) * 2 + 1) * KVC_THREADS + threadIdx.x;
       kvc_cp_async16(dk, kpool + base + (size_t)j * D, in ? 16 : 0);
       kvc_cp_async16(dv, vpool + base + (size_t)j * D, in ? 16 : 0);
+    }
+  }
+
+  /* One step of a row group: NT tokens (kk, vv: their K and V rows, this lane's 16 bytes; the
+   * first nvalid are valid) against the GT heads: partial dots, the transposing butterfly, the
+   * score exchange through sc (the row group's VALS floats of shared memory), one online-softmax
+   * rescale per head, p * V. State m, l (log2 units), o (this lane's VEC dims) per head. */
+  static __device__ __forceinline__ void step(const uint4 (&kk)[NT], const uint4 (&vv)[NT],
+                                              int nvalid, float *sc, const float (&q)[GT][VEC],
+                                              float (&m)[GT], float (&l)[GT],
+                                              float (&o)[GT][VEC], int lane) {
+    /* Partial dots: v[j * GT + g] over this lane's 8 dims. */
+    float v[VALS];
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+      float kf[VEC];
+      kvc_unpack8<T>(kk[j], kf);
+#pragma unroll
+      for (int g = 0; g < GT; g++) {
+        float a = 0.0f;
+#pragma unroll
+        for (int e = 0; e < VEC; e++) a = fmaf(q[g][e], kf[e], a);
+        v[j * GT + g] = a;
+      }
+    }
+    /* Transposing butterfly over the row group: lane ends with full dots R*lane .. R*lane+R-1. */
+    kvc_butterfly<VALS, LANES>::run(v, lane);
+#pragma unroll
+    for (int i = 0; i < R; i++) sc[R * lane + i] = v[i];
+    __syncwarp();
+    float s[VALS];
+#pragma unroll
+    for (int i = 0; i < VALS; i += 4) {
+      const float4 f = *reinterpret_cast<const float4 *>(&sc[i]);
+      s[i] = f.x, s[i + 1] = f.y, s[i + 2] = f.z, s[i + 3] = f.w;
+    }
+    __syncwarp(); /* sc is rewritten next step */
+    /* One rescale per step and head; masked tokens contribute nothing. */
+    float p[NT][GT];
+#pragma unroll
+    for (int g = 0; g < GT; g++) {
+      float mx = -CUDART_INF_F;
+#pragma unroll
+      for (int j = 0; j < NT; j++) {
+        if (j < nvalid) mx = fmaxf(mx, s[j * GT + g]);
+      }
+      const float mn = fmaxf(m[g], mx);
+      if (mn == -CUDART_INF_F) { /* nothing valid yet: state unchanged */
+#pragma unroll
+        for (int j = 0; j < NT; j++) p[j][g] = 0.0f;
+        continue;
+      }
+      const float alpha = exp2f(m[g] - mn); /* 0 when m was -inf */
+      float sum = 0.0f;
+#pragma unroll
+      for (int j = 0; j < NT; j++) {
+        p[j][g] = j < nvalid ? exp2f(s[j * GT + g] - mn) : 0.0f;
+        sum += p[j][g];
+      }
+      l[g] = fmaf(l[g], alpha, sum);
+      m[g] = mn;
+#pragma unroll
+      for (int e = 0; e < VEC; e++) o[g][e] *= alpha;
+    }
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+      if (j < nvalid) { /* uniform within the row group */
+        float vf[VEC];
+        kvc_unpack8<T>(vv[j], vf);
+#pragma unroll
+        for (int g = 0; g < GT; g++) {
+#pragma unroll
+          for (int e = 0; e < VEC; e++) o[g][e] = fmaf(p[j][g], vf[e], o[g][e]);
+        }
+      }
     }
   }
 
@@ -160,13 +237,13 @@ struct kvc_attend {
       for (int j = 0; j < VEC; j++) o[g][j] = 0.0f;
     }
 #pragma unroll
-    for (int s = 0; s < KVC_STAGES - 1; s++) {
+    for (int s = 0; s < STAGES - 1; s++) {
       if (s < nsteps) issue(sm, ring, kpool, vpool, Hkv, bs, kvh, ntoks, s);
       kvc_cp_async_commit(); /* possibly empty: keeps the group count uniform */
     }
     for (int st = 0; st < nsteps; st++) {
-      kvc_cp_async_wait<KVC_STAGES - 2>(); /* step st's group has landed */
-      const int stage = st % KVC_STAGES;
+      kvc_cp_async_wait<STAGES - 2>(); /* step st's group has landed */
+      const int stage = st % STAGES;
       uint4 kk[NT], vv[NT];
 #pragma unroll
       for (int j = 0; j < NT; j++) {
@@ -174,78 +251,14 @@ struct kvc_attend {
         vv[j] = ring[((size_t)(stage * NT + j) * 2 + 1) * KVC_THREADS + threadIdx.x];
       }
       /* The slot refilled now was consumed (into registers) in the previous step. */
-      if (st + KVC_STAGES - 1 < nsteps) {
-        issue(sm, ring, kpool, vpool, Hkv, bs, kvh, ntoks, st + KVC_STAGES - 1);
+      if (st + STAGES - 1 < nsteps) {
+        issue(sm, ring, kpool, vpool, Hkv, bs, kvh, ntoks, st + STAGES - 1);
       }
       kvc_cp_async_commit();
       const int tau0 = (st * NRG + rg) * NT;
       const int bi = tau0 / bs, tok0 = tau0 - bi * bs;
       const int nvalid = tau0 < ntoks ? sm.ntok[bi] - tok0 : 0; /* valid tokens of the NT */
-      /* Partial dots: v[j * GT + g] over this lane's 8 dims. */
-      float v[VALS];
-#pragma unroll
-      for (int j = 0; j < NT; j++) {
-        float kf[VEC];
-        kvc_unpack8<T>(kk[j], kf);
-#pragma unroll
-        for (int g = 0; g < GT; g++) {
-          float a = 0.0f;
-#pragma unroll
-          for (int e = 0; e < VEC; e++) a = fmaf(q[g][e], kf[e], a);
-          v[j * GT + g] = a;
-        }
-      }
-      /* Transposing butterfly over the row group: lane ends with full dots R*lane .. R*lane+R-1. */
-      kvc_butterfly<VALS, LANES>::run(v, lane);
-#pragma unroll
-      for (int i = 0; i < R; i++) sm.sc[rg][R * lane + i] = v[i];
-      __syncwarp();
-      float s[VALS];
-#pragma unroll
-      for (int i = 0; i < VALS; i += 4) {
-        const float4 f = *reinterpret_cast<const float4 *>(&sm.sc[rg][i]);
-        s[i] = f.x, s[i + 1] = f.y, s[i + 2] = f.z, s[i + 3] = f.w;
-      }
-      __syncwarp(); /* sc is rewritten next step */
-      /* One rescale per step and head; masked tokens contribute nothing. */
-      float p[NT][GT];
-#pragma unroll
-      for (int g = 0; g < GT; g++) {
-        float mx = -CUDART_INF_F;
-#pragma unroll
-        for (int j = 0; j < NT; j++) {
-          if (j < nvalid) mx = fmaxf(mx, s[j * GT + g]);
-        }
-        const float mn = fmaxf(m[g], mx);
-        if (mn == -CUDART_INF_F) { /* nothing valid yet: state unchanged */
-#pragma unroll
-          for (int j = 0; j < NT; j++) p[j][g] = 0.0f;
-          continue;
-        }
-        const float alpha = exp2f(m[g] - mn); /* 0 when m was -inf */
-        float sum = 0.0f;
-#pragma unroll
-        for (int j = 0; j < NT; j++) {
-          p[j][g] = j < nvalid ? exp2f(s[j * GT + g] - mn) : 0.0f;
-          sum += p[j][g];
-        }
-        l[g] = fmaf(l[g], alpha, sum);
-        m[g] = mn;
-#pragma unroll
-        for (int e = 0; e < VEC; e++) o[g][e] *= alpha;
-      }
-#pragma unroll
-      for (int j = 0; j < NT; j++) {
-        if (j < nvalid) { /* uniform within the row group */
-          float vf[VEC];
-          kvc_unpack8<T>(vv[j], vf);
-#pragma unroll
-          for (int g = 0; g < GT; g++) {
-#pragma unroll
-            for (int e = 0; e < VEC; e++) o[g][e] = fmaf(p[j][g], vf[e], o[g][e]);
-          }
-        }
-      }
+      step(kk, vv, nvalid, sm.sc[rg], q, m, l, o, lane);
     }
     kvc_cp_async_wait<0>();
     __syncthreads(); /* the ring becomes the merge area */

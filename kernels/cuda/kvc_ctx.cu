@@ -34,6 +34,8 @@ extern "C" int kvc_ctx_init(kvc_ctx **out, int device, kv_error *err) {
   if (!c) return kv_error_set(err, KV_ENOMEM, "CUDA context: out of memory");
   int rc = 0;
   c->device = device;
+  c->tune[KVC_TUNE_DENSE_STAGES] = 4;
+  c->tune[KVC_TUNE_DENSE_FUSED_COMBINE] = 1;
   KVC_CHECK_GO(err, rc, fail, cudaSetDevice(device));
   KVC_CHECK_GO(err, rc, fail, cudaGetDeviceProperties(&c->prop, device));
   KVC_CHECK_GO(err, rc, fail, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
@@ -53,6 +55,7 @@ extern "C" void kvc_ctx_free(kvc_ctx *c) {
   if (!c) return;
   if (c->stream) (void)cudaStreamSynchronize(c->stream);
   if (c->scratch) (void)cudaFree(c->scratch);
+  if (c->split_cnt) (void)cudaFree(c->split_cnt);
   if (c->flush) (void)cudaFree(c->flush);
   if (c->flush_sink) (void)cudaFree(c->flush_sink);
   for (int i = 0; i < 3; i++) {
@@ -282,6 +285,40 @@ int kvc__scratch(kvc_ctx *c, size_t bytes, char **p, kv_error *err) {
   }
   *p = (char *)c->scratch;
   return 0;
+}
+
+int kvc__split_counters(kvc_ctx *c, int64_t n_pairs, int **out, kv_error *err) {
+  if (n_pairs > c->cap_split_cnt) {
+    if (kvc__capturing(c)) {
+      return kv_error_set(err, KV_ESTATE, "split counters must grow during graph capture: run the "
+                          "op once before capturing");
+    }
+    KVC_CHECK(err, cudaStreamSynchronize(c->stream));
+    if (c->split_cnt) KVC_CHECK(err, cudaFree(c->split_cnt));
+    c->split_cnt = NULL;
+    c->cap_split_cnt = 0;
+    KVC_CHECK(err, cudaMalloc(&c->split_cnt, (size_t)n_pairs * sizeof(int)));
+    KVC_CHECK(err, cudaMemsetAsync(c->split_cnt, 0, (size_t)n_pairs * sizeof(int), c->stream));
+    c->cap_split_cnt = n_pairs;
+  }
+  *out = c->split_cnt;
+  return 0;
+}
+
+extern "C" int kvc_tune_set(kvc_ctx *c, kvc_tune_key key, int value, kv_error *err) {
+  int ok = 0;
+  switch (key) {
+    case KVC_TUNE_DENSE_STAGES: ok = value == 3 || value == 4 || value == 6; break;
+    case KVC_TUNE_DENSE_FUSED_COMBINE: ok = value == 0 || value == 1; break;
+    default: break;
+  }
+  if (!ok) return kv_error_set(err, KV_EINVAL, "tune: key %d does not take value %d", (int)key, value);
+  c->tune[key] = value;
+  return 0;
+}
+
+extern "C" int kvc_tune_get(const kvc_ctx *c, kvc_tune_key key) {
+  return key >= 0 && key < KVC_TUNE_N ? c->tune[key] : -1;
 }
 
 int kvc__phase(kvc_ctx *c, int i, kv_error *err) {

@@ -10,6 +10,11 @@
  * one split, the final output; a combine kernel, one CTA per (pair, head), merges the partials
  * (log-sum-exp). The split size comes from the host's lengths and the measured occupancy
  * (kvc_plan.h); nothing is uploaded. Predicted times: kernels/bench/NOTES.md.
+ * v2.1: the combine reads every split's (max, sum) in parallel into shared memory first, then
+ * sums the outputs with independent loads (v2 chained one L2 round trip per split: ~15 us at
+ * ~50 splits, the fixed cost seen at small batch); by default the pair's last CTA to finish
+ * merges the splits itself (an arrival counter per pair, reset by that CTA), so there is no
+ * second launch; the ring depth is a run-time choice (kvc_tune_set).
  */
 #include "kvc_attend.cuh"
 #include "kvc_dense.cuh"
@@ -26,18 +31,63 @@ struct kvc__split_params {
   float *part_ml;  /* [pair, max_splits, G, 2] (max in log2 units, sum) */
   float *out, *lse;
   float scale_log2;
+  int *split_cnt;  /* [pair] arrivals (fused combine), NULL: a combine kernel runs after */
 };
+
+#define KVC_COMB_MAXS 512 /* splits per pair the combine stages in shared memory */
 
 /* Blocks a pair reads: the list's count, or every block of its request. */
 __device__ __forceinline__ int kvc__pair_nblk(const kvc__split_params &p, int pair) {
   return p.list ? p.list_count[pair] : (int)kvc_n_blocks(p.seq_len[pair / p.Hkv], p.bs);
 }
 
-template <typename T, int D, int GT>
+/* Merge weights of head g's ns split partials: w[s] = 2^(M_s - M) (shared), M and L = sum w L_s
+ * (returned through *M, *L on every lane). One warp; partials read from L2 (other CTAs wrote
+ * them). */
+__device__ __forceinline__ void kvc__comb_weights(const kvc__split_params &p, int pair, int g,
+                                                  int ns, float *w, float *M, float *L) {
+  const int lane = threadIdx.x % 32;
+  const size_t first = (size_t)pair * p.max_splits;
+  float mx = -CUDART_INF_F;
+  for (int s = lane; s < ns; s += 32) {
+    const float m = __ldcg(&p.part_ml[((first + s) * p.G + g) * 2]);
+    w[s] = m;
+    mx = fmaxf(mx, m);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  float l = 0.0f;
+  for (int s = lane; s < ns; s += 32) {
+    const float ws = w[s] == -CUDART_INF_F ? 0.0f : exp2f(w[s] - mx);
+    w[s] = ws;
+    l = fmaf(__ldcg(&p.part_ml[((first + s) * p.G + g) * 2 + 1]), ws, l);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+  *M = mx;
+  *L = l;
+}
+
+/* out[d] = sum_s w[s] o_s[d] / L for one (pair, head, d): independent loads, 8 in flight. */
+__device__ __forceinline__ void kvc__comb_out(const kvc__split_params &p, int pair, int g, int d,
+                                              int D, int ns, const float *w, float M, float L) {
+  const size_t first = (size_t)pair * p.max_splits;
+  float O = 0.0f;
+#pragma unroll 8
+  for (int s = 0; s < ns; s++) O = fmaf(__ldcg(&p.part_o[((first + s) * p.G + g) * D + d]), w[s], O);
+  const int r = pair / p.Hkv, h = pair - r * p.Hkv;
+  const size_t hq = (size_t)r * p.Hq + h * p.G + g;
+  p.out[hq * D + d] = L > 0.0f ? O / L : 0.0f;
+  if (d == 0 && p.lse) p.lse[hq] = (float)((M + log2f(L)) * KVC_LN2);
+}
+
+template <typename T, int D, int GT, int S>
 __global__ void __launch_bounds__(KVC_THREADS) kvc__split_kernel(kvc__split_params p) {
-  using A = kvc_attend<T, D, GT>;
+  using A = kvc_attend<T, D, GT, S>;
   extern __shared__ __align__(16) unsigned char kvc_dyn[];
   __shared__ typename A::smem_t sm;
+  __shared__ int s_last;
+  __shared__ float sM[GT], sL[GT];
   const int pair = blockIdx.y, s = blockIdx.x;
   const int r = pair / p.Hkv, h = pair - r * p.Hkv;
   const int n = kvc__pair_nblk(p, pair);
@@ -64,53 +114,69 @@ __global__ void __launch_bounds__(KVC_THREADS) kvc__split_kernel(kvc__split_para
       p.out[hq * D + d] = L > 0.0f ? o[idx] / L : 0.0f;
       if (d == 0 && p.lse) p.lse[hq] = (float)((sm.M[g] + log2f(L)) * KVC_LN2);
     } else {
-      p.part_o[(slot * p.G + g) * D + d] = o[idx];
+      __stcg(&p.part_o[(slot * p.G + g) * D + d], o[idx]);
       if (d == 0) {
-        p.part_ml[(slot * p.G + g) * 2] = sm.M[g];
-        p.part_ml[(slot * p.G + g) * 2 + 1] = sm.L[g];
+        __stcg(&p.part_ml[(slot * p.G + g) * 2], sm.M[g]);
+        __stcg(&p.part_ml[(slot * p.G + g) * 2 + 1], sm.L[g]);
       }
     }
+  }
+  if (ns == 1 || !p.split_cnt) return;
+  /* Fused combine: the pair's last CTA to arrive merges every split (threadfence reduction). */
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const int t = atomicAdd(&p.split_cnt[pair], 1);
+    s_last = t == ns - 1;
+    if (s_last) p.split_cnt[pair] = 0; /* all ns arrived: ready for the next call */
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  float *w = reinterpret_cast<float *>(kvc_dyn); /* [G][KVC_COMB_MAXS]: the ring is free now */
+  const int warp = threadIdx.x / 32;
+  for (int g = warp; g < p.G; g += KVC_THREADS / 32) {
+    float M, L;
+    kvc__comb_weights(p, pair, g, ns, w + g * KVC_COMB_MAXS, &M, &L);
+    if ((threadIdx.x % 32) == 0) sM[g] = M, sL[g] = L;
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < p.G * D; idx += KVC_THREADS) {
+    const int g = idx / D, d = idx - g * D;
+    kvc__comb_out(p, pair, g, d, D, ns, w + g * KVC_COMB_MAXS, sM[g], sL[g]);
   }
 }
 
 /* CTA (pair, head g), D threads: merges the pair's split partials (nothing for one split). */
 __global__ void __launch_bounds__(128) kvc__combine_kernel(kvc__split_params p, int D) {
+  __shared__ float w[KVC_COMB_MAXS];
+  __shared__ float sML[2];
   const int pair = blockIdx.x, g = blockIdx.y, d = threadIdx.x;
   const int n = kvc__pair_nblk(p, pair);
   const int ns = (n + p.bps - 1) / p.bps;
-  if (ns <= 1 || d >= D) return;
-  const size_t first = (size_t)pair * p.max_splits;
-  float M = -CUDART_INF_F;
-  for (int s = 0; s < ns; s++) M = fmaxf(M, p.part_ml[((first + s) * p.G + g) * 2]);
-  float L = 0.0f, O = 0.0f;
-  if (M != -CUDART_INF_F) {
-#pragma unroll 4
-    for (int s = 0; s < ns; s++) {
-      const size_t pg = (first + s) * p.G + g;
-      const float ms = p.part_ml[pg * 2];
-      const float w = ms == -CUDART_INF_F ? 0.0f : exp2f(ms - M);
-      L = fmaf(p.part_ml[pg * 2 + 1], w, L);
-      O = fmaf(p.part_o[pg * D + d], w, O);
-    }
+  if (ns <= 1) return;
+  if (threadIdx.x < 32) {
+    float M, L;
+    kvc__comb_weights(p, pair, g, ns, w, &M, &L);
+    if (threadIdx.x == 0) sML[0] = M, sML[1] = L;
   }
-  const int r = pair / p.Hkv, h = pair - r * p.Hkv;
-  const size_t hq = (size_t)r * p.Hq + h * p.G + g;
-  p.out[hq * D + d] = L > 0.0f ? O / L : 0.0f;
-  if (d == 0 && p.lse) p.lse[hq] = (float)((M + log2f(L)) * KVC_LN2);
+  __syncthreads();
+  if (d < D) kvc__comb_out(p, pair, g, d, D, ns, w, sML[0], sML[1]);
 }
 
 /* Per instantiation, once: allow its dynamic shared memory and read how many CTAs of it one
  * multiprocessor holds. */
-template <typename T, int D, int GT>
+template <typename T, int D, int GT, int S>
 static int kvc__split_attr(kvc_ctx *c, int *slots, kv_error *err) {
-  using A = kvc_attend<T, D, GT>;
+  using A = kvc_attend<T, D, GT, S>;
+  static_assert(A::DYN_BYTES >= (size_t)GT * KVC_COMB_MAXS * sizeof(float), "combine staging");
   static int per_sm = 0;
   if (per_sm == 0) {
-    KVC_CHECK(err, cudaFuncSetAttribute(kvc__split_kernel<T, D, GT>,
+    KVC_CHECK(err, cudaFuncSetAttribute(kvc__split_kernel<T, D, GT, S>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)A::DYN_BYTES));
     int n = 0;
-    KVC_CHECK(err, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kvc__split_kernel<T, D, GT>,
+    KVC_CHECK(err, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kvc__split_kernel<T, D, GT, S>,
                                                                  KVC_THREADS, A::DYN_BYTES));
     if (n < 1) {
       return kv_error_set(err, KV_EDEVICE, "split kernel: no CTA fits a multiprocessor "
@@ -122,20 +188,33 @@ static int kvc__split_attr(kvc_ctx *c, int *slots, kv_error *err) {
   return 0;
 }
 
-template <typename T, int D, int GT>
-static int kvc__launch_split(kvc_ctx *c, const kvc__split_params &p, int n_pairs, kv_error *err) {
-  using A = kvc_attend<T, D, GT>;
+template <typename T, int D, int GT, int S>
+static int kvc__launch_split_s(kvc_ctx *c, const kvc__split_params &p, int n_pairs, kv_error *err) {
+  using A = kvc_attend<T, D, GT, S>;
   int slots = 0;
-  KVC_TRY((kvc__split_attr<T, D, GT>(c, &slots, err)));
+  KVC_TRY((kvc__split_attr<T, D, GT, S>(c, &slots, err)));
   dim3 grid((unsigned)p.max_splits, (unsigned)n_pairs);
-  kvc__split_kernel<T, D, GT><<<grid, KVC_THREADS, A::DYN_BYTES, c->stream>>>(p);
+  kvc__split_kernel<T, D, GT, S><<<grid, KVC_THREADS, A::DYN_BYTES, c->stream>>>(p);
   KVC_CHECK(err, cudaGetLastError());
   return 0;
 }
 
 template <typename T, int D, int GT>
+static int kvc__launch_split(kvc_ctx *c, const kvc__split_params &p, int n_pairs, kv_error *err) {
+  switch (c->tune[KVC_TUNE_DENSE_STAGES]) {
+    case 3: return kvc__launch_split_s<T, D, GT, 3>(c, p, n_pairs, err);
+    case 6: return kvc__launch_split_s<T, D, GT, 6>(c, p, n_pairs, err);
+    default: return kvc__launch_split_s<T, D, GT, 4>(c, p, n_pairs, err);
+  }
+}
+
+template <typename T, int D, int GT>
 static int kvc__slots(kvc_ctx *c, int *slots, kv_error *err) {
-  return kvc__split_attr<T, D, GT>(c, slots, err);
+  switch (c->tune[KVC_TUNE_DENSE_STAGES]) {
+    case 3: return kvc__split_attr<T, D, GT, 3>(c, slots, err);
+    case 6: return kvc__split_attr<T, D, GT, 6>(c, slots, err);
+    default: return kvc__split_attr<T, D, GT, 4>(c, slots, err);
+  }
 }
 
 int kvc__split_prepare(kvc_ctx *c, const attn_shape *s, kvc_dtype dtype, const kvc_batch *b,
@@ -150,6 +229,13 @@ int kvc__split_prepare(kvc_ctx *c, const attn_shape *s, kvc_dtype dtype, const k
   int slots = 0;
   KVC_TRY(KVC_DISPATCH(dtype, D, G, kvc__slots, c, &slots, err));
   KVC_TRY(kvc_plan_split_size(pair_blocks, pairs, slots, plan, err));
+  if (plan->max_splits > KVC_COMB_MAXS) {
+    return kv_error_set(err, KV_ENOTSUP, "split-K: %d splits per pair (at most %d)",
+                        (int)plan->max_splits, KVC_COMB_MAXS);
+  }
+  int *cnt = NULL;
+  KVC_TRY(kvc__split_counters(c, pairs, &cnt, err)); /* grown here, outside any capture */
+  (void)cnt;
   kvc_arena ar = {0};
   (void)kvc_arena_take(&ar, (uint64_t)pairs * plan->max_splits * G * D * sizeof(float));
   (void)kvc_arena_take(&ar, (uint64_t)pairs * plan->max_splits * G * 2 * sizeof(float));
@@ -189,8 +275,11 @@ int kvc__split_launch(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const k
   p.out = out;
   p.lse = lse;
   p.scale_log2 = (float)(1.0 / sqrt((double)D)) * KVC_LOG2E;
+  const int fused = c->tune[KVC_TUNE_DENSE_FUSED_COMBINE] != 0;
+  if (fused) KVC_TRY(kvc__split_counters(c, pairs, &p.split_cnt, err));
+  else p.split_cnt = NULL;
   KVC_TRY(KVC_DISPATCH(kv->dtype, D, G, kvc__launch_split, c, p, pairs, err));
-  if (plan->max_splits > 1) {
+  if (plan->max_splits > 1 && !fused) {
     kvc__combine_kernel<<<dim3((unsigned)pairs, (unsigned)G), D, 0, c->stream>>>(p, D);
     KVC_CHECK(err, cudaGetLastError());
   }

@@ -68,7 +68,14 @@ struct kvc_ctx {
   int64_t cap_pairs;
   cudaEvent_t ph[3];             /* phase events of the last sparse op */
   int ph_valid;
+  int tune[KVC_TUNE_N];          /* kvc_tune_set */
+  int *split_cnt;                /* device [cap_split_cnt], zero between calls: arrivals per pair
+                                    of the fused split-K combine (the last CTA resets it) */
+  int64_t cap_split_cnt;
 };
+
+/* Device array of n_pairs zeroed counters (grows; KV_ESTATE if it must grow during capture). */
+int kvc__split_counters(kvc_ctx *c, int64_t n_pairs, int **out, kv_error *err);
 
 /* Device scratch of at least `bytes` (previous contents lost when it grows; KV_ESTATE when it
  * would have to grow while the stream is capturing a graph). */

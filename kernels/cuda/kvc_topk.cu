@@ -7,8 +7,9 @@
  * 2. Selection without a sort and without a host round trip (v2; v1 ran CUB's segmented sort,
  *    which copies to the host above 500 segments, so it could not be captured at large batch):
  *    one CTA per (request, KV head) finds the k-th largest group-combined key by radix select
- *    (8 passes of 8 bits over the order-preserving 64-bit image of the double key, histograms in
- *    shared memory with warp-aggregated atomics), then takes every key above it and the
+ *    (up to 8 passes of 8 bits over the order-preserving 64-bit image of the double key,
+ *    histograms in shared memory with warp-aggregated atomics; it stops early once the bin that
+ *    holds the k-th key is taken whole, usually after 2-3 passes), then takes every key above it and the
  *    lowest-indexed keys equal to it (ties to the lower block, as attn_sparse.c), writing the
  *    selection in ascending block order. Forced blocks are keyed +inf, so they are always in.
  * 3. Split-K attention over the selected blocks (kvc_dense.cu's kernel with a block list and the
@@ -40,13 +41,55 @@ struct kvc__score_params {
   int32_t *idx;
 };
 
+/* Sum over a row group of LANES lanes of N values per lane, transposing: after the halving
+ * levels (offsets LANES/2 .. down, while N > 1) a lane keeps one value, the sum over the lanes
+ * that share its index bits; plain xor levels finish the sum. The value index a lane ends with
+ * is kvc__red_idx; the lane of index g with zero low bits is kvc__red_src(g). */
+template <int N, int OFF>
+struct kvc__red {
+  static __device__ __forceinline__ void run(float *v, int lane) {
+    if (N > 1) {
+      const bool upper = (lane & OFF) != 0;
+#pragma unroll
+      for (int i = 0; i < N / 2; i++) {
+        const float send = upper ? v[i] : v[i + N / 2];
+        const float keep = upper ? v[i + N / 2] : v[i];
+        v[i] = keep + __shfl_xor_sync(0xffffffffu, send, OFF);
+      }
+    } else {
+      v[0] += __shfl_xor_sync(0xffffffffu, v[0], OFF);
+    }
+    kvc__red<(N > 1 ? N / 2 : 1), OFF / 2>::run(v, lane);
+  }
+};
+template <int N>
+struct kvc__red<N, 0> {
+  static __device__ __forceinline__ void run(float *, int) {}
+};
+template <int N, int LANES>
+__device__ __forceinline__ int kvc__red_src(int g) {
+  int src = 0, n = N, off = LANES / 2;
+  while (n > 1 && off > 0) {
+    n /= 2;
+    if (g & n) src |= off;
+    off /= 2;
+  }
+  return src;
+}
+
+/* Scores of blocks: a row group (D / 8 lanes, 16 bytes of each metadata row per lane) per block,
+ * PER blocks per row group with every load issued before any arithmetic. Quest bound as
+ * q+ . max + q- . min (q+ = max(q, 0), q- = min(q, 0): the per-dimension max of q min and q max),
+ * q . mean, q^2 . var; only the quantities the method uses are loaded and reduced. */
 template <typename T, int D, int GT>
 __global__ void __launch_bounds__(128) kvc__score_kernel(kvc__score_params p) {
-  constexpr int VEC = 8, LANES = D / VEC, ROWS = 128 / LANES;
+  constexpr int VEC = 8, LANES = D / VEC, ROWS = 128 / LANES, PER = 4;
   const int pair = blockIdx.y, r = pair / p.Hkv, h = pair % p.Hkv;
   const int lane = threadIdx.x % LANES, row = threadIdx.x / LANES;
   const int len = p.seq_len[r];
   const int nb = (int)kvc_n_blocks(len, p.bs);
+  const int bfirst = blockIdx.x * ROWS * PER;
+  if (bfirst >= nb) return;
   float q[GT][VEC];
   const float *qg = p.q + ((size_t)r * p.Hq + h * p.G) * D + lane * VEC;
 #pragma unroll
@@ -54,80 +97,102 @@ __global__ void __launch_bounds__(128) kvc__score_kernel(kvc__score_params p) {
 #pragma unroll
     for (int j = 0; j < VEC; j++) q[g][j] = g < p.G ? qg[g * D + j] : 0.0f;
   }
-  const bool need_minmax = p.rank == ATTN_RANK_QUEST || (p.mode == KVC_SCORE_PSA && p.estimate == ATTN_EST_BOUND);
-  const bool need_mean = p.rank == ATTN_RANK_MEAN || (p.mode == KVC_SCORE_PSA && p.estimate != ATTN_EST_BOUND);
-  const bool need_var = p.mode == KVC_SCORE_PSA && p.estimate == ATTN_EST_LOGNORMAL;
-  for (int b0 = blockIdx.x * ROWS * 4; b0 < (int)(blockIdx.x + 1) * ROWS * 4; b0 += ROWS) {
-    const int b = b0 + row;
-    const bool live = b < nb; /* uniform within a row group; shuffles stay full-warp */
-    const int page = live ? p.block_table[(size_t)r * p.max_blocks + b] : 0;
+  const bool psa = p.mode == KVC_SCORE_PSA;
+  const bool need_minmax = p.rank == ATTN_RANK_QUEST || (psa && p.estimate == ATTN_EST_BOUND);
+  const bool need_mean = p.rank == ATTN_RANK_MEAN || (psa && p.estimate != ATTN_EST_BOUND);
+  const bool need_var = psa && p.estimate == ATTN_EST_LOGNORMAL;
+  uint4 rmn[PER], rmx[PER], rmu[PER], rva[PER];
+  const uint4 z4 = make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+  for (int u = 0; u < PER; u++) {
+    const int b = bfirst + u * ROWS + row;
+    const bool live = b < nb;
+    const int page = live ? __ldg(&p.block_table[(size_t)r * p.max_blocks + b]) : 0;
     const size_t off = ((size_t)page * p.Hkv + h) * D + lane * VEC;
-    float mn[VEC], mx[VEC], mu[VEC], va[VEC];
-    if (live && need_minmax) {
-      kvc_unpack8<T>(__ldg(reinterpret_cast<const uint4 *>((const T *)p.kmin + off)), mn);
-      kvc_unpack8<T>(__ldg(reinterpret_cast<const uint4 *>((const T *)p.kmax + off)), mx);
-    } else {
+    rmn[u] = live && need_minmax ? __ldg(reinterpret_cast<const uint4 *>((const T *)p.kmin + off)) : z4;
+    rmx[u] = live && need_minmax ? __ldg(reinterpret_cast<const uint4 *>((const T *)p.kmax + off)) : z4;
+    rmu[u] = live && need_mean ? __ldg(reinterpret_cast<const uint4 *>((const T *)p.kmean + off)) : z4;
+    rva[u] = live && need_var ? __ldg(reinterpret_cast<const uint4 *>((const T *)p.kvar + off)) : z4;
+  }
+  const double sc = p.scale;
 #pragma unroll
-      for (int j = 0; j < VEC; j++) mn[j] = mx[j] = 0.0f;
-    }
-    if (live && need_mean) {
-      kvc_unpack8<T>(__ldg(reinterpret_cast<const uint4 *>((const T *)p.kmean + off)), mu);
-    } else {
-#pragma unroll
-      for (int j = 0; j < VEC; j++) mu[j] = 0.0f;
-    }
-    if (live && need_var) {
-      kvc_unpack8<T>(__ldg(reinterpret_cast<const uint4 *>((const T *)p.kvar + off)), va);
-    } else {
-#pragma unroll
-      for (int j = 0; j < VEC; j++) va[j] = 0.0f;
-    }
-    float quest[GT], dmean[GT], qvar[GT];
-#pragma unroll
-    for (int g = 0; g < GT; g++) {
-      float a = 0.0f, c = 0.0f, e = 0.0f;
-#pragma unroll
-      for (int j = 0; j < VEC; j++) {
-        a += fmaxf(q[g][j] * mn[j], q[g][j] * mx[j]);
-        c = fmaf(q[g][j], mu[j], c);
-        e = fmaf(q[g][j] * q[g][j], va[j], e);
-      }
-      quest[g] = a;
-      dmean[g] = c;
-      qvar[g] = e;
-    }
-#pragma unroll
-    for (int o = LANES / 2; o > 0; o >>= 1) {
+  for (int u = 0; u < PER; u++) {
+    const int b = bfirst + u * ROWS + row;
+    const bool live = b < nb; /* uniform within a row group; shuffles stay full-warp */
+    float quest[GT] = {}, dmean[GT] = {}, qvar[GT] = {};
+    if (need_minmax) {
+      float mn[VEC], mx[VEC];
+      kvc_unpack8<T>(rmn[u], mn);
+      kvc_unpack8<T>(rmx[u], mx);
 #pragma unroll
       for (int g = 0; g < GT; g++) {
-        quest[g] += __shfl_xor_sync(0xffffffffu, quest[g], o);
-        dmean[g] += __shfl_xor_sync(0xffffffffu, dmean[g], o);
-        qvar[g] += __shfl_xor_sync(0xffffffffu, qvar[g], o);
+        float a = 0.0f;
+#pragma unroll
+        for (int j = 0; j < VEC; j++) {
+          a = fmaf(fmaxf(q[g][j], 0.0f), mx[j], a);
+          a = fmaf(fminf(q[g][j], 0.0f), mn[j], a);
+        }
+        quest[g] = a;
       }
+      kvc__red<GT, LANES / 2>::run(quest, lane);
     }
-    if (!live || lane != 0) continue;
-    const size_t kb = (size_t)pair * p.max_blocks + b;
-    if (p.idx) p.idx[kb] = b;
-    const double sc = p.scale;
-    if (p.mode == KVC_SCORE_TOPK) {
-      double k = p.combine == ATTN_GQA_MAX ? -CUDART_INF : 0.0;
-      for (int g = 0; g < p.G; g++) {
-        const double v = sc * (p.rank == ATTN_RANK_QUEST ? quest[g] : dmean[g]);
-        k = p.combine == ATTN_GQA_MAX ? fmax(k, v) : k + v;
+    if (need_mean) {
+      float mu[VEC];
+      kvc_unpack8<T>(rmu[u], mu);
+#pragma unroll
+      for (int g = 0; g < GT; g++) {
+        float a = 0.0f;
+#pragma unroll
+        for (int j = 0; j < VEC; j++) a = fmaf(q[g][j], mu[j], a);
+        dmean[g] = a;
       }
+      kvc__red<GT, LANES / 2>::run(dmean, lane);
+    }
+    if (need_var) {
+      float va[VEC];
+      kvc_unpack8<T>(rva[u], va);
+#pragma unroll
+      for (int g = 0; g < GT; g++) {
+        float a = 0.0f;
+#pragma unroll
+        for (int j = 0; j < VEC; j++) a = fmaf(q[g][j] * q[g][j], va[j], a);
+        qvar[g] = a;
+      }
+      kvc__red<GT, LANES / 2>::run(qvar, lane);
+    }
+    /* lane holds head g's sums in element 0 where kvc__red_src<GT, LANES>(g) == lane */
+    if (p.mode == KVC_SCORE_TOPK) {
+      /* the group's key: every head's score into lane 0 of the row group, combined there */
+      float x = p.rank == ATTN_RANK_QUEST ? quest[0] : dmean[0];
+      double k = p.combine == ATTN_GQA_MAX ? -CUDART_INF : 0.0;
+#pragma unroll
+      for (int g = 0; g < GT; g++) {
+        const float y = __shfl_sync(0xffffffffu, x, kvc__red_src<GT, LANES>(g), LANES);
+        if (g < p.G) {
+          const double v = sc * (double)y;
+          k = p.combine == ATTN_GQA_MAX ? fmax(k, v) : k + v;
+        }
+      }
+      if (!live || lane != 0) continue;
+      const size_t kb = (size_t)pair * p.max_blocks + b;
+      if (p.idx) p.idx[kb] = b;
       if (kvc_is_forced(b, nb, p.sink, p.recent)) k = CUDART_INF;
       p.key[kb] = k;
     } else {
+      if (!live) continue;
       const double ln = log((double)kvc_block_tokens(len, p.bs, b));
-      for (int g = 0; g < p.G; g++) {
+#pragma unroll
+      for (int g = 0; g < GT; g++) {
+        if (g >= p.G || lane != kvc__red_src<GT, LANES>(g)) continue;
         const size_t o = ((size_t)pair * p.G + g) * p.max_blocks + b;
-        p.logit[o] = (float)(ln + sc * (p.rank == ATTN_RANK_QUEST ? quest[g] : dmean[g]));
+        p.logit[o] = (float)(ln + sc * (p.rank == ATTN_RANK_QUEST ? quest[0] : dmean[0]));
         double e;
-        if (p.estimate == ATTN_EST_BOUND) e = ln + sc * quest[g];
-        else if (p.estimate == ATTN_EST_MEAN) e = ln + sc * dmean[g];
-        else e = ln + sc * dmean[g] + 0.5 * sc * sc * qvar[g];
+        if (p.estimate == ATTN_EST_BOUND) e = ln + sc * quest[0];
+        else if (p.estimate == ATTN_EST_MEAN) e = ln + sc * dmean[0];
+        else e = ln + sc * dmean[0] + 0.5 * sc * sc * qvar[0];
         p.est[o] = (float)e;
       }
+      if (p.idx && lane == 0) p.idx[(size_t)pair * p.max_blocks + b] = b;
     }
   }
 }
@@ -135,7 +200,7 @@ __global__ void __launch_bounds__(128) kvc__score_kernel(kvc__score_params p) {
 template <typename T, int D, int GT>
 static int kvc__launch_score(kvc_ctx *c, const kvc__score_params &p, int n_pairs, kv_error *err) {
   constexpr int ROWS = 128 / (D / 8);
-  dim3 grid((p.max_blocks + ROWS * 4 - 1) / (ROWS * 4), n_pairs);
+  dim3 grid((p.max_blocks + ROWS * 4 - 1) / (ROWS * 4), n_pairs); /* PER = 4 blocks per row group */
   kvc__score_kernel<T, D, GT><<<grid, 128, 0, c->stream>>>(p);
   KVC_CHECK(err, cudaGetLastError());
   return 0;
@@ -206,7 +271,7 @@ __global__ void __launch_bounds__(KVC_SEL_THREADS) kvc__select_kernel(kvc__selec
   __shared__ uint64_t skeys[KVC_SEL_SMEM_KEYS];
   __shared__ int hist[256];
   __shared__ uint64_t s_prefix;
-  __shared__ int s_kk;
+  __shared__ int s_kk, s_cnt;
   const int pair = blockIdx.x, tid = threadIdx.x;
   const int nb = (int)kvc_n_blocks(p.seq_len[pair / p.Hkv], p.bs);
   const int k = (int)kvc_topk_blocks(p.seq_len[pair / p.Hkv], p.bs, p.budget, p.sink, p.recent);
@@ -253,6 +318,7 @@ __global__ void __launch_bounds__(KVC_SEL_THREADS) kvc__select_kernel(kvc__selec
             if (above < kk && kk <= above + c[j]) {
               s_prefix = prefix | ((uint64_t)(255 - 8 * tid - j) << shift);
               s_kk = kk - above;
+              s_cnt = c[j];
             }
             above += c[j];
           }
@@ -262,7 +328,9 @@ __global__ void __launch_bounds__(KVC_SEL_THREADS) kvc__select_kernel(kvc__selec
       prefix = s_prefix;
       kk = s_kk;
       mask |= (uint64_t)255u << shift;
+      const bool whole = s_kk == s_cnt; /* every key of the bin is selected: no tie to break */
       __syncthreads(); /* s_prefix / hist are rewritten next pass */
+      if (whole) break; /* the threshold is this prefix: compare keys masked to it (below) */
     }
   }
   /* Selection in ascending block order: chunks of consecutive blocks per thread, two scans (ties
@@ -271,7 +339,7 @@ __global__ void __launch_bounds__(KVC_SEL_THREADS) kvc__select_kernel(kvc__selec
   const int c0 = min(nb, tid * ch), c1 = min(nb, c0 + ch);
   int n_eq = 0;
   if (k < nb) {
-    for (int b = c0; b < c1; b++) n_eq += (cached ? skeys[b] : kvc__key_bits(key[b])) == prefix;
+    for (int b = c0; b < c1; b++) n_eq += ((cached ? skeys[b] : kvc__key_bits(key[b])) & mask) == prefix;
   }
   int eq_before;
   Scan(scan_tmp).ExclusiveSum(n_eq, eq_before);
@@ -280,7 +348,7 @@ __global__ void __launch_bounds__(KVC_SEL_THREADS) kvc__select_kernel(kvc__selec
   if (k < nb) {
     int e = eq_before;
     for (int b = c0; b < c1; b++) {
-      const uint64_t u = cached ? skeys[b] : kvc__key_bits(key[b]);
+      const uint64_t u = (cached ? skeys[b] : kvc__key_bits(key[b])) & mask;
       if (u > prefix) n_sel++;
       else if (u == prefix) n_sel += e++ < kk;
     }
@@ -294,7 +362,7 @@ __global__ void __launch_bounds__(KVC_SEL_THREADS) kvc__select_kernel(kvc__selec
     for (int b = c0; b < c1; b++) {
       bool sel = true;
       if (k < nb) {
-        const uint64_t u = cached ? skeys[b] : kvc__key_bits(key[b]);
+        const uint64_t u = (cached ? skeys[b] : kvc__key_bits(key[b])) & mask;
         sel = u > prefix || (u == prefix && e++ < kk);
       }
       if (sel) {

@@ -11,11 +11,13 @@
  * rank from identical inputs; a block set may still differ where two keys tie within fp32/double
  * rounding, or a PSA stop decision sits within 1e-3 of epsilon: such cases are counted and
  * printed, and must stay rare; any other difference fails. PSA pipelined and host-synchronised
- * runs share the per-iteration code and the sequential stop test: they must read exactly the same
+ * runs share the kernels and the stop test (they differ in how iterations are grouped into work
+ * items, i.e. in fp32 rounding of the per-iteration states only): they must read exactly the same
  * blocks and agree on P_acc to 1e-6.
  *
  * Skips (exit 77) when no CUDA device is present. KVLAB_GPU_TEST_SMALL=1 runs fewer, shorter
- * cases (for compute-sanitizer).
+ * cases (memcheck, synccheck); KVLAB_GPU_TEST_TINY=1 a handful of tiny cases per test (racecheck,
+ * which instruments every shared-memory access and is orders of magnitude slower).
  */
 #include <math.h>
 #include <stdio.h>
@@ -33,7 +35,7 @@
 #include "test.h"
 
 static kvc_ctx *g_ctx;
-static int g_small;
+static int g_small, g_tiny;
 
 static int gpu_ready(void) {
   if (g_ctx) return 1;
@@ -43,7 +45,8 @@ static int gpu_ready(void) {
     fprintf(stderr, "  CUDA context: %s\n", err.msg);
     return 0;
   }
-  g_small = getenv("KVLAB_GPU_TEST_SMALL") != NULL;
+  g_tiny = getenv("KVLAB_GPU_TEST_TINY") != NULL;
+  g_small = g_tiny || getenv("KVLAB_GPU_TEST_SMALL") != NULL;
   kvc_device_info di;
   kvc_ctx_info(g_ctx, &di);
   printf("  device: %s (sm_%d%d, %d SMs)\n", di.name, di.cc_major, di.cc_minor, di.n_sm);
@@ -216,12 +219,13 @@ static void ref_attend_set(const attn_shape *s, const float *q, const float *K, 
 }
 
 /* ---- dense ----------------------------------------------------------------------------------- */
-static int check_dense(batch_t *B, const char *label) {
+/* One dense run on the GPU against the references ref / ref32 [n_req, Hq, D] (the same inputs
+ * in the pool's type, and the original fp32 inputs). */
+static int check_dense_one(batch_t *B, const char *label, const float *ref, const float *ref32) {
   kv_error err = {0};
   const int Hq = B->s.n_heads, D = B->s.head_dim;
   const int64_t n_out = (int64_t)B->n_req * Hq * D;
-  float *out = malloc((size_t)n_out * sizeof *out), *ref = malloc((size_t)Hq * D * sizeof *ref);
-  float *ref32 = malloc((size_t)Hq * D * sizeof *ref32);
+  float *out = malloc((size_t)n_out * sizeof *out);
   int bad = 0;
   if (kvc_memset(g_ctx, B->d_out, 0xff, (size_t)n_out * 4, &err) ||
       kvc_dense(g_ctx, &B->s, &B->kv, &B->b, B->d_out, NULL, &err) ||
@@ -231,18 +235,49 @@ static int check_dense(batch_t *B, const char *label) {
   }
   const double tol_type = B->dtype == KVC_DTYPE_F16 ? 1e-2 : 5e-2;
   for (int r = 0; r < B->n_req && !bad; r++) {
-    attn_dense(&B->s, B->q + (size_t)r * Hq * D, B->K[r], B->V[r], B->len[r], ref, NULL, NULL);
-    attn_dense(&B->s, B->q + (size_t)r * Hq * D, B->K32[r], B->V32[r], B->len[r], ref32, NULL, NULL);
-    char what[160];
+    char what[240];
     snprintf(what, sizeof what, "%s dense req %d (len %d)", label, r, (int)B->len[r]);
-    bad += compare(what, out + (size_t)r * Hq * D, ref, (int64_t)Hq * D, 2e-5, 1e-3);
-    double e = rel_l2(out + (size_t)r * Hq * D, ref32, (int64_t)Hq * D);
+    bad += compare(what, out + (size_t)r * Hq * D, ref + (size_t)r * Hq * D, (int64_t)Hq * D, 2e-5, 1e-3);
+    double e = rel_l2(out + (size_t)r * Hq * D, ref32 + (size_t)r * Hq * D, (int64_t)Hq * D);
     if (!(e <= tol_type)) {
       printf("  %s: rel L2 vs fp32 inputs %.3g > %.3g\n", what, e, tol_type);
       bad++;
     }
   }
-  free(out), free(ref), free(ref32);
+  free(out);
+  return bad;
+}
+
+/* Dense under every execution variant (kvc_tune_set: ring depth, fused or separate combine):
+ * each must match the reference (computed once). Leaves the defaults set. */
+static int check_dense(batch_t *B, const char *label) {
+  const int variants[4][2] = {{4, 1}, {4, 0}, {3, 1}, {6, 1}}; /* stages, fused; defaults first */
+  const int Hq = B->s.n_heads, D = B->s.head_dim;
+  float *ref = malloc((size_t)B->n_req * Hq * D * sizeof *ref);
+  float *ref32 = malloc((size_t)B->n_req * Hq * D * sizeof *ref32);
+  for (int r = 0; r < B->n_req; r++) {
+    attn_dense(&B->s, B->q + (size_t)r * Hq * D, B->K[r], B->V[r], B->len[r],
+               ref + (size_t)r * Hq * D, NULL, NULL);
+    attn_dense(&B->s, B->q + (size_t)r * Hq * D, B->K32[r], B->V32[r], B->len[r],
+               ref32 + (size_t)r * Hq * D, NULL, NULL);
+  }
+  kv_error err = {0};
+  int bad = 0;
+  for (int v = 0; v < (g_tiny ? 1 : 4); v++) {
+    if (kvc_tune_set(g_ctx, KVC_TUNE_DENSE_STAGES, variants[v][0], &err) ||
+        kvc_tune_set(g_ctx, KVC_TUNE_DENSE_FUSED_COMBINE, variants[v][1], &err)) {
+      printf("  %s: %s\n", label, err.msg);
+      bad++;
+      continue;
+    }
+    char l2[200];
+    snprintf(l2, sizeof l2, "%s [stages %d, %s combine]", label, variants[v][0],
+             variants[v][1] ? "fused" : "separate");
+    bad += check_dense_one(B, l2, ref, ref32);
+  }
+  kvc_tune_set(g_ctx, KVC_TUNE_DENSE_STAGES, 4, &err);
+  kvc_tune_set(g_ctx, KVC_TUNE_DENSE_FUSED_COMBINE, 1, &err);
+  free(ref), free(ref32);
   return bad;
 }
 
@@ -532,23 +567,26 @@ static void run_sparse_suite(batch_t *B, const char *label, sparse_tally *t) {
   } else {
     const char *methods[] = {"topk:512", "topk:2048:mean", "topk:1024:sum", "psa:0.9", "psa:0.95",
                              "psa:0.99:lognormal", "psa:0.95:bound", "psa:0.9:group=2:recent=0"};
+    const char *tiny[] = {"topk:128", "psa:0.9", "psa:0.95:bound"};
+    const char **meths = g_tiny ? tiny : methods;
+    const size_t n_meths = g_tiny ? sizeof tiny / sizeof *tiny : sizeof methods / sizeof *methods;
     const int pairs = B->n_req * B->s.n_kv_heads;
     int32_t *b1 = malloc((size_t)pairs * 4), *b2 = malloc((size_t)pairs * 4);
     float *e1 = malloc((size_t)B->n_req * B->s.n_heads * 4), *e2 = malloc((size_t)B->n_req * B->s.n_heads * 4);
-    for (size_t k = 0; k < sizeof methods / sizeof *methods; k++) {
+    for (size_t k = 0; k < n_meths; k++) {
       attn_method m;
-      if (attn_method_parse(methods[k], &m, &err)) {
+      if (attn_method_parse(meths[k], &m, &err)) {
         TEST_FAIL_AT("%s", err.msg);
         continue;
       }
       m.block_size = B->bs;
       char l2[256];
-      snprintf(l2, sizeof l2, "%s %s", label, methods[k]);
+      snprintf(l2, sizeof l2, "%s %s", label, meths[k]);
       kvc_psa_opts op;
       kvc_psa_opts_defaults(&op);
       check_sparse(B, metas, &m, &op, l2, t, b1, e1);
       if (m.kind == ATTN_PSA) {
-        snprintf(l2, sizeof l2, "%s %s hostsync", label, methods[k]);
+        snprintf(l2, sizeof l2, "%s %s hostsync", label, meths[k]);
         op.mode = KVC_PSA_HOSTSYNC;
         check_sparse(B, metas, &m, &op, l2, t, b2, e2);
         for (int i = 0; i < pairs; i++) {
@@ -579,9 +617,12 @@ static void test_sparse_random(void) {
   sparse_tally t = {0, 0, 0};
   for (int si = 0; si < 3; si++) {
     for (int dt = 1; dt <= 2; dt++) {
-      const int n_req = g_small ? 2 : 4;
+      if (g_tiny && (si == 2 || dt == 1 + si)) continue; /* tiny: bf16 at D 64, fp16 at D 128 */
+      const int n_req = g_tiny ? 1 : g_small ? 2 : 4;
       int lens[4];
-      for (int i = 0; i < n_req; i++) lens[i] = 40 + (int)kv_rng_below(&r, g_small ? 800 : 6000);
+      for (int i = 0; i < n_req; i++) {
+        lens[i] = 40 + (int)kv_rng_below(&r, g_tiny ? 200 : g_small ? 800 : 6000);
+      }
       batch_t B;
       kv_error err = {0};
       char label[96];
@@ -811,7 +852,8 @@ static void test_dense_lse(void) {
 }
 
 /* PSA (and top-k) under non-default settings: block size 32, group 1 and 7, no recent block,
- * a token cap, window 2 and 5, speculation 0 and window - 1, a fixed number of CTAs; both head
+ * a token cap, items of 2-32 iterations, speculation short of and past the stop in 1-4 rounds, a
+ * fixed number of CTAs; both head
  * dims and both types. Every run is checked against the reference (blocks, iterations, P_acc,
  * output over the GPU's own set) and the pipelined runs against the host-synchronised one. */
 static void test_psa_options(void) {
@@ -821,13 +863,18 @@ static void test_psa_options(void) {
   const attn_shape shapes[2] = {{8, 2, 64}, {32, 8, 128}};
   const char *methods[] = {"psa:0.9:group=1", "psa:0.95:group=7:recent=0", "psa:0.99",
                            "psa:0.95:cap=300:sink=2", "topk:256", "topk:2048:sum"};
-  const int wins[4][3] = {{2, 0, 0}, {5, 4, 0}, {32, 0, 1}, {8, 2, 3}}; /* window, spec, ctas */
+  /* window (iterations per item), spec_iters, ctas_per_pair, spec_scale (%), rounds: speculation
+   * far short of the stop (several rounds), past it, one round that covers everything */
+  const int wins[4][5] = {{2, 0, 0, 100, 4}, {5, 4, 0, 30, 4}, {32, 0, 1, 100, 1}, {8, 2, 3, 10, 3}};
   sparse_tally t = {0, 0, 0};
   for (int si = 0; si < 2; si++) {
     for (int dt = 1; dt <= 2; dt++) {
-      const int bs = (si + dt) % 2 ? 32 : 16, n_req = g_small ? 2 : 3;
+      if (g_tiny && dt != 1 + si) continue; /* tiny: fp16 at D 64 (block 32), bf16 at D 128 (32) */
+      const int bs = (si + dt) % 2 ? 32 : 16, n_req = g_tiny ? 1 : g_small ? 2 : 3;
       int lens[3];
-      for (int i = 0; i < n_req; i++) lens[i] = 40 + (int)kv_rng_below(&r, g_small ? 900 : 5000);
+      for (int i = 0; i < n_req; i++) {
+        lens[i] = 40 + (int)kv_rng_below(&r, g_tiny ? 300 : g_small ? 900 : 5000);
+      }
       batch_t B;
       kv_error err = {0};
       char label[128];
@@ -847,6 +894,7 @@ static void test_psa_options(void) {
         float *e1 = malloc((size_t)n_req * shapes[si].n_heads * 4);
         float *e2 = malloc((size_t)n_req * shapes[si].n_heads * 4);
         for (size_t k = 0; k < sizeof methods / sizeof *methods; k++) {
+          if (g_tiny && k != 0 && k != 3 && k != 4) continue; /* group=1, cap+sink, top-k */
           attn_method m;
           if (attn_method_parse(methods[k], &m, &err)) {
             TEST_FAIL_AT("%s: %s", methods[k], err.msg);
@@ -865,10 +913,13 @@ static void test_psa_options(void) {
           snprintf(l2, sizeof l2, "%s %s hostsync", label, methods[k]);
           check_sparse(&B, metas, &m, &op, l2, &t, b2, e2);
           for (int w = 0; w < 4; w++) {
+            if (g_tiny && w >= 2) break;
             op.mode = KVC_PSA_PIPELINED;
             op.window = wins[w][0], op.spec_iters = wins[w][1], op.ctas_per_pair = wins[w][2];
-            snprintf(l2, sizeof l2, "%s %s window %d spec %d ctas/pair %d", label, methods[k],
-                     op.window, op.spec_iters, op.ctas_per_pair);
+            op.spec_scale = (float)wins[w][3] / 100.0f, op.rounds = wins[w][4];
+            snprintf(l2, sizeof l2, "%s %s window %d spec %d+%.2fx ctas/pair %d rounds %d", label,
+                     methods[k], op.window, op.spec_iters, (double)op.spec_scale, op.ctas_per_pair,
+                     op.rounds);
             check_sparse(&B, metas, &m, &op, l2, &t, b1, e1);
             for (int i = 0; i < pairs; i++) {
               if (b1[i] != b2[i]) {
@@ -903,9 +954,13 @@ static void test_psa_options(void) {
   attn_method_defaults(&m, ATTN_PSA);
   kvc_psa_opts op;
   kvc_psa_opts_defaults(&op);
-  op.spec_iters = op.window;
+  op.window = 0;
   CHECK_EQ_INT(kvc_psa(g_ctx, &B.s, &m, &B.kv, &B.b, &op, B.d_out, NULL, NULL, &err), KV_EINVAL);
-  op.spec_iters = 1, op.window = 1;
+  kvc_psa_opts_defaults(&op);
+  op.rounds = 0;
+  CHECK_EQ_INT(kvc_psa(g_ctx, &B.s, &m, &B.kv, &B.b, &op, B.d_out, NULL, NULL, &err), KV_EINVAL);
+  kvc_psa_opts_defaults(&op);
+  op.spec_scale = 0.0f;
   CHECK_EQ_INT(kvc_psa(g_ctx, &B.s, &m, &B.kv, &B.b, &op, B.d_out, NULL, NULL, &err), KV_EINVAL);
   batch_free(&B);
 }
