@@ -23,6 +23,53 @@ typedef struct bg__sess {
   int64_t last_in, last_out;
 } bg__sess;
 
+/* The trace's name, source (with the options), tokenizer and flags. */
+static void bg__describe(trace *t, const char *name, const trace_burstgpt_opts *bo) {
+  trace_init(t);
+  snprintf(t->name, sizeof t->name, "burstgpt %s", trace_import_basename(name));
+  snprintf(t->source, sizeof t->source, "%s (history %s%s%s%s%s)", name,
+           bo->history == TRACE_BURSTGPT_HISTORY_PREV ? "prev" : "none",
+           bo->log_type == TRACE_BURSTGPT_LOG_CONVERSATION ? ", conversation log only"
+           : bo->log_type == TRACE_BURSTGPT_LOG_API ? ", API log only" : "",
+           bo->model ? ", model " : "", bo->model ? bo->model : "",
+           bo->drop_failed ? ", failed requests dropped" : "");
+  snprintf(t->tokenizer, sizeof t->tokenizer, "as recorded (BurstGPT Request/Response tokens)");
+  t->flags = TRACE_FLAG_OPEN_LOOP;
+}
+
+/* A row's timestamp (ns) and token counts, Total tokens checked when present. Returns 0 for a
+ * good row, 1 for a bad one that was skipped (trace_import_bad), or a negative status to stop. */
+static int bg__numbers(const trace_import_opts *opts, trace_import_stats *st, const char *name,
+                       long long ln, char **fld, const int *col, int64_t *ts, int64_t *in,
+                       int64_t *out, kv_error *err) {
+  int64_t total;
+  int prc, rc;
+  if ((prc = trace_parse_fixed(fld[col[BG_TS]], 1000000000, ts))) {
+    rc = trace_import_bad(opts, st, err, prc, "%s:%lld: Timestamp '%.64s' is not %s", name, ln,
+                          fld[col[BG_TS]], prc == KV_ERANGE ? "below 2^63 ns"
+                                                            : "a non-negative number of seconds");
+    return rc ? rc : 1;
+  }
+  if ((prc = trace_parse_count(fld[col[BG_REQ]], in)) || *in > INT32_MAX) {
+    rc = trace_import_bad(opts, st, err, prc ? prc : KV_ERANGE, "%s:%lld: Request tokens "
+                          "'%.64s' is not a count in [0, 2^31)", name, ln, fld[col[BG_REQ]]);
+    return rc ? rc : 1;
+  }
+  if ((prc = trace_parse_count(fld[col[BG_RESP]], out)) || *out > INT32_MAX) {
+    rc = trace_import_bad(opts, st, err, prc ? prc : KV_ERANGE, "%s:%lld: Response tokens "
+                          "'%.64s' is not a count in [0, 2^31)", name, ln, fld[col[BG_RESP]]);
+    return rc ? rc : 1;
+  }
+  if (col[BG_TOTAL] >= 0 && fld[col[BG_TOTAL]][0] != '\0' &&
+      (trace_parse_count(fld[col[BG_TOTAL]], &total) || total != *in + *out)) {
+    rc = trace_import_bad(opts, st, err, KV_EFORMAT, "%s:%lld: Total tokens '%.64s' is not "
+                          "Request + Response tokens (%lld)", name, ln, fld[col[BG_TOTAL]],
+                          (long long)(*in + *out));
+    return rc ? rc : 1;
+  }
+  return 0;
+}
+
 int trace_import_burstgpt_stream(FILE *f, const char *name, const trace_burstgpt_opts *bo,
                                  trace *t, trace_import_stats *st, kv_error *err) {
   trace_burstgpt_opts dflt;
@@ -34,16 +81,7 @@ int trace_import_burstgpt_stream(FILE *f, const char *name, const trace_burstgpt
   if (!st) st = &st_local;
   trace_import_stats_init(st);
   const trace_import_opts *opts = &bo->base;
-  trace_init(t);
-  snprintf(t->name, sizeof t->name, "burstgpt %s", trace_import_basename(name));
-  snprintf(t->source, sizeof t->source, "%s (history %s%s%s%s%s)", name,
-           bo->history == TRACE_BURSTGPT_HISTORY_PREV ? "prev" : "none",
-           bo->log_type == TRACE_BURSTGPT_LOG_CONVERSATION ? ", conversation log only"
-           : bo->log_type == TRACE_BURSTGPT_LOG_API ? ", API log only" : "",
-           bo->model ? ", model " : "", bo->model ? bo->model : "",
-           bo->drop_failed ? ", failed requests dropped" : "");
-  snprintf(t->tokenizer, sizeof t->tokenizer, "as recorded (BurstGPT Request/Response tokens)");
-  t->flags = TRACE_FLAG_OPEN_LOOP;
+  bg__describe(t, name, bo);
 
   trace_lines lr;
   int rc = trace_lines_init(&lr, f, name, 1 << 20, err);
@@ -109,36 +147,13 @@ int trace_import_burstgpt_stream(FILE *f, const char *name, const trace_burstgpt
       break;
     }
     if (nf == 0) continue;
-    int64_t ts, in, out, total;
-    int prc;
-    if ((prc = trace_parse_fixed(fld[col[BG_TS]], 1000000000, &ts))) {
-      rc = trace_import_bad(opts, st, err, prc, "%s:%lld: Timestamp '%.64s' is not %s", name, ln,
-                            fld[col[BG_TS]], prc == KV_ERANGE ? "below 2^63 ns"
-                                                              : "a non-negative number of seconds");
-      if (rc) break;
-      continue;
+    int64_t ts, in, out;
+    int bad = bg__numbers(opts, st, name, ln, fld, col, &ts, &in, &out, err);
+    if (bad < 0) {
+      rc = bad;
+      break;
     }
-    if ((prc = trace_parse_count(fld[col[BG_REQ]], &in)) || in > INT32_MAX) {
-      rc = trace_import_bad(opts, st, err, prc ? prc : KV_ERANGE, "%s:%lld: Request tokens "
-                            "'%.64s' is not a count in [0, 2^31)", name, ln, fld[col[BG_REQ]]);
-      if (rc) break;
-      continue;
-    }
-    if ((prc = trace_parse_count(fld[col[BG_RESP]], &out)) || out > INT32_MAX) {
-      rc = trace_import_bad(opts, st, err, prc ? prc : KV_ERANGE, "%s:%lld: Response tokens "
-                            "'%.64s' is not a count in [0, 2^31)", name, ln, fld[col[BG_RESP]]);
-      if (rc) break;
-      continue;
-    }
-    if (col[BG_TOTAL] >= 0 && fld[col[BG_TOTAL]][0] != '\0') {
-      if (trace_parse_count(fld[col[BG_TOTAL]], &total) || total != in + out) {
-        rc = trace_import_bad(opts, st, err, KV_EFORMAT, "%s:%lld: Total tokens '%.64s' is not "
-                              "Request + Response tokens (%lld)", name, ln, fld[col[BG_TOTAL]],
-                              (long long)(in + out));
-        if (rc) break;
-        continue;
-      }
-    }
+    if (bad) continue;
     /* filters */
     const char *logt = col[BG_LOG] >= 0 ? fld[col[BG_LOG]] : "";
     if ((bo->log_type == TRACE_BURSTGPT_LOG_CONVERSATION && strcmp(logt, "Conversation log")) ||

@@ -273,6 +273,69 @@ static int64_t moon__trie_add(moon__trie *T, int64_t parent, uint64_t h) {
 
 /* ---- import ---------------------------------------------------------------------------------- */
 
+/* Session inference over the requests in arrival order: a request continues the session of the
+ * latest earlier request with which it shares its longest hash prefix, when that prefix has at
+ * least min_shared_blocks blocks (its new tokens are then the input beyond the shared prefix);
+ * otherwise it starts a session whose id is its line number (*session_ids, *n_sessions, caller
+ * frees). Counts continuations, branches and shared blocks in mst. */
+static int moon__sessions(const trace_mooncake_opts *mo, trace_mooncake_stats *mst,
+                          trace_import_req *reqs, int64_t n_reqs, const uint64_t *hashes,
+                          int64_t n_hashes, const int64_t *lines, int64_t **session_ids,
+                          int64_t *n_sessions, const char *name, kv_error *err) {
+  int64_t cap_sessions = 0;
+  int64_t *sess_last = malloc((size_t)(n_reqs ? n_reqs : 1) * sizeof *sess_last);
+  moon__trie T;
+  memset(&T, 0, sizeof T);
+  int rc = 0;
+  if (!sess_last || moon__trie_init(&T, n_hashes)) {
+    rc = kv_error_set(err, KV_ENOMEM, "%s: out of memory building the prefix trie", name);
+  }
+  for (int64_t r = 0; r < n_reqs && !rc; r++) {
+    trace_import_req *q = &reqs[r];
+    const uint64_t *h = q->n_hashes ? hashes + q->hash_off : NULL;
+    int64_t node = 0, depth = 0;
+    while (depth < q->n_hashes) {
+      int64_t c = moon__trie_child(&T, node, h[depth]);
+      if (c < 0) break;
+      node = c;
+      depth++;
+    }
+    int64_t parent = depth > 0 ? T.last[node] : -1;
+    if (mo->min_shared_blocks > 0 && depth >= mo->min_shared_blocks && parent >= 0) {
+      int64_t s = reqs[parent].session;
+      q->session = s;
+      int64_t shared = depth * (int64_t)mo->block_tokens;
+      q->new_tokens = q->input_tokens - (shared < q->input_tokens ? shared : q->input_tokens);
+      mst->continuations++;
+      mst->shared_blocks += depth;
+      if (sess_last[s] != parent) mst->branches++;
+      sess_last[s] = r;
+    } else {
+      q->session = *n_sessions;
+      sess_last[*n_sessions] = r;
+      if (trace_import_push_i64(session_ids, n_sessions, &cap_sessions, lines[r])) {
+        rc = kv_error_set(err, KV_ENOMEM, "%s: out of memory", name);
+        break;
+      }
+    }
+    /* Record r on its whole path (existing nodes, then new ones). */
+    node = 0;
+    for (int64_t j = 0; j < q->n_hashes; j++) {
+      int64_t c = j < depth ? moon__trie_child(&T, node, h[j]) : moon__trie_add(&T, node, h[j]);
+      if (c < 0) {
+        rc = kv_error_set(err, KV_ENOMEM, "%s: prefix trie overflow", name);
+        break;
+      }
+      T.last[c] = r;
+      node = c;
+    }
+  }
+  moon__trie_free(&T);
+  free(sess_last);
+  return rc;
+}
+
+
 int trace_import_mooncake_stream(FILE *f, const char *name, const trace_mooncake_opts *mo,
                                  trace *t, trace_mooncake_stats *mst, kv_error *err) {
   trace_mooncake_opts dflt;
@@ -376,59 +439,12 @@ int trace_import_mooncake_stream(FILE *f, const char *name, const trace_mooncake
   free(L.hashes);
 
   /* Session inference. */
-  int64_t *session_ids = NULL, n_sessions = 0, cap_sessions = 0;
-  int64_t *sess_last = NULL; /* per session: its latest request */
-  moon__trie T;
-  memset(&T, 0, sizeof T);
+  int64_t *session_ids = NULL, n_sessions = 0;
   if (!rc) {
-    sess_last = malloc((size_t)(n_reqs ? n_reqs : 1) * sizeof *sess_last);
-    if (!sess_last || moon__trie_init(&T, n_hashes)) {
-      rc = kv_error_set(err, KV_ENOMEM, "%s: out of memory building the prefix trie", name);
-    }
-  }
-  for (int64_t r = 0; r < n_reqs && !rc; r++) {
-    trace_import_req *q = &reqs[r];
-    const uint64_t *h = q->n_hashes ? hashes + q->hash_off : NULL;
-    int64_t node = 0, depth = 0;
-    while (depth < q->n_hashes) {
-      int64_t c = moon__trie_child(&T, node, h[depth]);
-      if (c < 0) break;
-      node = c;
-      depth++;
-    }
-    int64_t parent = depth > 0 ? T.last[node] : -1;
-    if (mo->min_shared_blocks > 0 && depth >= mo->min_shared_blocks && parent >= 0) {
-      int64_t s = reqs[parent].session;
-      q->session = s;
-      int64_t shared = depth * (int64_t)mo->block_tokens;
-      q->new_tokens = q->input_tokens - (shared < q->input_tokens ? shared : q->input_tokens);
-      mst->continuations++;
-      mst->shared_blocks += depth;
-      if (sess_last[s] != parent) mst->branches++;
-      sess_last[s] = r;
-    } else {
-      q->session = n_sessions;
-      sess_last[n_sessions] = r;
-      if (trace_import_push_i64(&session_ids, &n_sessions, &cap_sessions, lines[r])) {
-        rc = kv_error_set(err, KV_ENOMEM, "%s: out of memory", name);
-        break;
-      }
-    }
-    /* Record r on its whole path (existing nodes, then new ones). */
-    node = 0;
-    for (int64_t j = 0; j < q->n_hashes; j++) {
-      int64_t c = j < depth ? moon__trie_child(&T, node, h[j]) : moon__trie_add(&T, node, h[j]);
-      if (c < 0) {
-        rc = kv_error_set(err, KV_ENOMEM, "%s: prefix trie overflow", name);
-        break;
-      }
-      T.last[c] = r;
-      node = c;
-    }
+    rc = moon__sessions(mo, mst, reqs, n_reqs, hashes, n_hashes, lines, &session_ids, &n_sessions,
+                        name, err);
   }
   if (!rc) rc = trace_import_group(t, reqs, n_reqs, session_ids, n_sessions, hashes, err);
-  moon__trie_free(&T);
-  free(sess_last);
   free(session_ids);
   free(reqs);
   free(lines);
