@@ -182,7 +182,7 @@ int64_t sim_attn_meta_bytes(const sim_attn_model *am, int64_t n) {
   return (n + bs - 1) / bs * am->meta_bytes_per_block * am->model.kv_heads * am->model.layers;
 }
 
-/* ---- reuse table (attn-reuse CSV: method,layer,gap,pairs,overlap) --------------------------- */
+/* ---- reuse table (attn-reuse CSV: method,layer,gap,pairs,overlap; the method by its label) */
 
 static int sim__load_reuse(sim_attn_model *am, const char *path, kv_error *err) {
   FILE *f = fopen(path, "r");
@@ -220,7 +220,7 @@ static int sim__load_reuse(sim_attn_model *am, const char *path, kv_error *err) 
                         "overlap in [0,1])", path, ln);
       break;
     }
-    if (strcmp(meth, am->prm.method) != 0 || pairs <= 0) continue;
+    if (strcmp(meth, am->method.label) != 0 || pairs <= 0) continue;
     for (int i = 0; i < p->n_layers; i++) {
       if (p->layers[i] == layer && gap < best_gap[i]) {
         best_gap[i] = gap;
@@ -232,7 +232,7 @@ static int sim__load_reuse(sim_attn_model *am, const char *path, kv_error *err) 
   for (int i = 0; !rc && i < p->n_layers; i++) {
     if (isnan(val[i])) {
       rc = kv_error_set(err, KV_EFORMAT, "%s: no overlap row for method %s and recorded layer %d",
-                        path, am->prm.method, p->layers[i]);
+                        path, am->method.label, p->layers[i]);
     }
   }
   for (int64_t l = 0; !rc && l < am->model.layers; l++) am->reuse[l] = val[am->row[l]];
