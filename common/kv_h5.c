@@ -1,5 +1,7 @@
 #include "kv_h5.h"
 
+#include "kv_fs.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,7 @@ hid_t kv_h5_open_read(const char *path, kv_error *err) {
   FILE *probe = fopen(path, "rb");
   if (!probe) return kv_error_set(err, KV_EIO, "%s: cannot open file", path);
   fclose(probe);
+  kv_fs_note_input(path);
   htri_t is = H5Fis_hdf5(path);
   if (is <= 0) {
     H5Eclear2(H5E_DEFAULT);

@@ -39,10 +39,15 @@ int attn_profile_find(const attn_profile *p, const char *label) {
 }
 
 int attn_profile_write(const char *path, const attn_profile *p, kv_error *err) {
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  kv_atomic_file af;
+  int arc = kv_atomic_reserve(&af, path, err);
+  if (arc) return arc;
+  const char *tmp = af.tmp;
   hid_t f = kv_h5_create(tmp, err);
-  if (f < 0) return (int)f;
+  if (f < 0) {
+    kv_atomic_abort(&af);
+    return (int)f;
+  }
   const int L = p->n_layers, B = p->n_bins, Q = p->n_quantiles;
   int rc = kv_h5_attr_write_str(f, "format", "kvlab-attn-profile", path, err);
   if (!rc) rc = kv_h5_attr_write_i64(f, "schema_version", ATTN_PROFILE_VERSION, path, err);
@@ -88,10 +93,10 @@ int attn_profile_write(const char *path, const attn_profile *p, kv_error *err) {
   }
   if (H5Fclose(f) < 0 && !rc) rc = kv_error_set(err, KV_EIO, "%s: close failed", tmp);
   if (rc) {
-    remove(tmp);
+    kv_atomic_abort(&af);
     return rc;
   }
-  return kv_atomic_rename(tmp, path, err);
+  return kv_atomic_commit(&af, err);
 }
 
 /* Reads dataset `name` of exactly `n` elements (rank `rank`, dims checked against want). */

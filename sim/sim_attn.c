@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv_fs.h"
 #include "kv_h5.h"
 #include "sim_stats.h"
 
@@ -247,6 +248,7 @@ int64_t sim_attn_meta_bytes(const sim_attn_model *am, int64_t n) {
 static int sim__load_reuse(sim_attn_model *am, const char *path, kv_error *err) {
   FILE *f = fopen(path, "r");
   if (!f) return kv_error_set(err, KV_ENOENT, "%s: cannot open the reuse table", path);
+  kv_fs_note_input(path);
   const attn_profile *p = &am->prof;
   double *best_gap = malloc((size_t)p->n_layers * sizeof *best_gap);
   double *val = malloc((size_t)p->n_layers * sizeof *val);

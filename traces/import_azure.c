@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kv_fs.h"
 #include "trace_text.h"
 
 #define AZURE_MAX_FIELDS 64
@@ -131,6 +132,7 @@ int trace_import_azure(const char *path, const trace_import_opts *opts, trace *t
   trace_init(t);
   FILE *f = fopen(path, "rb");
   if (!f) return kv_error_set(err, KV_EIO, "%s: cannot open: %s", path, strerror(errno));
+  kv_fs_note_input(path);
   int rc = trace_import_azure_stream(f, path, opts, t, st, err);
   fclose(f);
   return rc;

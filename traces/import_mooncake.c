@@ -5,6 +5,7 @@
 #include <string.h>
 #include <yajl/yajl_parse.h>
 
+#include "kv_fs.h"
 #include "trace_map.h"
 #include "trace_text.h"
 
@@ -447,6 +448,7 @@ int trace_import_mooncake(const char *path, const trace_mooncake_opts *opts, tra
   trace_init(t);
   FILE *f = fopen(path, "rb");
   if (!f) return kv_error_set(err, KV_EIO, "%s: cannot open: %s", path, strerror(errno));
+  kv_fs_note_input(path);
   int rc = trace_import_mooncake_stream(f, path, opts, t, st, err);
   fclose(f);
   return rc;

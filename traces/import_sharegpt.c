@@ -6,6 +6,7 @@
 #include <strings.h>
 #include <yajl/yajl_parse.h>
 
+#include "kv_fs.h"
 #include "trace_map.h"
 
 #define SG_CHUNK 65536
@@ -634,6 +635,7 @@ int trace_import_sharegpt(const char *path, const trace_sharegpt_opts *opts, tra
   trace_init(t);
   FILE *f = fopen(path, "rb");
   if (!f) return kv_error_set(err, KV_EIO, "%s: cannot open: %s", path, strerror(errno));
+  kv_fs_note_input(path);
   int rc = trace_import_sharegpt_stream(f, path, opts, t, st, err);
   fclose(f);
   return rc;

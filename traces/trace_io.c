@@ -145,19 +145,22 @@ int trace_write(const char *path, const trace *t, kv_error *err) {
   if (t->n_sessions > INT32_MAX) {
     return kv_error_set(err, KV_ERANGE, "%s: more than 2^31-1 sessions", path);
   }
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  hid_t f = kv_h5_create(tmp, err);
-  if (f < 0) return (int)f;
+  kv_atomic_file af;
+  if ((rc = kv_atomic_reserve(&af, path, err))) return rc;
+  hid_t f = kv_h5_create(af.tmp, err);
+  if (f < 0) {
+    kv_atomic_abort(&af);
+    return (int)f;
+  }
   rc = trace__write_h5_file(f, path, t, err);
   if (H5Fclose(f) < 0 && !rc) {
     rc = kv_error_set(err, KV_EIO, "%s: cannot close (disk full?)", path);
   }
   if (rc) {
-    remove(tmp);
+    kv_atomic_abort(&af);
     return rc;
   }
-  return kv_atomic_rename(tmp, path, err);
+  return kv_atomic_commit(&af, err);
 }
 
 /* Opens a 1-D dataset of exactly n elements and reads it as mtype into buf. */
@@ -580,6 +583,7 @@ int trace_read_csv(const char *path, trace *t, kv_error *err) {
   trace_init(t);
   FILE *f = fopen(path, "rb");
   if (!f) return kv_error_set(err, KV_EIO, "%s: cannot open: %s", path, strerror(errno));
+  kv_fs_note_input(path);
   int rc = trace_read_csv_stream(f, path, t, err);
   fclose(f);
   return rc;
