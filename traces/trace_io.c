@@ -243,7 +243,7 @@ static int trace__read_h5_file(hid_t f, const char *path, trace *t, kv_error *er
   TRACE__R(gt, "index", H5T_NATIVE_INT32, c.u_idx, nt);
   TRACE__R(gt, "n_hashes", H5T_NATIVE_INT32, c.u_nh, nt);
   TRACE__R(gt, "hash_off", H5T_NATIVE_INT64, c.u_hoff, nt);
-  snprintf(what, sizeof what, "%s", path);
+  snprintf(what, sizeof what, "%s: ", path);
   TRACE__R(f, "hashes", H5T_NATIVE_UINT64, hashes, nh);
 #undef TRACE__R
   if (gs >= 0) H5Gclose(gs);
