@@ -311,6 +311,8 @@ int trace_write_csv_stream(FILE *f, const trace *t, kv_error *err) {
   trace__csv_meta(f, "source", t->source);
   trace__csv_meta(f, "tokenizer", t->tokenizer);
   fprintf(f, "# flags: %u\n# block_tokens: %d\n", (unsigned)t->flags, (int)t->block_tokens);
+  /* the counts let a reader tell a file cut at a row boundary from a complete one */
+  fprintf(f, "# sessions: %lld\n# turns: %lld\n", (long long)t->n_sessions, (long long)t->n_turns);
   fprintf(f, "%s\n", TRACE_IO_CSV_HEADER);
   for (int64_t i = 0; i < t->n_sessions; i++) {
     const trace_session *s = &t->sessions[i];
@@ -368,9 +370,10 @@ static int trace__csv_unescape(const char *v, char *dst, size_t cap) {
   return 0;
 }
 
-/* Parses one "# key: value" metadata line into t. */
+/* Parses one "# key: value" metadata line into t; the declared counts go to want[2]
+ * (sessions, turns). */
 static int trace__csv_meta_line(const char *line, const char *name, int64_t lineno, trace *t,
-                                kv_error *err) {
+                                int64_t *want, kv_error *err) {
   const char *p = line + 1;
   while (*p == ' ') p++;
   const char *colon = strchr(p, ':');
@@ -406,6 +409,12 @@ static int trace__csv_meta_line(const char *line, const char *name, int64_t line
                           (long long)lineno, v);
     }
     t->block_tokens = (int32_t)x;
+  } else if ((klen == 8 && !strncmp(p, "sessions", 8)) || (klen == 5 && !strncmp(p, "turns", 5))) {
+    if (trace_parse_i64(v, &x) || x < 0) {
+      return kv_error_set(err, KV_EFORMAT, "%s:%lld: %.*s '%s' is not a count", name,
+                          (long long)lineno, (int)klen, p, v);
+    }
+    want[klen == 5] = x;
   }
   return 0;
 }
@@ -440,6 +449,7 @@ int trace_read_csv_stream(FILE *f, const char *name, trace *t, kv_error *err) {
   int64_t prev_sid = 0;
   int prev_turn = -1; /* turn index of the previous row; -1 none/empty session */
   int sess_open = 0;
+  int64_t want[2] = {-1, -1}; /* declared sessions, turns */
   int more;
   while ((more = trace_lines_next(&lr, err)) == 1) {
     rc = 0;
@@ -470,9 +480,14 @@ int trace_read_csv_stream(FILE *f, const char *name, trace *t, kv_error *err) {
       seen_magic = 1;
       continue;
     }
+    if (lr.unterminated) {
+      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: the last line has no newline: the file is cut "
+                        "short", name, ln);
+      break;
+    }
     if (line[0] == '#') {
       if (seen_header) continue;
-      if ((rc = trace__csv_meta_line(line, name, lr.lineno, t, err))) break;
+      if ((rc = trace__csv_meta_line(line, name, lr.lineno, t, want, err))) break;
       continue;
     }
     if (!seen_header) {
@@ -568,6 +583,13 @@ int trace_read_csv_stream(FILE *f, const char *name, trace *t, kv_error *err) {
   if (more < 0) rc = more;
   if (rc == 0 && !seen_header) {
     rc = kv_error_set(err, KV_EFORMAT, "%s: no header line (empty or truncated file)", name);
+  }
+  if (rc == 0 && ((want[0] >= 0 && want[0] != t->n_sessions) ||
+                  (want[1] >= 0 && want[1] != t->n_turns))) {
+    rc = kv_error_set(err, KV_EFORMAT, "%s: the header declares %lld sessions and %lld turns, the "
+                      "rows hold %lld and %lld: the file is cut short or was edited", name,
+                      (long long)want[0], (long long)want[1], (long long)t->n_sessions,
+                      (long long)t->n_turns);
   }
   if (rc == 0) {
     rc = trace_check(t, err);

@@ -151,6 +151,15 @@ static void test_csv_errors(void) {
   expect_csv_error(HDR "1,0,0,5,0,5,5,1,\n", KV_EFORMAT, "inconsistent with the session");
   expect_csv_error("# kvlab-trace-csv 1\n# flags: -1\n", KV_EFORMAT, "bad.csv:2: flags");
   expect_csv_error("# kvlab-trace-csv 1\n# name: %G1\n", KV_EFORMAT, "bad.csv:2: bad %-escape");
+  /* cut short: inside the last row (every field still present), or at a row boundary */
+  expect_csv_error(HDR "1,0,0,0,0,5,5,1,1\n1,0,1,0,0,7,1,1,1 2", KV_EFORMAT,
+                   "bad.csv:6: the last line has no newline");
+  expect_csv_error(HDR "1,0,0,0,0,5,5,1,", KV_EFORMAT, "bad.csv:5: the last line has no newline");
+  expect_csv_error("# kvlab-trace-csv 1\n# sessions: 2\n# turns: 3\n"
+                   "session_id,session_arrival_ns,turn,arrival_ns,think_ns,input_tokens,new_tokens,"
+                   "output_tokens,hashes\n1,0,0,0,0,5,5,1,\n1,0,1,0,0,7,1,1,\n", KV_EFORMAT,
+                   "declares 2 sessions and 3 turns, the rows hold 1 and 2");
+  expect_csv_error("# kvlab-trace-csv 1\n# turns: x\n", KV_EFORMAT, "bad.csv:2: turns 'x'");
   /* comments after the header are ignored; a valid continuation row is accepted */
   static const char ok[] = HDR "1,0,0,0,0,5,5,1,\n# note\n1,0,1,0,0,7,1,1,\n";
   FILE *f = fmemopen((void *)ok, sizeof ok - 1, "r");

@@ -32,6 +32,8 @@ static const char usage[] =
     "  import burstgpt IN.csv -o OUT [--history none|prev] [--log all|conv|api]\n"
     "         [--model NAME] [--drop-failed]\n"
     "     every import: [--on-bad stop|skip] [--max-records N] [--csv OUT.csv] [--quiet]\n"
+    "         [--allow-unterminated]   (CSV: accept a last row without a newline; by default\n"
+    "                                   refused as the sign of a file cut short)\n"
     "  gen -o OUT [--config FILE [--section S]] [--set key=value]... [--sessions N]\n"
     "      [--rate R] [--seed N] [--think-mean S] [--block-tokens N] [--fit-from TRACE]\n"
     "      [--csv OUT.csv]\n"
@@ -173,7 +175,7 @@ static int cmd_import(args *a) {
   const char *tokdir = NULL, *enc = NULL, *mer = NULL, *model = NULL;
   int on_bad = TRACE_ON_BAD_STOP, quiet = 0, lead = TRACE_SHAREGPT_LEAD_AS_PROMPT;
   int approx = TRACE_TOK_APPROX_CHARS4, history = TRACE_BURSTGPT_HISTORY_NONE;
-  int log_type = TRACE_BURSTGPT_LOG_ALL, drop_failed = 0;
+  int log_type = TRACE_BURSTGPT_LOG_ALL, drop_failed = 0, allow_unterminated = 0;
   long long max_records = 0, overhead = 0, block = 512, min_shared = 2, seed = 1;
   double rate = 0, think = 60;
   for (a->i = 3; a->i < a->argc; a->i++) {
@@ -186,6 +188,7 @@ static int cmd_import(args *a) {
       else die_usage("--on-bad takes stop or skip");
     } else if (is(a, "--max-records")) max_records = optint(a, 0, INT64_MAX);
     else if (is(a, "--quiet")) quiet = 1;
+    else if (is(a, "--allow-unterminated")) allow_unterminated = 1;
     else if (is(a, "--tokenizer")) tokdir = optval(a);
     else if (is(a, "--encoder")) enc = optval(a);
     else if (is(a, "--merges")) mer = optval(a);
@@ -233,6 +236,7 @@ static int cmd_import(args *a) {
   base.bad_fn = print_bad;
   base.bad_ctx = &quiet;
   base.max_records = max_records;
+  base.allow_unterminated = allow_unterminated;
   trace t;
   kv_error e = {0};
   trace_import_stats *st = NULL;
