@@ -1,6 +1,6 @@
 /* Tests of the production-trace importers: Azure CSV, Mooncake JSONL, BurstGPT CSV, on small
  * crafted files in tests/traces/data (expected values worked out by hand in the comments), plus
- * the public traces in ../shared/data/traces when present (checked against published figures). */
+ * the public traces that ship in traces/data (checked against published figures). */
 #include <stdio.h>
 #include <string.h>
 
@@ -170,8 +170,7 @@ static void test_csv_truncated_and_headers(void) {
 }
 
 static void test_azure_public(void) {
-  const char *p = test_shared_path("data/traces/azure_llm_2023_conv.csv");
-  if (!p) TEST_SKIP("../shared/data/traces is absent");
+  const char *p = test_repo_path("traces/data/azure_llm_2023_conv.csv");
   trace t;
   kv_error e = {0};
   /* the published file ends without a newline after its last row: refused by default */
@@ -181,7 +180,7 @@ static void test_azure_public(void) {
   trace_import_opts_init(&o);
   o.allow_unterminated = 1;
   REQUIRE_OK(trace_import_azure(p, &o, &t, NULL, &e), &e);
-  /* README of the shared data: 19,366 requests, 2023-11-16 18:15-19:14 */
+  /* traces/data/README.md: 19,366 requests, 2023-11-16 18:15-19:14 */
   CHECK_EQ_INT(t.n_turns, 19366);
   double span_min = (double)t.turns[t.n_turns - 1].arrival_ns / 60e9;
   CHECK(span_min > 58.0 && span_min < 59.0);
@@ -287,8 +286,7 @@ static void test_mooncake_bad(void) {
 }
 
 static void test_mooncake_public(void) {
-  const char *p = test_shared_path("data/traces/mooncake_conversation_trace.jsonl");
-  if (!p) TEST_SKIP("../shared/data/traces is absent");
+  const char *p = test_repo_path("traces/data/mooncake_conversation_trace.jsonl");
   trace t;
   kv_error e = {0};
   trace_mooncake_stats st;
