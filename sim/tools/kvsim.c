@@ -154,6 +154,11 @@ int main(int argc, char **argv) {
   }
   if (!rc) rc = sim_workload_build(cfg, p.seed, &t, &err);
   if (!rc) rc = kv_config_check_unused(cfg, &err);
+  if (!rc && t.n_sessions > 1 && !trace_has_timing(&t)) { /* printed even with -q */
+    fprintf(stderr, "kvsim: warning: the workload %s has no timing (all %lld sessions arrive at "
+            "t = 0, no think times): every session starts at once; give it times (kvtrace "
+            "retime, or import with --rate)\n", t.name, (long long)t.n_sessions);
+  }
   FILE *log = NULL;
   kv_atomic_file log_file;
   if (!rc) rc = kv_mkdirs(outdir, &err);

@@ -26,7 +26,11 @@ static const char usage[] =
     "\n"
     "  import sharegpt IN.json -o OUT [--tokenizer DIR | --encoder F --merges F]\n"
     "         [--approx chars4|words] [--lead prompt|drop] [--msg-overhead N]\n"
+    "         [--role NAME=prompt|output|drop|reject]... [--no-tools]\n"
     "         [--rate R --think-mean S --seed N]   (assign Poisson arrivals, think times)\n"
+    "     tokens: GPT-2's BPE (traces/data/tokenizers/gpt2) unless --tokenizer or --approx says\n"
+    "     otherwise; roles: function_call/tool_call -> output, observation/tool/function ->\n"
+    "     prompt by default; the record's \"tools\" and \"system\" count as a system prompt\n"
     "  import mooncake IN.jsonl -o OUT [--block-tokens 512] [--min-shared-blocks 2]\n"
     "  import azure IN.csv -o OUT\n"
     "  import burstgpt IN.csv -o OUT [--history none|prev] [--log all|conv|api]\n"
@@ -139,6 +143,29 @@ static void read_trace(const char *path, trace *t) {
   if (trace_read(path, t, &e)) die(&e);
 }
 
+/* The GPT-2 files that ship with the source tree: beside the build (bin/../../traces/data), or
+ * in the source tree this binary was built from. NULL when neither holds them. */
+static const char *default_tokenizer_dir(char *buf, size_t cap) {
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    char *s = strrchr(exe, '/');
+    if (s) *s = '\0';
+    snprintf(buf, cap, "%s/../../traces/data/tokenizers/gpt2", exe);
+    char probe[4300];
+    snprintf(probe, sizeof probe, "%s/vocab.bpe", buf);
+    if (access(probe, R_OK) == 0) return buf;
+  }
+#ifdef KVLAB_SOURCE_DIR
+  snprintf(buf, cap, "%s/traces/data/tokenizers/gpt2", KVLAB_SOURCE_DIR);
+  char probe[4300];
+  snprintf(probe, sizeof probe, "%s/vocab.bpe", buf);
+  if (access(probe, R_OK) == 0) return buf;
+#endif
+  return NULL;
+}
+
 /* Tokenizer from --tokenizer DIR (DIR/encoder.json, DIR/vocab.bpe) or --encoder/--merges. */
 static trace_tok *load_tok(const char *dir, const char *enc, const char *mer, char *name,
                            size_t cap) {
@@ -174,7 +201,10 @@ static int cmd_import(args *a) {
   const char *fmt = a->argv[1], *in = a->argv[2], *out = NULL, *csv = NULL;
   const char *tokdir = NULL, *enc = NULL, *mer = NULL, *model = NULL;
   int on_bad = TRACE_ON_BAD_STOP, quiet = 0, lead = TRACE_SHAREGPT_LEAD_AS_PROMPT;
-  int approx = TRACE_TOK_APPROX_CHARS4, history = TRACE_BURSTGPT_HISTORY_NONE;
+  int approx = TRACE_TOK_APPROX_CHARS4, history = TRACE_BURSTGPT_HISTORY_NONE, approx_set = 0;
+  int no_tools = 0;
+  const char *roles[TRACE_SHAREGPT_MAX_ROLES];
+  int n_roles = 0;
   int log_type = TRACE_BURSTGPT_LOG_ALL, drop_failed = 0, allow_unterminated = 0;
   long long max_records = 0, overhead = 0, block = 512, min_shared = 2, seed = 1;
   double rate = 0, think = 60;
@@ -197,7 +227,12 @@ static int cmd_import(args *a) {
       if (!strcmp(v, "chars4")) approx = TRACE_TOK_APPROX_CHARS4;
       else if (!strcmp(v, "words")) approx = TRACE_TOK_APPROX_WORDS;
       else die_usage("--approx takes chars4 or words");
-    } else if (is(a, "--lead")) {
+      approx_set = 1;
+    } else if (is(a, "--role")) {
+      if (n_roles == TRACE_SHAREGPT_MAX_ROLES) die_usage("too many --role options");
+      roles[n_roles++] = optval(a);
+    } else if (is(a, "--no-tools")) no_tools = 1;
+    else if (is(a, "--lead")) {
       const char *v = optval(a);
       if (!strcmp(v, "prompt")) lead = TRACE_SHAREGPT_LEAD_AS_PROMPT;
       else if (!strcmp(v, "drop")) lead = TRACE_SHAREGPT_LEAD_DROP;
@@ -242,8 +277,19 @@ static int cmd_import(args *a) {
   trace_import_stats *st = NULL;
   double t0 = kv_now_s();
   if (!strcmp(fmt, "sharegpt")) {
-    char tname[8500] = "";
+    char tname[8500] = "", ddir[4200];
+    if ((enc || mer) && tokdir) die_usage("--tokenizer and --encoder/--merges exclude each other");
+    if (approx_set && (tokdir || enc || mer)) die_usage("--approx and a tokenizer exclude each other");
+    if (!approx_set && !tokdir && !enc && !mer) {
+      tokdir = default_tokenizer_dir(ddir, sizeof ddir);
+      if (!tokdir) {
+        fprintf(stderr, "kvtrace: warning: GPT-2's tokenizer files (traces/data/tokenizers/gpt2) "
+                "were not found beside this build: counting tokens with the chars/4 estimate "
+                "(--tokenizer DIR names the files)\n");
+      }
+    }
     trace_tok *tok = load_tok(tokdir, enc, mer, tname, sizeof tname);
+    if (tokdir == ddir) snprintf(tname, sizeof tname, "gpt2 (traces/data/tokenizers/gpt2)");
     trace_sharegpt_opts o;
     trace_sharegpt_opts_init(&o);
     o.base = base;
@@ -252,6 +298,10 @@ static int cmd_import(args *a) {
     o.approx = (trace_tok_approx)approx;
     o.lead = (trace_sharegpt_lead)lead;
     o.msg_overhead = (int32_t)overhead;
+    o.ignore_tools = no_tools;
+    for (int i = 0; i < n_roles; i++) {
+      if (trace_sharegpt_parse_role(&o, roles[i], &e)) die(&e);
+    }
     static trace_sharegpt_stats s;
     int rc = trace_import_sharegpt(in, &o, &t, &s, &e);
     trace_tok_free(tok);
@@ -259,13 +309,31 @@ static int cmd_import(args *a) {
     st = &s.base;
     fprintf(stderr, "sharegpt: %lld records, %lld conversations (%lld segments joined, %lld gaps, "
             "%lld non-adjacent), %lld model-first, %lld trailing prompts dropped, %lld system "
-            "messages, %lld empty; %lld messages, %lld bytes -> %lld tokens (%s)\n",
+            "messages, %lld tool calls, %lld tool results, %lld dropped, %lld tools and %lld "
+            "system fields, %lld empty; %lld messages, %lld bytes -> %lld tokens (%s)\n",
             (long long)s.base.records, (long long)s.conversations, (long long)s.joined_segments,
             (long long)s.segment_gaps, (long long)s.nonadjacent_segments,
             (long long)s.model_first, (long long)s.trailing_prompts,
-            (long long)s.system_messages, (long long)s.empty, (long long)s.messages,
-            (long long)s.text_bytes, (long long)s.tokens, t.tokenizer);
-    if (rate > 0 && trace_gen_retime(&t, rate, think, (uint64_t)seed, &e)) die(&e);
+            (long long)s.system_messages, (long long)s.tool_calls, (long long)s.tool_results,
+            (long long)s.dropped_messages, (long long)s.tools_fields, (long long)s.system_fields,
+            (long long)s.empty, (long long)s.messages, (long long)s.text_bytes,
+            (long long)s.tokens, t.tokenizer);
+    if (!tok && s.chars > 0 &&
+        (double)s.non_latin_chars > TRACE_SHAREGPT_NON_LATIN_WARN * (double)s.chars) {
+      fprintf(stderr, "kvtrace: warning: %.1f%% of the text's characters are in non-Latin scripts "
+              "(CJK, Arabic, Indic, ...), which the %s estimate undercounts several-fold (about "
+              "6x for Chinese against GPT-2's BPE): use a tokenizer (the default, or --tokenizer "
+              "DIR)\n", 100.0 * (double)s.non_latin_chars / (double)s.chars,
+              trace_tok_approx_name((trace_tok_approx)approx));
+    }
+    if (rate > 0) {
+      if (trace_gen_retime(&t, rate, think, (uint64_t)seed, &e)) die(&e);
+    } else if (t.n_sessions > 1) {
+      fprintf(stderr, "kvtrace: warning: ShareGPT has no times and no --rate was given: all %lld "
+              "sessions arrive at t = 0 and think times are unknown, so a replay starts every "
+              "session at once; --rate R [--think-mean S] assigns Poisson arrivals and think "
+              "times (or kvtrace retime later)\n", (long long)t.n_sessions);
+    }
   } else if (!strcmp(fmt, "mooncake")) {
     trace_mooncake_opts o;
     trace_mooncake_opts_init(&o);
