@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "sim.h"
+#include "sim_profile.h"
 
 #ifndef SIM_DATA_DIR
 #define SIM_DATA_DIR "sim/data"
@@ -257,6 +258,9 @@ int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err) {
     TRY(kv_config_int(cfg, "cost", "head_ns", 0, 0, INT64_MAX / 1024, &h, err));
     sim_cost_init_linear(&p->cost, &p->model, b, pt, ds, ct, h);
     p->cost.tp = p->n_gpus;
+  } else if (e == SIM_COST_MEASURED) {
+    TRY(sim_cost_measured_from_config(cfg, p->data_dir, &p->model, &p->hw, p->n_gpus, &p->cost,
+                                      err));
   } else {
     const char *path = NULL;
     TRY(kv_config_str(cfg, "cost", "profile", NULL, &path, err));

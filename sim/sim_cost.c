@@ -7,8 +7,9 @@
 #include <string.h>
 
 #include "kv_h5.h"
+#include "sim_profile.h"
 
-const char *const sim_cost_kind_names[] = {"roofline", "linear", "profile", NULL};
+const char *const sim_cost_kind_names[] = {"roofline", "linear", "profile", "measured", NULL};
 
 void sim_cost_init_roofline(sim_cost *c, const sim_model *m, const sim_hw *hw, int64_t tp,
                             double compute_eff, double memory_eff) {
@@ -43,6 +44,9 @@ static void sim__grid_free(sim_grid2 *g) {
 }
 
 void sim_cost_free(sim_cost *c) {
+  if (c->measured) sim_prof_cost_free(c->measured);
+  free(c->measured);
+  c->measured = NULL;
   sim__grid_free(&c->prefill);
   sim__grid_free(&c->decode);
   free(c->head_batch);
@@ -160,9 +164,33 @@ void sim_cost_iter(const sim_cost *c, const sim_iter_work *w, int64_t *layer_ns,
       *head_ns = sim__ns(h);
       return;
     }
+    case SIM_COST_MEASURED:
+      sim_prof_cost_iter(c->measured, w, layer_ns, head_ns, NULL);
+      return;
     default:
       *layer_ns = 0;
       *head_ns = 0;
+  }
+}
+
+void sim_cost_describe(const sim_cost *c, char *buf, size_t cap) {
+  switch (c->kind) {
+    case SIM_COST_ROOFLINE:
+      snprintf(buf, cap, "roofline (assumed: compute_eff %g, memory_eff %g of %s's %g TFLOP/s "
+               "and %g GB/s)", c->compute_eff, c->memory_eff, c->hw.name, c->hw.flops / 1e12,
+               c->hw.hbm_bw / 1e9);
+      return;
+    case SIM_COST_LINEAR:
+      snprintf(buf, cap, "linear (hand-set coefficients)");
+      return;
+    case SIM_COST_PROFILE:
+      snprintf(buf, cap, "profile: per-layer tables %s", c->profile_path);
+      return;
+    case SIM_COST_MEASURED:
+      sim_prof_cost_describe(c->measured, buf, cap);
+      return;
+    default:
+      snprintf(buf, cap, "unknown");
   }
 }
 

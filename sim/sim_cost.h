@@ -16,6 +16,9 @@
  *   profile   measured tables in HDF5 (schema below), interpolated bilinearly and extrapolated
  *             linearly from the edge cells; a mixed iteration costs sum of its prefills' times +
  *             the decode step's time (additivity is an approximation).
+ *   measured  operator times of one GPU measured by sim/profiling (sim_profile.h: the layer as
+ *             the sum of its GEMMs, attention and elementwise operators); the roofline prices
+ *             only what the profile lacks, and says so (sim_cost_describe).
  *
  * Profile schema (HDF5, version 1; docs/sim.md):
  *   /                 attrs: format = "kvlab-sim-profile", version = 1 (int),
@@ -34,6 +37,7 @@
 #ifndef SIM_COST_H
 #define SIM_COST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kv_err.h"
@@ -44,6 +48,7 @@ typedef enum sim_cost_kind {
   SIM_COST_ROOFLINE = 0,
   SIM_COST_LINEAR,
   SIM_COST_PROFILE,
+  SIM_COST_MEASURED,
   SIM_COST_KIND_COUNT
 } sim_cost_kind;
 
@@ -70,6 +75,8 @@ typedef struct sim_cost {
   int64_t head_n, *head_batch;
   double *head_ns;
   char profile_path[1024];
+  /* measured (sim_profile.h; owned, NULL otherwise) */
+  struct sim_prof_cost *measured;
 } sim_cost;
 
 /* One iteration's work. Arrays have n_prefill entries (borrowed). */
@@ -102,6 +109,10 @@ int sim_cost_write_profile(const char *path, const char *model, const char *hard
                            int64_t tp, const sim_grid2 *prefill, const sim_grid2 *decode,
                            int64_t head_n, const int64_t *head_batch, const double *head_ns,
                            kv_error *err);
+
+/* Which model priced the times, one line for outputs ("roofline (assumed: ...)", "measured:
+ * profile ..."); buf is always terminated. */
+void sim_cost_describe(const sim_cost *c, char *buf, size_t cap);
 
 /* Bilinear interpolation / linear extrapolation on a grid (exposed for tests). */
 double sim_grid2_eval(const sim_grid2 *g, double x, double y);

@@ -203,6 +203,9 @@ static int sim__write_h5(const char *path, const sim_result *r, const sim_params
   rc = rc ? rc : kv_h5_attr_write_str(f, "model", p->model.name, path, err);
   rc = rc ? rc : kv_h5_attr_write_str(f, "hardware", p->hw.name, path, err);
   rc = rc ? rc : kv_h5_attr_write_i64(f, "n_gpus", p->n_gpus, path, err);
+  char cost_label[1536];
+  sim_cost_describe(&p->cost, cost_label, sizeof cost_label);
+  rc = rc ? rc : kv_h5_attr_write_str(f, "cost_model", cost_label, path, err);
   snprintf(buf, sizeof buf, "%s", "none,miss,hbm,dram,ssd");
   rc = rc ? rc : kv_h5_attr_write_str(f, "src_names", buf, path, err);
   if (!rc) {
@@ -266,6 +269,9 @@ static int sim__write_h5(const char *path, const sim_result *r, const sim_params
 
 static void sim__csv_header(FILE *f, const sim_params *p, const char *config_text) {
   fprintf(f, "# kvsim %s seed=%llu\n", kv_version(), (unsigned long long)p->seed);
+  char cost_label[1536];
+  sim_cost_describe(&p->cost, cost_label, sizeof cost_label);
+  fprintf(f, "# cost_model: %s\n", cost_label);
   const char *c = config_text;
   while (*c) {
     const char *nl = strchr(c, '\n');

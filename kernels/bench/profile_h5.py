@@ -24,7 +24,8 @@ def main():
         g.create_dataset("time_s", data=np.array([float(r["ms"]) * 1e-3 for r in rows]))
         g.attrs["dtype"] = "bf16"
         g.attrs["layout"] = "C[m,n] = A[m,k] B[k,n], row-major, fp32 accumulation"
-        rows = [r for r in csv.DictReader(open(bench_csv)) if r["us"] not in ("nan", "")]
+        rows = [r for r in csv.DictReader(open(bench_csv))
+                if r["us"] not in ("nan", "") and r["section"] != "bandwidth"]
         a = f.create_group("attention")
         dt = h5py.string_dtype()
         for k in ("section", "dtype", "method", "note"):
@@ -34,6 +35,10 @@ def main():
         a.create_dataset("time_s", data=np.array([float(r["us"]) * 1e-6 for r in rows]))
         a.create_dataset("bytes", data=np.array([float(r["bytes"]) for r in rows]))
         a.attrs["shape"] = "Hq 32 / Hkv 8 / D 128 unless the note names recorded data"
+        bw = {r["method"]: float(r["gbps"]) for r in csv.DictReader(open(bench_csv))
+              if r["section"] == "bandwidth"}
+        for k, v in bw.items():
+            f.attrs[f"{k}_gbps"] = v
     print(f"profile_h5: wrote {out}")
 
 

@@ -83,11 +83,15 @@ int kvc_sync(kvc_ctx *c, kv_error *err);
 /* Events around stream work: kvc_time_begin, work, kvc_time_end (waits, returns milliseconds). */
 int kvc_time_begin(kvc_ctx *c, kv_error *err);
 int kvc_time_end(kvc_ctx *c, double *ms, kv_error *err);
-/* Overwrites a buffer larger than the L2 cache (so that the next timed run starts cold). */
+/* Reads (never writes) a buffer of max(4 x L2, 256 MB), so that the next timed run starts with
+ * none of its data in L2 and no dirty lines to write back. Asynchronous. */
 int kvc_l2_flush(kvc_ctx *c, kv_error *err);
 /* Device-to-device copy of `bytes` bytes, median of `reps` timed copies after a warm-up;
  * *gbps = 2 * bytes / time (bytes read + written), in GB/s (1e9). */
 int kvc_copy_bandwidth(kvc_ctx *c, size_t bytes, int reps, double *gbps, kv_error *err);
+/* Read-only streaming bandwidth over `bytes` (16-byte loads, nothing written), median of reps:
+ * *gbps = bytes / time, in GB/s (1e9). The ceiling of a decode kernel, which only reads K/V. */
+int kvc_read_bandwidth(kvc_ctx *c, size_t bytes, int reps, double *gbps, kv_error *err);
 
 /* Phase times of the last top-k or PSA call (select = scoring, ordering and loop preparation;
  * attend = the attention over the chosen blocks, including PSA's loop), from events the ops record
@@ -95,12 +99,27 @@ int kvc_copy_bandwidth(kvc_ctx *c, size_t bytes, int reps, double *gbps, kv_erro
 int kvc_phase_times(kvc_ctx *c, double *select_ms, double *attend_ms, kv_error *err);
 
 /* CUDA graphs: capture the context stream's work between begin and end, then replay it. Ops must
- * have run once with the same shapes before capture (their scratch must not grow during it). */
+ * have run once with the same shapes before capture (their scratch must not grow during it).
+ * Dense and top-k upload nothing and are capturable at any batch; PSA pipelined is capturable when
+ * every request has at most 4096 blocks (longer contexts sort with CUB, whose segmented sort may
+ * read back to the host), PSA host-synchronised never is. kvc_graph_end ends the capture even when
+ * an op failed during it, and leaves the context usable for plain launches. */
 typedef struct kvc_graph kvc_graph;
 int kvc_graph_begin(kvc_ctx *c, kv_error *err);
 int kvc_graph_end(kvc_ctx *c, kvc_graph **out, kv_error *err);
 int kvc_graph_launch(kvc_ctx *c, kvc_graph *g, kv_error *err);
 void kvc_graph_free(kvc_graph *g);
+
+/* Execution variants that do not change results (beyond fp32 rounding), for measuring which is
+ * faster on a device (kvbench times them). Values are checked; KV_EINVAL otherwise. */
+typedef enum kvc_tune_key {
+  KVC_TUNE_DENSE_STAGES = 0,   /* cp.async ring depth of the split-K attention: 3, 4 (default), 6 */
+  KVC_TUNE_DENSE_FUSED_COMBINE,/* 1 (default): the last CTA of a pair merges the splits (no
+                                  combine launch); 0: a separate combine kernel */
+  KVC_TUNE_N
+} kvc_tune_key;
+int kvc_tune_set(kvc_ctx *c, kvc_tune_key key, int value, kv_error *err);
+int kvc_tune_get(const kvc_ctx *c, kvc_tune_key key);
 
 /* ---- paged KV cache of one layer ------------------------------------------------------------ */
 
@@ -188,23 +207,35 @@ int kvc_topk(kvc_ctx *c, const attn_shape *s, const attn_method *m, const kvc_kv
              const kvc_batch *b, float *out, kvc_sparse_out *so, kv_error *err);
 
 typedef enum kvc_psa_mode {
-  KVC_PSA_PIPELINED = 0, /* one persistent launch runs every iteration, stop test on the device */
-  KVC_PSA_HOSTSYNC       /* one launch per iteration, the host reads the stop flags after each */
+  KVC_PSA_PIPELINED = 0, /* speculative rounds (a fixed number of launches), stop test on the device */
+  KVC_PSA_HOSTSYNC       /* one launch per iteration, the host reads the count of running pairs
+                            after each (the naive loop of the paper) */
 } kvc_psa_mode;
 
+/* Execution of PSA's attention (kvc_psa.cu has the design). The visit order and the stop rule do
+ * not depend on any of these: every setting gives the same blocks, iterations and P_acc (up to
+ * fp32 rounding of the per-iteration states), only the work fetched and the time differ. */
 typedef struct kvc_psa_opts {
   kvc_psa_mode mode;
-  int ctas_per_pair;   /* pipelined: CTAs working on one (request, KV head); 0 = fill the GPU */
-  int spec_iters;      /* pipelined: iterations a CTA may start beyond the committed frontier and
-                          beyond the estimate's predicted stop (speculation); default 2 */
-  int window;          /* pipelined: ring of iteration partials per pair (>= 2); default 32 */
+  int ctas_per_pair;   /* persistent CTAs = ctas_per_pair x pairs; 0 = the CTAs the GPU holds at
+                          once (default) */
+  int window;          /* iterations per work item (one warp computes them in order, writing the
+                          state after each); >= 1, default 2; capped so that an item's blocks fit
+                          KVC_MAX_SPLIT_BLOCKS. Host-synchronised mode: 1 */
+  int spec_iters;      /* pipelined: iterations fetched in the first round beyond
+                          spec_scale x the metadata's estimate of the stop; >= 0, default 2 */
+  float spec_scale;    /* pipelined: > 0, default 1.0 (see spec_iters) */
+  int rounds;          /* pipelined: launches of the attention (1..16, default 4); the first
+                          covers the speculation above, each later one grow_pct percent more of
+                          the pairs still running, the last everything left */
+  int grow_pct;        /* pipelined: 1..1000, default 50 */
 } kvc_psa_opts;
 
 void kvc_psa_opts_defaults(kvc_psa_opts *o);
 
 typedef struct kvc_psa_stats {
   int host_syncs;      /* host round trips in the loop (0 when pipelined) */
-  int launches;        /* kernel launches in the loop */
+  int launches;        /* kernel launches of the attention rounds */
 } kvc_psa_stats;
 
 /* PSA: ranking (per-head estimated probabilities, summed over the group), visit order, the
@@ -241,6 +272,21 @@ int kvc_fill_normal(kvc_ctx *c, void *p, int dtype, int64_t n, uint64_t seed, fl
  * noise. Fills the pages of every request (block_table, seq_len) and q. */
 int kvc_fill_synth(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const kvc_batch *b,
                    float *q, uint64_t seed, kv_error *err);
+
+/* Recorded attention at a benchmark shape: every request's pages and query from one recorded layer
+ * (device fp32 rec_k, rec_v [n_rec_tokens, rec_kv_heads, rec_dim], rec_q [n_req, rec_heads,
+ * rec_dim]: request r's recorded query, at recorded position rec_pos[r] (host [n_req], each in
+ * [1, n_rec_tokens))). Token t of request r holds recorded token kvc_tile_token(t, seq_len,
+ * rec_pos) (kvc_math.h); KV head h holds recorded KV head h % rec_kv_heads; dimension d holds
+ * recorded dimension d % rec_dim; query head h * G + g holds recorded query head
+ * (h % rec_kv_heads) * rec_G + g % rec_G, tiled the same way and scaled by sqrt(rec_dim /
+ * head_dim), so every
+ * score q.k / sqrt(head_dim) equals the recorded one: the per-head attention distributions, and
+ * so PSA's and top-k's budgets as fractions of the context, follow the recording (checked on the
+ * CPU by tests/gpu/test_bench_tiling.c). head_dim must be a multiple of rec_dim. */
+int kvc_fill_tiled(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const kvc_batch *b,
+                   float *q, const float *rec_k, const float *rec_v, const float *rec_q,
+                   const attn_shape *rec, const int32_t *rec_pos, kv_error *err);
 
 #ifdef __cplusplus
 }

@@ -34,6 +34,8 @@ extern "C" int kvc_ctx_init(kvc_ctx **out, int device, kv_error *err) {
   if (!c) return kv_error_set(err, KV_ENOMEM, "CUDA context: out of memory");
   int rc = 0;
   c->device = device;
+  c->tune[KVC_TUNE_DENSE_STAGES] = 4;
+  c->tune[KVC_TUNE_DENSE_FUSED_COMBINE] = 1;
   KVC_CHECK_GO(err, rc, fail, cudaSetDevice(device));
   KVC_CHECK_GO(err, rc, fail, cudaGetDeviceProperties(&c->prop, device));
   KVC_CHECK_GO(err, rc, fail, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
@@ -41,11 +43,7 @@ extern "C" int kvc_ctx_init(kvc_ctx **out, int device, kv_error *err) {
   KVC_CHECK_GO(err, rc, fail, cublasSetStream(c->blas, c->stream));
   KVC_CHECK_GO(err, rc, fail, cudaEventCreate(&c->ev0));
   KVC_CHECK_GO(err, rc, fail, cudaEventCreate(&c->ev1));
-  for (int i = 0; i < KVC_STAGE_SLOTS; i++) {
-    KVC_CHECK_GO(err, rc, fail, cudaEventCreateWithFlags(&c->stage_ev[i], cudaEventDisableTiming));
-  }
   for (int i = 0; i < 3; i++) KVC_CHECK_GO(err, rc, fail, cudaEventCreate(&c->ph[i]));
-  c->target_ctas = 4 * c->prop.multiProcessorCount;
   *out = c;
   return 0;
 fail:
@@ -56,14 +54,10 @@ fail:
 extern "C" void kvc_ctx_free(kvc_ctx *c) {
   if (!c) return;
   if (c->stream) (void)cudaStreamSynchronize(c->stream);
-  for (int i = 0; i < KVC_STAGE_SLOTS; i++) {
-    if (c->stage[i]) (void)cudaFreeHost(c->stage[i]);
-    if (c->stage_ev[i]) (void)cudaEventDestroy(c->stage_ev[i]);
-  }
-  for (int i = 0; i < c->n_kept; i++) (void)cudaFreeHost(c->kept[i]);
-  free(c->kept);
   if (c->scratch) (void)cudaFree(c->scratch);
+  if (c->split_cnt) (void)cudaFree(c->split_cnt);
   if (c->flush) (void)cudaFree(c->flush);
+  if (c->flush_sink) (void)cudaFree(c->flush_sink);
   for (int i = 0; i < 3; i++) {
     if (c->ph[i]) (void)cudaEventDestroy(c->ph[i]);
   }
@@ -71,7 +65,6 @@ extern "C" void kvc_ctx_free(kvc_ctx *c) {
   if (c->ev1) (void)cudaEventDestroy(c->ev1);
   if (c->blas) (void)cublasDestroy(c->blas);
   if (c->stream) (void)cudaStreamDestroy(c->stream);
-  kvc_split_plan_free(&c->plan);
   free(c->pair_blocks);
   free(c);
 }
@@ -141,18 +134,67 @@ extern "C" int kvc_time_end(kvc_ctx *c, double *ms, kv_error *err) {
   return 0;
 }
 
+/* Reads n 16-byte words and folds them into one value per thread; writes only if the fold hits
+ * an impossible pattern, so the read cannot be optimised away and nearly nothing is written (a
+ * write-based flush leaves dirty lines whose write-back lands inside the next timed region). */
+__global__ void __launch_bounds__(256) kvc__read_kernel(const uint4 *__restrict__ p, size_t n,
+                                                        float *sink) {
+  uint32_t x = 0;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x) {
+    const uint4 u = __ldcg(p + i);
+    x ^= u.x ^ u.y ^ u.z ^ u.w;
+  }
+  if (x == 0x9e3779b9u && threadIdx.x == 0x7fffffff) *sink = (float)x; /* never true */
+}
+
+static int kvc__read(kvc_ctx *c, const void *buf, size_t bytes, kv_error *err) {
+  if (!c->flush_sink) KVC_CHECK(err, cudaMalloc(&c->flush_sink, sizeof(float)));
+  const int grid = 4 * c->prop.multiProcessorCount;
+  kvc__read_kernel<<<grid, 256, 0, c->stream>>>((const uint4 *)buf, bytes / 16, c->flush_sink);
+  KVC_CHECK(err, cudaGetLastError());
+  return 0;
+}
+
 extern "C" int kvc_l2_flush(kvc_ctx *c, kv_error *err) {
   size_t want = (size_t)c->prop.l2CacheSize * 4;
-  if (want < ((size_t)64 << 20)) want = (size_t)64 << 20;
+  if (want < ((size_t)256 << 20)) want = (size_t)256 << 20;
   if (c->flush_bytes < want) {
+    if (kvc__capturing(c)) {
+      return kv_error_set(err, KV_ESTATE, "L2 flush: first call while capturing a graph");
+    }
     if (c->flush) KVC_CHECK(err, cudaFree(c->flush));
     c->flush = NULL;
     c->flush_bytes = 0;
     KVC_CHECK(err, cudaMalloc(&c->flush, want));
     c->flush_bytes = want;
+    KVC_CHECK(err, cudaMemsetAsync(c->flush, 0x5a, want, c->stream)); /* defined contents, once */
+    KVC_CHECK(err, cudaStreamSynchronize(c->stream));
   }
-  KVC_CHECK(err, cudaMemsetAsync(c->flush, 0x5a, c->flush_bytes, c->stream));
-  return 0;
+  return kvc__read(c, c->flush, c->flush_bytes, err);
+}
+
+extern "C" int kvc_read_bandwidth(kvc_ctx *c, size_t bytes, int reps, double *gbps,
+                                  kv_error *err) {
+  void *a = NULL;
+  int rc = 0;
+  std::vector<double> t;
+  bytes &= ~(size_t)15;
+  KVC_CHECK_GO(err, rc, done, cudaMalloc(&a, bytes));
+  KVC_CHECK_GO(err, rc, done, cudaMemsetAsync(a, 1, bytes, c->stream));
+  if ((rc = kvc__read(c, a, bytes, err))) goto done;
+  for (int i = 0; i < (reps > 0 ? reps : 1); i++) {
+    double ms;
+    if ((rc = kvc_time_begin(c, err))) goto done;
+    if ((rc = kvc__read(c, a, bytes, err))) goto done;
+    if ((rc = kvc_time_end(c, &ms, err))) goto done;
+    t.push_back(ms);
+  }
+  std::sort(t.begin(), t.end());
+  *gbps = (double)bytes / (t[t.size() / 2] * 1e-3) / 1e9;
+done:
+  if (a) (void)cudaFree(a);
+  return rc;
 }
 
 extern "C" int kvc_copy_bandwidth(kvc_ctx *c, size_t bytes, int reps, double *gbps,
@@ -200,7 +242,11 @@ extern "C" int kvc_graph_end(kvc_ctx *c, kvc_graph **out, kv_error *err) {
   *out = g;
   return 0;
 fail:
+  /* The capture has ended (EndCapture ends it even when it reports an invalidated capture):
+   * drop what was captured and clear the last-error slot, which a failed call during capture
+   * leaves set and the next launch check would otherwise report. */
   kvc_graph_free(g);
+  (void)cudaGetLastError();
   return rc;
 }
 
@@ -216,8 +262,8 @@ extern "C" void kvc_graph_free(kvc_graph *g) {
   free(g);
 }
 
-/* ---- scratch and staging -------------------------------------------------------------------- */
-static int kvc__capturing(kvc_ctx *c) {
+/* ---- scratch -------------------------------------------------------------------------------- */
+int kvc__capturing(kvc_ctx *c) {
   cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(c->stream, &st) != cudaSuccess) return 0;
   return st != cudaStreamCaptureStatusNone;
@@ -241,38 +287,38 @@ int kvc__scratch(kvc_ctx *c, size_t bytes, char **p, kv_error *err) {
   return 0;
 }
 
-int kvc__upload_async(kvc_ctx *c, void *dst, const void *src, size_t bytes, kv_error *err) {
-  if (bytes == 0) return 0;
-  if (kvc__capturing(c)) {
-    /* The graph replays this copy: its source must outlive the graph (kept until ctx free). */
-    void *h = NULL;
-    if (c->n_kept == c->cap_kept) {
-      int cap = c->cap_kept ? 2 * c->cap_kept : 16;
-      void **k = (void **)realloc(c->kept, (size_t)cap * sizeof *k);
-      if (!k) return kv_error_set(err, KV_ENOMEM, "staging: out of memory");
-      c->kept = k;
-      c->cap_kept = cap;
+int kvc__split_counters(kvc_ctx *c, int64_t n_pairs, int **out, kv_error *err) {
+  if (n_pairs > c->cap_split_cnt) {
+    if (kvc__capturing(c)) {
+      return kv_error_set(err, KV_ESTATE, "split counters must grow during graph capture: run the "
+                          "op once before capturing");
     }
-    KVC_CHECK(err, cudaHostAlloc(&h, bytes, cudaHostAllocDefault));
-    c->kept[c->n_kept++] = h;
-    memcpy(h, src, bytes);
-    KVC_CHECK(err, cudaMemcpyAsync(dst, h, bytes, cudaMemcpyHostToDevice, c->stream));
-    return 0;
+    KVC_CHECK(err, cudaStreamSynchronize(c->stream));
+    if (c->split_cnt) KVC_CHECK(err, cudaFree(c->split_cnt));
+    c->split_cnt = NULL;
+    c->cap_split_cnt = 0;
+    KVC_CHECK(err, cudaMalloc(&c->split_cnt, (size_t)n_pairs * sizeof(int)));
+    KVC_CHECK(err, cudaMemsetAsync(c->split_cnt, 0, (size_t)n_pairs * sizeof(int), c->stream));
+    c->cap_split_cnt = n_pairs;
   }
-  int s = c->stage_next;
-  c->stage_next = (s + 1) % KVC_STAGE_SLOTS;
-  KVC_CHECK(err, cudaEventSynchronize(c->stage_ev[s])); /* the slot's previous copy is done */
-  if (c->stage_bytes[s] < bytes) {
-    if (c->stage[s]) KVC_CHECK(err, cudaFreeHost(c->stage[s]));
-    c->stage[s] = NULL;
-    c->stage_bytes[s] = 0;
-    KVC_CHECK(err, cudaHostAlloc(&c->stage[s], bytes, cudaHostAllocDefault));
-    c->stage_bytes[s] = bytes;
-  }
-  memcpy(c->stage[s], src, bytes);
-  KVC_CHECK(err, cudaMemcpyAsync(dst, c->stage[s], bytes, cudaMemcpyHostToDevice, c->stream));
-  KVC_CHECK(err, cudaEventRecord(c->stage_ev[s], c->stream));
+  *out = c->split_cnt;
   return 0;
+}
+
+extern "C" int kvc_tune_set(kvc_ctx *c, kvc_tune_key key, int value, kv_error *err) {
+  int ok = 0;
+  switch (key) {
+    case KVC_TUNE_DENSE_STAGES: ok = value == 3 || value == 4 || value == 6; break;
+    case KVC_TUNE_DENSE_FUSED_COMBINE: ok = value == 0 || value == 1; break;
+    default: break;
+  }
+  if (!ok) return kv_error_set(err, KV_EINVAL, "tune: key %d does not take value %d", (int)key, value);
+  c->tune[key] = value;
+  return 0;
+}
+
+extern "C" int kvc_tune_get(const kvc_ctx *c, kvc_tune_key key) {
+  return key >= 0 && key < KVC_TUNE_N ? c->tune[key] : -1;
 }
 
 int kvc__phase(kvc_ctx *c, int i, kv_error *err) {
@@ -580,5 +626,84 @@ extern "C" int kvc_fill_synth(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv,
                                                          s->n_heads / s->n_kv_heads,
                                                          s->head_dim, seed);
   KVC_CHECK(err, cudaGetLastError());
+  return 0;
+}
+
+/* Tiled recording: grid (max_blocks, n_req), one thread per output dimension (loop). */
+template <typename T>
+__global__ void kvc__tiled_kv_kernel(T *k, T *v, const int32_t *bt, const int32_t *seq_len,
+                                     int max_blocks, int Hkv, int bs, int D, const float *rk,
+                                     const float *rv, int rHkv, int rD, const int32_t *rpos) {
+  const int r = blockIdx.y, b = blockIdx.x;
+  const int len = seq_len[r];
+  if (b * bs >= len) return;
+  const int page = bt[(size_t)r * max_blocks + b];
+  const int pos = rpos[r];
+  for (int i = threadIdx.x; i < Hkv * bs * D; i += blockDim.x) {
+    const int d = i % D, t = (i / D) % bs, h = i / (D * bs);
+    const int64_t tok = (int64_t)b * bs + t;
+    const size_t off = (((size_t)page * Hkv + h) * bs + t) * D + d;
+    if (tok >= len) {
+      k[off] = kvc_elem<T>::from_f(0.0f);
+      v[off] = kvc_elem<T>::from_f(0.0f);
+      continue;
+    }
+    const size_t src = ((size_t)kvc_tile_token(tok, len, pos) * rHkv + h % rHkv) * rD + d % rD;
+    k[off] = kvc_elem<T>::from_f(rk[src]);
+    v[off] = kvc_elem<T>::from_f(rv[src]);
+  }
+}
+
+__global__ void kvc__tiled_q_kernel(float *q, int Hq, int G, int D, const float *rq, int rHq,
+                                    int rG, int rD, float scale) {
+  const int r = blockIdx.y, hq = blockIdx.x;
+  const int h = hq / G, g = hq % G;
+  const int rhkv = rHq / rG;
+  const int src_head = (h % rhkv) * rG + g % rG;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    q[((size_t)r * Hq + hq) * D + d] = rq[((size_t)r * rHq + src_head) * rD + d % rD] * scale;
+  }
+}
+
+extern "C" int kvc_fill_tiled(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv,
+                              const kvc_batch *b, float *q, const float *rec_k,
+                              const float *rec_v, const float *rec_q, const attn_shape *rec,
+                              const int32_t *rec_pos, kv_error *err) {
+  KVC_TRY(kvc__check_common(s, kv, b, err));
+  KVC_TRY(attn_shape_check(rec, err));
+  if (s->head_dim % rec->head_dim) {
+    return kv_error_set(err, KV_EINVAL, "tiled fill: head_dim %d is not a multiple of the "
+                        "recording's %d", s->head_dim, rec->head_dim);
+  }
+  for (int r = 0; r < b->n_req; r++) {
+    if (rec_pos[r] < 1) {
+      return kv_error_set(err, KV_EINVAL, "tiled fill: request %d: recorded position %d < 1", r,
+                          (int)rec_pos[r]);
+    }
+  }
+  char *base;
+  KVC_TRY(kvc__scratch(c, (size_t)b->n_req * sizeof(int32_t) + 256, &base, err));
+  KVC_CHECK(err, cudaMemcpyAsync(base, rec_pos, (size_t)b->n_req * sizeof(int32_t),
+                                 cudaMemcpyHostToDevice, c->stream));
+  dim3 g1(b->max_blocks, b->n_req);
+  if (kv->dtype == KVC_DTYPE_F16) {
+    kvc__tiled_kv_kernel<__half><<<g1, 256, 0, c->stream>>>(
+        (__half *)kv->k, (__half *)kv->v, b->block_table, b->seq_len, b->max_blocks,
+        kv->n_kv_heads, kv->block_size, kv->head_dim, rec_k, rec_v, rec->n_kv_heads,
+        rec->head_dim, (const int32_t *)base);
+  } else {
+    kvc__tiled_kv_kernel<__nv_bfloat16><<<g1, 256, 0, c->stream>>>(
+        (__nv_bfloat16 *)kv->k, (__nv_bfloat16 *)kv->v, b->block_table, b->seq_len,
+        b->max_blocks, kv->n_kv_heads, kv->block_size, kv->head_dim, rec_k, rec_v,
+        rec->n_kv_heads, rec->head_dim, (const int32_t *)base);
+  }
+  KVC_CHECK(err, cudaGetLastError());
+  dim3 g2(s->n_heads, b->n_req);
+  kvc__tiled_q_kernel<<<g2, 128, 0, c->stream>>>(
+      q, s->n_heads, s->n_heads / s->n_kv_heads, s->head_dim, rec_q, rec->n_heads,
+      rec->n_heads / rec->n_kv_heads, rec->head_dim,
+      (float)sqrt((double)rec->head_dim / (double)s->head_dim));
+  KVC_CHECK(err, cudaGetLastError());
+  KVC_CHECK(err, cudaStreamSynchronize(c->stream)); /* rec_pos staging is reused scratch */
   return 0;
 }

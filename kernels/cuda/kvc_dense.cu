@@ -1,10 +1,20 @@
 /* kvc_dense.cu — dense decode attention: split-K over paged KV (flash-decoding), GQA-aware.
  *
- * v1 (this file): one CTA per split of one (request, KV head) pair; the CTA computes every query
- * head of the group from one read of the split's K and V (kvc_attend.cuh), writes a partial
- * (unnormalised output, max, sum) or, when the pair has one split, the final output; a combine
- * kernel merges the partials (log-sum-exp). Split size is planned on the host (kvc_plan.h) so the
- * grid has about 4 waves of CTAs. Unmeasured on a GPU as of this commit: docs/kernels.md.
+ * v1 (lost; kept in git history): one CTA per split with the split plan built on the host and
+ * uploaded per call through pinned staging (not capturable), an online-softmax update per token
+ * (a serial chain of shuffles and exp2 per token) and 128 KB register prefetch rings: 0.20-0.58 of
+ * copy bandwidth on the H200 (issue 12).
+ * v2 (this file): CTA (split, pair) of a (max_splits, n_pairs) grid computes every query head of
+ * the pair's GQA group from one read of the split's K and V (kvc_attend.cuh v2: cp.async ring,
+ * one rescale per step), writes a partial (unnormalised output, max, sum) or, when the pair has
+ * one split, the final output; a combine kernel, one CTA per (pair, head), merges the partials
+ * (log-sum-exp). The split size comes from the host's lengths and the measured occupancy
+ * (kvc_plan.h); nothing is uploaded. Predicted times: kernels/bench/NOTES.md.
+ * v2.1: the combine reads every split's (max, sum) in parallel into shared memory first, then
+ * sums the outputs with independent loads (v2 chained one L2 round trip per split: ~15 us at
+ * ~50 splits, the fixed cost seen at small batch); by default the pair's last CTA to finish
+ * merges the splits itself (an arrival counter per pair, reset by that CTA), so there is no
+ * second launch; the ring depth is a run-time choice (kvc_tune_set).
  */
 #include "kvc_attend.cuh"
 #include "kvc_dense.cuh"
@@ -14,121 +24,236 @@ struct kvc__split_params {
   int Hkv, Hq, G, bs, max_blocks;
   const int32_t *block_table, *seq_len;
   const float *q;
-  const int32_t *list;
+  const int32_t *list, *list_count;
   int list_stride;
-  const kvc_work *work;
-  float *part_o;   /* [slot, G, D] */
-  float *part_ml;  /* [slot, G, 2] (max in log2 units, sum) */
+  int bps, max_splits;
+  float *part_o;   /* [pair, max_splits, G, D] */
+  float *part_ml;  /* [pair, max_splits, G, 2] (max in log2 units, sum) */
   float *out, *lse;
   float scale_log2;
+  int *split_cnt;  /* [pair] arrivals (fused combine), NULL: a combine kernel runs after */
 };
 
-template <typename T, int D, int GT>
+#define KVC_COMB_MAXS 512 /* splits per pair the combine stages in shared memory */
+
+/* Blocks a pair reads: the list's count, or every block of its request. */
+__device__ __forceinline__ int kvc__pair_nblk(const kvc__split_params &p, int pair) {
+  return p.list ? p.list_count[pair] : (int)kvc_n_blocks(p.seq_len[pair / p.Hkv], p.bs);
+}
+
+/* Merge weights of head g's ns split partials: w[s] = 2^(M_s - M) (shared), M and L = sum w L_s
+ * (returned through *M, *L on every lane). One warp; partials read from L2 (other CTAs wrote
+ * them). */
+__device__ __forceinline__ void kvc__comb_weights(const kvc__split_params &p, int pair, int g,
+                                                  int ns, float *w, float *M, float *L) {
+  const int lane = threadIdx.x % 32;
+  const size_t first = (size_t)pair * p.max_splits;
+  float mx = -CUDART_INF_F;
+  for (int s = lane; s < ns; s += 32) {
+    const float m = __ldcg(&p.part_ml[((first + s) * p.G + g) * 2]);
+    w[s] = m;
+    mx = fmaxf(mx, m);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  float l = 0.0f;
+  for (int s = lane; s < ns; s += 32) {
+    const float ws = w[s] == -CUDART_INF_F ? 0.0f : exp2f(w[s] - mx);
+    w[s] = ws;
+    l = fmaf(__ldcg(&p.part_ml[((first + s) * p.G + g) * 2 + 1]), ws, l);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+  *M = mx;
+  *L = l;
+}
+
+/* out[d] = sum_s w[s] o_s[d] / L for one (pair, head, d): independent loads, 8 in flight. */
+__device__ __forceinline__ void kvc__comb_out(const kvc__split_params &p, int pair, int g, int d,
+                                              int D, int ns, const float *w, float M, float L) {
+  const size_t first = (size_t)pair * p.max_splits;
+  float O = 0.0f;
+#pragma unroll 8
+  for (int s = 0; s < ns; s++) O = fmaf(__ldcg(&p.part_o[((first + s) * p.G + g) * D + d]), w[s], O);
+  const int r = pair / p.Hkv, h = pair - r * p.Hkv;
+  const size_t hq = (size_t)r * p.Hq + h * p.G + g;
+  p.out[hq * D + d] = L > 0.0f ? O / L : 0.0f;
+  if (d == 0 && p.lse) p.lse[hq] = (float)((M + log2f(L)) * KVC_LN2);
+}
+
+template <typename T, int D, int GT, int S>
 __global__ void __launch_bounds__(KVC_THREADS) kvc__split_kernel(kvc__split_params p) {
-  using A = kvc_attend<T, D, GT>;
+  using A = kvc_attend<T, D, GT, S>;
+  extern __shared__ __align__(16) unsigned char kvc_dyn[];
   __shared__ typename A::smem_t sm;
-  const kvc_work w = p.work[blockIdx.x];
-  const int len = p.seq_len[w.req];
-  const int nblk = w.blk_end - w.blk_begin;
-  const int pair = w.req * p.Hkv + w.kvh;
+  __shared__ int s_last;
+  __shared__ float sM[GT], sL[GT];
+  const int pair = blockIdx.y, s = blockIdx.x;
+  const int r = pair / p.Hkv, h = pair - r * p.Hkv;
+  const int n = kvc__pair_nblk(p, pair);
+  const int ns = (n + p.bps - 1) / p.bps;
+  if (s >= ns) return;
+  const int b0 = s * p.bps, b1 = min(n, b0 + p.bps), nblk = b1 - b0;
+  const int len = p.seq_len[r];
   for (int i = threadIdx.x; i < nblk; i += KVC_THREADS) {
-    const int lb = p.list ? p.list[(size_t)pair * p.list_stride + w.blk_begin + i] : w.blk_begin + i;
-    sm.page[i] = p.block_table[(size_t)w.req * p.max_blocks + lb];
+    const int lb = p.list ? p.list[(size_t)pair * p.list_stride + b0 + i] : b0 + i;
+    sm.page[i] = p.block_table[(size_t)r * p.max_blocks + lb];
     sm.ntok[i] = kvc_block_tokens(len, p.bs, lb);
   }
   float q[GT][A::VEC];
-  A::load_q(p.q + ((size_t)w.req * p.Hq + w.kvh * p.G) * D, p.G, p.scale_log2, q);
+  A::load_q(p.q + ((size_t)r * p.Hq + h * p.G) * D, p.G, p.scale_log2, q);
   __syncthreads();
-  A::run(sm, (const T *)p.k, (const T *)p.v, p.Hkv, p.bs, w.kvh, nblk, p.G, q);
+  A::run(sm, kvc_dyn, (const T *)p.k, (const T *)p.v, p.Hkv, p.bs, h, nblk, p.G, q);
+  const float *o = A::out_o(kvc_dyn);
+  const size_t slot = (size_t)pair * p.max_splits + s;
   for (int idx = threadIdx.x; idx < p.G * D; idx += KVC_THREADS) {
     const int g = idx / D, d = idx - g * D;
-    if (w.n_splits == 1) {
+    if (ns == 1) {
       const float L = sm.L[g];
-      const size_t hq = (size_t)w.req * p.Hq + w.kvh * p.G + g;
-      p.out[hq * D + d] = L > 0.0f ? sm.o[0][g][d] / L : 0.0f;
+      const size_t hq = (size_t)r * p.Hq + h * p.G + g;
+      p.out[hq * D + d] = L > 0.0f ? o[idx] / L : 0.0f;
       if (d == 0 && p.lse) p.lse[hq] = (float)((sm.M[g] + log2f(L)) * KVC_LN2);
     } else {
-      p.part_o[((size_t)w.slot * p.G + g) * D + d] = sm.o[0][g][d];
+      __stcg(&p.part_o[(slot * p.G + g) * D + d], o[idx]);
       if (d == 0) {
-        p.part_ml[((size_t)w.slot * p.G + g) * 2] = sm.M[g];
-        p.part_ml[((size_t)w.slot * p.G + g) * 2 + 1] = sm.L[g];
+        __stcg(&p.part_ml[(slot * p.G + g) * 2], sm.M[g]);
+        __stcg(&p.part_ml[(slot * p.G + g) * 2 + 1], sm.L[g]);
       }
     }
   }
-}
-
-/* One CTA per pair: merges its splits' partials (nothing to do for a single split). */
-__global__ void __launch_bounds__(KVC_THREADS)
-kvc__combine_kernel(const int32_t *pair_first, const int32_t *pair_splits, const float *part_o,
-                    const float *part_ml, int Hkv, int Hq, int G, int D, float *out, float *lse) {
-  const int pair = blockIdx.x;
-  const int ns = pair_splits[pair], first = pair_first[pair];
-  if (ns <= 1) return;
-  const int r = pair / Hkv, h = pair % Hkv;
-  for (int idx = threadIdx.x; idx < G * D; idx += blockDim.x) {
+  if (ns == 1 || !p.split_cnt) return;
+  /* Fused combine: the pair's last CTA to arrive merges every split (threadfence reduction). */
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const int t = atomicAdd(&p.split_cnt[pair], 1);
+    s_last = t == ns - 1;
+    if (s_last) p.split_cnt[pair] = 0; /* all ns arrived: ready for the next call */
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  float *w = reinterpret_cast<float *>(kvc_dyn); /* [G][KVC_COMB_MAXS]: the ring is free now */
+  const int warp = threadIdx.x / 32;
+  for (int g = warp; g < p.G; g += KVC_THREADS / 32) {
+    float M, L;
+    kvc__comb_weights(p, pair, g, ns, w + g * KVC_COMB_MAXS, &M, &L);
+    if ((threadIdx.x % 32) == 0) sM[g] = M, sL[g] = L;
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < p.G * D; idx += KVC_THREADS) {
     const int g = idx / D, d = idx - g * D;
-    float M = -CUDART_INF_F;
-    for (int s = 0; s < ns; s++) M = fmaxf(M, part_ml[((size_t)(first + s) * G + g) * 2]);
-    float L = 0.0f, O = 0.0f;
-    if (M != -CUDART_INF_F) {
-      for (int s = 0; s < ns; s++) {
-        const size_t pg = (size_t)(first + s) * G + g;
-        const float ms = part_ml[pg * 2];
-        const float wgt = ms == -CUDART_INF_F ? 0.0f : exp2f(ms - M);
-        L = fmaf(part_ml[pg * 2 + 1], wgt, L);
-        O = fmaf(part_o[pg * D + d], wgt, O);
-      }
-    }
-    const size_t hq = (size_t)r * Hq + h * G + g;
-    out[hq * D + d] = L > 0.0f ? O / L : 0.0f;
-    if (d == 0 && lse) lse[hq] = (float)((M + log2f(L)) * KVC_LN2);
+    kvc__comb_out(p, pair, g, d, D, ns, w + g * KVC_COMB_MAXS, sM[g], sL[g]);
   }
 }
 
-template <typename T, int D, int GT>
-static int kvc__launch_split(kvc_ctx *c, const kvc__split_params &p, int n_work, kv_error *err) {
-  kvc__split_kernel<T, D, GT><<<n_work, KVC_THREADS, 0, c->stream>>>(p);
+/* CTA (pair, head g), D threads: merges the pair's split partials (nothing for one split). */
+__global__ void __launch_bounds__(128) kvc__combine_kernel(kvc__split_params p, int D) {
+  __shared__ float w[KVC_COMB_MAXS];
+  __shared__ float sML[2];
+  const int pair = blockIdx.x, g = blockIdx.y, d = threadIdx.x;
+  const int n = kvc__pair_nblk(p, pair);
+  const int ns = (n + p.bps - 1) / p.bps;
+  if (ns <= 1) return;
+  if (threadIdx.x < 32) {
+    float M, L;
+    kvc__comb_weights(p, pair, g, ns, w, &M, &L);
+    if (threadIdx.x == 0) sML[0] = M, sML[1] = L;
+  }
+  __syncthreads();
+  if (d < D) kvc__comb_out(p, pair, g, d, D, ns, w, sML[0], sML[1]);
+}
+
+/* Per instantiation, once: allow its dynamic shared memory and read how many CTAs of it one
+ * multiprocessor holds. */
+template <typename T, int D, int GT, int S>
+static int kvc__split_attr(kvc_ctx *c, int *slots, kv_error *err) {
+  using A = kvc_attend<T, D, GT, S>;
+  static_assert(A::DYN_BYTES >= (size_t)GT * KVC_COMB_MAXS * sizeof(float), "combine staging");
+  static int per_sm = 0;
+  if (per_sm == 0) {
+    KVC_CHECK(err, cudaFuncSetAttribute(kvc__split_kernel<T, D, GT, S>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)A::DYN_BYTES));
+    int n = 0;
+    KVC_CHECK(err, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kvc__split_kernel<T, D, GT, S>,
+                                                                 KVC_THREADS, A::DYN_BYTES));
+    if (n < 1) {
+      return kv_error_set(err, KV_EDEVICE, "split kernel: no CTA fits a multiprocessor "
+                          "(%zu bytes of shared memory)", (size_t)A::DYN_BYTES);
+    }
+    per_sm = n;
+  }
+  *slots = per_sm * c->prop.multiProcessorCount;
+  return 0;
+}
+
+template <typename T, int D, int GT, int S>
+static int kvc__launch_split_s(kvc_ctx *c, const kvc__split_params &p, int n_pairs, kv_error *err) {
+  using A = kvc_attend<T, D, GT, S>;
+  int slots = 0;
+  KVC_TRY((kvc__split_attr<T, D, GT, S>(c, &slots, err)));
+  dim3 grid((unsigned)p.max_splits, (unsigned)n_pairs);
+  kvc__split_kernel<T, D, GT, S><<<grid, KVC_THREADS, A::DYN_BYTES, c->stream>>>(p);
   KVC_CHECK(err, cudaGetLastError());
   return 0;
 }
 
-/* Arena layout of a planned launch (offsets into the caller's scratch). */
-typedef struct {
-  uint64_t work, first, ns, po, pml, total;
-} kvc__split_layout;
-
-static kvc__split_layout kvc__layout(const kvc_split_plan *plan, int G, int D) {
-  kvc_arena ar = {0};
-  kvc__split_layout l;
-  l.work = kvc_arena_take(&ar, (uint64_t)plan->n_work * sizeof(kvc_work));
-  l.first = kvc_arena_take(&ar, (uint64_t)plan->n_pairs * sizeof(int32_t));
-  l.ns = kvc_arena_take(&ar, (uint64_t)plan->n_pairs * sizeof(int32_t));
-  l.po = kvc_arena_take(&ar, (uint64_t)plan->n_work * G * D * sizeof(float));
-  l.pml = kvc_arena_take(&ar, (uint64_t)plan->n_work * G * 2 * sizeof(float));
-  l.total = ar.used + 256;
-  return l;
+template <typename T, int D, int GT>
+static int kvc__launch_split(kvc_ctx *c, const kvc__split_params &p, int n_pairs, kv_error *err) {
+  switch (c->tune[KVC_TUNE_DENSE_STAGES]) {
+    case 3: return kvc__launch_split_s<T, D, GT, 3>(c, p, n_pairs, err);
+    case 6: return kvc__launch_split_s<T, D, GT, 6>(c, p, n_pairs, err);
+    default: return kvc__launch_split_s<T, D, GT, 4>(c, p, n_pairs, err);
+  }
 }
 
-int kvc__split_prepare(kvc_ctx *c, const attn_shape *s, const kvc_batch *b,
-                       const int64_t *pair_blocks, size_t *bytes, kv_error *err) {
-  KVC_TRY(kvc_plan_splits(pair_blocks, b->n_req, s->n_kv_heads, c->target_ctas, 8, &c->plan, err));
-  *bytes = (size_t)kvc__layout(&c->plan, s->n_heads / s->n_kv_heads, s->head_dim).total;
+template <typename T, int D, int GT>
+static int kvc__slots(kvc_ctx *c, int *slots, kv_error *err) {
+  switch (c->tune[KVC_TUNE_DENSE_STAGES]) {
+    case 3: return kvc__split_attr<T, D, GT, 3>(c, slots, err);
+    case 6: return kvc__split_attr<T, D, GT, 6>(c, slots, err);
+    default: return kvc__split_attr<T, D, GT, 4>(c, slots, err);
+  }
+}
+
+int kvc__split_prepare(kvc_ctx *c, const attn_shape *s, kvc_dtype dtype, const kvc_batch *b,
+                       const int64_t *pair_blocks, kvc_split_size *plan, size_t *bytes,
+                       kv_error *err) {
+  const int G = s->n_heads / s->n_kv_heads, D = s->head_dim;
+  const int64_t pairs = (int64_t)b->n_req * s->n_kv_heads;
+  if (pairs > 65535) {
+    return kv_error_set(err, KV_ENOTSUP, "split-K: %lld (request, KV head) pairs (at most 65535)",
+                        (long long)pairs);
+  }
+  int slots = 0;
+  KVC_TRY(KVC_DISPATCH(dtype, D, G, kvc__slots, c, &slots, err));
+  KVC_TRY(kvc_plan_split_size(pair_blocks, pairs, slots, plan, err));
+  if (plan->max_splits > KVC_COMB_MAXS) {
+    return kv_error_set(err, KV_ENOTSUP, "split-K: %d splits per pair (at most %d)",
+                        (int)plan->max_splits, KVC_COMB_MAXS);
+  }
+  int *cnt = NULL;
+  KVC_TRY(kvc__split_counters(c, pairs, &cnt, err)); /* grown here, outside any capture */
+  (void)cnt;
+  kvc_arena ar = {0};
+  (void)kvc_arena_take(&ar, (uint64_t)pairs * plan->max_splits * G * D * sizeof(float));
+  (void)kvc_arena_take(&ar, (uint64_t)pairs * plan->max_splits * G * 2 * sizeof(float));
+  *bytes = ar.used + 256;
   return 0;
 }
 
 int kvc__split_launch(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const kvc_batch *b,
-                      const int32_t *list, int list_stride, char *base, float *out, float *lse,
+                      const int32_t *list, int list_stride, const int32_t *list_count,
+                      const kvc_split_size *plan, char *base, float *out, float *lse,
                       kv_error *err) {
   const int Hkv = s->n_kv_heads, G = s->n_heads / Hkv, D = s->head_dim;
-  const kvc_split_plan *plan = &c->plan;
+  const int pairs = b->n_req * Hkv;
   if (plan->n_work == 0) return 0;
   base = (char *)(((uintptr_t)base + 255) & ~(uintptr_t)255);
-  const kvc__split_layout l = kvc__layout(plan, G, D);
-  KVC_TRY(kvc__upload_async(c, base + l.work, plan->work, plan->n_work * sizeof(kvc_work), err));
-  KVC_TRY(kvc__upload_async(c, base + l.first, plan->pair_first, plan->n_pairs * sizeof(int32_t),
-                            err));
-  KVC_TRY(kvc__upload_async(c, base + l.ns, plan->pair_splits, plan->n_pairs * sizeof(int32_t),
-                            err));
+  kvc_arena ar = {0};
+  const uint64_t o_po = kvc_arena_take(&ar, (uint64_t)pairs * plan->max_splits * G * D * sizeof(float));
+  const uint64_t o_pml = kvc_arena_take(&ar, (uint64_t)pairs * plan->max_splits * G * 2 * sizeof(float));
   kvc__split_params p;
   p.k = kv->k;
   p.v = kv->v;
@@ -141,18 +266,23 @@ int kvc__split_launch(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const k
   p.seq_len = b->seq_len;
   p.q = b->q;
   p.list = list;
+  p.list_count = list_count;
   p.list_stride = list_stride;
-  p.work = (const kvc_work *)(base + l.work);
-  p.part_o = (float *)(base + l.po);
-  p.part_ml = (float *)(base + l.pml);
+  p.bps = plan->blocks_per_split;
+  p.max_splits = plan->max_splits;
+  p.part_o = (float *)(base + o_po);
+  p.part_ml = (float *)(base + o_pml);
   p.out = out;
   p.lse = lse;
   p.scale_log2 = (float)(1.0 / sqrt((double)D)) * KVC_LOG2E;
-  KVC_TRY(KVC_DISPATCH(kv->dtype, D, G, kvc__launch_split, c, p, plan->n_work, err));
-  kvc__combine_kernel<<<plan->n_pairs, KVC_THREADS, 0, c->stream>>>(
-      (const int32_t *)(base + l.first), (const int32_t *)(base + l.ns), p.part_o, p.part_ml, Hkv,
-      s->n_heads, G, D, out, lse);
-  KVC_CHECK(err, cudaGetLastError());
+  const int fused = c->tune[KVC_TUNE_DENSE_FUSED_COMBINE] != 0;
+  if (fused) KVC_TRY(kvc__split_counters(c, pairs, &p.split_cnt, err));
+  else p.split_cnt = NULL;
+  KVC_TRY(KVC_DISPATCH(kv->dtype, D, G, kvc__launch_split, c, p, pairs, err));
+  if (plan->max_splits > 1 && !fused) {
+    kvc__combine_kernel<<<dim3((unsigned)pairs, (unsigned)G), D, 0, c->stream>>>(p, D);
+    KVC_CHECK(err, cudaGetLastError());
+  }
   return 0;
 }
 
@@ -165,9 +295,10 @@ extern "C" int kvc_dense(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, cons
   for (int r = 0; r < b->n_req; r++) {
     for (int h = 0; h < Hkv; h++) pb[(int64_t)r * Hkv + h] = kvc_n_blocks(b->h_seq_len[r], kv->block_size);
   }
+  kvc_split_size plan;
   size_t bytes;
   char *base;
-  KVC_TRY(kvc__split_prepare(c, s, b, pb, &bytes, err));
+  KVC_TRY(kvc__split_prepare(c, s, kv->dtype, b, pb, &plan, &bytes, err));
   KVC_TRY(kvc__scratch(c, bytes, &base, err));
-  return kvc__split_launch(c, s, kv, b, NULL, 0, base, out, lse, err);
+  return kvc__split_launch(c, s, kv, b, NULL, 0, NULL, &plan, base, out, lse, err);
 }

@@ -14,6 +14,15 @@
 
 static cudaDataType kvc__cuda_type(kvc_dtype t) { return t == KVC_DTYPE_F16 ? CUDA_R_16F : CUDA_R_16BF; }
 
+__global__ void kvc__gemm_ptrs(const char *K, const char *Q, float *S, int Hq, int G, int D,
+                               int n_q, int64_t n_tok, void **a, void **b, void **c) {
+  for (int h = threadIdx.x; h < Hq; h += blockDim.x) {
+    a[h] = (void *)(K + (size_t)(h / G) * D * 2);
+    b[h] = (void *)(Q + (size_t)h * D * 2);
+    c[h] = S + (size_t)h * n_q * n_tok;
+  }
+}
+
 extern "C" int kvc_group_scores(kvc_ctx *c, const attn_shape *s, kvc_dtype dtype, const void *Q,
                                 int n_q, const void *K, int64_t n_tok, float *S, kv_error *err) {
   KVC_TRY(attn_shape_check(s, err));
@@ -27,19 +36,13 @@ extern "C" int kvc_group_scores(kvc_ctx *c, const attn_shape *s, kvc_dtype dtype
    *   A = K_h as column-major [D x n_tok] with lda = Hkv * D, op(A) = A^T  -> [n_tok x D]
    *   B = Q_h as column-major [D x n_q]   with ldb = Hq * D,  op(B) = B    -> [D x n_q]
    *   C = column-major [n_tok x n_q], ldc = n_tok == row-major S[h] [n_q, n_tok]. */
-  std::vector<const void *> ha(Hq), hb(Hq);
-  std::vector<void *> hc(Hq);
-  for (int h = 0; h < Hq; h++) {
-    ha[h] = (const char *)K + (size_t)(h / G) * D * 2;
-    hb[h] = (const char *)Q + (size_t)h * D * 2;
-    hc[h] = S + (size_t)h * n_q * n_tok;
-  }
   char *base;
   KVC_TRY(kvc__scratch(c, 3 * (size_t)Hq * sizeof(void *) + 512, &base, err));
   void **da = (void **)base, **db = da + Hq, **dc = db + Hq;
-  KVC_TRY(kvc__upload_async(c, da, ha.data(), Hq * sizeof(void *), err));
-  KVC_TRY(kvc__upload_async(c, db, hb.data(), Hq * sizeof(void *), err));
-  KVC_TRY(kvc__upload_async(c, dc, hc.data(), Hq * sizeof(void *), err));
+  /* The per-head pointer arrays are written on the device (no host upload: capturable). */
+  kvc__gemm_ptrs<<<1, 256, 0, c->stream>>>((const char *)K, (const char *)Q, S, Hq, G, D, n_q,
+                                           n_tok, da, db, dc);
+  KVC_CHECK(err, cudaGetLastError());
   const float alpha = (float)(1.0 / sqrt((double)D)), beta = 0.0f;
   KVC_CHECK(err, cublasGemmBatchedEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)n_tok, n_q, D, &alpha,
                                      (const void *const *)da, kvc__cuda_type(dtype), Hkv * D,

@@ -53,8 +53,6 @@ static inline const char *kvc__str(cublasStatus_t s) { return cublasGetStatusStr
   } while (0)
 
 /* ---- context -------------------------------------------------------------------------------- */
-#define KVC_STAGE_SLOTS 8
-
 struct kvc_ctx {
   int device;
   cudaDeviceProp prop;
@@ -63,31 +61,31 @@ struct kvc_ctx {
   cudaEvent_t ev0, ev1;
   void *scratch;                 /* device arena, grows on demand (never while capturing) */
   size_t scratch_bytes;
-  void *flush;                   /* L2 flush buffer */
+  void *flush;                   /* L2 flush buffer (read, never written, by kvc_l2_flush) */
   size_t flush_bytes;
-  void *stage[KVC_STAGE_SLOTS];  /* pinned host staging ring for small per-call uploads */
-  size_t stage_bytes[KVC_STAGE_SLOTS];
-  cudaEvent_t stage_ev[KVC_STAGE_SLOTS];
-  int stage_next;
-  void **kept;                   /* pinned buffers referenced by captured graphs */
-  int n_kept, cap_kept;
-  kvc_split_plan plan;           /* host plan of the last split-K launch */
+  float *flush_sink;             /* device [1]: where the flush read's sum goes (never read) */
   int64_t *pair_blocks;          /* host [cap_pairs] */
   int64_t cap_pairs;
-  int target_ctas;               /* CTAs that fill the GPU (a few waves) */
   cudaEvent_t ph[3];             /* phase events of the last sparse op */
   int ph_valid;
+  int tune[KVC_TUNE_N];          /* kvc_tune_set */
+  int *split_cnt;                /* device [cap_split_cnt], zero between calls: arrivals per pair
+                                    of the fused split-K combine (the last CTA resets it) */
+  int64_t cap_split_cnt;
 };
 
-/* Device scratch of at least `bytes` (previous contents lost when it grows). */
+/* Device array of n_pairs zeroed counters (grows; KV_ESTATE if it must grow during capture). */
+int kvc__split_counters(kvc_ctx *c, int64_t n_pairs, int **out, kv_error *err);
+
+/* Device scratch of at least `bytes` (previous contents lost when it grows; KV_ESTATE when it
+ * would have to grow while the stream is capturing a graph). */
 int kvc__scratch(kvc_ctx *c, size_t bytes, char **p, kv_error *err);
-/* Copies `bytes` of host data to device `dst` through pinned staging, asynchronously on the
- * stream (safe while capturing a graph: the staging buffer is kept for the graph's life). */
-int kvc__upload_async(kvc_ctx *c, void *dst, const void *src, size_t bytes, kv_error *err);
 /* Host array of n_pairs int64 (grows). */
 int kvc__pair_blocks(kvc_ctx *c, int64_t n_pairs, int64_t **out, kv_error *err);
 /* Records phase event i (0 start, 1 selection done, 2 end) unless capturing a graph. */
 int kvc__phase(kvc_ctx *c, int i, kv_error *err);
+/* Whether the context's stream is capturing a graph. */
+int kvc__capturing(kvc_ctx *c);
 /* Validates a shape/pool/batch combination the kernels support. */
 int kvc__check_common(const attn_shape *s, const kvc_kv *kv, const kvc_batch *b, kv_error *err);
 

@@ -96,6 +96,36 @@ KVC_HD void kvc_lse_merge(double *m, double *l, double m2, double l2, double *a_
   *m = mn;
 }
 
+/* Associative form of the same merge, for prefix scans over iterations: (m, l) of the
+ * concatenation of state a (earlier) and state b (later). The identity is (-inf, 0). */
+KVC_HD void kvc_lse_combine(double ma, double la, double mb, double lb, double *m, double *l) {
+  if (mb == -INFINITY) {
+    *m = ma;
+    *l = la;
+    return;
+  }
+  if (ma == -INFINITY) {
+    *m = mb;
+    *l = lb;
+    return;
+  }
+  const double mn = ma > mb ? ma : mb;
+  *l = la * exp(ma - mn) + lb * exp(mb - mn);
+  *m = mn;
+}
+
+/* PSA pipelined loop: iterations a pair schedules ahead of its committed count c (the next
+ * iteration it needs is c): at least spec, up to c / 2 while the GPU has CTAs to spare for each
+ * active pair (slots / active), never more than window - 1 (ring space). Wasted loads past the
+ * stop are therefore at most max(spec, stop / 2) iterations, and only when the GPU is idle. */
+KVC_HD int kvc_psa_lookahead(int c, int spec, int window, int slots, int active) {
+  int extra = c / 2;
+  const int spare = active > 0 ? slots / active : slots;
+  if (extra > spare) extra = spare;
+  int la = extra > spec ? extra : spec;
+  return la < window - 1 ? la : window - 1;
+}
+
 /* PSA stop test for one head (attn_decode, "Stop test"): accumulated probability
  *   P_acc = S / (S + U),  S = l * exp(m) (visited), U = u * exp(frame) (estimated unvisited). */
 KVC_HD double kvc_psa_pacc(double m, double l, double u, double frame) {
@@ -103,6 +133,16 @@ KVC_HD double kvc_psa_pacc(double m, double l, double u, double frame) {
   double la = log(l) + m;
   double lb = log(u) + frame;
   return 1.0 / (1.0 + exp(lb - la));
+}
+
+/* Tiling a recorded layer to a benchmark shape (kvc_fill_tiled, and the CPU test that checks the
+ * budgets it produces against the recording): token t of a context of len tokens whose query sits
+ * at recorded position pos (pos >= 1) reads recorded token kvc_tile_token(t, len, pos): the sink
+ * (token 0) stays once at 0, the last token maps to pos and the rest repeat the recorded tokens
+ * 1..pos backwards from there, so the recent window keeps its place next to the query. */
+KVC_HD int64_t kvc_tile_token(int64_t t, int64_t len, int64_t pos) {
+  if (t == 0 || pos < 1) return 0;
+  return pos - (len - 1 - t) % pos;
 }
 
 #endif /* KVC_MATH_H */

@@ -4,13 +4,23 @@
  * 1. Scores: one row group of threads per block reads the block's metadata rows (16-byte loads,
  *    head_dim / 8 threads) and computes, for every query head of the group, the Quest bound
  *    sum_d max(q_d min_d, q_d max_d) or q . mean (and q^2 . var for the log-normal estimate).
- * 2. Selection without a host round trip: a stable descending segmented sort (CUB) of the
- *    group-combined keys per (request, KV head), forced blocks keyed +inf so they come first in
- *    ascending order, as attn_sparse.c orders them; the first k entries are the selection.
- * 3. Split-K attention over the selected blocks (kvc_dense.cu's kernel with a block list).
+ * 2. Selection without a sort and without a host round trip (v2; v1 ran CUB's segmented sort,
+ *    which copies to the host above 500 segments, so it could not be captured at large batch):
+ *    one CTA per (request, KV head) finds the k-th largest group-combined key by radix select
+ *    (up to 8 passes of 8 bits over the order-preserving 64-bit image of the double key,
+ *    histograms in shared memory with warp-aggregated atomics; it stops early once the bin that
+ *    holds the k-th key is taken whole, usually after 2-3 passes), then takes every key above it and the
+ *    lowest-indexed keys equal to it (ties to the lower block, as attn_sparse.c), writing the
+ *    selection in ascending block order. Forced blocks are keyed +inf, so they are always in.
+ * 3. Split-K attention over the selected blocks (kvc_dense.cu's kernel with a block list and the
+ *    selection's counts on the device).
  * The number of selected blocks per pair is known on the host from the lengths (kvc_topk_blocks),
- * so the split plan needs no device data. Not yet run on a GPU: docs/kernels.md.
+ * so the split plan needs no device data; nothing is uploaded: capturable at any batch.
+ * PSA's visit order is a full order: one CTA per pair sorts it with cub::BlockRadixSort when the
+ * pair has at most KVC_BLOCK_SORT_MAX blocks; longer contexts fall back to CUB's segmented sort.
  */
+#include <cub/block/block_radix_sort.cuh>
+#include <cub/block/block_scan.cuh>
 #include <cub/device/device_segmented_sort.cuh>
 #include <math_constants.h>
 
@@ -31,13 +41,55 @@ struct kvc__score_params {
   int32_t *idx;
 };
 
+/* Sum over a row group of LANES lanes of N values per lane, transposing: after the halving
+ * levels (offsets LANES/2 .. down, while N > 1) a lane keeps one value, the sum over the lanes
+ * that share its index bits; plain xor levels finish the sum. The value index a lane ends with
+ * is kvc__red_idx; the lane of index g with zero low bits is kvc__red_src(g). */
+template <int N, int OFF>
+struct kvc__red {
+  static __device__ __forceinline__ void run(float *v, int lane) {
+    if (N > 1) {
+      const bool upper = (lane & OFF) != 0;
+#pragma unroll
+      for (int i = 0; i < N / 2; i++) {
+        const float send = upper ? v[i] : v[i + N / 2];
+        const float keep = upper ? v[i + N / 2] : v[i];
+        v[i] = keep + __shfl_xor_sync(0xffffffffu, send, OFF);
+      }
+    } else {
+      v[0] += __shfl_xor_sync(0xffffffffu, v[0], OFF);
+    }
+    kvc__red<(N > 1 ? N / 2 : 1), OFF / 2>::run(v, lane);
+  }
+};
+template <int N>
+struct kvc__red<N, 0> {
+  static __device__ __forceinline__ void run(float *, int) {}
+};
+template <int N, int LANES>
+__device__ __forceinline__ int kvc__red_src(int g) {
+  int src = 0, n = N, off = LANES / 2;
+  while (n > 1 && off > 0) {
+    n /= 2;
+    if (g & n) src |= off;
+    off /= 2;
+  }
+  return src;
+}
+
+/* Scores of blocks: a row group (D / 8 lanes, 16 bytes of each metadata row per lane) per block,
+ * PER blocks per row group with every load issued before any arithmetic. Quest bound as
+ * q+ . max + q- . min (q+ = max(q, 0), q- = min(q, 0): the per-dimension max of q min and q max),
+ * q . mean, q^2 . var; only the quantities the method uses are loaded and reduced. */
 template <typename T, int D, int GT>
 __global__ void __launch_bounds__(128) kvc__score_kernel(kvc__score_params p) {
-  constexpr int VEC = 8, LANES = D / VEC, ROWS = 128 / LANES;
+  constexpr int VEC = 8, LANES = D / VEC, ROWS = 128 / LANES, PER = 4;
   const int pair = blockIdx.y, r = pair / p.Hkv, h = pair % p.Hkv;
   const int lane = threadIdx.x % LANES, row = threadIdx.x / LANES;
   const int len = p.seq_len[r];
   const int nb = (int)kvc_n_blocks(len, p.bs);
+  const int bfirst = blockIdx.x * ROWS * PER;
+  if (bfirst >= nb) return;
   float q[GT][VEC];
   const float *qg = p.q + ((size_t)r * p.Hq + h * p.G) * D + lane * VEC;
 #pragma unroll
@@ -45,80 +97,102 @@ __global__ void __launch_bounds__(128) kvc__score_kernel(kvc__score_params p) {
 #pragma unroll
     for (int j = 0; j < VEC; j++) q[g][j] = g < p.G ? qg[g * D + j] : 0.0f;
   }
-  const bool need_minmax = p.rank == ATTN_RANK_QUEST || (p.mode == KVC_SCORE_PSA && p.estimate == ATTN_EST_BOUND);
-  const bool need_mean = p.rank == ATTN_RANK_MEAN || (p.mode == KVC_SCORE_PSA && p.estimate != ATTN_EST_BOUND);
-  const bool need_var = p.mode == KVC_SCORE_PSA && p.estimate == ATTN_EST_LOGNORMAL;
-  for (int b0 = blockIdx.x * ROWS * 4; b0 < (int)(blockIdx.x + 1) * ROWS * 4; b0 += ROWS) {
-    const int b = b0 + row;
-    const bool live = b < nb; /* uniform within a row group; shuffles stay full-warp */
-    const int page = live ? p.block_table[(size_t)r * p.max_blocks + b] : 0;
+  const bool psa = p.mode == KVC_SCORE_PSA;
+  const bool need_minmax = p.rank == ATTN_RANK_QUEST || (psa && p.estimate == ATTN_EST_BOUND);
+  const bool need_mean = p.rank == ATTN_RANK_MEAN || (psa && p.estimate != ATTN_EST_BOUND);
+  const bool need_var = psa && p.estimate == ATTN_EST_LOGNORMAL;
+  uint4 rmn[PER], rmx[PER], rmu[PER], rva[PER];
+  const uint4 z4 = make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+  for (int u = 0; u < PER; u++) {
+    const int b = bfirst + u * ROWS + row;
+    const bool live = b < nb;
+    const int page = live ? __ldg(&p.block_table[(size_t)r * p.max_blocks + b]) : 0;
     const size_t off = ((size_t)page * p.Hkv + h) * D + lane * VEC;
-    float mn[VEC], mx[VEC], mu[VEC], va[VEC];
-    if (live && need_minmax) {
-      kvc_unpack8<T>(__ldg(reinterpret_cast<const uint4 *>((const T *)p.kmin + off)), mn);
-      kvc_unpack8<T>(__ldg(reinterpret_cast<const uint4 *>((const T *)p.kmax + off)), mx);
-    } else {
+    rmn[u] = live && need_minmax ? __ldg(reinterpret_cast<const uint4 *>((const T *)p.kmin + off)) : z4;
+    rmx[u] = live && need_minmax ? __ldg(reinterpret_cast<const uint4 *>((const T *)p.kmax + off)) : z4;
+    rmu[u] = live && need_mean ? __ldg(reinterpret_cast<const uint4 *>((const T *)p.kmean + off)) : z4;
+    rva[u] = live && need_var ? __ldg(reinterpret_cast<const uint4 *>((const T *)p.kvar + off)) : z4;
+  }
+  const double sc = p.scale;
 #pragma unroll
-      for (int j = 0; j < VEC; j++) mn[j] = mx[j] = 0.0f;
-    }
-    if (live && need_mean) {
-      kvc_unpack8<T>(__ldg(reinterpret_cast<const uint4 *>((const T *)p.kmean + off)), mu);
-    } else {
-#pragma unroll
-      for (int j = 0; j < VEC; j++) mu[j] = 0.0f;
-    }
-    if (live && need_var) {
-      kvc_unpack8<T>(__ldg(reinterpret_cast<const uint4 *>((const T *)p.kvar + off)), va);
-    } else {
-#pragma unroll
-      for (int j = 0; j < VEC; j++) va[j] = 0.0f;
-    }
-    float quest[GT], dmean[GT], qvar[GT];
-#pragma unroll
-    for (int g = 0; g < GT; g++) {
-      float a = 0.0f, c = 0.0f, e = 0.0f;
-#pragma unroll
-      for (int j = 0; j < VEC; j++) {
-        a += fmaxf(q[g][j] * mn[j], q[g][j] * mx[j]);
-        c = fmaf(q[g][j], mu[j], c);
-        e = fmaf(q[g][j] * q[g][j], va[j], e);
-      }
-      quest[g] = a;
-      dmean[g] = c;
-      qvar[g] = e;
-    }
-#pragma unroll
-    for (int o = LANES / 2; o > 0; o >>= 1) {
+  for (int u = 0; u < PER; u++) {
+    const int b = bfirst + u * ROWS + row;
+    const bool live = b < nb; /* uniform within a row group; shuffles stay full-warp */
+    float quest[GT] = {}, dmean[GT] = {}, qvar[GT] = {};
+    if (need_minmax) {
+      float mn[VEC], mx[VEC];
+      kvc_unpack8<T>(rmn[u], mn);
+      kvc_unpack8<T>(rmx[u], mx);
 #pragma unroll
       for (int g = 0; g < GT; g++) {
-        quest[g] += __shfl_xor_sync(0xffffffffu, quest[g], o);
-        dmean[g] += __shfl_xor_sync(0xffffffffu, dmean[g], o);
-        qvar[g] += __shfl_xor_sync(0xffffffffu, qvar[g], o);
+        float a = 0.0f;
+#pragma unroll
+        for (int j = 0; j < VEC; j++) {
+          a = fmaf(fmaxf(q[g][j], 0.0f), mx[j], a);
+          a = fmaf(fminf(q[g][j], 0.0f), mn[j], a);
+        }
+        quest[g] = a;
       }
+      kvc__red<GT, LANES / 2>::run(quest, lane);
     }
-    if (!live || lane != 0) continue;
-    const size_t kb = (size_t)pair * p.max_blocks + b;
-    p.idx[kb] = b;
-    const double sc = p.scale;
-    if (p.mode == KVC_SCORE_TOPK) {
-      double k = p.combine == ATTN_GQA_MAX ? -CUDART_INF : 0.0;
-      for (int g = 0; g < p.G; g++) {
-        const double v = sc * (p.rank == ATTN_RANK_QUEST ? quest[g] : dmean[g]);
-        k = p.combine == ATTN_GQA_MAX ? fmax(k, v) : k + v;
+    if (need_mean) {
+      float mu[VEC];
+      kvc_unpack8<T>(rmu[u], mu);
+#pragma unroll
+      for (int g = 0; g < GT; g++) {
+        float a = 0.0f;
+#pragma unroll
+        for (int j = 0; j < VEC; j++) a = fmaf(q[g][j], mu[j], a);
+        dmean[g] = a;
       }
+      kvc__red<GT, LANES / 2>::run(dmean, lane);
+    }
+    if (need_var) {
+      float va[VEC];
+      kvc_unpack8<T>(rva[u], va);
+#pragma unroll
+      for (int g = 0; g < GT; g++) {
+        float a = 0.0f;
+#pragma unroll
+        for (int j = 0; j < VEC; j++) a = fmaf(q[g][j] * q[g][j], va[j], a);
+        qvar[g] = a;
+      }
+      kvc__red<GT, LANES / 2>::run(qvar, lane);
+    }
+    /* lane holds head g's sums in element 0 where kvc__red_src<GT, LANES>(g) == lane */
+    if (p.mode == KVC_SCORE_TOPK) {
+      /* the group's key: every head's score into lane 0 of the row group, combined there */
+      float x = p.rank == ATTN_RANK_QUEST ? quest[0] : dmean[0];
+      double k = p.combine == ATTN_GQA_MAX ? -CUDART_INF : 0.0;
+#pragma unroll
+      for (int g = 0; g < GT; g++) {
+        const float y = __shfl_sync(0xffffffffu, x, kvc__red_src<GT, LANES>(g), LANES);
+        if (g < p.G) {
+          const double v = sc * (double)y;
+          k = p.combine == ATTN_GQA_MAX ? fmax(k, v) : k + v;
+        }
+      }
+      if (!live || lane != 0) continue;
+      const size_t kb = (size_t)pair * p.max_blocks + b;
+      if (p.idx) p.idx[kb] = b;
       if (kvc_is_forced(b, nb, p.sink, p.recent)) k = CUDART_INF;
       p.key[kb] = k;
     } else {
+      if (!live) continue;
       const double ln = log((double)kvc_block_tokens(len, p.bs, b));
-      for (int g = 0; g < p.G; g++) {
+#pragma unroll
+      for (int g = 0; g < GT; g++) {
+        if (g >= p.G || lane != kvc__red_src<GT, LANES>(g)) continue;
         const size_t o = ((size_t)pair * p.G + g) * p.max_blocks + b;
-        p.logit[o] = (float)(ln + sc * (p.rank == ATTN_RANK_QUEST ? quest[g] : dmean[g]));
+        p.logit[o] = (float)(ln + sc * (p.rank == ATTN_RANK_QUEST ? quest[0] : dmean[0]));
         double e;
-        if (p.estimate == ATTN_EST_BOUND) e = ln + sc * quest[g];
-        else if (p.estimate == ATTN_EST_MEAN) e = ln + sc * dmean[g];
-        else e = ln + sc * dmean[g] + 0.5 * sc * sc * qvar[g];
+        if (p.estimate == ATTN_EST_BOUND) e = ln + sc * quest[0];
+        else if (p.estimate == ATTN_EST_MEAN) e = ln + sc * dmean[0];
+        else e = ln + sc * dmean[0] + 0.5 * sc * sc * qvar[0];
         p.est[o] = (float)e;
       }
+      if (p.idx && lane == 0) p.idx[(size_t)pair * p.max_blocks + b] = b;
     }
   }
 }
@@ -126,7 +200,7 @@ __global__ void __launch_bounds__(128) kvc__score_kernel(kvc__score_params p) {
 template <typename T, int D, int GT>
 static int kvc__launch_score(kvc_ctx *c, const kvc__score_params &p, int n_pairs, kv_error *err) {
   constexpr int ROWS = 128 / (D / 8);
-  dim3 grid((p.max_blocks + ROWS * 4 - 1) / (ROWS * 4), n_pairs);
+  dim3 grid((p.max_blocks + ROWS * 4 - 1) / (ROWS * 4), n_pairs); /* PER = 4 blocks per row group */
   kvc__score_kernel<T, D, GT><<<grid, 128, 0, c->stream>>>(p);
   KVC_CHECK(err, cudaGetLastError());
   return 0;
@@ -169,38 +243,247 @@ int kvc__block_scores(kvc_ctx *c, const attn_shape *s, const attn_method *m, con
                       b->n_req * s->n_kv_heads, err);
 }
 
-size_t kvc__sort_bytes(int n_pairs, int max_blocks) {
+
+/* ---- ordering helpers -------------------------------------------------------------------------- */
+/* Order-preserving image of a double in uint64 (larger double -> larger image). */
+__device__ __forceinline__ uint64_t kvc__key_bits(double k) {
+  const uint64_t u = (uint64_t)__double_as_longlong(k);
+  return (u >> 63) ? ~u : (u | 0x8000000000000000ull);
+}
+
+/* ---- top-k selection: radix select per pair ----------------------------------------------- */
+#define KVC_SEL_THREADS 256
+#define KVC_SEL_SMEM_KEYS 5120 /* keys cached in shared memory (40 KB); beyond, read from L2 */
+
+struct kvc__select_params {
+  const double *key;       /* [pair, mb] */
+  const int32_t *seq_len;
+  int Hkv, bs, mb, sink, recent;
+  long long budget;
+  int32_t *list;           /* [pair, mb] selection, ascending block order */
+  int32_t *count;          /* [pair] */
+  int32_t *order, *blocks_read, *blocks_fetched, *iterations; /* optional copies (kvc_sparse_out) */
+};
+
+__global__ void __launch_bounds__(KVC_SEL_THREADS) kvc__select_kernel(kvc__select_params p) {
+  typedef cub::BlockScan<int, KVC_SEL_THREADS> Scan;
+  __shared__ typename Scan::TempStorage scan_tmp;
+  __shared__ uint64_t skeys[KVC_SEL_SMEM_KEYS];
+  __shared__ int hist[256];
+  __shared__ uint64_t s_prefix;
+  __shared__ int s_kk, s_cnt;
+  const int pair = blockIdx.x, tid = threadIdx.x;
+  const int nb = (int)kvc_n_blocks(p.seq_len[pair / p.Hkv], p.bs);
+  const int k = (int)kvc_topk_blocks(p.seq_len[pair / p.Hkv], p.bs, p.budget, p.sink, p.recent);
+  const double *key = p.key + (size_t)pair * p.mb;
+  int32_t *list = p.list + (size_t)pair * p.mb;
+  const bool cached = nb <= KVC_SEL_SMEM_KEYS;
+  if (cached) {
+    for (int b = tid; b < nb; b += KVC_SEL_THREADS) skeys[b] = kvc__key_bits(key[b]);
+  }
+  uint64_t prefix = 0, mask = 0;
+  int kk = k; /* rank (1-based, from the top) of the threshold among keys matching prefix */
+  if (k < nb) {
+    for (int pass = 0; pass < 8; pass++) {
+      const int shift = 56 - 8 * pass;
+      for (int i = tid; i < 256; i += KVC_SEL_THREADS) hist[i] = 0;
+      __syncthreads();
+      for (int b = tid; b < nb; b += KVC_SEL_THREADS) {
+        const uint64_t u = cached ? skeys[b] : kvc__key_bits(key[b]);
+        if ((u & mask) == prefix) {
+          const int digit = (int)((u >> shift) & 255u);
+          const unsigned peers = __match_any_sync(__activemask(), digit);
+          if ((int)(threadIdx.x & 31) == __ffs(peers) - 1) atomicAdd(&hist[digit], __popc(peers));
+        }
+      }
+      __syncthreads();
+      if (tid < 32) {
+        /* Lane l owns bins 255-8l .. 248-8l (top first); find the bin holding rank kk. */
+        int c[8], sum = 0;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+          c[j] = hist[255 - 8 * tid - j];
+          sum += c[j];
+        }
+        int incl = sum;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+          const int y = __shfl_up_sync(0xffffffffu, incl, o);
+          if (tid >= o) incl += y;
+        }
+        int above = incl - sum;
+        if (above < kk && kk <= incl) {
+#pragma unroll
+          for (int j = 0; j < 8; j++) {
+            if (above < kk && kk <= above + c[j]) {
+              s_prefix = prefix | ((uint64_t)(255 - 8 * tid - j) << shift);
+              s_kk = kk - above;
+              s_cnt = c[j];
+            }
+            above += c[j];
+          }
+        }
+      }
+      __syncthreads();
+      prefix = s_prefix;
+      kk = s_kk;
+      mask |= (uint64_t)255u << shift;
+      const bool whole = s_kk == s_cnt; /* every key of the bin is selected: no tie to break */
+      __syncthreads(); /* s_prefix / hist are rewritten next pass */
+      if (whole) break; /* the threshold is this prefix: compare keys masked to it (below) */
+    }
+  }
+  /* Selection in ascending block order: chunks of consecutive blocks per thread, two scans (ties
+   * at the threshold: the first kk by block index; keys above it: all). */
+  const int ch = (nb + KVC_SEL_THREADS - 1) / KVC_SEL_THREADS;
+  const int c0 = min(nb, tid * ch), c1 = min(nb, c0 + ch);
+  int n_eq = 0;
+  if (k < nb) {
+    for (int b = c0; b < c1; b++) n_eq += ((cached ? skeys[b] : kvc__key_bits(key[b])) & mask) == prefix;
+  }
+  int eq_before;
+  Scan(scan_tmp).ExclusiveSum(n_eq, eq_before);
+  __syncthreads();
+  int n_sel = 0;
+  if (k < nb) {
+    int e = eq_before;
+    for (int b = c0; b < c1; b++) {
+      const uint64_t u = (cached ? skeys[b] : kvc__key_bits(key[b])) & mask;
+      if (u > prefix) n_sel++;
+      else if (u == prefix) n_sel += e++ < kk;
+    }
+  } else {
+    n_sel = c1 - c0;
+  }
+  int pos;
+  Scan(scan_tmp).ExclusiveSum(n_sel, pos);
+  {
+    int e = eq_before;
+    for (int b = c0; b < c1; b++) {
+      bool sel = true;
+      if (k < nb) {
+        const uint64_t u = (cached ? skeys[b] : kvc__key_bits(key[b])) & mask;
+        sel = u > prefix || (u == prefix && e++ < kk);
+      }
+      if (sel) {
+        list[pos] = b;
+        if (p.order) p.order[(size_t)pair * p.mb + pos] = b;
+        pos++;
+      }
+    }
+  }
+  if (tid == 0) {
+    p.count[pair] = k;
+    if (p.blocks_read) p.blocks_read[pair] = k;
+    if (p.blocks_fetched) p.blocks_fetched[pair] = k;
+    if (p.iterations) p.iterations[pair] = 1;
+  }
+}
+
+/* ---- PSA visit order: per-pair block sort ------------------------------------------------- */
+#define KVC_SORT_THREADS 256
+#define KVC_SORT_ITEMS 16
+
+/* Stable descending order of the keys of pairs with nb <= KVC_BLOCK_SORT_MAX (ascending sort of
+ * the complemented image; input in block order, so ties keep the lower block first). */
+__global__ void __launch_bounds__(KVC_SORT_THREADS)
+kvc__block_sort_kernel(const double *key, const int32_t *seq_len, int Hkv, int bs, int mb,
+                       int32_t *order) {
+  typedef cub::BlockRadixSort<uint64_t, KVC_SORT_THREADS, KVC_SORT_ITEMS, int32_t> Sort;
+  __shared__ typename Sort::TempStorage tmp;
+  const int pair = blockIdx.x;
+  const int nb = (int)kvc_n_blocks(seq_len[pair / Hkv], bs);
+  uint64_t k[KVC_SORT_ITEMS];
+  int32_t v[KVC_SORT_ITEMS];
+#pragma unroll
+  for (int j = 0; j < KVC_SORT_ITEMS; j++) {
+    const int b = threadIdx.x * KVC_SORT_ITEMS + j; /* blocked arrangement: block order */
+    k[j] = b < nb ? ~kvc__key_bits(key[(size_t)pair * mb + b]) : ~0ull;
+    v[j] = b;
+  }
+  Sort(tmp).Sort(k, v);
+#pragma unroll
+  for (int j = 0; j < KVC_SORT_ITEMS; j++) {
+    const int i = threadIdx.x * KVC_SORT_ITEMS + j;
+    if (i < nb) order[(size_t)pair * mb + i] = v[j];
+  }
+}
+
+__global__ void kvc__segments_kernel(const int32_t *seq_len, int Hkv, int bs, int mb, int pairs,
+                                     int32_t *seg) {
+  for (int pr = blockIdx.x * blockDim.x + threadIdx.x; pr < pairs; pr += gridDim.x * blockDim.x) {
+    seg[pr] = pr * mb;
+    seg[pairs + pr] = pr * mb + (int32_t)kvc_n_blocks(seq_len[pr / Hkv], bs);
+  }
+}
+
+static int kvc__max_nb(const kvc_batch *b, int block_size) {
+  int64_t m = 0;
+  for (int r = 0; r < b->n_req; r++) {
+    const int64_t nb = kvc_n_blocks(b->h_seq_len[r], block_size);
+    if (nb > m) m = nb;
+  }
+  return (int)m;
+}
+
+size_t kvc__sort_bytes(const kvc_batch *b, int n_kv_heads, int block_size) {
+  const int pairs = b->n_req * n_kv_heads;
+  if (kvc__max_nb(b, block_size) <= KVC_BLOCK_SORT_MAX) return 256;
   size_t bytes = 0;
   (void)cub::DeviceSegmentedSort::StableSortPairsDescending(
       (void *)NULL, bytes, (const double *)NULL, (double *)NULL, (const int32_t *)NULL,
-      (int32_t *)NULL, (int64_t)n_pairs * max_blocks, n_pairs, (const int32_t *)NULL,
+      (int32_t *)NULL, (int64_t)pairs * b->max_blocks, pairs, (const int32_t *)NULL,
       (const int32_t *)NULL, (cudaStream_t)0);
-  return bytes + 2 * (size_t)n_pairs * sizeof(int32_t) + 512;
+  /* segments, keys out, block indices in */
+  return bytes + 2 * (size_t)pairs * sizeof(int32_t) +
+         (size_t)pairs * b->max_blocks * (sizeof(double) + sizeof(int32_t)) + 1024;
+}
+
+__global__ void kvc__iota_kernel(int32_t *idx, int64_t n, int mb) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    idx[i] = (int32_t)(i % mb);
+  }
 }
 
 int kvc__sort_blocks(kvc_ctx *c, const kvc_batch *b, int n_kv_heads, int block_size,
-                     const double *key_in, double *key_out, const int32_t *idx_in, int32_t *order,
-                     char *tmp, size_t tmp_bytes, kv_error *err) {
-  const int pairs = b->n_req * n_kv_heads;
-  std::vector<int32_t> seg(2 * (size_t)pairs);
-  for (int pr = 0; pr < pairs; pr++) {
-    seg[pr] = pr * b->max_blocks;
-    seg[pairs + pr] = pr * b->max_blocks + (int32_t)kvc_n_blocks(b->h_seq_len[pr / n_kv_heads], block_size);
+                     const double *key, int32_t *order, char *tmp, size_t tmp_bytes,
+                     kv_error *err) {
+  const int pairs = b->n_req * n_kv_heads, mb = b->max_blocks;
+  if (kvc__max_nb(b, block_size) <= KVC_BLOCK_SORT_MAX) {
+    kvc__block_sort_kernel<<<pairs, KVC_SORT_THREADS, 0, c->stream>>>(key, b->seq_len, n_kv_heads,
+                                                                      block_size, mb, order);
+    KVC_CHECK(err, cudaGetLastError());
+    return 0;
   }
-  int32_t *dseg = (int32_t *)tmp;
-  char *ctmp = tmp + (((2 * (size_t)pairs * sizeof(int32_t)) + 255) & ~(size_t)255);
-  size_t cbytes = tmp_bytes - (size_t)(ctmp - tmp);
-  KVC_TRY(kvc__upload_async(c, dseg, seg.data(), seg.size() * sizeof(int32_t), err));
+  kvc_arena ar = {0};
+  const uint64_t o_seg = kvc_arena_take(&ar, 2 * (size_t)pairs * sizeof(int32_t));
+  const uint64_t o_k2 = kvc_arena_take(&ar, (size_t)pairs * mb * sizeof(double));
+  const uint64_t o_idx = kvc_arena_take(&ar, (size_t)pairs * mb * sizeof(int32_t));
+  const uint64_t o_cub = kvc_arena_take(&ar, 0);
+  tmp = (char *)(((uintptr_t)tmp + 255) & ~(uintptr_t)255);
+  if (ar.used + 256 > tmp_bytes) {
+    return kv_error_set(err, KV_ESTATE, "block sort: scratch %zu < %llu bytes", tmp_bytes,
+                        (unsigned long long)ar.used);
+  }
+  int32_t *dseg = (int32_t *)(tmp + o_seg);
+  int32_t *idx = (int32_t *)(tmp + o_idx);
+  size_t cbytes = tmp_bytes - 256 - o_cub;
+  kvc__segments_kernel<<<(pairs + 255) / 256, 256, 0, c->stream>>>(b->seq_len, n_kv_heads,
+                                                                   block_size, mb, pairs, dseg);
+  KVC_CHECK(err, cudaGetLastError());
+  kvc__iota_kernel<<<4 * c->prop.multiProcessorCount, 256, 0, c->stream>>>(idx, (int64_t)pairs * mb, mb);
+  KVC_CHECK(err, cudaGetLastError());
   size_t need = 0;
   KVC_CHECK(err, cub::DeviceSegmentedSort::StableSortPairsDescending(
-                     (void *)NULL, need, key_in, key_out, idx_in, order,
-                     (int64_t)pairs * b->max_blocks, pairs, dseg, dseg + pairs, c->stream));
+                     (void *)NULL, need, key, (double *)(tmp + o_k2), idx, order,
+                     (int64_t)pairs * mb, pairs, dseg, dseg + pairs, c->stream));
   if (need > cbytes) {
     return kv_error_set(err, KV_ESTATE, "block sort: scratch %zu < %zu bytes", cbytes, need);
   }
   KVC_CHECK(err, cub::DeviceSegmentedSort::StableSortPairsDescending(
-                     (void *)ctmp, cbytes, key_in, key_out, idx_in, order,
-                     (int64_t)pairs * b->max_blocks, pairs, dseg, dseg + pairs, c->stream));
+                     (void *)(tmp + o_cub), cbytes, key, (double *)(tmp + o_k2), idx, order,
+                     (int64_t)pairs * mb, pairs, dseg, dseg + pairs, c->stream));
   KVC_CHECK(err, cudaGetLastError());
   return 0;
 }
@@ -215,43 +498,50 @@ extern "C" int kvc_topk(kvc_ctx *c, const attn_shape *s, const attn_method *m, c
                         m->block_size, kv->block_size);
   }
   const int Hkv = s->n_kv_heads, pairs = b->n_req * Hkv, mb = b->max_blocks;
-  kvc_arena ar = {0};
-  const uint64_t o_key = kvc_arena_take(&ar, (uint64_t)pairs * mb * sizeof(double));
-  const uint64_t o_key2 = kvc_arena_take(&ar, (uint64_t)pairs * mb * sizeof(double));
-  const uint64_t o_idx = kvc_arena_take(&ar, (uint64_t)pairs * mb * sizeof(int32_t));
-  const uint64_t o_ord = kvc_arena_take(&ar, (uint64_t)pairs * mb * sizeof(int32_t));
-  const size_t sort_bytes = kvc__sort_bytes(pairs, mb);
-  const uint64_t o_sort = kvc_arena_take(&ar, sort_bytes);
-  /* Selected blocks per pair (host, from the lengths), and the split plan over them: one arena
-   * holds the selection and the split-K launch's scratch. */
+  /* Selected blocks per pair (host, from the lengths) and the split plan over them: one arena
+   * holds the keys, the selection and the split-K launch's scratch. */
   int64_t *pb;
   KVC_TRY(kvc__pair_blocks(c, pairs, &pb, err));
-  std::vector<int32_t> cnt(pairs), ones(pairs, 1);
   for (int pr = 0; pr < pairs; pr++) {
     pb[pr] = kvc_topk_blocks(b->h_seq_len[pr / Hkv], m->block_size, m->token_budget,
                              m->keep_sink_blocks, m->keep_recent_blocks);
-    cnt[pr] = (int32_t)pb[pr];
   }
+  kvc_split_size plan;
   size_t split_bytes;
-  KVC_TRY(kvc__split_prepare(c, s, b, pb, &split_bytes, err));
+  KVC_TRY(kvc__split_prepare(c, s, kv->dtype, b, pb, &plan, &split_bytes, err));
+  kvc_arena ar = {0};
+  const uint64_t o_key = kvc_arena_take(&ar, (uint64_t)pairs * mb * sizeof(double));
+  const uint64_t o_list = kvc_arena_take(&ar, (uint64_t)pairs * mb * sizeof(int32_t));
+  const uint64_t o_cnt = kvc_arena_take(&ar, (uint64_t)pairs * sizeof(int32_t));
   const uint64_t o_split = kvc_arena_take(&ar, split_bytes);
   char *base;
   KVC_TRY(kvc__scratch(c, ar.used, &base, err));
-  double *key = (double *)(base + o_key), *key2 = (double *)(base + o_key2);
-  int32_t *idx = (int32_t *)(base + o_idx), *ord = (int32_t *)(base + o_ord);
   KVC_TRY(kvc__phase(c, 0, err));
-  KVC_TRY(kvc__block_scores(c, s, m, kv, b, KVC_SCORE_TOPK, key, NULL, NULL, idx, err));
-  KVC_TRY(kvc__sort_blocks(c, b, Hkv, kv->block_size, key, key2, idx, ord, base + o_sort,
-                           sort_bytes, err));
-  if (so) {
-    if (so->order) KVC_CHECK(err, cudaMemcpyAsync(so->order, ord, (size_t)pairs * mb * sizeof(int32_t),
-                                                  cudaMemcpyDeviceToDevice, c->stream));
-    if (so->blocks_read) KVC_TRY(kvc__upload_async(c, so->blocks_read, cnt.data(), pairs * sizeof(int32_t), err));
-    if (so->blocks_fetched) KVC_TRY(kvc__upload_async(c, so->blocks_fetched, cnt.data(), pairs * sizeof(int32_t), err));
-    if (so->iterations) KVC_TRY(kvc__upload_async(c, so->iterations, ones.data(), pairs * sizeof(int32_t), err));
-    if (so->est_mass) KVC_CHECK(err, cudaMemsetAsync(so->est_mass, 0xff, (size_t)b->n_req * s->n_heads * sizeof(float), c->stream));
+  KVC_TRY(kvc__block_scores(c, s, m, kv, b, KVC_SCORE_TOPK, (double *)(base + o_key), NULL, NULL,
+                            NULL, err));
+  kvc__select_params sp;
+  sp.key = (const double *)(base + o_key);
+  sp.seq_len = b->seq_len;
+  sp.Hkv = Hkv;
+  sp.bs = kv->block_size;
+  sp.mb = mb;
+  sp.sink = m->keep_sink_blocks;
+  sp.recent = m->keep_recent_blocks;
+  sp.budget = m->token_budget;
+  sp.list = (int32_t *)(base + o_list);
+  sp.count = (int32_t *)(base + o_cnt);
+  sp.order = so ? so->order : NULL;
+  sp.blocks_read = so ? so->blocks_read : NULL;
+  sp.blocks_fetched = so ? so->blocks_fetched : NULL;
+  sp.iterations = so ? so->iterations : NULL;
+  kvc__select_kernel<<<pairs, KVC_SEL_THREADS, 0, c->stream>>>(sp);
+  KVC_CHECK(err, cudaGetLastError());
+  if (so && so->est_mass) {
+    KVC_CHECK(err, cudaMemsetAsync(so->est_mass, 0xff, (size_t)b->n_req * s->n_heads * sizeof(float),
+                                   c->stream));
   }
   KVC_TRY(kvc__phase(c, 1, err));
-  KVC_TRY(kvc__split_launch(c, s, kv, b, ord, mb, base + o_split, out, NULL, err));
+  KVC_TRY(kvc__split_launch(c, s, kv, b, sp.list, mb, sp.count, &plan, base + o_split, out, NULL,
+                            err));
   return kvc__phase(c, 2, err);
 }

@@ -211,6 +211,9 @@ int main(int argc, char **argv) {
     }
     printf("  cost                 $%.2f (GPU $%.2f, storage $%.2f, storage share %.1f%%)\n",
            s.cost_total_usd, s.cost_gpu_usd, s.cost_storage_usd, 100 * s.storage_share);
+    char cost_label[1536];
+    sim_cost_describe(&p.cost, cost_label, sizeof cost_label);
+    printf("  cost model           %s\n", cost_label);
     printf("  events               %lld in %.3f s wall (%.2f M events/s)\n",
            (long long)r.events_fired, r.wall_s, (double)r.events_fired / r.wall_s * 1e-6);
     printf("  results              %s/results.h5, summary.csv, hit_by_turn.csv%s\n", outdir,

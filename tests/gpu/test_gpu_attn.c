@@ -11,11 +11,13 @@
  * rank from identical inputs; a block set may still differ where two keys tie within fp32/double
  * rounding, or a PSA stop decision sits within 1e-3 of epsilon: such cases are counted and
  * printed, and must stay rare; any other difference fails. PSA pipelined and host-synchronised
- * runs share the per-iteration code and the sequential stop test: they must read exactly the same
+ * runs share the kernels and the stop test (they differ in how iterations are grouped into work
+ * items, i.e. in fp32 rounding of the per-iteration states only): they must read exactly the same
  * blocks and agree on P_acc to 1e-6.
  *
  * Skips (exit 77) when no CUDA device is present. KVLAB_GPU_TEST_SMALL=1 runs fewer, shorter
- * cases (for compute-sanitizer).
+ * cases (memcheck, synccheck); KVLAB_GPU_TEST_TINY=1 a handful of tiny cases per test (racecheck,
+ * which instruments every shared-memory access and is orders of magnitude slower).
  */
 #include <math.h>
 #include <stdio.h>
@@ -33,7 +35,7 @@
 #include "test.h"
 
 static kvc_ctx *g_ctx;
-static int g_small;
+static int g_small, g_tiny;
 
 static int gpu_ready(void) {
   if (g_ctx) return 1;
@@ -43,7 +45,8 @@ static int gpu_ready(void) {
     fprintf(stderr, "  CUDA context: %s\n", err.msg);
     return 0;
   }
-  g_small = getenv("KVLAB_GPU_TEST_SMALL") != NULL;
+  g_tiny = getenv("KVLAB_GPU_TEST_TINY") != NULL;
+  g_small = g_tiny || getenv("KVLAB_GPU_TEST_SMALL") != NULL;
   kvc_device_info di;
   kvc_ctx_info(g_ctx, &di);
   printf("  device: %s (sm_%d%d, %d SMs)\n", di.name, di.cc_major, di.cc_minor, di.n_sm);
@@ -216,12 +219,13 @@ static void ref_attend_set(const attn_shape *s, const float *q, const float *K, 
 }
 
 /* ---- dense ----------------------------------------------------------------------------------- */
-static int check_dense(batch_t *B, const char *label) {
+/* One dense run on the GPU against the references ref / ref32 [n_req, Hq, D] (the same inputs
+ * in the pool's type, and the original fp32 inputs). */
+static int check_dense_one(batch_t *B, const char *label, const float *ref, const float *ref32) {
   kv_error err = {0};
   const int Hq = B->s.n_heads, D = B->s.head_dim;
   const int64_t n_out = (int64_t)B->n_req * Hq * D;
-  float *out = malloc((size_t)n_out * sizeof *out), *ref = malloc((size_t)Hq * D * sizeof *ref);
-  float *ref32 = malloc((size_t)Hq * D * sizeof *ref32);
+  float *out = malloc((size_t)n_out * sizeof *out);
   int bad = 0;
   if (kvc_memset(g_ctx, B->d_out, 0xff, (size_t)n_out * 4, &err) ||
       kvc_dense(g_ctx, &B->s, &B->kv, &B->b, B->d_out, NULL, &err) ||
@@ -231,18 +235,49 @@ static int check_dense(batch_t *B, const char *label) {
   }
   const double tol_type = B->dtype == KVC_DTYPE_F16 ? 1e-2 : 5e-2;
   for (int r = 0; r < B->n_req && !bad; r++) {
-    attn_dense(&B->s, B->q + (size_t)r * Hq * D, B->K[r], B->V[r], B->len[r], ref, NULL, NULL);
-    attn_dense(&B->s, B->q + (size_t)r * Hq * D, B->K32[r], B->V32[r], B->len[r], ref32, NULL, NULL);
-    char what[160];
+    char what[240];
     snprintf(what, sizeof what, "%s dense req %d (len %d)", label, r, (int)B->len[r]);
-    bad += compare(what, out + (size_t)r * Hq * D, ref, (int64_t)Hq * D, 2e-5, 1e-3);
-    double e = rel_l2(out + (size_t)r * Hq * D, ref32, (int64_t)Hq * D);
+    bad += compare(what, out + (size_t)r * Hq * D, ref + (size_t)r * Hq * D, (int64_t)Hq * D, 2e-5, 1e-3);
+    double e = rel_l2(out + (size_t)r * Hq * D, ref32 + (size_t)r * Hq * D, (int64_t)Hq * D);
     if (!(e <= tol_type)) {
       printf("  %s: rel L2 vs fp32 inputs %.3g > %.3g\n", what, e, tol_type);
       bad++;
     }
   }
-  free(out), free(ref), free(ref32);
+  free(out);
+  return bad;
+}
+
+/* Dense under every execution variant (kvc_tune_set: ring depth, fused or separate combine):
+ * each must match the reference (computed once). Leaves the defaults set. */
+static int check_dense(batch_t *B, const char *label) {
+  const int variants[4][2] = {{4, 1}, {4, 0}, {3, 1}, {6, 1}}; /* stages, fused; defaults first */
+  const int Hq = B->s.n_heads, D = B->s.head_dim;
+  float *ref = malloc((size_t)B->n_req * Hq * D * sizeof *ref);
+  float *ref32 = malloc((size_t)B->n_req * Hq * D * sizeof *ref32);
+  for (int r = 0; r < B->n_req; r++) {
+    attn_dense(&B->s, B->q + (size_t)r * Hq * D, B->K[r], B->V[r], B->len[r],
+               ref + (size_t)r * Hq * D, NULL, NULL);
+    attn_dense(&B->s, B->q + (size_t)r * Hq * D, B->K32[r], B->V32[r], B->len[r],
+               ref32 + (size_t)r * Hq * D, NULL, NULL);
+  }
+  kv_error err = {0};
+  int bad = 0;
+  for (int v = 0; v < (g_tiny ? 1 : 4); v++) {
+    if (kvc_tune_set(g_ctx, KVC_TUNE_DENSE_STAGES, variants[v][0], &err) ||
+        kvc_tune_set(g_ctx, KVC_TUNE_DENSE_FUSED_COMBINE, variants[v][1], &err)) {
+      printf("  %s: %s\n", label, err.msg);
+      bad++;
+      continue;
+    }
+    char l2[200];
+    snprintf(l2, sizeof l2, "%s [stages %d, %s combine]", label, variants[v][0],
+             variants[v][1] ? "fused" : "separate");
+    bad += check_dense_one(B, l2, ref, ref32);
+  }
+  kvc_tune_set(g_ctx, KVC_TUNE_DENSE_STAGES, 4, &err);
+  kvc_tune_set(g_ctx, KVC_TUNE_DENSE_FUSED_COMBINE, 1, &err);
+  free(ref), free(ref32);
   return bad;
 }
 
@@ -396,7 +431,7 @@ typedef struct {
 
 /* Runs method m on the GPU (PSA in `mode`) and checks it against attn_decode per request. */
 static void check_sparse(batch_t *B, attn_blockmeta *metas, const attn_method *m,
-                         kvc_psa_mode mode, const char *label, sparse_tally *t,
+                         const kvc_psa_opts *opts, const char *label, sparse_tally *t,
                          int32_t *blocks_out, float *est_out) {
   kv_error err = {0};
   const int Hq = B->s.n_heads, Hkv = B->s.n_kv_heads, D = B->s.head_dim, G = Hq / Hkv;
@@ -415,15 +450,15 @@ static void check_sparse(batch_t *B, attn_blockmeta *metas, const attn_method *m
   if (!rc) rc = kvc_memset(g_ctx, B->d_out, 0xff, (size_t)n_out * 4, &err);
   if (!rc) rc = kvc_memset(g_ctx, d_br, 0xff, (size_t)pairs * 4, &err);
   if (!rc) rc = kvc_memset(g_ctx, d_it, 0xff, (size_t)pairs * 4, &err);
+  if (!rc) rc = kvc_memset(g_ctx, d_fe, 0xff, (size_t)pairs * 4, &err);
+  if (!rc) rc = kvc_memset(g_ctx, d_est, 0xff, (size_t)B->n_req * Hq * 4, &err);
+  if (!rc) rc = kvc_memset(g_ctx, d_ord, 0xff, (size_t)pairs * mb * 4, &err);
   kvc_sparse_out so = {d_br, d_it, d_fe, d_est, d_ord};
   if (!rc) {
     if (m->kind == ATTN_TOPK) {
       rc = kvc_topk(g_ctx, &B->s, m, &B->kv, &B->b, B->d_out, &so, &err);
     } else {
-      kvc_psa_opts o;
-      kvc_psa_opts_defaults(&o);
-      o.mode = mode;
-      rc = kvc_psa(g_ctx, &B->s, m, &B->kv, &B->b, &o, B->d_out, &so, NULL, &err);
+      rc = kvc_psa(g_ctx, &B->s, m, &B->kv, &B->b, opts, B->d_out, &so, NULL, &err);
     }
   }
   if (!rc) rc = kvc_d2h(g_ctx, out, B->d_out, (size_t)n_out * 4, &err);
@@ -457,8 +492,27 @@ static void check_sparse(batch_t *B, attn_blockmeta *metas, const attn_method *m
         t->bad++;
         continue;
       }
-      for (int i = 0; i < br[pr]; i++) mask[(size_t)h * nb + ord[(size_t)pr * mb + i]] = 1;
+      int bad_order = 0;
+      for (int i = 0; i < br[pr]; i++) {
+        const int32_t blk = ord[(size_t)pr * mb + i];
+        if (blk < 0 || blk >= nb || mask[(size_t)h * nb + blk]) bad_order = 1; /* a set, in range */
+        else mask[(size_t)h * nb + blk] = 1;
+      }
+      if (bad_order) {
+        printf("  %s req %d head %d: order holds an out-of-range or repeated block\n", label, r, h);
+        t->bad++;
+        continue;
+      }
       int same = br[pr] == res.blocks_read[h];
+      if (same && it[pr] != res.iterations[h]) { /* PSA iterations (top-k: 1) */
+        printf("  %s req %d head %d: gpu %d iterations, reference %d\n", label, r, h, it[pr],
+               (int)res.iterations[h]);
+        t->bad++;
+      }
+      if (m->kind == ATTN_TOPK && fe[pr] != br[pr]) {
+        printf("  %s req %d head %d: top-k fetched %d != read %d\n", label, r, h, fe[pr], br[pr]);
+        t->bad++;
+      }
       for (int64_t b = 0; same && b < nb; b++) same = mask[(size_t)h * nb + b] == res.block_read[(size_t)h * nb + b];
       if (!same) {
         /* Allowed only when marginal: a PSA stop within 1e-3 of epsilon (at the earlier stop), or
@@ -513,22 +567,28 @@ static void run_sparse_suite(batch_t *B, const char *label, sparse_tally *t) {
   } else {
     const char *methods[] = {"topk:512", "topk:2048:mean", "topk:1024:sum", "psa:0.9", "psa:0.95",
                              "psa:0.99:lognormal", "psa:0.95:bound", "psa:0.9:group=2:recent=0"};
+    const char *tiny[] = {"topk:128", "psa:0.9", "psa:0.95:bound"};
+    const char **meths = g_tiny ? tiny : methods;
+    const size_t n_meths = g_tiny ? sizeof tiny / sizeof *tiny : sizeof methods / sizeof *methods;
     const int pairs = B->n_req * B->s.n_kv_heads;
     int32_t *b1 = malloc((size_t)pairs * 4), *b2 = malloc((size_t)pairs * 4);
     float *e1 = malloc((size_t)B->n_req * B->s.n_heads * 4), *e2 = malloc((size_t)B->n_req * B->s.n_heads * 4);
-    for (size_t k = 0; k < sizeof methods / sizeof *methods; k++) {
+    for (size_t k = 0; k < n_meths; k++) {
       attn_method m;
-      if (attn_method_parse(methods[k], &m, &err)) {
+      if (attn_method_parse(meths[k], &m, &err)) {
         TEST_FAIL_AT("%s", err.msg);
         continue;
       }
       m.block_size = B->bs;
       char l2[256];
-      snprintf(l2, sizeof l2, "%s %s", label, methods[k]);
-      check_sparse(B, metas, &m, KVC_PSA_PIPELINED, l2, t, b1, e1);
+      snprintf(l2, sizeof l2, "%s %s", label, meths[k]);
+      kvc_psa_opts op;
+      kvc_psa_opts_defaults(&op);
+      check_sparse(B, metas, &m, &op, l2, t, b1, e1);
       if (m.kind == ATTN_PSA) {
-        snprintf(l2, sizeof l2, "%s %s hostsync", label, methods[k]);
-        check_sparse(B, metas, &m, KVC_PSA_HOSTSYNC, l2, t, b2, e2);
+        snprintf(l2, sizeof l2, "%s %s hostsync", label, meths[k]);
+        op.mode = KVC_PSA_HOSTSYNC;
+        check_sparse(B, metas, &m, &op, l2, t, b2, e2);
         for (int i = 0; i < pairs; i++) {
           if (b1[i] != b2[i]) {
             printf("  %s: pair %d pipelined %d vs host-synced %d blocks\n", l2, i, b1[i], b2[i]);
@@ -557,9 +617,12 @@ static void test_sparse_random(void) {
   sparse_tally t = {0, 0, 0};
   for (int si = 0; si < 3; si++) {
     for (int dt = 1; dt <= 2; dt++) {
-      const int n_req = g_small ? 2 : 4;
+      if (g_tiny && (si == 2 || dt == 1 + si)) continue; /* tiny: bf16 at D 64, fp16 at D 128 */
+      const int n_req = g_tiny ? 1 : g_small ? 2 : 4;
       int lens[4];
-      for (int i = 0; i < n_req; i++) lens[i] = 40 + (int)kv_rng_below(&r, g_small ? 800 : 6000);
+      for (int i = 0; i < n_req; i++) {
+        lens[i] = 40 + (int)kv_rng_below(&r, g_tiny ? 200 : g_small ? 800 : 6000);
+      }
       batch_t B;
       kv_error err = {0};
       char label[96];
@@ -734,6 +797,240 @@ static void test_recorded_sample(void) {
   CHECK(t.marginal * 20 <= t.pairs);
 }
 
+/* ---- dense lse, PSA options, tiled fill -------------------------------------------------------- */
+static void test_dense_lse(void) {
+  NEED_GPU();
+  kv_rng r;
+  kv_rng_seed(&r, 505);
+  const attn_shape shapes[3] = {{8, 8, 64}, {32, 8, 128}, {16, 2, 128}};
+  int cases = 0;
+  for (int si = 0; si < 3; si++) {
+    for (int dt = 1; dt <= 2; dt++) {
+      /* one long request (several splits) and short ones (one split: written directly) */
+      const int bs = dt == 1 ? 32 : 16, n_req = 3;
+      int lens[3] = {g_small ? 700 : 9000, 1 + (int)kv_rng_below(&r, 40), 17};
+      batch_t B;
+      kv_error err = {0};
+      char label[128];
+      snprintf(label, sizeof label, "lse Hq %d Hkv %d D %d %s bs %d", shapes[si].n_heads,
+               shapes[si].n_kv_heads, shapes[si].head_dim, kvc_dtype_name((kvc_dtype)dt), bs);
+      if (batch_make(&B, shapes[si], (kvc_dtype)dt, bs, n_req, lens, kv_rng_u64(&r), 0, &err)) {
+        TEST_FAIL_AT("%s: %s", label, err.msg);
+        batch_free(&B);
+        continue;
+      }
+      const int Hq = shapes[si].n_heads, D = shapes[si].head_dim;
+      void *d_lse = NULL;
+      float *lse = malloc((size_t)n_req * Hq * 4), *out = malloc((size_t)n_req * Hq * D * 4);
+      float *ref = malloc((size_t)Hq * D * 4);
+      double *rl = malloc((size_t)Hq * sizeof(double));
+      REQUIRE_OK(kvc_malloc(g_ctx, &d_lse, (size_t)n_req * Hq * 4, &err), &err);
+      REQUIRE_OK(kvc_memset(g_ctx, d_lse, 0xff, (size_t)n_req * Hq * 4, &err), &err);
+      REQUIRE_OK(kvc_memset(g_ctx, B.d_out, 0xff, (size_t)n_req * Hq * D * 4, &err), &err);
+      REQUIRE_OK(kvc_dense(g_ctx, &B.s, &B.kv, &B.b, B.d_out, d_lse, &err), &err);
+      REQUIRE_OK(kvc_d2h(g_ctx, lse, d_lse, (size_t)n_req * Hq * 4, &err), &err);
+      REQUIRE_OK(kvc_d2h(g_ctx, out, B.d_out, (size_t)n_req * Hq * D * 4, &err), &err);
+      int bad = 0;
+      for (int q = 0; q < n_req; q++) {
+        attn_dense(&B.s, B.q + (size_t)q * Hq * D, B.K[q], B.V[q], B.len[q], ref, rl, NULL);
+        float rlf[64];
+        for (int h = 0; h < Hq; h++) rlf[h] = (float)rl[h];
+        char what[200];
+        snprintf(what, sizeof what, "%s req %d (len %d) lse", label, q, (int)B.len[q]);
+        bad += compare(what, lse + (size_t)q * Hq, rlf, Hq, 1e-4, 1e-5);
+        snprintf(what, sizeof what, "%s req %d (len %d) out", label, q, (int)B.len[q]);
+        bad += compare(what, out + (size_t)q * Hq * D, ref, (int64_t)Hq * D, 2e-5, 1e-3);
+      }
+      if (bad) TEST_FAIL_AT("%s: %d mismatches", label, bad);
+      kvc_free(g_ctx, d_lse);
+      free(lse), free(out), free(ref), free(rl);
+      batch_free(&B);
+      cases++;
+    }
+  }
+  printf("  dense lse: %d cases\n", cases);
+}
+
+/* PSA (and top-k) under non-default settings: block size 32, group 1 and 7, no recent block,
+ * a token cap, items of 2-32 iterations, speculation short of and past the stop in 1-4 rounds, a
+ * fixed number of CTAs; both head
+ * dims and both types. Every run is checked against the reference (blocks, iterations, P_acc,
+ * output over the GPU's own set) and the pipelined runs against the host-synchronised one. */
+static void test_psa_options(void) {
+  NEED_GPU();
+  kv_rng r;
+  kv_rng_seed(&r, 606);
+  const attn_shape shapes[2] = {{8, 2, 64}, {32, 8, 128}};
+  const char *methods[] = {"psa:0.9:group=1", "psa:0.95:group=7:recent=0", "psa:0.99",
+                           "psa:0.95:cap=300:sink=2", "topk:256", "topk:2048:sum"};
+  /* window (iterations per item), spec_iters, ctas_per_pair, spec_scale (%), rounds: speculation
+   * far short of the stop (several rounds), past it, one round that covers everything */
+  const int wins[4][5] = {{2, 0, 0, 100, 4}, {5, 4, 0, 30, 4}, {32, 0, 1, 100, 1}, {8, 2, 3, 10, 3}};
+  sparse_tally t = {0, 0, 0};
+  for (int si = 0; si < 2; si++) {
+    for (int dt = 1; dt <= 2; dt++) {
+      if (g_tiny && dt != 1 + si) continue; /* tiny: fp16 at D 64 (block 32), bf16 at D 128 (32) */
+      const int bs = (si + dt) % 2 ? 32 : 16, n_req = g_tiny ? 1 : g_small ? 2 : 3;
+      int lens[3];
+      for (int i = 0; i < n_req; i++) {
+        lens[i] = 40 + (int)kv_rng_below(&r, g_tiny ? 300 : g_small ? 900 : 5000);
+      }
+      batch_t B;
+      kv_error err = {0};
+      char label[128];
+      snprintf(label, sizeof label, "opts Hq %d Hkv %d D %d %s bs %d", shapes[si].n_heads,
+               shapes[si].n_kv_heads, shapes[si].head_dim, kvc_dtype_name((kvc_dtype)dt), bs);
+      if (batch_make(&B, shapes[si], (kvc_dtype)dt, bs, n_req, lens, kv_rng_u64(&r), 0, &err)) {
+        TEST_FAIL_AT("%s: %s", label, err.msg);
+        batch_free(&B);
+        continue;
+      }
+      attn_blockmeta *metas = calloc((size_t)n_req, sizeof *metas);
+      if (share_meta(&B, metas, &err)) {
+        TEST_FAIL_AT("%s: %s", label, err.msg);
+      } else {
+        const int pairs = n_req * shapes[si].n_kv_heads;
+        int32_t *b1 = malloc((size_t)pairs * 4), *b2 = malloc((size_t)pairs * 4);
+        float *e1 = malloc((size_t)n_req * shapes[si].n_heads * 4);
+        float *e2 = malloc((size_t)n_req * shapes[si].n_heads * 4);
+        for (size_t k = 0; k < sizeof methods / sizeof *methods; k++) {
+          if (g_tiny && k != 0 && k != 3 && k != 4) continue; /* group=1, cap+sink, top-k */
+          attn_method m;
+          if (attn_method_parse(methods[k], &m, &err)) {
+            TEST_FAIL_AT("%s: %s", methods[k], err.msg);
+            continue;
+          }
+          m.block_size = bs;
+          kvc_psa_opts op;
+          kvc_psa_opts_defaults(&op);
+          char l2[256];
+          if (m.kind == ATTN_TOPK) {
+            snprintf(l2, sizeof l2, "%s %s", label, methods[k]);
+            check_sparse(&B, metas, &m, &op, l2, &t, b1, e1);
+            continue;
+          }
+          op.mode = KVC_PSA_HOSTSYNC;
+          snprintf(l2, sizeof l2, "%s %s hostsync", label, methods[k]);
+          check_sparse(&B, metas, &m, &op, l2, &t, b2, e2);
+          for (int w = 0; w < 4; w++) {
+            if (g_tiny && w >= 2) break;
+            op.mode = KVC_PSA_PIPELINED;
+            op.window = wins[w][0], op.spec_iters = wins[w][1], op.ctas_per_pair = wins[w][2];
+            op.spec_scale = (float)wins[w][3] / 100.0f, op.rounds = wins[w][4];
+            snprintf(l2, sizeof l2, "%s %s window %d spec %d+%.2fx ctas/pair %d rounds %d", label,
+                     methods[k], op.window, op.spec_iters, (double)op.spec_scale, op.ctas_per_pair,
+                     op.rounds);
+            check_sparse(&B, metas, &m, &op, l2, &t, b1, e1);
+            for (int i = 0; i < pairs; i++) {
+              if (b1[i] != b2[i]) {
+                printf("  %s: pair %d pipelined %d vs host-synced %d blocks\n", l2, i, b1[i], b2[i]);
+                t.bad++;
+              }
+            }
+            for (int i = 0; i < n_req * shapes[si].n_heads; i++) {
+              if (!(fabsf(e1[i] - e2[i]) <= 1e-6f)) {
+                printf("  %s: head %d P_acc pipelined %.9g vs host-synced %.9g\n", l2, i, e1[i], e2[i]);
+                t.bad++;
+              }
+            }
+          }
+        }
+        free(b1), free(b2), free(e1), free(e2);
+      }
+      for (int i = 0; i < n_req; i++) attn_blockmeta_free(&metas[i]);
+      free(metas);
+      batch_free(&B);
+    }
+  }
+  printf("  psa options: %d pair checks, %d marginal, %d bad\n", t.pairs, t.marginal, t.bad);
+  CHECK_EQ_INT(t.bad, 0);
+  CHECK(t.marginal * 20 <= t.pairs);
+  /* Bad options are errors, not undefined behaviour. */
+  kv_error err = {0};
+  const int lens[1] = {100};
+  batch_t B;
+  REQUIRE_OK(batch_make(&B, (attn_shape){8, 2, 64}, KVC_DTYPE_BF16, 16, 1, lens, 9, 0, &err), &err);
+  attn_method m;
+  attn_method_defaults(&m, ATTN_PSA);
+  kvc_psa_opts op;
+  kvc_psa_opts_defaults(&op);
+  op.window = 0;
+  CHECK_EQ_INT(kvc_psa(g_ctx, &B.s, &m, &B.kv, &B.b, &op, B.d_out, NULL, NULL, &err), KV_EINVAL);
+  kvc_psa_opts_defaults(&op);
+  op.rounds = 0;
+  CHECK_EQ_INT(kvc_psa(g_ctx, &B.s, &m, &B.kv, &B.b, &op, B.d_out, NULL, NULL, &err), KV_EINVAL);
+  kvc_psa_opts_defaults(&op);
+  op.spec_scale = 0.0f;
+  CHECK_EQ_INT(kvc_psa(g_ctx, &B.s, &m, &B.kv, &B.b, &op, B.d_out, NULL, NULL, &err), KV_EINVAL);
+  batch_free(&B);
+}
+
+/* kvc_fill_tiled writes the recording's values where kvc_tile_token, the head and the dimension
+ * mapping say (random "recording", poisoned pool), and the query scaled by sqrt(rec_dim / D). */
+static void test_fill_tiled(void) {
+  NEED_GPU();
+  kv_rng r;
+  kv_rng_seed(&r, 707);
+  kv_error err = {0};
+  const attn_shape rec = {4, 2, 64}, s = {16, 8, 128};
+  const int n_rec = 300, n_req = 2, lens[2] = {1000, 333};
+  const int32_t pos[2] = {299, 150};
+  const size_t nk = (size_t)n_rec * rec.n_kv_heads * rec.head_dim;
+  float *rk = malloc(nk * 4), *rv = malloc(nk * 4), *rq = malloc((size_t)n_req * rec.n_heads * rec.head_dim * 4);
+  for (size_t i = 0; i < nk; i++) rk[i] = (float)kv_rng_normal(&r), rv[i] = (float)kv_rng_normal(&r);
+  for (int i = 0; i < n_req * rec.n_heads * rec.head_dim; i++) rq[i] = (float)kv_rng_normal(&r);
+  batch_t B;
+  REQUIRE_OK(batch_make(&B, s, KVC_DTYPE_BF16, 16, n_req, lens, 5, 0, &err), &err);
+  void *dk, *dv, *dq;
+  REQUIRE_OK(kvc_malloc(g_ctx, &dk, nk * 4, &err), &err);
+  REQUIRE_OK(kvc_malloc(g_ctx, &dv, nk * 4, &err), &err);
+  REQUIRE_OK(kvc_malloc(g_ctx, &dq, (size_t)n_req * rec.n_heads * rec.head_dim * 4, &err), &err);
+  REQUIRE_OK(kvc_h2d(g_ctx, dk, rk, nk * 4, &err), &err);
+  REQUIRE_OK(kvc_h2d(g_ctx, dv, rv, nk * 4, &err), &err);
+  REQUIRE_OK(kvc_h2d(g_ctx, dq, rq, (size_t)n_req * rec.n_heads * rec.head_dim * 4, &err), &err);
+  REQUIRE_OK(kvc_memset(g_ctx, B.d_q, 0xff, (size_t)n_req * s.n_heads * s.head_dim * 4, &err), &err);
+  REQUIRE_OK(kvc_fill_tiled(g_ctx, &s, &B.kv, &B.b, B.d_q, dk, dv, dq, &rec, pos, &err), &err);
+  const size_t pool = (size_t)B.kv.n_pages * s.n_kv_heads * 16 * s.head_dim;
+  uint16_t *hk = malloc(pool * 2), *hv = malloc(pool * 2);
+  float *q = malloc((size_t)n_req * s.n_heads * s.head_dim * 4);
+  REQUIRE_OK(kvc_d2h(g_ctx, hk, B.kv.k, pool * 2, &err), &err);
+  REQUIRE_OK(kvc_d2h(g_ctx, hv, B.kv.v, pool * 2, &err), &err);
+  REQUIRE_OK(kvc_d2h(g_ctx, q, B.d_q, (size_t)n_req * s.n_heads * s.head_dim * 4, &err), &err);
+  int bad = 0;
+  for (int i = 0; i < n_req; i++) {
+    for (int t = 0; t < lens[i]; t++) {
+      const int page = B.bt[(size_t)i * B.max_blocks + t / 16];
+      const int64_t st = kvc_tile_token(t, lens[i], pos[i]);
+      for (int h = 0; h < s.n_kv_heads; h++) {
+        for (int d = 0; d < s.head_dim; d++) {
+          const size_t o = (((size_t)page * s.n_kv_heads + h) * 16 + t % 16) * s.head_dim + d;
+          const size_t src = ((size_t)st * rec.n_kv_heads + h % rec.n_kv_heads) * rec.head_dim + d % rec.head_dim;
+          if (kv_bf16_to_f32(hk[o]) != round_to(KVC_DTYPE_BF16, rk[src]) ||
+              kv_bf16_to_f32(hv[o]) != round_to(KVC_DTYPE_BF16, rv[src])) {
+            if (bad < 5) printf("  tiled fill: req %d token %d head %d dim %d differs\n", i, t, h, d);
+            bad++;
+          }
+        }
+      }
+    }
+    const int G = s.n_heads / s.n_kv_heads, rG = rec.n_heads / rec.n_kv_heads;
+    for (int hq = 0; hq < s.n_heads; hq++) {
+      const int src_head = (hq / G % rec.n_kv_heads) * rG + (hq % G) % rG;
+      for (int d = 0; d < s.head_dim; d++) {
+        const double want = rq[((size_t)i * rec.n_heads + src_head) * rec.head_dim + d % rec.head_dim] *
+                            sqrt((double)rec.head_dim / s.head_dim);
+        if (!(fabs(q[((size_t)i * s.n_heads + hq) * s.head_dim + d] - want) <= 1e-6 * (1 + fabs(want)))) bad++;
+      }
+    }
+  }
+  CHECK_EQ_INT(bad, 0);
+  const int32_t zero[2] = {0, 0};
+  CHECK_EQ_INT(kvc_fill_tiled(g_ctx, &s, &B.kv, &B.b, B.d_q, dk, dv, dq, &rec, zero, &err), KV_EINVAL);
+  kvc_free(g_ctx, dk), kvc_free(g_ctx, dv), kvc_free(g_ctx, dq);
+  free(rk), free(rv), free(rq), free(hk), free(hv), free(q);
+  batch_free(&B);
+}
+
 static void test_group_scores_cublas(void) {
   NEED_GPU();
   kv_rng r;
@@ -796,6 +1093,9 @@ TEST_LIST = {
     TEST(test_meta_build_and_append),
     TEST(test_sparse_random),
     TEST(test_recorded_sample),
+    TEST(test_dense_lse),
+    TEST(test_psa_options),
+    TEST(test_fill_tiled),
     TEST(test_group_scores_cublas),
     TEST(test_unsupported_shapes_are_errors),
     {0}};

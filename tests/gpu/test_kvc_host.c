@@ -14,38 +14,120 @@
 #include "kvc_pool.h"
 #include "test.h"
 
+/* The split plan: every pair's blocks are covered exactly once by its splits (the kernels'
+ * expression), no split exceeds the shared-memory page list, and the chosen size is no worse under
+ * the plan's own wave model than cutting the largest pair into 1..8 splits or into splits of the
+ * minimum size (the heuristics it replaced). */
+static double plan_cost(const int64_t *blocks, int n, int slots, int64_t bps, int64_t max_pair) {
+  int64_t work = 0;
+  for (int i = 0; i < n; i++) work += (blocks[i] + bps - 1) / bps;
+  const int64_t waves = (work + slots - 1) / slots;
+  return (double)waves * (double)(bps + KVC_PLAN_STARTUP_BLOCKS) +
+         0.1 * (double)((max_pair + bps - 1) / bps);
+}
+
 static void test_plan_covers_every_block_once(void) {
   kv_rng r;
   kv_rng_seed(&r, 7);
-  kvc_split_plan p = {0};
   kv_error err = {0};
-  for (int trial = 0; trial < 50; trial++) {
-    int n_req = 1 + (int)kv_rng_below(&r, 9), hkv = 1 + (int)kv_rng_below(&r, 8);
-    int64_t blocks[72];
-    for (int i = 0; i < n_req * hkv; i++) blocks[i] = (int64_t)kv_rng_below(&r, 3000);
-    int target = 1 + (int)kv_rng_below(&r, 600), minb = 1 + (int)kv_rng_below(&r, 16);
-    REQUIRE_OK(kvc_plan_splits(blocks, n_req, hkv, target, minb, &p, &err), &err);
-    CHECK(p.blocks_per_split >= 1 && p.blocks_per_split <= KVC_MAX_SPLIT_BLOCKS);
-    /* Every pair's blocks [0, n) are covered exactly once, in order, by consecutive slots. */
-    for (int pr = 0; pr < n_req * hkv; pr++) {
-      int64_t next = 0;
-      for (int s = 0; s < p.pair_splits[pr]; s++) {
-        const kvc_work *w = &p.work[p.pair_first[pr] + s];
-        CHECK_EQ_INT(w->slot, p.pair_first[pr] + s);
-        CHECK_EQ_INT(w->req * hkv + w->kvh, pr);
-        CHECK_EQ_INT(w->blk_begin, next);
-        CHECK(w->blk_end > w->blk_begin && w->blk_end - w->blk_begin <= p.blocks_per_split);
-        CHECK_EQ_INT(w->n_splits, p.pair_splits[pr]);
-        next = w->blk_end;
-      }
-      CHECK_EQ_INT(next, blocks[pr]);
+  for (int trial = 0; trial < 200; trial++) {
+    const int n = 1 + (int)kv_rng_below(&r, 72);
+    int64_t blocks[72], max_pair = 0;
+    const int uniform = trial % 2;
+    for (int i = 0; i < n; i++) {
+      blocks[i] = uniform && i > 0 ? blocks[0] : (int64_t)kv_rng_below(&r, trial % 5 ? 3000 : 70000);
+      if (blocks[i] > max_pair) max_pair = blocks[i];
     }
-    /* The grid fills the target unless the split size hit a clamp. */
-    if (p.blocks_per_split > minb && p.blocks_per_split < KVC_MAX_SPLIT_BLOCKS) {
-      CHECK(p.n_work <= target + n_req * hkv);
+    const int slots = 1 + (int)kv_rng_below(&r, 600);
+    kvc_split_size p;
+    REQUIRE_OK(kvc_plan_split_size(blocks, n, slots, &p, &err), &err);
+    CHECK(p.blocks_per_split >= 1 && p.blocks_per_split <= KVC_MAX_SPLIT_BLOCKS);
+    int64_t work = 0;
+    int32_t max_splits = 0;
+    for (int i = 0; i < n; i++) {
+      const int32_t ns = kvc_plan_pair_splits(blocks[i], p.blocks_per_split);
+      /* splits [s * bps, min(n, (s + 1) * bps)) tile [0, n) without gaps or empty splits */
+      CHECK(ns == 0 ? blocks[i] == 0
+                    : (int64_t)(ns - 1) * p.blocks_per_split < blocks[i] &&
+                          (int64_t)ns * p.blocks_per_split >= blocks[i]);
+      work += ns;
+      if (ns > max_splits) max_splits = ns;
+    }
+    CHECK_EQ_INT(work, p.n_work);
+    CHECK_EQ_INT(max_splits > 0 ? max_splits : 1, p.max_splits);
+    if (max_pair > 0) {
+      const double chosen = plan_cost(blocks, n, slots, p.blocks_per_split, max_pair);
+      for (int ns = 1; ns <= 8; ns++) {
+        const int64_t bps = (max_pair + ns - 1) / ns;
+        if (bps <= KVC_MAX_SPLIT_BLOCKS) CHECK(chosen <= plan_cost(blocks, n, slots, bps, max_pair) + 1e-9);
+      }
     }
   }
-  kvc_split_plan_free(&p);
+  int64_t one = 5;
+  kvc_split_size p;
+  CHECK_EQ_INT(kvc_plan_split_size(&one, 1, 0, &p, &err), KV_EINVAL);
+  one = -1;
+  CHECK_EQ_INT(kvc_plan_split_size(&one, 1, 10, &p, &err), KV_ERANGE);
+}
+
+/* The pipelined PSA fold: an inclusive scan of kvc_lse_combine over iterations, with the
+ * accumulator in front, equals the sequential kvc_lse_merge fold of the reference decomposition
+ * at every prefix (to double rounding), including empty (-inf) states. */
+static void test_lse_scan_matches_sequential_fold(void) {
+  kv_rng r;
+  kv_rng_seed(&r, 17);
+  for (int trial = 0; trial < 300; trial++) {
+    const int n = 1 + (int)kv_rng_below(&r, 32);
+    double m[32], l[32];
+    for (int i = 0; i < n; i++) {
+      const int empty = kv_rng_uniform(&r) < 0.1;
+      m[i] = empty ? -INFINITY : kv_rng_normal(&r) * 30.0;
+      l[i] = empty ? 0.0 : 0.5 + 100.0 * kv_rng_uniform(&r);
+    }
+    const double am = trial % 3 == 0 ? -INFINITY : kv_rng_normal(&r) * 30.0;
+    const double al = am == -INFINITY ? 0.0 : 1.0 + kv_rng_uniform(&r);
+    /* Hillis-Steele scan as warp 0 runs it: step off, lane i combines lane i - off in front. */
+    double sm[32], sl[32];
+    for (int i = 0; i < n; i++) sm[i] = m[i], sl[i] = l[i];
+    for (int off = 1; off < 32; off <<= 1) {
+      double nm[32], nl[32];
+      for (int i = 0; i < n; i++) {
+        nm[i] = sm[i], nl[i] = sl[i];
+        if (i >= off) kvc_lse_combine(sm[i - off], sl[i - off], sm[i], sl[i], &nm[i], &nl[i]);
+      }
+      for (int i = 0; i < n; i++) sm[i] = nm[i], sl[i] = nl[i];
+    }
+    double qm = am, ql = al;
+    for (int i = 0; i < n; i++) {
+      double a_old, a_new, pm, pl;
+      kvc_lse_merge(&qm, &ql, m[i], l[i], &a_old, &a_new);
+      kvc_lse_combine(am, al, sm[i], sl[i], &pm, &pl);
+      if (qm == -INFINITY) {
+        CHECK(pm == -INFINITY && pl == 0.0);
+      } else {
+        CHECK_NEAR(pm, qm, 0.0, 1e-15);
+        /* both relative to the same max: compare the sums */
+        CHECK_NEAR(pl, ql, 0.0, 1e-12);
+      }
+    }
+  }
+}
+
+/* The lookahead of the PSA work queue stays inside the ring and never below spec. */
+static void test_psa_lookahead_bounds(void) {
+  for (int W = 2; W <= 64; W *= 2) {
+    for (int spec = 0; spec < W; spec++) {
+      for (int c = 0; c < 300; c += 7) {
+        for (int active = 0; active < 600; active += 37) {
+          const int la = kvc_psa_lookahead(c, spec, W, 528, active);
+          CHECK(la >= (spec < W - 1 ? spec : W - 1) && la <= W - 1);
+        }
+      }
+    }
+  }
+  CHECK_EQ_INT(kvc_psa_lookahead(100, 2, 32, 528, 1), 31);  /* one pair left: up to the ring */
+  CHECK_EQ_INT(kvc_psa_lookahead(100, 2, 32, 528, 512), 2); /* GPU busy: speculation only */
+  CHECK_EQ_INT(kvc_psa_lookahead(10, 2, 32, 528, 1), 5);    /* grows with progress: c / 2 */
 }
 
 static void test_forced_and_budget_brute_force(void) {
@@ -313,6 +395,8 @@ static void test_pool_hand_computed(void) {
 
 TEST_LIST = {
     TEST(test_plan_covers_every_block_once),
+    TEST(test_lse_scan_matches_sequential_fold),
+    TEST(test_psa_lookahead_bounds),
     TEST(test_forced_and_budget_brute_force),
     TEST(test_lse_merge_matches_direct_sum),
     TEST(test_psa_decomposition_matches_reference),

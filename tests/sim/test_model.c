@@ -31,6 +31,8 @@ static void test_kv_bytes_and_params(void) {
       {"models/falcon-40b.ini", 0.12, 0.005, 41.84e9},
       {"models/llama-3.1-8b.ini", 0.125, 0.001, 8.030e9},
       {"models/mistral-7b.ini", 0.125, 0.001, 7.242e9},
+      /* 6,738,415,616 parameters in meta-llama/Llama-2-7b-hf; 0.5 MiB of KV per token */
+      {"models/llama-2-7b.ini", 0.5, 0.001, 6.738e9},
   };
   for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
     sim_model md;

@@ -25,6 +25,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kvrec_common import die, doc_hash_unit, doc_split, log, utc_now, write_json  # noqa: E402
@@ -32,7 +33,15 @@ from kvrec_common import die, doc_hash_unit, doc_split, log, utc_now, write_json
 # Debian bookworm packages (the versions actually used are read from the .deb files and written
 # to the manifest).
 PACKAGES = ["linux-source-6.1", "python3.11-doc", "perl-doc", "postgresql-doc-15",
-            "debian-handbook"]
+            "debian-handbook", "debian-faq"]
+
+# Conversation-like text ("conv"): the question-and-answer documents of these packages (Perl's
+# perlfaq1-9, Python's FAQ, the Debian FAQ), rewritten as multi-turn chats -- a user turn per
+# question, an assistant turn per answer, CONV_TURNS question/answer pairs per conversation.
+# They are not also counted as prose. Conversations are held out at a higher rate (1 in
+# CONV_HELDOUT_MOD) than other documents, so that long held-out conversation sequences exist.
+CONV_TURNS = 8
+CONV_HELDOUT_MOD = 4
 
 # Kernel C code: whole subsystems, not the generated GPU register headers that dominate drivers/.
 KERNEL_C_DIRS = ["kernel", "mm", "fs", "net", "lib", "block", "ipc", "init", "crypto", "security",
@@ -190,6 +199,108 @@ def docs_from_kernel(pkg, root):
             yield {"id": "%s:%s" % (pkg, rel), "pkg": pkg, "kind": kind, "text": text}
 
 
+_POD_CODE = re.compile(r"[A-Z]<<+\s+(.*?)\s+>>+|[A-Z]<([^<>]*)>")
+
+
+def pod_plain(text):
+    """POD inline markup to plain text (C<x>, L<x>, I<x>, C<< x >> -> x; L<text|link> -> text)."""
+    for _ in range(3):
+        text = _POD_CODE.sub(lambda m: (m.group(1) or m.group(2) or "").split("|")[0], text)
+    return text
+
+
+def qa_from_pod(text):
+    """(question, answer) pairs of a perlfaq POD file: each '=head2' heading is a question."""
+    pairs, q, buf = [], None, []
+    for line in text.split("\n"):
+        if line.startswith("=head2 "):
+            if q and buf:
+                pairs.append((q, "\n".join(buf).strip()))
+            q, buf = pod_plain(line[7:].strip()), []
+        elif line.startswith("=head1") or line.startswith("=cut"):
+            if q and buf:
+                pairs.append((q, "\n".join(buf).strip()))
+            q, buf = None, []
+        elif q is not None and not line.startswith("=") :
+            buf.append(pod_plain(line))
+    if q and buf:
+        pairs.append((q, "\n".join(buf).strip()))
+    return pairs
+
+
+def qa_from_rst(text):
+    """(question, answer) pairs of a Python FAQ reST file: a section title ending in '?'
+    (underlined with '-' or '=') is a question; its section body is the answer."""
+    lines = text.split("\n")
+    heads = [i for i in range(len(lines) - 1)
+             if lines[i].strip() and re.fullmatch(r"([-=~^*])\1{2,}", lines[i + 1].strip())
+             and len(lines[i + 1].strip()) >= len(lines[i].strip())]
+    pairs = []
+    for k, i in enumerate(heads):
+        end = heads[k + 1] if k + 1 < len(heads) else len(lines)
+        q = lines[i].strip()
+        a = "\n".join(lines[i + 2:end]).strip()
+        if q.endswith("?") and a:
+            pairs.append((q, a))
+    return pairs
+
+
+def qa_from_debian_faq(text):
+    """(question, answer) pairs of the Debian FAQ's plain-text edition: a numbered heading
+    'N.M. Question?' (possibly wrapped) at column 0 after the table of contents."""
+    lines = text.replace("\u00a0", " ").split("\n")
+    pat = re.compile(r"^(\d+\.\d+(?:\.\d+)*)\. (\S.*)$")
+    heads = []
+    for i, line in enumerate(lines):
+        m = pat.match(line)
+        if m:
+            q, j = m.group(2), i + 1
+            while j < len(lines) and lines[j].strip() and not lines[j].startswith(" ") \
+                    and not q.rstrip().endswith(("?", ".")):
+                q += " " + lines[j].strip()
+                j += 1
+            heads.append((i, j, q.strip()))
+    pairs = []
+    for k, (i, j, q) in enumerate(heads):
+        end = heads[k + 1][0] if k + 1 < len(heads) else len(lines)
+        a = textwrap.dedent("\n".join(lines[j:end])).strip()
+        if q.endswith("?") and len(a) > 40:
+            pairs.append((q, a))
+    return pairs
+
+
+def conversations(pkg, rel, pairs):
+    """Multi-turn chat documents from (question, answer) pairs, CONV_TURNS pairs each."""
+    for c in range(0, len(pairs), CONV_TURNS):
+        turns = ["User: %s\n\nAssistant: %s\n" % (q, a) for q, a in pairs[c:c + CONV_TURNS]]
+        yield {"id": "%s:%s#c%d" % (pkg, rel, c // CONV_TURNS), "pkg": pkg, "kind": "conv",
+               "text": "\n".join(turns)}
+
+
+def docs_conv(pkg, root):
+    if pkg == "perl-doc":
+        files, parse = glob.glob(os.path.join(root, "usr/share/perl/*/pod/perlfaq[1-9].pod")), \
+            qa_from_pod
+    elif pkg == "python3.11-doc":
+        files, parse = glob.glob(os.path.join(
+            root, "usr/share/doc/python3.11/html/_sources/faq/*.rst.txt")), qa_from_rst
+    elif pkg == "debian-faq":
+        files, parse = glob.glob(os.path.join(root, "usr/share/doc/debian/FAQ/debian-faq.en.txt.gz")), \
+            qa_from_debian_faq
+    else:
+        return
+    import gzip
+    for path in sorted(files):
+        raw = gzip.open(path, "rb").read() if path.endswith(".gz") else open(path, "rb").read()
+        rel = os.path.relpath(path, root)
+        yield from conversations(pkg, rel, parse(decode(raw, path).replace("\r\n", "\n")))
+
+
+def is_conv_source(doc_id):
+    """Documents turned into conversations and therefore not kept as prose."""
+    return bool(re.search(r"/perlfaq[1-9]\.pod$|/_sources/faq/[^/]*\.rst\.txt$", doc_id))
+
+
 def cmd_build(args):
     debs, docs = {}, []
     for pkg in PACKAGES:
@@ -211,10 +322,14 @@ def cmd_build(args):
         elif pkg == "debian-handbook":
             gen = docs_from_tree(pkg, root, "usr/share/doc/debian-handbook/html/en-US/*.html",
                                  "prose", html_to_text)
+        elif pkg == "debian-faq":
+            gen = iter(())
         else:
             die("no extraction rule for %s" % pkg)
         n0 = len(docs)
-        for d in gen:
+        for d in list(gen) + list(docs_conv(pkg, root)):
+            if d["kind"] == "prose" and is_conv_source(d["id"]):
+                continue
             d["text"] = d["text"].replace("\r\n", "\n").replace("\x00", "")
             if len(d["text"].encode("utf-8")) >= MIN_DOC_BYTES:
                 docs.append(d)
@@ -232,9 +347,12 @@ def cmd_build(args):
                 kept.append(d)
         stats["%s_source_bytes" % kind] = total
         stats["%s_keep_fraction" % kind] = frac
+    kept.extend(d for d in docs if d["kind"] == "conv")
+    stats["conv_source_bytes"] = sum(len(d["text"].encode("utf-8")) for d in docs
+                                     if d["kind"] == "conv")
     kept.sort(key=lambda d: d["id"])
     for d in kept:
-        d["split"] = doc_split(d["id"])
+        d["split"] = doc_split(d["id"], CONV_HELDOUT_MOD if d["kind"] == "conv" else 32)
 
     counts = {}
     tmp = args.out + ".tmp.%d" % os.getpid()
@@ -252,7 +370,8 @@ def cmd_build(args):
     manifest = {"created": utc_now(), "archive": os.path.basename(args.out),
                 "archive_bytes": os.path.getsize(args.out), "archive_sha256": sha256_file(args.out),
                 "packages": debs, "kernel_c_dirs": KERNEL_C_DIRS,
-                "split_rule": "heldout iff int(sha256(id)[:4 bytes]) % 32 == 0",
+                "split_rule": "heldout iff int(sha256(id)[:4 bytes]) %% 32 == 0 (%% %d for kind conv)"
+                      % CONV_HELDOUT_MOD,
                 "caps_mb": {"prose": args.max_prose_mb, "code": args.max_code_mb},
                 "stats": stats, "counts": counts,
                 "distribution": "Debian bookworm (each package's copyright file applies)"}

@@ -107,6 +107,47 @@ gpu-quality)
     --out-json "$O/quality.json" --out-md "$O/quality.md" \
     --command "traces/record/pipeline.sh gpu-quality"
   ;;
+# ---- GPU scale, long context (issue 13): BPE here, tokens + training on the GPU machine, the bf16
+# checkpoint comes back and recording / analysis run on the CPU machines.
+gpu32k-bpe)        # here: learn the 8,192-token BPE (carried to the GPU machine)
+  need_corpus
+  "$PY" "$here/tokenize_corpus.py" --corpus "$W/corpus.jsonl.xz" --out "$W/tok-gpu32k" \
+    --train-bpe 8192 --bpe-train-mb 40 --bpe-only
+  ;;
+gpu32k-tokenize)   # token files with that BPE (GPU machine, or here for the held-out text)
+  need_corpus
+  "$PY" "$here/tokenize_corpus.py" --corpus "$W/corpus.jsonl.xz" --out "$W/tok-gpu32k" \
+    --tokenizer "$W/tok-gpu32k/tokenizer.json"
+  ;;
+gpu32k-train)      # GPU machine: tokenize, train (preset gpu32k, ~6 min), export to $OUT
+  O=${OUT:?set OUT to the folder that comes back}
+  sh "$0" gpu32k-tokenize
+  "$PY" "$here/train.py" --tok "$W/tok-gpu32k" --out "$W/model-gpu32k" --preset gpu32k \
+    --log-every 25 --export-bf16 "$W/model-gpu32k-bf16"
+  cp "$W/model-gpu32k/train_log.jsonl" "$W/model-gpu32k/heldout_loss.json" \
+     "$W/model-gpu32k/training.json" "$W/tok-gpu32k/tok-manifest.json" \
+     "$W/corpus-manifest.json" "$W/model-gpu32k-bf16/"
+  sh "$0" env > "$W/model-gpu32k-bf16/environment-train.json"
+  # At most 8 files come back: the weight shards as they are, everything else in one tar.
+  mv "$W"/model-gpu32k-bf16/*.safetensors "$O/"
+  tar -C "$W/model-gpu32k-bf16" -czf "$O/model-gpu32k-meta.tar.gz" .
+  ls -l "$O"
+  ;;
+gpu32k-record)     # here (CPU), from the checkpoint that came back (work/model-gpu32k):
+  # calibration and evaluation recordings from disjoint held-out documents (heldout.py parts),
+  # every layer, 64 query positions in the second half of each sequence; stay in work/.
+  O=${OUT:-$here/results/gpu32k}; mkdir -p "$O"
+  name=$(model_label "$W/model-gpu32k" "GPU-trained (H200)")
+  rec() {
+    nice -n 10 "$PY" "$here/record.py" --model "$W/model-gpu32k" --tok "$W/tok-gpu32k" \
+      --part "$1" --kinds "$2" --n-tokens "$3" --layers all --n-positions 64 --dtype fp16 \
+      --model-name "$name" --verify --verify-json "$O/record-verify-$4.json" \
+      --out "$W/qkv-gpu32k-$4.h5"
+  }
+  rec calib prose:2,code:2,conv:1 16384 calib16k
+  rec eval prose:2,code:2,conv:2 16384 eval16k
+  rec eval prose:1,code:1,conv:1 32768 eval32k
+  ;;
 # ---- CPU stand-in (run on this project's 2-core machine) --------------------------------------
 cpu-tokenize)
   need_corpus

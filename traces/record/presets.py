@@ -16,6 +16,22 @@ machine) is cut there and the cut is logged; the next stage still runs.
 """
 
 PRESETS = {
+    # The GPU-scale long-context model (issue 13): the "gpu" architecture with RoPE base 500,000,
+    # trained in three stages of rising context (4K, 16K, 32K) on a fixed time budget. Its
+    # schedule is by time ("schedule": "time"): the learning rate follows the fraction of the
+    # summed stage minutes elapsed, so the run ends at the planned wall time on any GPU and the
+    # cosine decay completes; each stage's steps are an upper bound, its minutes the binding cap.
+    # Vocabulary 8,192 keeps the bf16 checkpoint (~28M parameters, ~57 MB) small enough to come
+    # back from the GPU machine, so recording and analysis can run on the CPU machines.
+    "gpu32k": {
+        "hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8,
+        "num_key_value_heads": 2, "head_dim": 64, "intermediate_size": 1536,
+        "rope_theta": 500000.0, "max_position_embeddings": 32768,
+        "stages": [[100000, 4096, 32, 2.8], [100000, 16384, 8, 1.8], [100000, 32768, 4, 1.4]],
+        "schedule": "time", "lr": 2e-3, "warmup": 100, "weight_decay": 0.1,
+        "dtype": "bf16", "eval_ctx": 32768, "eval_tokens_per_kind": 1 << 20,
+        "bpe_vocab": 8192,
+    },
     "gpu": {
         "hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8,
         "num_key_value_heads": 2, "head_dim": 64, "intermediate_size": 1536,

@@ -115,6 +115,8 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--tok", required=True, help="tokenize_corpus.py output (held-out documents)")
     ap.add_argument("--kinds", default="prose:2,code:2")
+    ap.add_argument("--part", choices=["calib", "eval"], default=None,
+                    help="held-out documents of this partition only (heldout.py)")
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--prefix", type=int, default=3840,
                     help="prompt length; decode positions are prefix .. seq_len-2")
@@ -147,7 +149,7 @@ def main():
     seqs = []
     for item in args.kinds.split(","):
         kind, cnt = item.split(":")
-        seqs.extend(heldout_sequences(args.tok, kind, args.seq_len, int(cnt)))
+        seqs.extend(heldout_sequences(args.tok, kind, args.seq_len, int(cnt), part=args.part))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     labels = {m: lib.label(lib.method(m)) for m in methods}
     log("%d sequences of %d tokens, %d decode positions each, %d methods, library %s" %

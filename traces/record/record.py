@@ -157,6 +157,9 @@ def main():
                     help="kind:count list of held-out sequences (with --tok)")
     ap.add_argument("--text", action="append", default=[], metavar="KIND=PATH",
                     help="a text file to record, tokenized by the model's tokenizer")
+    ap.add_argument("--part", choices=["calib", "eval"], default=None,
+                    help="with --tok: take held-out documents of this partition only "
+                         "(heldout.py: calibration and evaluation sequences share no text)")
     ap.add_argument("--n-tokens", type=int, default=8192)
     ap.add_argument("--layers", default="all", help="comma list of layer indices or 'all'")
     ap.add_argument("--n-positions", type=int, default=64)
@@ -195,7 +198,8 @@ def main():
         from heldout import heldout_sequences
         for item in args.kinds.split(","):
             kind, cnt = item.split(":")
-            seqs.extend(heldout_sequences(args.tok, kind, args.n_tokens, int(cnt)))
+            seqs.extend(heldout_sequences(args.tok, kind, args.n_tokens, int(cnt),
+                                          part=args.part))
     for item in args.text:
         if "=" not in item:
             die("--text wants KIND=PATH, got %r" % item)

@@ -31,6 +31,14 @@ EOT = "<|endoftext|>"
 
 def build_tokenizer(args, train_texts):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    if args.tokenizer:
+        if not os.path.exists(args.tokenizer):
+            die("%s: not found (--tokenizer wants a tokenizer.json)" % args.tokenizer)
+        tok = Tokenizer.from_file(args.tokenizer)
+        if tok.token_to_id(EOT) is None:
+            die("%s: no %s token in the vocabulary" % (args.tokenizer, EOT))
+        return tok, "bytelevel-bpe-%d (trained by traces/record/tokenize_corpus.py)" % \
+            tok.get_vocab_size()
     if args.gpt2:
         enc, merges = os.path.join(args.gpt2, "encoder.json"), os.path.join(args.gpt2, "vocab.bpe")
         for p in (enc, merges):
@@ -68,11 +76,15 @@ def main():
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--train-bpe", type=int, metavar="VOCAB")
     g.add_argument("--gpt2", metavar="DIR")
+    g.add_argument("--tokenizer", metavar="FILE",
+                   help="a tokenizer.json made earlier by this script (--train-bpe): reuse it")
     ap.add_argument("--bpe-train-mb", type=float, default=40.0,
                     help="train text used to learn the BPE merges (hash-ordered subset)")
     ap.add_argument("--train-mb", type=float, default=0.0,
                     help="cap of train text to tokenize, 0 = all")
     ap.add_argument("--seed", default="kvlab")
+    ap.add_argument("--bpe-only", action="store_true",
+                    help="learn the BPE and write tokenizer.json only (no token files)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
 
@@ -93,6 +105,10 @@ def main():
         bpe_texts.append(d["text"])
         nbytes += len(d["text"])
     tok, tok_name = build_tokenizer(args, bpe_texts if args.train_bpe else [])
+    if args.bpe_only:
+        tok.save(os.path.join(args.out, "tokenizer.json"))
+        log("wrote %s/tokenizer.json (--bpe-only)" % args.out)
+        return
     vocab = tok.get_vocab_size()
     eot = tok.token_to_id(EOT)
     log("tokenizer %s: vocabulary %d, %s = %d" % (tok_name, vocab, EOT, eot))
@@ -145,7 +161,7 @@ def main():
            "heldout_tokens": int(off), "shuffle_seed": args.seed,
            "bytes_per_token_heldout": {k: sum(x["n_bytes"] for x in index if x["kind"] == k) /
                                        max(1, sum(x["n_tokens"] for x in index if x["kind"] == k))
-                                       for k in ("prose", "code")},
+                                       for k in sorted({x["kind"] for x in index})},
            "corpus": os.path.basename(args.corpus)}
     if os.path.exists(corpus_manifest):
         man["corpus_sha256"] = read_json(corpus_manifest).get("archive_sha256")

@@ -112,6 +112,8 @@ def main():
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
+    ap.add_argument("--export-bf16", metavar="DIR",
+                    help="also save a bf16 copy of the checkpoint in <= 15 MB shards to DIR")
     args = ap.parse_args()
 
     import torch
@@ -154,6 +156,10 @@ def main():
     fwd = torch.compile(model) if args.compile else model
     rng = np.random.default_rng(args.seed)
     total_steps = sum(s[0] for s in p["stages"])
+    # "schedule": "time" -- the learning rate follows the elapsed fraction of the summed stage
+    # minutes (after the step-counted warm-up), so the decay completes when the time runs out.
+    time_sched = p.get("schedule") == "time"
+    total_min = sum(s[3] for s in p["stages"]) * args.minutes_scale
     os.makedirs(args.out, exist_ok=True)
     logf = open(os.path.join(args.out, "train_log.jsonl"), "w")
     t0 = time.time()
@@ -176,7 +182,12 @@ def main():
             starts = rng.integers(0, len(train) - ctx - 1, size=batch)
             xb = np.stack([np.asarray(train[s:s + ctx + 1], dtype=np.int64) for s in starts])
             x = torch.from_numpy(xb).to(device, non_blocking=True)
-            lr = lr_at(step, total_steps, p["lr"], p["warmup"])
+            if time_sched and step >= p["warmup"]:
+                frac = min(1.0, (time.time() - t0) / 60.0 / total_min)
+                lr = lr_at(p["warmup"] + int(frac * 1e6), p["warmup"] + 1000000, p["lr"],
+                           p["warmup"])
+            else:
+                lr = lr_at(step, total_steps, p["lr"], p["warmup"])
             for g in opt.param_groups:
                 g["lr"] = lr
             with amp():
@@ -206,6 +217,14 @@ def main():
 
     model.config.use_cache = True
     model.save_pretrained(args.out, safe_serialization=True)
+    if args.export_bf16:
+        # A bf16 copy in shards small enough to travel (the GPU machine returns files <= 16 MiB).
+        import copy
+        copy.deepcopy(model).to(torch.bfloat16).save_pretrained(
+            args.export_bf16, safe_serialization=True, max_shard_size="15MB")
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+            shutil.copy(os.path.join(args.tok, name), os.path.join(args.export_bf16, name))
+        log("bf16 checkpoint in %s" % args.export_bf16)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(os.path.join(args.tok, name), os.path.join(args.out, name))
     log("saved checkpoint to %s; evaluating held-out loss" % args.out)
@@ -225,6 +244,7 @@ def main():
                 "tokenizer": man["tokenizer"], "steps": step, "planned_steps": total_steps,
                 "tokens": tokens, "train_wall_s": round(train_s, 1),
                 "stopped_early": stopped_early, "stage_cuts": cuts, "device": device,
+                "schedule": "time" if time_sched else "steps",
                 "machine": machine_description(), "git": git_describe(),
                 "train_tokens_available": int(len(train))})
     log("done: %d steps, %d tokens in %.1f minutes" % (step, tokens, train_s / 60.0))

@@ -1,0 +1,148 @@
+#include "sim_csv.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Reads the next line into buf (without its end of line); 1 read, 0 end of file, <0 error. */
+static int sim__csv_line(sim_csv *r, char *buf, kv_error *err) {
+  if (!fgets(buf, SIM_CSV_LINE, r->f)) {
+    if (ferror(r->f)) return kv_error_set(err, KV_EIO, "%s: read error", r->path);
+    return 0;
+  }
+  r->line++;
+  size_t n = strlen(buf);
+  if (n == SIM_CSV_LINE - 1 && buf[n - 1] != '\n' && !feof(r->f)) {
+    return kv_error_set(err, KV_EFORMAT, "%s:%lld: line longer than %d bytes", r->path,
+                        (long long)r->line, SIM_CSV_LINE - 2);
+  }
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) buf[--n] = '\0';
+  return 1;
+}
+
+static int sim__blank(const char *s) {
+  while (*s == ' ' || *s == '\t') s++;
+  return *s == '\0' || *s == '#';
+}
+
+/* Splits s at commas in place, trimming spaces; returns the field count (or cap + 1 when
+ * there are more than cap fields). */
+static int sim__split(char *s, char **out, int cap) {
+  int n = 0;
+  for (;;) {
+    while (*s == ' ' || *s == '\t') s++;
+    char *end = strchr(s, ',');
+    if (n == cap) return cap + 1;
+    out[n++] = s;
+    char *e = end ? end : s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
+    char *next = end ? end + 1 : NULL;
+    *e = '\0';
+    if (!next) return n;
+    s = next;
+  }
+}
+
+int sim_csv_open(sim_csv *r, const char *path, kv_error *err) {
+  memset(r, 0, sizeof *r);
+  snprintf(r->path, sizeof r->path, "%s", path);
+  r->f = fopen(path, "r");
+  if (!r->f) return kv_error_set(err, KV_EIO, "%s: cannot open: %s", path, strerror(errno));
+  int rc;
+  while ((rc = sim__csv_line(r, r->header, err)) == 1) {
+    if (sim__blank(r->header)) continue;
+    r->ncol = sim__split(r->header, r->names, SIM_CSV_MAX_COLS);
+    if (r->ncol > SIM_CSV_MAX_COLS) {
+      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: more than %d columns", path,
+                        (long long)r->line, SIM_CSV_MAX_COLS);
+      break;
+    }
+    for (int i = 0; i < r->ncol; i++) {
+      if (!r->names[i][0]) {
+        rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: header column %d has no name", path,
+                          (long long)r->line, i + 1);
+        break;
+      }
+    }
+    if (rc == 1) return 0;
+    break;
+  }
+  if (rc == 0) rc = kv_error_set(err, KV_EFORMAT, "%s: no header line (empty file)", path);
+  fclose(r->f);
+  r->f = NULL;
+  return rc;
+}
+
+int sim_csv_col_opt(const sim_csv *r, const char *name) {
+  for (int i = 0; i < r->ncol; i++) {
+    if (strcmp(r->names[i], name) == 0) return i;
+  }
+  return -1;
+}
+
+int sim_csv_col(const sim_csv *r, const char *name, int *idx, kv_error *err) {
+  *idx = sim_csv_col_opt(r, name);
+  if (*idx < 0) {
+    return kv_error_set(err, KV_EFORMAT, "%s: the header has no column '%s'", r->path, name);
+  }
+  return 0;
+}
+
+int sim_csv_next(sim_csv *r, kv_error *err) {
+  int rc;
+  while ((rc = sim__csv_line(r, r->row, err)) == 1) {
+    if (sim__blank(r->row)) continue;
+    int n = sim__split(r->row, r->fields, SIM_CSV_MAX_COLS);
+    if (n != r->ncol) {
+      return kv_error_set(err, KV_EFORMAT, "%s:%lld: %d fields, the header has %d", r->path,
+                          (long long)r->line, n > SIM_CSV_MAX_COLS ? SIM_CSV_MAX_COLS + 1 : n,
+                          r->ncol);
+    }
+    return 1;
+  }
+  return rc;
+}
+
+const char *sim_csv_str(const sim_csv *r, int idx) { return r->fields[idx]; }
+
+int sim_csv_i64(const sim_csv *r, int idx, int64_t lo, int64_t hi, int64_t *out,
+                kv_error *err) {
+  const char *s = r->fields[idx];
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (!s[0] || *end || errno) {
+    return kv_error_set(err, KV_EFORMAT, "%s:%lld: column '%s': '%s' is not an integer",
+                        r->path, (long long)r->line, r->names[idx], s);
+  }
+  if (v < lo || v > hi) {
+    return kv_error_set(err, KV_ERANGE, "%s:%lld: column '%s': %lld is outside [%lld, %lld]",
+                        r->path, (long long)r->line, r->names[idx], v, (long long)lo,
+                        (long long)hi);
+  }
+  *out = v;
+  return 0;
+}
+
+int sim_csv_f64(const sim_csv *r, int idx, double lo, double hi, double *out, kv_error *err) {
+  const char *s = r->fields[idx];
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (!s[0] || *end || errno == ERANGE || !isfinite(v)) {
+    return kv_error_set(err, KV_EFORMAT, "%s:%lld: column '%s': '%s' is not a finite number",
+                        r->path, (long long)r->line, r->names[idx], s);
+  }
+  if (v < lo || v > hi) {
+    return kv_error_set(err, KV_ERANGE, "%s:%lld: column '%s': %g is outside [%g, %g]", r->path,
+                        (long long)r->line, r->names[idx], v, lo, hi);
+  }
+  *out = v;
+  return 0;
+}
+
+void sim_csv_close(sim_csv *r) {
+  if (r->f) fclose(r->f);
+  r->f = NULL;
+}
