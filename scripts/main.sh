@@ -39,7 +39,7 @@ for sweep in experiments/cachedattention/*.ini experiments/psa/*.ini experiments
   [ -f "$sweep" ] || continue
   grep -q '^\[sweep\]' "$sweep" || continue          # base configs are not sweeps
   missing=""
-  for f in $(grep -o 'traces/data/[A-Za-z0-9_.-]*' "$sweep" | sort -u); do
+  for f in $(grep -o 'traces/data/[A-Za-z0-9_.-]\+' "$sweep" | sort -u); do
     [ -f "$f" ] || missing="$missing $f"
   done
   if [ -n "$missing" ]; then
