@@ -99,8 +99,11 @@ int kv_out_check(const char *path, kv_error *err) {
     char to[1024];
     ssize_t n = readlink(path, to, sizeof to - 1);
     to[n > 0 ? n : 0] = '\0';
+    int fd_link = !strncmp(to, "/proc/self/fd/", 14);
     return kv_error_set(err, KV_EINVAL, "%s: is a symbolic link (to '%s'); refusing to replace "
-                        "it with a regular file: name the file itself", path, to);
+                        "it with a regular file: %s", path, to,
+                        fd_link ? "for standard output give '-' where the tool takes it"
+                                : "name the file itself");
   }
   if (S_ISDIR(st.st_mode)) what = "a directory";
   else if (S_ISFIFO(st.st_mode)) what = "a FIFO (named pipe)";
