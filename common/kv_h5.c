@@ -59,8 +59,31 @@ hid_t kv_h5_open_read(const char *path, kv_error *err) {
   return f;
 }
 
+/* The HDF5 1.10 format stores access/modification/change/birth times in every object header
+ * whose creation property list tracks times, and HDF5 tracks them by default: two runs a second
+ * apart would give different bytes. The project stores no times (the same data, the same file),
+ * so the process's default file, group and dataset creation lists are set not to track them
+ * (HDF5 resolves H5P_DEFAULT to these lists), which also covers callers that create groups with
+ * H5P_DEFAULT. Returns 0, or a negative status when HDF5 refuses. */
+static int kv__h5_no_times(void) {
+  static int done;
+  if (done) return 0;
+  if (H5Pset_obj_track_times(H5P_FILE_CREATE_DEFAULT, 0) < 0 ||
+      H5Pset_obj_track_times(H5P_GROUP_CREATE_DEFAULT, 0) < 0 ||
+      H5Pset_obj_track_times(H5P_DATASET_CREATE_DEFAULT, 0) < 0) {
+    return KV_EIO;
+  }
+  done = 1;
+  return 0;
+}
+
 hid_t kv_h5_create(const char *path, kv_error *err) {
   kv_h5_quiet();
+  if (kv__h5_no_times()) {
+    kv_error_set(err, KV_EIO, "%s: HDF5 refused to switch off object times", path);
+    kv_h5_append_stack(err);
+    return KV_EIO;
+  }
   /* File format of HDF5 1.8 and later: its superblock, object headers, group and heap metadata
    * carry checksums (the earliest format has none), so damage to the metadata is detected
    * before HDF5 acts on it. Readable by HDF5 >= 1.8 (2008) and h5py. */

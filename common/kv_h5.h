@@ -20,7 +20,10 @@ void kv_h5_quiet(void);
 void kv_h5_append_stack(kv_error *err);
 
 /* Opens an existing file read-only / creates (truncating) a file. Returns the id, or a negative
- * kv_status with err naming the path. The caller closes the id with H5Fclose. */
+ * kv_status with err naming the path. The caller closes the id with H5Fclose. kv_h5_create
+ * writes the HDF5 1.10 file format (checksummed metadata) and switches off object times for the
+ * whole process (the default creation property lists), so that groups created with H5P_DEFAULT
+ * too leave the same bytes for the same data. */
 hid_t kv_h5_open_read(const char *path, kv_error *err);
 hid_t kv_h5_create(const char *path, kv_error *err);
 
