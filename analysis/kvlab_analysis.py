@@ -7,6 +7,7 @@ import configparser
 import csv
 import math
 import os
+import stat
 import sys
 
 
@@ -55,7 +56,24 @@ def pivot_key_value(header, rows):
     return header, rows
 
 
+def check_output_path(path):
+    """The output rule of common/kv_fs.h: replace only a regular file or nothing. A symbolic link,
+    FIFO, device, socket or directory at `path` raises AnalysisError naming it."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(st.st_mode):
+        return
+    kinds = [(stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
+             (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
+    what = next((w for f, w in kinds if f(st.st_mode)), "not a regular file")
+    raise AnalysisError(f"{path}: is {what}; an output replaces only a regular file or nothing")
+
+
 def write_csv_atomic(path, header, rows):
+    check_output_path(path)
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
@@ -68,6 +86,7 @@ def write_csv_atomic(path, header, rows):
 
 
 def write_text_atomic(path, text):
+    check_output_path(path)
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)

@@ -150,13 +150,19 @@ def main():
                 "-" if math.isnan(v["ratio_mean"]) else "%.2f" % v["ratio_mean"],
                 "-" if math.isnan(v["ratio_p90"]) else "%.2f" % v["ratio_p90"]))
     if args.out:
-        tmp = args.out + ".tmp"
+        import os
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from kvlab_analysis import AnalysisError, check_output_path
+        try:
+            check_output_path(args.out)  # replace only a regular file or nothing
+        except AnalysisError as e:
+            sys.exit("psa_budget.py: %s" % e)
+        tmp = "%s.tmp.%d" % (args.out, os.getpid())
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=COLS, extrasaction="ignore")
             w.writeheader()
             for v in out:
                 w.writerow(v)
-        import os
         os.replace(tmp, args.out)
 
 

@@ -268,10 +268,13 @@ def main():
             out.append(f"| {t} | {paper} | {ours} | {tol} | **{status}** | {cfg} | `{data}` | "
                        f"{note} |")
         out.append("")
-    write_text_atomic(a.out, "\n".join(out))
-    # The same rows as a table, for figures that set the paper's numbers beside ours.
-    write_csv_atomic(os.path.join(os.path.dirname(os.path.abspath(a.out)), "claims.csv"),
-                     ["id", "group", "title", "paper", "ours", "status"], flat)
+    try:
+        write_text_atomic(a.out, "\n".join(out))
+        # The same rows as a table, for figures that set the paper's numbers beside ours.
+        write_csv_atomic(os.path.join(os.path.dirname(os.path.abspath(a.out)), "claims.csv"),
+                         ["id", "group", "title", "paper", "ours", "status"], flat)
+    except AnalysisError as e:
+        die(str(e))
     print(f"reproduce: {sum(counts.values())} claims -> {a.out} "
           f"({', '.join(f'{v} {k}' for k, v in counts.items() if v)})", file=sys.stderr)
 

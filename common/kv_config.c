@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kv_fs.h"
+
 typedef struct kv__entry {
   char *section, *key, *value;
   char where[160]; /* "file:line" or origin */
@@ -193,6 +195,7 @@ static int kv__parse_any(kv__parse *p, kv_config **out) {
 int kv_config_load(const char *path, kv_config **out, kv_error *err) {
   FILE *f = fopen(path, "r");
   if (!f) return kv_error_set(err, KV_EIO, "%s: cannot open config: %s", path, strerror(errno));
+  kv_fs_note_input(path);
   kv__parse p = {.name = path, .file = f, .err = err};
   int rc = kv__parse_any(&p, out);
   fclose(f);

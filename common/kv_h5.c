@@ -1,25 +1,39 @@
 #include "kv_h5.h"
 
+#include "kv_fs.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 void kv_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
-/* Walk callback: keep the innermost (first) message of the stack. */
+/* Walk callback (downward: from the API call inwards): keeps the first message, and the first
+ * one that reports a checksum mismatch (the cause that matters when a file is damaged). */
+typedef struct kv__h5_descs {
+  char first[256], checksum[256];
+} kv__h5_descs;
+
 static herr_t kv__h5_walk(unsigned n, const H5E_error2_t *e, void *data) {
-  char *out = data;
-  if (n == 0 && e->desc) snprintf(out, 256, "%s", e->desc);
+  kv__h5_descs *d = data;
+  if (!e->desc) return 0;
+  if (n == 0) snprintf(d->first, sizeof d->first, "%s", e->desc);
+  if (!d->checksum[0] && strstr(e->desc, "checksum")) {
+    snprintf(d->checksum, sizeof d->checksum, "%s", e->desc);
+  }
   return 0;
 }
 
 void kv_h5_append_stack(kv_error *err) {
   if (!err) return;
-  char desc[256] = "";
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, kv__h5_walk, desc);
-  if (desc[0]) {
-    size_t len = strlen(err->msg);
-    snprintf(err->msg + len, sizeof err->msg - len, " (HDF5: %s)", desc);
+  kv__h5_descs d = {"", ""};
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, kv__h5_walk, &d);
+  size_t len = strlen(err->msg);
+  if (d.checksum[0]) {
+    snprintf(err->msg + len, sizeof err->msg - len,
+             ": checksum mismatch, the stored bytes are damaged (HDF5: %s)", d.checksum);
+  } else if (d.first[0]) {
+    snprintf(err->msg + len, sizeof err->msg - len, " (HDF5: %s)", d.first);
   }
   H5Eclear2(H5E_DEFAULT);
 }
@@ -29,6 +43,7 @@ hid_t kv_h5_open_read(const char *path, kv_error *err) {
   FILE *probe = fopen(path, "rb");
   if (!probe) return kv_error_set(err, KV_EIO, "%s: cannot open file", path);
   fclose(probe);
+  kv_fs_note_input(path);
   htri_t is = H5Fis_hdf5(path);
   if (is <= 0) {
     H5Eclear2(H5E_DEFAULT);
@@ -44,9 +59,43 @@ hid_t kv_h5_open_read(const char *path, kv_error *err) {
   return f;
 }
 
+/* The HDF5 1.10 format stores access/modification/change/birth times in every object header
+ * whose creation property list tracks times, and HDF5 tracks them by default: two runs a second
+ * apart would give different bytes. The project stores no times (the same data, the same file),
+ * so the process's default file, group and dataset creation lists are set not to track them
+ * (HDF5 resolves H5P_DEFAULT to these lists), which also covers callers that create groups with
+ * H5P_DEFAULT. Returns 0, or a negative status when HDF5 refuses. */
+static int kv__h5_no_times(void) {
+  static int done;
+  if (done) return 0;
+  if (H5Pset_obj_track_times(H5P_FILE_CREATE_DEFAULT, 0) < 0 ||
+      H5Pset_obj_track_times(H5P_GROUP_CREATE_DEFAULT, 0) < 0 ||
+      H5Pset_obj_track_times(H5P_DATASET_CREATE_DEFAULT, 0) < 0) {
+    return KV_EIO;
+  }
+  done = 1;
+  return 0;
+}
+
 hid_t kv_h5_create(const char *path, kv_error *err) {
   kv_h5_quiet();
-  hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (kv__h5_no_times()) {
+    kv_error_set(err, KV_EIO, "%s: HDF5 refused to switch off object times", path);
+    kv_h5_append_stack(err);
+    return KV_EIO;
+  }
+  /* File format of HDF5 1.8 and later: its superblock, object headers, group and heap metadata
+   * carry checksums (the earliest format has none), so damage to the metadata is detected
+   * before HDF5 acts on it. Readable by HDF5 >= 1.8 (2008) and h5py. */
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  if (fapl < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0) {
+    if (fapl >= 0) H5Pclose(fapl);
+    kv_error_set(err, KV_EIO, "%s: cannot set up HDF5 file access", path);
+    kv_h5_append_stack(err);
+    return KV_EIO;
+  }
+  hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Pclose(fapl);
   if (f < 0) {
     kv_error_set(err, KV_EIO, "%s: cannot create HDF5 file", path);
     kv_h5_append_stack(err);
@@ -232,18 +281,25 @@ int kv_h5_write(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int rank,
   hid_t sp = H5Screate_simple(rank, dims, NULL);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   H5Pset_obj_track_times(dcpl, 0); /* no modification times: the same data, the same bytes */
-  if (n * esz > (1u << 20) && rank >= 1) {
+  /* HDF5 applies no filter to variable-length data (their bytes live in a heap): such datasets
+   * stay contiguous, protected only by the metadata checksums. */
+  int vlen = H5Tis_variable_str(ftype) > 0 || H5Tdetect_class(ftype, H5T_VLEN) > 0;
+  if (n > 0 && rank >= 1 && !vlen) {
+    /* Chunked, so that every chunk carries a Fletcher32 checksum (HDF5 verifies it on read).
+     * Chunks of ~256 KiB along the first dimension; a smaller dataset is one chunk. */
     hsize_t chunk[H5S_MAX_RANK];
-    /* Chunks of ~256 KiB along the first dimension. */
-    hsize_t row = n / (dims[0] ? dims[0] : 1) * esz;
+    hsize_t row = n / dims[0] * esz;
     hsize_t rows = row ? (262144 / row) : 1;
     if (rows < 1) rows = 1;
     if (rows > dims[0]) rows = dims[0];
     chunk[0] = rows;
     for (int i = 1; i < rank; i++) chunk[i] = dims[i];
     H5Pset_chunk(dcpl, rank, chunk);
-    H5Pset_shuffle(dcpl);
-    H5Pset_deflate(dcpl, 4);
+    if (n * esz > (1u << 20)) {
+      H5Pset_shuffle(dcpl);
+      H5Pset_deflate(dcpl, 4);
+    }
+    H5Pset_fletcher32(dcpl); /* last: the checksum covers the stored (compressed) bytes */
   }
   int rc = 0;
   hid_t d = H5Dcreate2(loc, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);

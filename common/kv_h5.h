@@ -20,7 +20,10 @@ void kv_h5_quiet(void);
 void kv_h5_append_stack(kv_error *err);
 
 /* Opens an existing file read-only / creates (truncating) a file. Returns the id, or a negative
- * kv_status with err naming the path. The caller closes the id with H5Fclose. */
+ * kv_status with err naming the path. The caller closes the id with H5Fclose. kv_h5_create
+ * writes the HDF5 1.10 file format (checksummed metadata) and switches off object times for the
+ * whole process (the default creation property lists), so that groups created with H5P_DEFAULT
+ * too leave the same bytes for the same data. */
 hid_t kv_h5_open_read(const char *path, kv_error *err);
 hid_t kv_h5_create(const char *path, kv_error *err);
 
@@ -40,9 +43,12 @@ int kv_h5_attr_read_f64(hid_t loc, const char *name, double *v, const char *what
 int kv_h5_attr_read_str(hid_t loc, const char *name, char *buf, size_t cap, const char *what,
                         kv_error *err);
 
-/* Writes a contiguous dataset `name` under loc with `rank` dims, file type ftype, memory type
- * mtype, from buf. Datasets larger than 1 MiB are chunked and deflate-compressed (level 4,
- * shuffle). No modification times are stored, so the same data give a byte-identical file.
+/* Writes dataset `name` under loc with `rank` dims, file type ftype, memory type mtype, from
+ * buf. Every non-empty dataset of a fixed-size type is chunked with the Fletcher32 checksum
+ * filter (HDF5 filters no variable-length data), so a damaged
+ * byte in its data fails the read (kv_h5_read_all names the file and dataset) instead of
+ * passing silently; datasets larger than 1 MiB are also deflate-compressed (level 4, shuffle).
+ * No modification times are stored, so the same data give a byte-identical file.
  * Returns 0 or a negative kv_status. */
 int kv_h5_write(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int rank,
                 const hsize_t *dims, const void *buf, const char *what, kv_error *err);

@@ -2,7 +2,19 @@
  * across nodes when started with mpirun (points are dealt round-robin to ranks; each rank runs its
  * share with its own local workers). Each point runs its tool in a temporary directory that is
  * renamed into place only when the tool succeeds, so results are never half-written and a killed
- * sweep resumes where it stopped: finished points (same config and command) are skipped. */
+ * sweep resumes where it stopped.
+ *
+ * A finished point is skipped only when nothing it depends on changed: its config and command
+ * (point.ini: config_hash), the tool's executable, and the content of every file the tool read.
+ * The tool lists those files itself: the runner sets KVLAB_DEPFILE for it, the project's readers
+ * append each file they open (kv_fs_note_input), and the runner stores the list with a hash of
+ * each file's content in the point's inputs.txt. `sweep --status` prints each point's state and,
+ * for a stale one, what changed. Temporary folders (.<id>.tmp-<pid>-<rank>) left by a sweep that
+ * was killed are removed when the next run starts. */
+/* realpath (X/Open) on top of the POSIX 2008 the build defines */
+#define _XOPEN_SOURCE 700
+
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -37,6 +49,8 @@ static void usage(FILE *f) {
           "      --bin DIR     where the tools are (default: this program's directory)\n"
           "      --src DIR     the source tree for {src} (default: from this program's path)\n"
           "  -n, --dry-run     print the points and their commands; run nothing\n"
+          "      --status      print each point's state (done, stale and why, failed, not run);\n"
+          "                    run nothing\n"
           "  -q, --quiet       no progress on stderr\n"
           "  -h, --help        this text\n");
 }
@@ -74,17 +88,14 @@ static void self_dir(char *buf, size_t cap) {
   if (s) *s = '\0';
 }
 
-static int remove_tree(const char *path) {
-  char cmd[8300];
-  snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", path);
-  return system(cmd);
+static void remove_tree(const char *path) {
+  kv_error e = {0};
+  if (kv_remove_tree(path, &e)) fprintf(stderr, "sweep: %s\n", e.msg);
 }
 
-/* Reads key "config_hash" from <dir>/point.ini; 0 when absent. */
+/* Reads key "config_hash" from <dir>/point.ini; 0 when absent or unreadable. */
 static uint64_t done_hash(const char *dir) {
   char p[4200];
-  snprintf(p, sizeof p, "%s/done", dir);
-  if (!kv_path_exists(p)) return 0;
   snprintf(p, sizeof p, "%s/point.ini", dir);
   kv_config *c;
   kv_error e = {0};
@@ -93,6 +104,214 @@ static uint64_t done_hash(const char *dir) {
   uint64_t h = v ? strtoull(v, NULL, 16) : 0;
   kv_config_free(c);
   return h;
+}
+
+/* ---- inputs: content hashes, cached for the duration of one sweep run ------------------------ */
+
+typedef struct {
+  char *path;
+  uint64_t hash;
+  int64_t size;
+  int missing;
+} hashed;
+
+static hashed *g_hashes;
+static size_t g_n_hashes, g_cap_hashes;
+
+/* The content hash of `path` (computed once per run); NULL when it cannot be read. */
+static const hashed *hash_of(const char *path) {
+  for (size_t i = 0; i < g_n_hashes; i++) {
+    if (!strcmp(g_hashes[i].path, path)) return g_hashes[i].missing ? NULL : &g_hashes[i];
+  }
+  if (g_n_hashes == g_cap_hashes) {
+    size_t nc = g_cap_hashes ? g_cap_hashes * 2 : 64;
+    hashed *nb = realloc(g_hashes, nc * sizeof *nb);
+    if (!nb) return NULL;
+    g_hashes = nb;
+    g_cap_hashes = nc;
+  }
+  hashed *h = &g_hashes[g_n_hashes];
+  memset(h, 0, sizeof *h);
+  h->path = strdup(path);
+  if (!h->path) return NULL;
+  kv_error e = {0};
+  h->missing = kv_hash_file(path, &h->hash, &h->size, &e) != 0;
+  g_n_hashes++;
+  return h->missing ? NULL : h;
+}
+
+static void hashes_free(void) {
+  for (size_t i = 0; i < g_n_hashes; i++) free(g_hashes[i].path);
+  free(g_hashes);
+  g_hashes = NULL;
+  g_n_hashes = g_cap_hashes = 0;
+}
+
+/* Writes <tmp>/inputs.txt from the tool's depfile <tmp>/inputs.list (duplicates and files inside
+ * the point's own directory left out: its config is covered by config_hash) plus the tool. */
+static int write_inputs(const char *tmp, const char *tool_path, kv_error *err) {
+  char list[4300], path[4300];
+  snprintf(list, sizeof list, "%s/inputs.list", tmp);
+  char *text = NULL;
+  size_t len = 0;
+  if (kv_path_exists(list) && kv_read_file(list, &text, &len, err)) return KV_EIO;
+  char tmp_abs[4200] = "";
+  if (!realpath(tmp, tmp_abs)) snprintf(tmp_abs, sizeof tmp_abs, "%s", tmp);
+  size_t tl = strlen(tmp_abs);
+  char *buf = NULL;
+  size_t blen = 0;
+  FILE *f = open_memstream(&buf, &blen);
+  if (!f) {
+    free(text);
+    return kv_error_set(err, KV_ENOMEM, "out of memory");
+  }
+  fprintf(f, "# what this point read: kind, FNV-1a 64 of the content, bytes, absolute path\n");
+  const hashed *th = hash_of(tool_path);
+  fprintf(f, "tool %016llx %lld %s\n", th ? (unsigned long long)th->hash : 0ULL,
+          th ? (long long)th->size : -1LL, tool_path);
+  int rc = 0;
+  char *save = NULL;
+  for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line && !rc;
+       line = strtok_r(NULL, "\n", &save)) {
+    if (!strncmp(line, tmp_abs, tl) && (line[tl] == '/' || line[tl] == '\0')) continue;
+    int dup = 0;
+    for (char *prev = text; prev < line && !dup; prev += strlen(prev) + 1) {
+      dup = !strcmp(prev, line);
+    }
+    if (dup) continue;
+    const hashed *h = hash_of(line);
+    if (!h) {
+      rc = kv_error_set(err, KV_EIO, "%s: the tool read it but it cannot be hashed now", line);
+      break;
+    }
+    fprintf(f, "file %016llx %lld %s\n", (unsigned long long)h->hash, (long long)h->size, line);
+  }
+  fclose(f);
+  free(text);
+  if (!rc) {
+    snprintf(path, sizeof path, "%s/inputs.txt", tmp);
+    kv_atomic_file af;
+    rc = kv_atomic_open(&af, path, err);
+    if (!rc) {
+      fputs(buf, af.f);
+      rc = kv_atomic_commit(&af, err);
+    }
+  }
+  free(buf);
+  if (!rc) remove(list);
+  return rc;
+}
+
+/* Why the finished point in `dir` is out of date (reason[0] == '\0' when it is not): its
+ * inputs.txt against the files as they are now. */
+static void inputs_changed(const char *dir, const char *tool_path, char *reason, size_t cap) {
+  reason[0] = '\0';
+  char p[4300];
+  snprintf(p, sizeof p, "%s/inputs.txt", dir);
+  char *text;
+  size_t len;
+  kv_error e = {0};
+  if (kv_read_file(p, &text, &len, &e)) {
+    snprintf(reason, cap, "no record of its inputs (inputs.txt; run by an older sweep)");
+    return;
+  }
+  size_t used = 0;
+  int n_changed = 0, saw_tool = 0;
+  char *save = NULL;
+  for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    if (line[0] == '#') continue;
+    char kind[8];
+    unsigned long long hv;
+    long long size;
+    int off = 0;
+    if (sscanf(line, "%7s %llx %lld %n", kind, &hv, &size, &off) != 3 || off == 0) {
+      snprintf(reason, cap, "inputs.txt is damaged");
+      break;
+    }
+    const char *file = line + off;
+    const char *why = NULL;
+    if (!strcmp(kind, "tool")) {
+      saw_tool = 1;
+      if (strcmp(file, tool_path)) why = "tool moved";
+      file = tool_path;
+    }
+    const hashed *h = hash_of(file);
+    if (!why && !h) why = "missing";
+    else if (!why && (h->hash != hv || h->size != size)) why = "changed";
+    if (!why) continue;
+    if (n_changed++ < 4 && used < cap) {
+      used += (size_t)snprintf(reason + used, cap - used, "%s%s %s: %s", used ? "; " : "",
+                               !strcmp(kind, "tool") ? "tool" : "input", file, why);
+    }
+  }
+  if (!reason[0] && !saw_tool) snprintf(reason, cap, "inputs.txt names no tool");
+  if (n_changed > 4 && used < cap) {
+    snprintf(reason + used, cap - used, "; and %d more", n_changed - 4);
+  }
+  free(text);
+}
+
+typedef enum { ST_NOT_RUN, ST_DONE, ST_STALE, ST_FAILED } point_state;
+
+/* State of the point whose result folder is `final` and whose config/command hash is `hash`;
+ * for ST_STALE (and ST_FAILED) `reason` says why. */
+static point_state state_of(const char *final, uint64_t hash, const char *tool_path,
+                            char *reason, size_t cap) {
+  char p[4300];
+  reason[0] = '\0';
+  snprintf(p, sizeof p, "%s/done", final);
+  if (!kv_path_exists(p)) {
+    snprintf(p, sizeof p, "%s.failed", final);
+    if (kv_path_exists(p)) {
+      snprintf(reason, cap, "logs in %s", p);
+      return ST_FAILED;
+    }
+    if (kv_path_exists(final)) {
+      snprintf(reason, cap, "incomplete result folder");
+      return ST_STALE;
+    }
+    return ST_NOT_RUN;
+  }
+  if (done_hash(final) != hash) {
+    snprintf(reason, cap, "config or command changed");
+    return ST_STALE;
+  }
+  inputs_changed(final, tool_path, reason, cap);
+  return reason[0] ? ST_STALE : ST_DONE;
+}
+
+/* Removes temporary folders ".<id>.tmp-<pid>-<rank>" under root whose process is gone (a killed
+ * sweep); returns how many. A folder whose pid is alive here belongs to a running sweep. */
+static int clean_stale_tmp(const char *root) {
+  DIR *d = opendir(root);
+  if (!d) return 0;
+  int n = 0;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    const char *name = de->d_name;
+    if (name[0] != '.') continue;
+    const char *t = strstr(name, ".tmp-");
+    const char *last = NULL;
+    while (t) {
+      last = t;
+      t = strstr(t + 1, ".tmp-");
+    }
+    if (!last || last == name) continue;
+    long pid;
+    int rank, used = 0;
+    if (sscanf(last, ".tmp-%ld-%d%n", &pid, &rank, &used) != 2 || last[used] != '\0' ||
+        pid <= 0) {
+      continue;
+    }
+    if (kill((pid_t)pid, 0) == 0 || errno == EPERM) continue; /* still running */
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", root, name);
+    kv_error e = {0};
+    if (kv_remove_tree(path, &e)) fprintf(stderr, "sweep: %s\n", e.msg);
+    else n++;
+  }
+  closedir(d);
+  return n;
 }
 
 /* Prepares the point: its config text, argv and hash. */
@@ -192,6 +411,9 @@ static int start_point(const xp_sweep *s, const xp_point *p, const prepared *pr,
     snprintf(lo, sizeof lo, "%s/stdout.log", tmp);
     snprintf(le, sizeof le, "%s/stderr.log", tmp);
     if (!freopen(lo, "w", stdout) || !freopen(le, "w", stderr)) _exit(126);
+    char dep[4300];
+    snprintf(dep, sizeof dep, "%s/inputs.list", tmp);
+    if (setenv("KVLAB_DEPFILE", dep, 1) != 0) _exit(126);
     char *argv[258];
     argv[0] = exe;
     for (int i = 0; i < pr->nwords; i++) argv[i + 1] = pr->words[i];
@@ -201,6 +423,35 @@ static int start_point(const xp_sweep *s, const xp_point *p, const prepared *pr,
     _exit(127);
   }
   *pid_out = pid;
+  return 0;
+}
+
+/* --status: one line per point, then the counts. */
+static int print_status(const xp_sweep *s, const char *root, const char *src, const char *bin,
+                        const char *tool_path, kv_error *err) {
+  int64_t n = xp_sweep_n_points(s);
+  long long count[4] = {0, 0, 0, 0};
+  static const char *const names[4] = {"not run", "done", "stale", "failed"};
+  for (int64_t i = 0; i < n; i++) {
+    xp_point p;
+    xp_sweep_point(s, i, &p);
+    char final[4400], tmp[4400], why[1200];
+    snprintf(final, sizeof final, "%s/%s", root, p.id);
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp-status", root, p.id);
+    prepared pr;
+    if (prepare(s, &p, tmp, src, bin, &pr, err)) {
+      printf("%-40s error: %s\n", p.id, err->msg);
+      free(pr.config_text);
+      count[ST_FAILED]++;
+      continue;
+    }
+    free(pr.config_text);
+    point_state st = state_of(final, pr.hash, tool_path, why, sizeof why);
+    count[st]++;
+    printf("%-40s %s%s%s%s\n", p.id, names[st], why[0] ? " (" : "", why, why[0] ? ")" : "");
+  }
+  printf("sweep %s: %lld points: %lld done, %lld stale, %lld failed, %lld not run\n", s->name,
+         (long long)n, count[ST_DONE], count[ST_STALE], count[ST_FAILED], count[ST_NOT_RUN]);
   return 0;
 }
 
@@ -216,12 +467,13 @@ int main(int argc, char **argv) {
   self_dir(bin, sizeof bin);
   snprintf(src, sizeof src, "%s/../..", bin);
   long jobs = sysconf(_SC_NPROCESSORS_ONLN);
-  int dry = 0, quiet = 0;
+  int dry = 0, quiet = 0, want_status = 0;
   static const struct option opts[] = {
       {"out", required_argument, 0, 'o'},   {"jobs", required_argument, 0, 'j'},
       {"scale", required_argument, 0, 's'}, {"bin", required_argument, 0, 'b'},
       {"src", required_argument, 0, 'S'},   {"dry-run", no_argument, 0, 'n'},
       {"quiet", no_argument, 0, 'q'},       {"help", no_argument, 0, 'h'},
+      {"status", no_argument, 0, 'T'},
       {0, 0, 0, 0}};
   int c, bad = 0;
   while ((c = getopt_long(argc, argv, "o:j:nqh", opts, NULL)) != -1) {
@@ -232,6 +484,7 @@ int main(int argc, char **argv) {
       case 'b': snprintf(bin, sizeof bin, "%s", optarg); break;
       case 'S': snprintf(src, sizeof src, "%s", optarg); break;
       case 'n': dry = 1; break;
+      case 'T': want_status = 1; break;
       case 'q': quiet = 1; break;
       case 'j':
         jobs = strtol(optarg, &end, 10);
@@ -264,10 +517,33 @@ int main(int argc, char **argv) {
   int64_t n = xp_sweep_n_points(&sw);
   char root[4300];
   snprintf(root, sizeof root, "%s/%s", out, sw.name);
+  /* The tool, by absolute path: its content is part of every point's key. */
+  char tool_path[4300], exe_path[4300];
+  snprintf(exe_path, sizeof exe_path, "%s/%s", bin, sw.tool);
+  if (!realpath(exe_path, tool_path)) snprintf(tool_path, sizeof tool_path, "%s", exe_path);
+  if (want_status) {
+    int rc = print_status(&sw, root, src, bin, tool_path, &err);
+    hashes_free();
+    xp_sweep_free(&sw);
+#ifdef KVLAB_HAVE_MPI
+    MPI_Finalize();
+#endif
+    return rc;
+  }
   if (!dry && kv_mkdirs(root, &err)) {
     fprintf(stderr, "sweep: %s\n", err.msg);
     return 1;
   }
+  if (!dry && rank == 0) {
+    int removed = clean_stale_tmp(root);
+    if (removed && !quiet) {
+      fprintf(stderr, "sweep: removed %d temporary folder%s left by a killed run\n", removed,
+              removed == 1 ? "" : "s");
+    }
+  }
+#ifdef KVLAB_HAVE_MPI
+  MPI_Barrier(MPI_COMM_WORLD); /* no rank starts a point before the old folders are gone */
+#endif
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   int64_t mine = 0;
@@ -307,20 +583,23 @@ int main(int argc, char **argv) {
         free(pr.config_text);
         continue;
       }
-      uint64_t h = done_hash(jb->final);
-      if (h == pr.hash) {
+      char why[1200];
+      point_state ps = state_of(jb->final, pr.hash, tool_path, why, sizeof why);
+      if (ps == ST_DONE) {
         n_skip++;
         free(pr.config_text);
         kv_progress_add(&prog, 1);
         continue;
       }
       if (kv_path_exists(jb->final)) {
-        /* Finished with another config, or left incomplete: keep it aside, never delete. */
+        /* Out of date, or left incomplete: keep it aside, never delete. */
         char stale[4400];
         snprintf(stale, sizeof stale, "%s.stale-%ld", jb->final, (long)time(NULL));
+        for (int k = 1; kv_path_exists(stale) && k < 1000; k++) {
+          snprintf(stale, sizeof stale, "%s.stale-%ld-%d", jb->final, (long)time(NULL), k);
+        }
         rename(jb->final, stale);
-        fprintf(stderr, "sweep: %s: config changed since it ran; old result moved to %s\n",
-                p.id, stale);
+        fprintf(stderr, "sweep: %s: rerun (%s); old result moved to %s\n", p.id, why, stale);
       }
       if (start_point(&sw, &p, &pr, bin, jb->tmp, jb->final, &jb->pid, &err)) {
         fprintf(stderr, "sweep: point %s: %s\n", p.id, err.msg);
@@ -348,6 +627,10 @@ int main(int argc, char **argv) {
       int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
       char path[4300];
       snprintf(path, sizeof path, "%s/done", jb.tmp);
+      if (ok && write_inputs(jb.tmp, tool_path, &err) != 0) {
+        fprintf(stderr, "sweep: %s: %s\n", strrchr(jb.final, '/') + 1, err.msg);
+        ok = 0;
+      }
       if (ok && write_text(path, "ok\n", &err) == 0 && rename(jb.tmp, jb.final) == 0) {
         n_done++;
       } else {
@@ -387,6 +670,7 @@ int main(int argc, char **argv) {
             size > 1 ? " (all ranks)" : "");
   }
   free(running);
+  hashes_free();
   xp_sweep_free(&sw);
   int rc = (all[2] > 0 || g_stop) ? 1 : 0;
 #ifdef KVLAB_HAVE_MPI

@@ -25,7 +25,9 @@
  * variable; unset is an error), and every plain [vary] key.
  *
  * A point's id is a readable slug of its assignment ("cache.policy=lru_seed=1"), so resuming a
- * sweep whose lists were reordered or extended redoes nothing that is finished. */
+ * sweep whose lists were reordered or extended redoes nothing that is finished. Whether a
+ * finished point is still valid is decided by the runner (sweep.c): its config and command, the
+ * tool's executable and the content of every file the tool read (KVLAB_DEPFILE, kv_fs.h). */
 #ifndef XP_SWEEP_H
 #define XP_SWEEP_H
 

@@ -109,10 +109,14 @@ static int attn__check_labels(const attn_profile *p, const char *path, kv_error 
 int attn_profile_write(const char *path, const attn_profile *p, kv_error *err) {
   int rc = attn__check_labels(p, path, err);
   if (rc) return rc;
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  kv_atomic_file af;
+  if ((rc = kv_atomic_reserve(&af, path, err))) return rc;
+  const char *tmp = af.tmp;
   hid_t f = kv_h5_create(tmp, err);
-  if (f < 0) return (int)f;
+  if (f < 0) {
+    kv_atomic_abort(&af);
+    return (int)f;
+  }
   const int L = p->n_layers, B = p->n_bins, Q = p->n_quantiles;
   rc = kv_h5_attr_write_str(f, "format", "kvlab-attn-profile", path, err);
   if (!rc) rc = kv_h5_attr_write_i64(f, "schema_version", ATTN_PROFILE_VERSION, path, err);
@@ -134,10 +138,10 @@ int attn_profile_write(const char *path, const attn_profile *p, kv_error *err) {
   if (!rc && p->timings.n > 0) rc = attn__write_timings(f, path, &p->timings, err);
   if (H5Fclose(f) < 0 && !rc) rc = kv_error_set(err, KV_EIO, "%s: close failed", tmp);
   if (rc) {
-    remove(tmp);
+    kv_atomic_abort(&af);
     return rc;
   }
-  return kv_atomic_rename(tmp, path, err);
+  return kv_atomic_commit(&af, err);
 }
 
 int attn_profile_read_timings(const char *path, attn_profile *p, kv_error *err) {

@@ -9,9 +9,8 @@
 #   scripts/main.sh --out DIR  results somewhere else than out/
 #
 # Runs on all local cores (sweep -j). GPU measurements are used only where they were committed
-# (none yet: the GPU rows of REPRODUCTION.md say "not run"). The public Mooncake trace is used
-# when ../shared/data/traces holds it (or $KVLAB_MOONCAKE_TRACE names it); otherwise that
-# experiment is skipped and reported as not run.
+# (none yet: the GPU rows of REPRODUCTION.md say "not run"). The public traces the experiments
+# use ship in traces/data/ (traces/data/README.md: sources and licences).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scale=quick
@@ -21,7 +20,7 @@ while [ $# -gt 0 ]; do
     --full) scale=full ;;
     --quick) scale=quick ;;
     --out) out="$2"; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "main: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -34,22 +33,17 @@ results="$out/results"
 tidy="$out/tidy"
 figures="$out/figures"
 
-if [ -z "${KVLAB_MOONCAKE_TRACE:-}" ] && [ -f ../shared/data/traces/mooncake_conversation_trace.jsonl ]; then
-  KVLAB_MOONCAKE_TRACE="$(cd ../shared/data/traces && pwd)/mooncake_conversation_trace.jsonl"
-  export KVLAB_MOONCAKE_TRACE
-fi
-
 failed=()
 skipped=()
 for sweep in experiments/cachedattention/*.ini experiments/psa/*.ini experiments/psa-serving/*.ini experiments/beyond/*.ini; do
   [ -f "$sweep" ] || continue
   grep -q '^\[sweep\]' "$sweep" || continue          # base configs are not sweeps
-  if grep -q '{env:KVLAB_MOONCAKE_TRACE}' "$sweep" && [ -z "${KVLAB_MOONCAKE_TRACE:-}" ]; then
-    skipped+=("$sweep (the Mooncake trace is not available)")
-    continue
-  fi
-  if grep -q 'traces/data/qkv_sample.h5' "$sweep" && [ ! -f traces/data/qkv_sample.h5 ]; then
-    skipped+=("$sweep (traces/data/qkv_sample.h5 is missing)")
+  missing=""
+  for f in $(grep -o 'traces/data/[A-Za-z0-9_.-]\+' "$sweep" | sort -u); do
+    [ -f "$f" ] || missing="$missing $f"
+  done
+  if [ -n "$missing" ]; then
+    skipped+=("$sweep (missing:$missing; a checkout without the data files?)")
     continue
   fi
   echo "main: $sweep ($scale)" >&2

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv_fs.h"
 const char *const sim_attn_mode_names[] = {"off", "dense", "topk", "psa", NULL};
 const char *const sim_attn_pool_names[] = {"unified", "partitioned", NULL};
 const char *const sim_attn_loop_names[] = {"pipelined", "hostsync", NULL};
@@ -187,6 +188,7 @@ int64_t sim_attn_meta_bytes(const sim_attn_model *am, int64_t n) {
 static int sim__load_reuse(sim_attn_model *am, const char *path, kv_error *err) {
   FILE *f = fopen(path, "r");
   if (!f) return kv_error_set(err, KV_ENOENT, "%s: cannot open the reuse table", path);
+  kv_fs_note_input(path); /* sweeps key their points by what they read */
   const sim_attn_profile *p = &am->prof;
   double *best_gap = malloc((size_t)p->n_layers * sizeof *best_gap);
   double *val = malloc((size_t)p->n_layers * sizeof *val);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv_fs.h"
+
 /* Reads the next line into buf (without its end of line); 1 read, 0 end of file, <0 error. */
 static int sim__csv_line(sim_csv *r, char *buf, kv_error *err) {
   if (!fgets(buf, SIM_CSV_LINE, r->f)) {
@@ -49,6 +51,7 @@ int sim_csv_open(sim_csv *r, const char *path, kv_error *err) {
   snprintf(r->path, sizeof r->path, "%s", path);
   r->f = fopen(path, "r");
   if (!r->f) return kv_error_set(err, KV_EIO, "%s: cannot open: %s", path, strerror(errno));
+  kv_fs_note_input(path); /* sweeps key their points by what they read */
   int rc;
   while ((rc = sim__csv_line(r, r->header, err)) == 1) {
     if (sim__blank(r->header)) continue;

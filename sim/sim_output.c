@@ -343,12 +343,13 @@ int sim_result_write(const sim_result *r, const sim_params *p, const trace *t,
   if ((rc = sim_summarize(r, p, &s, err))) return rc;
   char *config_text = kv_config_to_string(cfg);
   if (!config_text) return kv_error_set(err, KV_ENOMEM, "out of memory");
-  char path[4200], tmp[4300];
+  char path[4200];
   snprintf(path, sizeof path, "%s/results.h5", outdir);
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  rc = sim__write_h5(tmp, r, p, t, config_text, &s, err);
-  if (!rc) rc = kv_atomic_rename(tmp, path, err);
-  else remove(tmp);
+  kv_atomic_file af;
+  rc = kv_atomic_reserve(&af, path, err);
+  if (!rc) rc = sim__write_h5(af.tmp, r, p, t, config_text, &s, err);
+  if (!rc) rc = kv_atomic_commit(&af, err);
+  else kv_atomic_abort(&af);
   if (!rc) rc = sim__write_csv(outdir, "summary.csv", r, p, config_text, &s, err);
   if (!rc) rc = sim__write_csv(outdir, "hit_by_turn.csv", r, p, config_text, &s, err);
   if (!rc && p->write_requests_csv) {

@@ -106,6 +106,8 @@ static inline const char *test_source_dir(void) {
 const char *test_tmp_path(const char *name);
 /* <source>/tests/<area>/data/<name> (a crafted input committed beside the tests). */
 const char *test_data_path(const char *area, const char *name);
+/* <source>/<rel>: data that ship with the repository (traces/data/...). */
+const char *test_repo_path(const char *rel);
 /* ../shared/<rel> beside the source tree, or NULL when absent (tests then skip). */
 const char *test_shared_path(const char *rel);
 

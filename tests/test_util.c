@@ -32,6 +32,14 @@ const char *test_shared_path(const char *rel) {
   return access(out, R_OK) == 0 ? out : NULL;
 }
 
+const char *test_repo_path(const char *rel) {
+  static char buf[4][4096];
+  static int slot = 0;
+  char *out = buf[slot++ % 4];
+  snprintf(out, 4096, "%s/%s", test_source_dir(), rel);
+  return out;
+}
+
 const char *test_data_path(const char *area, const char *name) {
   static char buf[4][4096];
   static int slot = 0;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kv_fs.h"
 #include "trace_text.h"
 
 #define AZURE_MAX_FIELDS 64
@@ -35,33 +36,13 @@ int trace_import_azure_stream(FILE *f, const char *name, const trace_import_opts
     long long ln = (long long)lr.lineno;
     if (lr.len == 0 && !lr.too_long) continue; /* blank line */
     if (n_cols == 0) {
-      /* header */
-      if (lr.too_long || lr.has_nul) {
-        rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: header line is not text", name, ln);
-        break;
-      }
-      char *fld[AZURE_MAX_FIELDS];
-      int nf = trace_csv_split(lr.line, fld, AZURE_MAX_FIELDS);
-      if (nf < 0) {
-        rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: cannot split the header", name, ln);
-        break;
-      }
-      for (int i = 0; i < nf; i++) {
-        const char *h = fld[i];
-        if (i == 0 && (unsigned char)h[0] == 0xEF && (unsigned char)h[1] == 0xBB &&
-            (unsigned char)h[2] == 0xBF) {
-          h += 3; /* UTF-8 byte-order mark */
-        }
-        if (!strcasecmp(h, "TIMESTAMP")) c_ts = i;
-        else if (!strcasecmp(h, "ContextTokens")) c_in = i;
-        else if (!strcasecmp(h, "GeneratedTokens")) c_out = i;
-      }
-      if (c_ts < 0 || c_in < 0 || c_out < 0) {
-        rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: header must name TIMESTAMP, ContextTokens "
-                          "and GeneratedTokens", name, ln);
-        break;
-      }
-      n_cols = nf;
+      static const char *const names[3] = {"TIMESTAMP", "ContextTokens", "GeneratedTokens"};
+      static const int required[3] = {1, 1, 1};
+      int col[3];
+      if ((rc = trace_import_csv_header(&lr, name, names, required, 3, col, &n_cols, err))) break;
+      c_ts = col[0];
+      c_in = col[1];
+      c_out = col[2];
       continue;
     }
     st->records++;

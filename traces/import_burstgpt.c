@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kv_fs.h"
 #include "trace_map.h"
 #include "trace_text.h"
 
@@ -102,32 +103,9 @@ int trace_import_burstgpt_stream(FILE *f, const char *name, const trace_burstgpt
     long long ln = (long long)lr.lineno;
     if (lr.len == 0 && !lr.too_long) continue;
     if (n_cols == 0) {
-      char *fld[BURST_MAX_FIELDS];
-      int nf = lr.too_long || lr.has_nul ? -1 : trace_csv_split(lr.line, fld, BURST_MAX_FIELDS);
-      if (nf < 0) {
-        rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: cannot read the header", name, ln);
-        break;
-      }
-      for (int i = 0; i < nf; i++) {
-        const char *h = fld[i];
-        if (i == 0 && (unsigned char)h[0] == 0xEF && (unsigned char)h[1] == 0xBB &&
-            (unsigned char)h[2] == 0xBF) {
-          h += 3;
-        }
-        for (int k = 0; k < BG_N; k++) {
-          if (!strcasecmp(h, bg__names[k])) {
-            if (col[k] >= 0) {
-              rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: column '%s' appears twice", name, ln,
-                                bg__names[k]);
-            }
-            col[k] = i;
-          }
-        }
-      }
-      if (rc) break;
-      if (col[BG_TS] < 0 || col[BG_REQ] < 0 || col[BG_RESP] < 0) {
-        rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: header must name Timestamp, Request tokens "
-                          "and Response tokens", name, ln);
+      static const int required[BG_N] = {[BG_TS] = 1, [BG_REQ] = 1, [BG_RESP] = 1};
+      if ((rc = trace_import_csv_header(&lr, name, bg__names, required, BG_N, col, &n_cols,
+                                        err))) {
         break;
       }
       if ((bo->model && col[BG_MODEL] < 0) || (bo->log_type && col[BG_LOG] < 0)) {
@@ -136,7 +114,6 @@ int trace_import_burstgpt_stream(FILE *f, const char *name, const trace_burstgpt
                                                                                     : "Log Type");
         break;
       }
-      n_cols = nf;
       continue;
     }
     st->records++;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <yajl/yajl_parse.h>
 
+#include "kv_fs.h"
 #include "trace_map.h"
 #include "trace_text.h"
 

@@ -6,9 +6,12 @@
 #include <strings.h>
 #include <yajl/yajl_parse.h>
 
+#include "kv_fs.h"
 #include "trace_map.h"
 
 #define SG_CHUNK 65536
+#define SG_CHUNK_MAX ((size_t)1 << 30)
+#define SG_CAPTURE_MAX ((size_t)64 << 20)
 #define SG_ID_MAX 256
 
 void trace_sharegpt_opts_init(trace_sharegpt_opts *o) {
@@ -17,9 +20,102 @@ void trace_sharegpt_opts_init(trace_sharegpt_opts *o) {
   o->approx = TRACE_TOK_APPROX_CHARS4;
 }
 
-enum { SG_SIDE_PROMPT = 0, SG_SIDE_OUTPUT = 1 };
-enum { SG_RK_NONE, SG_RK_ID, SG_RK_CONV, SG_RK_OTHER };
+enum { SG_SIDE_PROMPT = TRACE_SHAREGPT_SIDE_PROMPT, SG_SIDE_OUTPUT = TRACE_SHAREGPT_SIDE_OUTPUT };
+enum { SG_RK_NONE, SG_RK_ID, SG_RK_CONV, SG_RK_TOOLS, SG_RK_SYSTEM, SG_RK_OTHER };
 enum { SG_MK_NONE, SG_MK_FROM, SG_MK_VALUE, SG_MK_OTHER };
+
+/* ---- roles ------------------------------------------------------------------------------------- */
+
+/* What a default role is, for the statistics (its side may be overridden). */
+enum { SG_KIND_USER, SG_KIND_MODEL, SG_KIND_SYSTEM, SG_KIND_TOOL_CALL, SG_KIND_TOOL_RESULT,
+       SG_KIND_OTHER };
+
+static const struct {
+  const char *name;
+  trace_sharegpt_side side;
+  int kind;
+} sg__roles[] = {
+    {"human", TRACE_SHAREGPT_SIDE_PROMPT, SG_KIND_USER},
+    {"user", TRACE_SHAREGPT_SIDE_PROMPT, SG_KIND_USER},
+    {"gpt", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_MODEL},
+    {"chatgpt", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_MODEL},
+    {"bard", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_MODEL},
+    {"model", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_MODEL},
+    {"assistant", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_MODEL},
+    {"system", TRACE_SHAREGPT_SIDE_PROMPT, SG_KIND_SYSTEM},
+    {"function_call", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_TOOL_CALL},
+    {"tool_call", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_TOOL_CALL},
+    {"tool_calls", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_TOOL_CALL},
+    {"observation", TRACE_SHAREGPT_SIDE_PROMPT, SG_KIND_TOOL_RESULT},
+    {"tool", TRACE_SHAREGPT_SIDE_PROMPT, SG_KIND_TOOL_RESULT},
+    {"function", TRACE_SHAREGPT_SIDE_PROMPT, SG_KIND_TOOL_RESULT},
+    {"ipython", TRACE_SHAREGPT_SIDE_PROMPT, SG_KIND_TOOL_RESULT},
+};
+
+static int sg__role_eq(const char *name, const char *role, size_t len) {
+  return strlen(name) == len && !strncasecmp(name, role, len);
+}
+
+static int sg__role_kind(const char *role, size_t len) {
+  for (size_t i = 0; i < sizeof sg__roles / sizeof sg__roles[0]; i++) {
+    if (sg__role_eq(sg__roles[i].name, role, len)) return sg__roles[i].kind;
+  }
+  return SG_KIND_OTHER;
+}
+
+trace_sharegpt_side trace_sharegpt_role_side(const trace_sharegpt_opts *o, const char *role,
+                                             size_t len) {
+  for (int i = 0; o && i < o->n_roles; i++) {
+    if (sg__role_eq(o->roles[i].name, role, len)) return o->roles[i].side;
+  }
+  for (size_t i = 0; i < sizeof sg__roles / sizeof sg__roles[0]; i++) {
+    if (sg__role_eq(sg__roles[i].name, role, len)) return sg__roles[i].side;
+  }
+  return TRACE_SHAREGPT_SIDE_REJECT;
+}
+
+int trace_sharegpt_set_role(trace_sharegpt_opts *o, const char *name, trace_sharegpt_side side,
+                            kv_error *err) {
+  size_t n = strlen(name);
+  if (n == 0 || n >= sizeof o->roles[0].name) {
+    return kv_error_set(err, KV_EINVAL, "role '%.40s': a role name has 1 to %zu bytes", name,
+                        sizeof o->roles[0].name - 1);
+  }
+  if (side < TRACE_SHAREGPT_SIDE_PROMPT || side > TRACE_SHAREGPT_SIDE_REJECT) {
+    return kv_error_set(err, KV_EINVAL, "role '%s': bad side %d", name, (int)side);
+  }
+  int i;
+  for (i = 0; i < o->n_roles; i++) {
+    if (sg__role_eq(o->roles[i].name, name, n)) break;
+  }
+  if (i == o->n_roles) {
+    if (o->n_roles == TRACE_SHAREGPT_MAX_ROLES) {
+      return kv_error_set(err, KV_ERANGE, "role '%s': more than %d role mappings", name,
+                          TRACE_SHAREGPT_MAX_ROLES);
+    }
+    o->n_roles++;
+  }
+  snprintf(o->roles[i].name, sizeof o->roles[i].name, "%s", name);
+  o->roles[i].side = side;
+  return 0;
+}
+
+int trace_sharegpt_parse_role(trace_sharegpt_opts *o, const char *spec, kv_error *err) {
+  const char *eq = strchr(spec, '=');
+  static const char *const sides[4] = {"prompt", "output", "drop", "reject"};
+  char name[64];
+  if (!eq || eq == spec || (size_t)(eq - spec) >= sizeof name) {
+    return kv_error_set(err, KV_EINVAL, "role mapping '%.60s': expected NAME=SIDE (SIDE: prompt, "
+                        "output, drop or reject)", spec);
+  }
+  memcpy(name, spec, (size_t)(eq - spec));
+  name[eq - spec] = '\0';
+  for (int s = 0; s < 4; s++) {
+    if (!strcmp(eq + 1, sides[s])) return trace_sharegpt_set_role(o, name, s, err);
+  }
+  return kv_error_set(err, KV_EINVAL, "role mapping '%.60s': side '%.20s' is not prompt, output, "
+                      "drop or reject", spec, eq + 1);
+}
 
 typedef struct sg__msg {
   int8_t side;
@@ -51,8 +147,20 @@ typedef struct sg__ctx {
   int64_t rec_offset, rec_line;
   char rec_id[SG_ID_MAX];
   int have_id, have_conv, rec_key, in_conv;
-  int in_msg, msg_key, have_from, have_value, msg_side, msg_system;
+  int in_msg, msg_key, have_from, have_value, msg_side, msg_kind;
   int64_t msg_tokens;
+  int64_t rec_sys_tokens;   /* record-level "tools" and "system", counted as a system prompt */
+  int rec_has_sys;
+  /* serialising a JSON "tools" value back to text */
+  int cap_depth;            /* >= 0: capturing until depth returns to this */
+  char *cap_buf;
+  size_t cap_len, cap_cap;
+  struct sg__cap_level {
+    char type;              /* '{' or '[' */
+    int64_t count;
+  } *cap_stack;
+  int64_t cap_sp, cap_stack_cap;
+  int64_t events;           /* callbacks so far: unchanged over a chunk = a value spans it */
   int rec_bad;
   char bad[300];
   sg__msg *rm;              /* the record's messages */
@@ -72,6 +180,46 @@ typedef struct sg__ctx {
 static int64_t sg__line_at(sg__ctx *c, size_t pos) {
   for (; c->nl_scan < pos; c->nl_scan++) c->nl_before += c->chunk[c->nl_scan] == '\n';
   return c->nl_before + 1;
+}
+
+/* Counts the tokens of text[0..n) with the tokenizer or the approximation, and its characters
+ * for the statistics; a negative status (set in c->rc) on a tokenizer failure. */
+static int64_t sg__count(sg__ctx *c, const char *s, size_t n) {
+  int64_t tk;
+  if (c->o->tok) {
+    kv_error e = {0};
+    tk = trace_tok_count(c->o->tok, s, n, &e);
+    if (tk < 0) {
+      c->rc = kv_error_set(c->err, (int)tk, "%s: record %lld: %s", c->name,
+                           (long long)c->rec_index, e.msg);
+      return tk;
+    }
+  } else {
+    tk = trace_tok_approx_count(c->o->approx, s, n);
+  }
+  /* characters and non-Latin ones (UTF-8 lead bytes; continuation bytes are skipped) */
+  const unsigned char *u = (const unsigned char *)s;
+  int64_t chars = 0, non_latin = 0;
+  for (size_t i = 0; i < n;) {
+    unsigned b = u[i];
+    uint32_t cp = b;
+    size_t len = 1;
+    if (b >= 0xF0 && i + 3 < n) len = 4, cp = ((b & 7u) << 18) | ((u[i + 1] & 63u) << 12) |
+                                                ((u[i + 2] & 63u) << 6) | (u[i + 3] & 63u);
+    else if (b >= 0xE0 && i + 2 < n) len = 3, cp = ((b & 15u) << 12) | ((u[i + 1] & 63u) << 6) |
+                                               (u[i + 2] & 63u);
+    else if (b >= 0xC0 && i + 1 < n) len = 2, cp = ((b & 31u) << 6) | (u[i + 1] & 63u);
+    i += len;
+    if (cp == ' ' || cp == '\t' || cp == '\n' || cp == '\r') continue;
+    chars++;
+    /* after Cyrillic (U+052F), except general punctuation, symbols and arrows U+2000-U+2BFF */
+    if (cp > 0x052F && !(cp >= 0x2000 && cp <= 0x2BFF)) non_latin++;
+  }
+  c->st->text_bytes += (int64_t)n;
+  c->st->tokens += tk;
+  c->st->chars += chars;
+  c->st->non_latin_chars += non_latin;
+  return tk;
 }
 
 static int sg__push(sg__msg **a, int64_t *n, int64_t *cap, sg__msg m) {
@@ -230,6 +378,14 @@ static int sg__end_record(sg__ctx *c) {
     c->open_off = c->rec_offset;
     c->n_cm = 0;
   }
+  /* the record's "tools" / "system": a system prompt before its messages */
+  if (c->rec_has_sys) {
+    sg__msg m = {SG_SIDE_PROMPT, 1, c->rec_sys_tokens};
+    if (sg__push(&c->cm, &c->n_cm, &c->cap_cm, m)) {
+      c->rc = kv_error_set(c->err, KV_ENOMEM, "%s: out of memory", c->name);
+      return c->rc;
+    }
+  }
   for (int64_t i = 0; i < c->n_rm; i++) {
     if (sg__push(&c->cm, &c->n_cm, &c->cap_cm, c->rm[i])) {
       c->rc = kv_error_set(c->err, KV_ENOMEM, "%s: out of memory", c->name);
@@ -253,6 +409,117 @@ static void sg__start_record(sg__ctx *c) {
   c->rec_key = SG_RK_NONE;
   c->rec_bad = 0;
   c->n_rm = 0;
+  c->rec_sys_tokens = 0;
+  c->rec_has_sys = 0;
+}
+
+/* ---- "tools" given as JSON: serialised back to text (json.dumps(ensure_ascii=False) style) ---- */
+
+static int sg__cap_put(sg__ctx *c, const char *s, size_t n) {
+  if (c->cap_len + n + 1 > SG_CAPTURE_MAX) { /* the record is dropped; keep parsing it */
+    c->cap_len = 0;
+    return sg__bad(c, "\"tools\" is longer than 64 MiB");
+  }
+  if (c->cap_len + n + 1 > c->cap_cap) {
+    size_t nc = c->cap_cap ? c->cap_cap : 4096;
+    while (nc < c->cap_len + n + 1) nc *= 2;
+    char *nb = realloc(c->cap_buf, nc);
+    if (!nb) {
+      c->rc = kv_error_set(c->err, KV_ENOMEM, "%s: out of memory", c->name);
+      return 0;
+    }
+    c->cap_buf = nb;
+    c->cap_cap = nc;
+  }
+  memcpy(c->cap_buf + c->cap_len, s, n);
+  c->cap_len += n;
+  return 1;
+}
+
+static int sg__cap_str(sg__ctx *c, const char *s, size_t n) {
+  int ok = sg__cap_put(c, "\"", 1);
+  size_t run = 0;
+  for (size_t i = 0; ok && i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch != '"' && ch != '\\' && ch >= 0x20) continue;
+    if (i > run) ok = sg__cap_put(c, s + run, i - run);
+    char esc[8];
+    if (ch == '"' || ch == '\\') snprintf(esc, sizeof esc, "\\%c", ch);
+    else if (ch == '\n') snprintf(esc, sizeof esc, "\\n");
+    else if (ch == '\t') snprintf(esc, sizeof esc, "\\t");
+    else if (ch == '\r') snprintf(esc, sizeof esc, "\\r");
+    else if (ch == '\b') snprintf(esc, sizeof esc, "\\b");
+    else if (ch == '\f') snprintf(esc, sizeof esc, "\\f");
+    else snprintf(esc, sizeof esc, "\\u%04x", ch);
+    if (ok) ok = sg__cap_put(c, esc, strlen(esc));
+    run = i + 1;
+  }
+  if (ok && n > run) ok = sg__cap_put(c, s + run, n - run);
+  return ok && sg__cap_put(c, "\"", 1);
+}
+
+/* Separator before a value inside the captured JSON (keys write their own). */
+static int sg__cap_sep(sg__ctx *c) {
+  if (c->cap_sp == 0) return 1;
+  struct sg__cap_level *top = &c->cap_stack[c->cap_sp - 1];
+  if (top->type == '[' && top->count++ > 0) return sg__cap_put(c, ", ", 2);
+  return 1;
+}
+
+static int sg__cap_open(sg__ctx *c, char type) {
+  if (!sg__cap_sep(c) || !sg__cap_put(c, &type, 1)) return 0;
+  if (c->cap_sp == c->cap_stack_cap) {
+    int64_t nc = c->cap_stack_cap ? c->cap_stack_cap * 2 : 16;
+    struct sg__cap_level *nb = realloc(c->cap_stack, (size_t)nc * sizeof *nb);
+    if (!nb) {
+      c->rc = kv_error_set(c->err, KV_ENOMEM, "%s: out of memory", c->name);
+      return 0;
+    }
+    c->cap_stack = nb;
+    c->cap_stack_cap = nc;
+  }
+  c->cap_stack[c->cap_sp].type = type;
+  c->cap_stack[c->cap_sp].count = 0;
+  c->cap_sp++;
+  c->depth++;
+  return 1;
+}
+
+/* Closes a captured container; the outermost one ends the capture and is counted. */
+static int sg__cap_close(sg__ctx *c, char type) {
+  c->depth--;
+  c->cap_sp--;
+  if (!sg__cap_put(c, &type, 1)) return 0;
+  if (c->depth > c->cap_depth) return 1;
+  c->cap_depth = -1;
+  if (c->cap_len > 2) { /* "[]" and "{}" show the model nothing */
+    int64_t tk = sg__count(c, c->cap_buf, c->cap_len);
+    if (tk < 0) return 0;
+    c->rec_sys_tokens += tk + c->o->msg_overhead;
+    c->rec_has_sys = 1;
+    c->st->tools_fields++;
+  }
+  c->cap_len = 0;
+  return 1;
+}
+
+/* A scalar inside the captured JSON: s is its text (a string's unescaped bytes when is_str). */
+static int sg__cap_scalar(sg__ctx *c, const char *s, size_t n, int is_str) {
+  if (!sg__cap_sep(c)) return 0;
+  return is_str ? sg__cap_str(c, s, n) : sg__cap_put(c, s, n);
+}
+
+/* A record-level "tools" or "system" string: a system prompt (empty ones and "[]" count
+ * nothing). */
+static int sg__rec_sys_text(sg__ctx *c, const char *s, size_t n) {
+  if (n == 0 || (n == 2 && !memcmp(s, "[]", 2))) return 1;
+  int64_t tk = sg__count(c, s, n);
+  if (tk < 0) return 0;
+  c->rec_sys_tokens += tk + c->o->msg_overhead;
+  c->rec_has_sys = 1;
+  if (c->rec_key == SG_RK_TOOLS) c->st->tools_fields++;
+  else c->st->system_fields++;
+  return 1;
 }
 
 /* A scalar or container begins at the current depth: what does it mean here? Returns 1 when the
@@ -302,57 +569,56 @@ static int sg__scalar(sg__ctx *c, const char *what, const char *s, size_t n) {
       }
     } else if (c->rec_key == SG_RK_CONV) {
       sg__bad(c, "\"conversations\" must be an array");
+    } else if ((c->rec_key == SG_RK_TOOLS || c->rec_key == SG_RK_SYSTEM) && !c->o->ignore_tools) {
+      if (s && strcmp(what, "a number")) return sg__rec_sys_text(c, s, n);
+      if (strcmp(what, "null")) {
+        sg__bad(c, c->rec_key == SG_RK_TOOLS ? "\"tools\" must be a string, an array or an object"
+                                             : "\"system\" must be a string");
+      }
     }
   } else if (d == 2 && c->in_conv) {
     sg__bad(c, "a message must be an object");
   } else if (d == 3 && c->in_msg && c->msg_key == SG_MK_FROM) {
     if (!s || !strcmp(what, "a number")) return sg__bad(c, "\"from\" must be a string");
     c->have_from = 1;
-    char role[32];
-    snprintf(role, sizeof role, "%.*s", (int)(n < 31 ? n : 31), s);
-    if (n < 32 && (!strcasecmp(role, "human") || !strcasecmp(role, "user"))) {
-      c->msg_side = SG_SIDE_PROMPT;
-    } else if (n < 32 && (!strcasecmp(role, "gpt") || !strcasecmp(role, "chatgpt") ||
-                          !strcasecmp(role, "bard") || !strcasecmp(role, "model") ||
-                          !strcasecmp(role, "assistant"))) {
-      c->msg_side = SG_SIDE_OUTPUT;
-    } else if (n < 32 && !strcasecmp(role, "system")) {
-      c->msg_side = SG_SIDE_PROMPT;
-      c->msg_system = 1;
-    } else {
-      char why[96];
-      snprintf(why, sizeof why, "unknown role \"%.40s\"", role);
+    trace_sharegpt_side side = trace_sharegpt_role_side(c->o, s, n);
+    if (side == TRACE_SHAREGPT_SIDE_REJECT) {
+      char why[160];
+      snprintf(why, sizeof why, "%s role \"%.*s\" (a role mapping makes it prompt, output or "
+               "drop)", sg__role_kind(s, n) == SG_KIND_OTHER ? "unknown" : "rejected",
+               (int)(n < 40 ? n : 40), s);
       return sg__bad(c, why);
     }
+    c->msg_side = (int)side;
+    c->msg_kind = sg__role_kind(s, n);
   } else if (d == 3 && c->in_msg && c->msg_key == SG_MK_VALUE) {
     if (!s || !strcmp(what, "a number")) return sg__bad(c, "\"value\" must be a string");
     c->have_value = 1;
-    int64_t tk;
-    if (c->o->tok) {
-      kv_error e = {0};
-      tk = trace_tok_count(c->o->tok, s, n, &e);
-      if (tk < 0) {
-        c->rc = kv_error_set(c->err, (int)tk, "%s: record %lld: %s", c->name,
-                             (long long)c->rec_index, e.msg);
-        return 0;
-      }
-    } else {
-      tk = trace_tok_approx_count(c->o->approx, s, n);
-    }
-    c->st->text_bytes += (int64_t)n;
-    c->st->tokens += tk;
+    int64_t tk = sg__count(c, s, n);
+    if (tk < 0) return 0;
     c->msg_tokens = tk + c->o->msg_overhead;
   }
   return 1;
 }
 
-static int sg__null(void *ctx) { return sg__scalar(ctx, "null", NULL, 0); }
+#define SG_CAPTURING(c) ((c)->cap_depth >= 0 && SG_GO(c))
+
+static int sg__null(void *ctx) {
+  sg__ctx *c = ctx;
+  c->events++;
+  if (SG_CAPTURING(c)) return sg__cap_scalar(c, "null", 4, 0) && SG_GO(c);
+  return sg__scalar(ctx, "null", NULL, 0);
+}
 static int sg__bool(void *ctx, int b) {
-  (void)b;
+  sg__ctx *c = ctx;
+  c->events++;
+  if (SG_CAPTURING(c)) return sg__cap_scalar(c, b ? "true" : "false", b ? 4 : 5, 0) && SG_GO(c);
   return sg__scalar(ctx, "a boolean", NULL, 0);
 }
 static int sg__number(void *ctx, const char *s, size_t n) {
   sg__ctx *c = ctx;
+  c->events++;
+  if (SG_CAPTURING(c)) return sg__cap_scalar(c, s, n, 0) && SG_GO(c);
   /* a numeric id is kept as its text */
   if (SG_GO(c) && c->skip_to < 0 && c->in_rec && c->depth - c->rec_depth == 1 &&
       c->rec_key == SG_RK_ID) {
@@ -361,12 +627,31 @@ static int sg__number(void *ctx, const char *s, size_t n) {
   return sg__scalar(ctx, "a number", NULL, 0);
 }
 static int sg__string(void *ctx, const unsigned char *s, size_t n) {
+  sg__ctx *c = ctx;
+  c->events++;
+  if (SG_CAPTURING(c)) return sg__cap_scalar(c, (const char *)s, n, 1) && SG_GO(c);
   return sg__scalar(ctx, "a string", (const char *)s, n);
+}
+
+/* A container starts as the value of a record-level "tools": capture it as text. */
+static int sg__maybe_capture(sg__ctx *c, char type) {
+  if (c->skip_to >= 0 || c->cap_depth >= 0 || !c->in_rec || c->depth - c->rec_depth != 1 ||
+      c->rec_key != SG_RK_TOOLS || c->o->ignore_tools) {
+    return 0;
+  }
+  c->cap_depth = c->depth;
+  c->cap_len = 0;
+  c->cap_sp = 0;
+  return sg__cap_open(c, type) ? 1 : -1;
 }
 
 static int sg__start_map(void *ctx) {
   sg__ctx *c = ctx;
+  c->events++;
   if (!SG_GO(c)) return 0;
+  if (c->cap_depth >= 0) return sg__cap_open(c, '{') && SG_GO(c);
+  int cap = sg__maybe_capture(c, '{');
+  if (cap) return cap > 0 && SG_GO(c);
   if (c->skip_to >= 0) {
     c->depth++;
     return 1;
@@ -391,7 +676,7 @@ static int sg__start_map(void *ctx) {
     c->msg_key = SG_MK_NONE;
     c->have_from = c->have_value = 0;
     c->msg_side = SG_SIDE_PROMPT;
-    c->msg_system = 0;
+    c->msg_kind = SG_KIND_OTHER;
     c->msg_tokens = 0;
   } else if (d == 3 && c->in_msg && (c->msg_key == SG_MK_FROM || c->msg_key == SG_MK_VALUE)) {
     sg__bad(c, c->msg_key == SG_MK_FROM ? "\"from\" must be a string"
@@ -403,7 +688,14 @@ static int sg__start_map(void *ctx) {
 
 static int sg__map_key(void *ctx, const unsigned char *k, size_t n) {
   sg__ctx *c = ctx;
+  c->events++;
   if (!SG_GO(c)) return 0;
+  if (c->cap_depth >= 0) {
+    struct sg__cap_level *top = &c->cap_stack[c->cap_sp - 1];
+    int ok = (top->count++ == 0 || sg__cap_put(c, ", ", 2)) &&
+             sg__cap_str(c, (const char *)k, n) && sg__cap_put(c, ": ", 2);
+    return ok && SG_GO(c);
+  }
   if (c->skip_to >= 0) return 1;
   int d = c->depth - c->rec_depth;
 #define SG_IS(lit) (n == sizeof(lit) - 1 && !memcmp(k, lit, n))
@@ -414,6 +706,10 @@ static int sg__map_key(void *ctx, const unsigned char *k, size_t n) {
     } else if (SG_IS("conversations") || SG_IS("conversation") || SG_IS("messages")) {
       if (c->have_conv) sg__bad(c, "more than one conversations array");
       c->rec_key = SG_RK_CONV;
+    } else if (SG_IS("tools")) {
+      c->rec_key = SG_RK_TOOLS;
+    } else if (SG_IS("system")) {
+      c->rec_key = SG_RK_SYSTEM;
     } else {
       c->rec_key = SG_RK_OTHER;
     }
@@ -434,7 +730,9 @@ static int sg__map_key(void *ctx, const unsigned char *k, size_t n) {
 
 static int sg__end_map(void *ctx) {
   sg__ctx *c = ctx;
+  c->events++;
   if (!SG_GO(c)) return 0;
+  if (c->cap_depth >= 0) return sg__cap_close(c, '}') && SG_GO(c);
   c->depth--;
   if (c->skip_to >= 0) {
     if (c->depth == c->skip_to) {
@@ -450,8 +748,14 @@ static int sg__end_map(void *ctx) {
     if (!c->have_from) return sg__bad(c, "a message has no \"from\"");
     if (!c->have_value) return sg__bad(c, "a message has no \"value\"");
     c->st->messages++;
-    c->st->system_messages += c->msg_system;
-    sg__msg m = {(int8_t)c->msg_side, (int8_t)c->msg_system, c->msg_tokens};
+    c->st->system_messages += c->msg_kind == SG_KIND_SYSTEM;
+    c->st->tool_calls += c->msg_kind == SG_KIND_TOOL_CALL;
+    c->st->tool_results += c->msg_kind == SG_KIND_TOOL_RESULT;
+    if (c->msg_side == TRACE_SHAREGPT_SIDE_DROP) {
+      c->st->dropped_messages++;
+      return 1;
+    }
+    sg__msg m = {(int8_t)c->msg_side, (int8_t)(c->msg_kind == SG_KIND_SYSTEM), c->msg_tokens};
     if (sg__push(&c->rm, &c->n_rm, &c->cap_rm, m)) {
       c->rc = kv_error_set(c->err, KV_ENOMEM, "%s: out of memory", c->name);
       return 0;
@@ -469,7 +773,11 @@ end_record:
 
 static int sg__start_array(void *ctx) {
   sg__ctx *c = ctx;
+  c->events++;
   if (!SG_GO(c)) return 0;
+  if (c->cap_depth >= 0) return sg__cap_open(c, '[') && SG_GO(c);
+  int cap = sg__maybe_capture(c, '[');
+  if (cap) return cap > 0 && SG_GO(c);
   if (c->skip_to >= 0) {
     c->depth++;
     return 1;
@@ -499,7 +807,9 @@ static int sg__start_array(void *ctx) {
 
 static int sg__end_array(void *ctx) {
   sg__ctx *c = ctx;
+  c->events++;
   if (!SG_GO(c)) return 0;
+  if (c->cap_depth >= 0) return sg__cap_close(c, ']') && SG_GO(c);
   c->depth--;
   if (c->skip_to >= 0) {
     if (c->depth == c->skip_to) {
@@ -575,8 +885,10 @@ int trace_import_sharegpt_stream(FILE *f, const char *name, const trace_sharegpt
   c.err = err;
   c.mode = -1;
   c.skip_to = -1;
+  c.cap_depth = -1;
   trace_strmap_init(&c.done);
-  unsigned char *buf = malloc(SG_CHUNK);
+  size_t chunk = SG_CHUNK;
+  unsigned char *buf = malloc(chunk);
   c.h = buf ? yajl_alloc(&sg__callbacks, NULL, &c) : NULL;
   int rc = 0;
   if (!buf || !c.h) {
@@ -585,13 +897,14 @@ int trace_import_sharegpt_stream(FILE *f, const char *name, const trace_sharegpt
     yajl_config(c.h, yajl_allow_multiple_values, 1);
   }
   while (!rc) {
-    size_t n = fread(buf, 1, SG_CHUNK, f);
+    size_t n = fread(buf, 1, chunk, f);
     if (n == 0) {
       if (ferror(f)) rc = kv_error_set(err, KV_EIO, "%s: read error", name);
       break;
     }
     c.chunk = buf;
     c.nl_scan = 0;
+    int64_t events0 = c.events;
     yajl_status s = yajl_parse(c.h, buf, n);
     if (s == yajl_status_client_canceled) {
       rc = c.rc;
@@ -603,6 +916,19 @@ int trace_import_sharegpt_stream(FILE *f, const char *name, const trace_sharegpt
     }
     sg__line_at(&c, n);
     c.chunk_base += (int64_t)n;
+    /* No callback during a whole chunk: one value spans it, and yajl re-reads that value from
+     * its start with every chunk; doubling the chunks keeps the total re-reading linear. */
+    size_t want = c.events == events0 ? (chunk < SG_CHUNK_MAX ? chunk * 2 : chunk) : SG_CHUNK;
+    if (want != chunk) {
+      unsigned char *nb = realloc(buf, want);
+      if (!nb) {
+        rc = kv_error_set(err, KV_ENOMEM, "%s: out of memory (a value longer than %zu bytes)",
+                          name, chunk);
+        break;
+      }
+      buf = nb;
+      chunk = want;
+    }
   }
   if (!rc && c.mode < 0) {
     rc = kv_error_set(err, KV_EFORMAT, "%s: empty input (no JSON value)", name);
@@ -619,6 +945,8 @@ int trace_import_sharegpt_stream(FILE *f, const char *name, const trace_sharegpt
   free(buf);
   free(c.rm);
   free(c.cm);
+  free(c.cap_buf);
+  free(c.cap_stack);
   trace_strmap_free(&c.done);
   return trace_import_finish(t, &st->base, rc);
 }

@@ -178,6 +178,16 @@ int64_t trace_session_tokens(const trace *t, int64_t s) {
   return (int64_t)u->input_tokens + u->output_tokens;
 }
 
+int trace_has_timing(const trace *t) {
+  for (int64_t i = 0; i < t->n_sessions; i++) {
+    if (t->sessions[i].arrival_ns > 0) return 1;
+  }
+  for (int64_t i = 0; i < t->n_turns; i++) {
+    if (t->turns[i].think_ns > 0) return 1;
+  }
+  return 0;
+}
+
 int trace_teacher_force(trace *t, kv_error *err) {
   if (!(t->flags & TRACE_FLAG_FULL_HISTORY)) {
     return kv_error_set(err, KV_EINVAL, "%s: teacher forcing needs a full-history trace (each "

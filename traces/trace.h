@@ -94,6 +94,11 @@ int trace_check(const trace *t, kv_error *err);
  * no turns. For a TRACE_FLAG_FULL_HISTORY trace this is the sum of all new and output tokens. */
 int64_t trace_session_tokens(const trace *t, int64_t s);
 
+/* 1 when the trace says when things happen: some session arrives after 0, or some turn has a
+ * positive think time. 0 for an untimed trace (a ShareGPT import without --rate: every session
+ * at t = 0, think times unknown), which a timed replay would start all at once. */
+int trace_has_timing(const trace *t);
+
 /* Replays responses as given text instead of generated tokens ("teacher forcing"): in a
  * TRACE_FLAG_FULL_HISTORY trace, every turn generates only its first output token and the rest
  * of its recorded response enters the next turn's new tokens (it must be prefilled there, since

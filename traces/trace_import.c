@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void trace_import_opts_init(trace_import_opts *o) { memset(o, 0, sizeof *o); }
 
@@ -30,6 +31,51 @@ int trace_import_bad(const trace_import_opts *o, trace_import_stats *st, kv_erro
   return 0;
 }
 
+#define TRACE__HEADER_MAX 64
+
+int trace_import_csv_header(trace_lines *lr, const char *name, const char *const *names,
+                            const int *required, int n_names, int *col, int *n_cols,
+                            kv_error *err) {
+  long long ln = (long long)lr->lineno;
+  for (int k = 0; k < n_names; k++) col[k] = -1;
+  if (lr->too_long || lr->has_nul) {
+    return kv_error_set(err, KV_EFORMAT, "%s:%lld: the header line is not text", name, ln);
+  }
+  char *fld[TRACE__HEADER_MAX];
+  int nf = trace_csv_split(lr->line, fld, TRACE__HEADER_MAX);
+  if (nf < 0) {
+    return kv_error_set(err, KV_EFORMAT, "%s:%lld: cannot split the header (malformed quoting "
+                        "or more than %d columns)", name, ln, TRACE__HEADER_MAX);
+  }
+  const unsigned char *b = (const unsigned char *)fld[0];
+  if (b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF) fld[0] += 3; /* UTF-8 byte-order mark */
+  for (int i = 0; i < nf; i++) {
+    for (int j = 0; j < i; j++) {
+      if (fld[i][0] && !strcasecmp(fld[i], fld[j])) {
+        return kv_error_set(err, KV_EFORMAT, "%s:%lld: column '%.64s' appears twice (columns %d "
+                            "and %d): which one holds the data is not known", name, ln, fld[i],
+                            j + 1, i + 1);
+      }
+    }
+    for (int k = 0; k < n_names; k++) {
+      if (!strcasecmp(fld[i], names[k])) col[k] = i;
+    }
+  }
+  char missing[512] = "";
+  size_t used = 0;
+  for (int k = 0; k < n_names; k++) {
+    if (col[k] >= 0 || !required[k] || used >= sizeof missing) continue;
+    used += (size_t)snprintf(missing + used, sizeof missing - used, "%s'%s'", used ? ", " : "",
+                             names[k]);
+  }
+  if (missing[0]) {
+    return kv_error_set(err, KV_EFORMAT, "%s:%lld: the header lacks the column%s %s", name, ln,
+                        strchr(missing, ',') ? "s" : "", missing);
+  }
+  *n_cols = nf;
+  return 0;
+}
+
 int trace_import_csv_record(const trace_import_opts *o, trace_import_stats *st,
                             trace_lines *lr, const char *name, char **fields, int cap,
                             int n_cols, kv_error *err) {
@@ -38,6 +84,12 @@ int trace_import_csv_record(const trace_import_opts *o, trace_import_stats *st,
   if (lr->too_long || lr->has_nul) {
     rc = trace_import_bad(o, st, err, KV_EFORMAT, "%s:%lld: %s", name, ln,
                           lr->too_long ? "line longer than 1 MiB" : "NUL byte in line");
+    return rc ? rc : 0;
+  }
+  if (lr->unterminated && !o->allow_unterminated) {
+    rc = trace_import_bad(o, st, err, KV_EFORMAT, "%s:%lld: the last row has no newline: the "
+                          "file may be cut short (if it is complete, allow it: "
+                          "allow_unterminated, kvtrace --allow-unterminated)", name, ln);
     return rc ? rc : 0;
   }
   int nf = trace_csv_split(lr->line, fields, cap);

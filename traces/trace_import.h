@@ -10,6 +10,12 @@
  * optional callback sees each message (a tool prints them). Either way no value is ever guessed.
  * Errors that make the rest of the input unreadable (I/O, a JSON syntax error inside a ShareGPT
  * array) always stop.
+ *
+ * CSV files carry their own evidence of truncation: every row ends in a newline, so a last row
+ * without one is a bad record ("the file may be cut short") unless allow_unterminated is set
+ * (for files known to be complete that were published without a final newline, such as the
+ * Azure LLM inference traces). A header naming a column twice, or lacking a required one, is an
+ * error naming the columns.
  */
 #ifndef TRACE_IMPORT_H
 #define TRACE_IMPORT_H
@@ -33,6 +39,7 @@ typedef struct trace_import_opts {
   trace_bad_fn bad_fn;   /* may be NULL */
   void *bad_ctx;
   int64_t max_records;   /* stop after this many good records (0 = no limit) */
+  int allow_unterminated; /* CSV: accept a last row without a newline */
 } trace_import_opts;
 
 typedef struct trace_import_stats {
@@ -57,10 +64,20 @@ int trace_import_bad(const trace_import_opts *o, trace_import_stats *st, kv_erro
 #endif
     ;
 
+/* Reads the header of a CSV importer from the current line of lr: splits it (a UTF-8 byte-order
+ * mark before the first name is dropped), finds each of names[0..n_names) (case-insensitive) and
+ * stores its column in col[] (-1 when absent). A name that appears twice (any name, known or
+ * not), or a missing name whose required[i] is set, is KV_EFORMAT naming the columns and
+ * file:line. *n_cols receives the header's field count. */
+int trace_import_csv_header(trace_lines *lr, const char *name, const char *const *names,
+                            const int *required, int n_names, int *col, int *n_cols,
+                            kv_error *err);
+
 /* Splits the current data line of a CSV importer into at most `cap` fields and checks it: a line
- * too long or holding a NUL byte, malformed quoting, or a field count other than n_cols is a bad
- * record (trace_import_bad, with file:line). Returns n_cols when the record is good, 0 when it was
- * bad and skipped, or a negative status to stop. */
+ * too long or holding a NUL byte, a last line without a newline (unless allow_unterminated),
+ * malformed quoting, or a field count other than n_cols is a bad record (trace_import_bad, with
+ * file:line). Returns n_cols when the record is good, 0 when it was bad and skipped, or a
+ * negative status to stop. */
 int trace_import_csv_record(const trace_import_opts *o, trace_import_stats *st,
                             trace_lines *lr, const char *name, char **fields, int cap,
                             int n_cols, kv_error *err);

@@ -7,11 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "import_azure.h"
 #include "import_burstgpt.h"
 #include "import_mooncake.h"
 #include "import_sharegpt.h"
+#include "kv_fs.h"
 #include "tokenizer.h"
 #include "trace_gen.h"
 
@@ -61,7 +63,9 @@ static int imp__choice(const char *name, const char *v, const char *const *names
 }
 
 static const trace_import_stats *imp__plain_stats(const void *st) { return st; }
-static void imp__no_report(const void *st, const trace *t, char *buf, size_t cap) {
+static void imp__no_report(const void *opts, const void *st, const trace *t, char *buf,
+                           size_t cap) {
+  (void)opts;
   (void)st;
   (void)t;
   if (cap) buf[0] = '\0';
@@ -145,7 +149,9 @@ static int imp__mooncake_read(FILE *f, const char *name, const void *o, trace *t
                               kv_error *err) {
   return trace_import_mooncake_stream(f, name, o, t, st, err);
 }
-static void imp__mooncake_report(const void *stats, const trace *t, char *buf, size_t cap) {
+static void imp__mooncake_report(const void *opts, const void *stats, const trace *t, char *buf,
+                                 size_t cap) {
+  (void)opts;
   (void)t;
   const trace_mooncake_stats *s = stats;
   snprintf(buf, cap, "mooncake: %lld continuations (%lld branches), mean shared prefix %.1f "
@@ -153,23 +159,29 @@ static void imp__mooncake_report(const void *stats, const trace *t, char *buf, s
            s->continuations ? (double)s->shared_blocks / (double)s->continuations : 0.0);
 }
 
-/* ---- sharegpt: a tokenizer loaded from files, arrivals assigned after the import ------------- */
+/* ---- sharegpt: a tokenizer loaded from files, roles, arrivals assigned after the import ----- */
 
 typedef struct imp__sharegpt {
   trace_sharegpt_opts o;       /* the module's options (tok borrowed from here) */
   const char *tokdir, *enc, *mer;
+  int approx_set;              /* --approx given: no tokenizer, not even the default */
   char tname[8500];
   double rate, think;          /* rate > 0: trace_gen_retime after the import */
   long long seed;
 } imp__sharegpt;
 
 static const trace_importer_opt imp__sharegpt_opts[] = {
-    {"tokenizer", "DIR", "GPT-2 BPE files DIR/encoder.json, DIR/vocab.bpe"},
+    {"tokenizer", "DIR", "GPT-2 BPE files DIR/encoder.json, DIR/vocab.bpe (default: GPT-2's, "
+                         "traces/data/tokenizers/gpt2)"},
     {"encoder", "F", "encoder.json (with --merges)"},
     {"merges", "F", "vocab.bpe (with --encoder)"},
     {"approx", "chars4|words", "token count without a tokenizer"},
     {"lead", "prompt|drop", "text before the first user message"},
     {"msg-overhead", "N", "tokens added per message"},
+    {"role", "NAME=prompt|output|drop|reject", "the side of a role (repeatable; by default "
+                                               "function_call/tool_call -> output, "
+                                               "observation/tool/function -> prompt)"},
+    {"no-tools", NULL, "the record's \"tools\" and \"system\" are not counted as a system prompt"},
     {"rate", "R", "assign Poisson session arrivals at R/s"},
     {"think-mean", "S", "mean think time with --rate (60)"},
     {"seed", "N", "seed of --rate"},
@@ -193,6 +205,7 @@ static int imp__sharegpt_set(void *opts, const char *name, const char *v, kv_err
   else if (!strcmp(name, "approx")) {
     if (!(rc = imp__choice(name, v, approx, &k, err))) {
       s->o.approx = k == 0 ? TRACE_TOK_APPROX_CHARS4 : TRACE_TOK_APPROX_WORDS;
+      s->approx_set = 1;
     }
   } else if (!strcmp(name, "lead")) {
     if (!(rc = imp__choice(name, v, lead, &k, err))) {
@@ -200,7 +213,9 @@ static int imp__sharegpt_set(void *opts, const char *name, const char *v, kv_err
     }
   } else if (!strcmp(name, "msg-overhead")) {
     if (!(rc = imp__int(name, v, 0, 1000000, &x, err))) s->o.msg_overhead = (int32_t)x;
-  } else if (!strcmp(name, "rate")) rc = imp__dbl(name, v, 1e-9, 1e9, &s->rate, err);
+  } else if (!strcmp(name, "role")) rc = trace_sharegpt_parse_role(&s->o, v ? v : "", err);
+  else if (!strcmp(name, "no-tools")) s->o.ignore_tools = 1;
+  else if (!strcmp(name, "rate")) rc = imp__dbl(name, v, 1e-9, 1e9, &s->rate, err);
   else if (!strcmp(name, "think-mean")) rc = imp__dbl(name, v, 0, 1e6, &s->think, err);
   else if (!strcmp(name, "seed")) rc = imp__int(name, v, 0, INT64_MAX, &s->seed, err);
   else rc = kv_error_set(err, KV_ENOENT, "--%s: not an option of this importer", name);
@@ -210,16 +225,47 @@ static trace_import_opts *imp__sharegpt_base(void *o) { return &((imp__sharegpt 
 static const trace_import_stats *imp__sharegpt_stats(const void *st) {
   return &((const trace_sharegpt_stats *)st)->base;
 }
-/* Tokenizer from --tokenizer DIR or --encoder/--merges (none: the approximation). */
+
+/* GPT-2's files that ship with the source tree: beside the running tool's build
+ * (bin/../../traces/data), or in the source tree it was built from. NULL when neither holds them. */
+static const char *imp__default_tokenizer_dir(char *buf, size_t cap) {
+  char exe[4096], probe[4300];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    char *sl = strrchr(exe, '/');
+    if (sl) *sl = '\0';
+    snprintf(buf, cap, "%s/../../traces/data/tokenizers/gpt2", exe);
+    snprintf(probe, sizeof probe, "%s/vocab.bpe", buf);
+    if (access(probe, R_OK) == 0) return buf;
+  }
+#ifdef KVLAB_SOURCE_DIR
+  snprintf(buf, cap, "%s/traces/data/tokenizers/gpt2", KVLAB_SOURCE_DIR);
+  snprintf(probe, sizeof probe, "%s/vocab.bpe", buf);
+  if (access(probe, R_OK) == 0) return buf;
+#endif
+  return NULL;
+}
+
+/* Tokenizer from --tokenizer DIR or --encoder/--merges, else GPT-2's shipped files unless
+ * --approx asks for the approximation (none found: the approximation, reported as a warning). */
 static int imp__sharegpt_tok(imp__sharegpt *s, kv_error *err) {
-  char pe[4200], pm[4200];
-  const char *enc = s->enc, *mer = s->mer;
-  if (s->tokdir) {
-    snprintf(pe, sizeof pe, "%s/encoder.json", s->tokdir);
-    snprintf(pm, sizeof pm, "%s/vocab.bpe", s->tokdir);
+  char pe[4200], pm[4200], ddir[4200];
+  const char *dir = s->tokdir, *enc = s->enc, *mer = s->mer;
+  if ((enc || mer) && dir) {
+    return kv_error_set(err, KV_EINVAL, "--tokenizer and --encoder/--merges exclude each other");
+  }
+  if (s->approx_set && (dir || enc || mer)) {
+    return kv_error_set(err, KV_EINVAL, "--approx and a tokenizer exclude each other");
+  }
+  int dflt = !s->approx_set && !dir && !enc && !mer;
+  if (dflt) dir = imp__default_tokenizer_dir(ddir, sizeof ddir);
+  if (dir) {
+    snprintf(pe, sizeof pe, "%s/encoder.json", dir);
+    snprintf(pm, sizeof pm, "%s/vocab.bpe", dir);
     enc = pe;
     mer = pm;
-    snprintf(s->tname, sizeof s->tname, "%s", s->tokdir);
+    snprintf(s->tname, sizeof s->tname, "%s", dflt ? "gpt2 (traces/data/tokenizers/gpt2)" : dir);
   } else if (enc && mer) {
     snprintf(s->tname, sizeof s->tname, "%s + %s", enc, mer);
   } else if (enc || mer) {
@@ -243,24 +289,58 @@ static int imp__sharegpt_read(FILE *f, const char *name, const void *opts, trace
   if (own) trace_tok_free(s.o.tok);
   return rc;
 }
+
 int trace_import_sharegpt(const char *path, const trace_sharegpt_opts *opts, trace *t,
                           trace_sharegpt_stats *st, kv_error *err) {
   static imp__sharegpt a;
   imp__sharegpt_init(&a);
   if (opts) a.o = *opts;
+  a.approx_set = 1; /* the module's own defaults: no tokenizer unless opts names one */
   return trace_import_named("sharegpt", path, &a, t, st, err);
 }
 
-static void imp__sharegpt_report(const void *stats, const trace *t, char *buf, size_t cap) {
+static void imp__sharegpt_report(const void *opts, const void *stats, const trace *t, char *buf,
+                                 size_t cap) {
+  const imp__sharegpt *o = opts;
   const trace_sharegpt_stats *s = stats;
-  snprintf(buf, cap, "sharegpt: %lld records, %lld conversations (%lld segments joined, %lld gaps, "
-           "%lld non-adjacent), %lld model-first, %lld trailing prompts dropped, %lld system "
-           "messages, %lld empty; %lld messages, %lld bytes -> %lld tokens (%s)",
-           (long long)s->base.records, (long long)s->conversations, (long long)s->joined_segments,
-           (long long)s->segment_gaps, (long long)s->nonadjacent_segments,
-           (long long)s->model_first, (long long)s->trailing_prompts,
-           (long long)s->system_messages, (long long)s->empty, (long long)s->messages,
-           (long long)s->text_bytes, (long long)s->tokens, t->tokenizer);
+  int n = snprintf(buf, cap, "sharegpt: %lld records, %lld conversations (%lld segments joined, "
+                   "%lld gaps, %lld non-adjacent), %lld model-first, %lld trailing prompts "
+                   "dropped, %lld system messages, %lld tool calls, %lld tool results, %lld "
+                   "dropped, %lld tools and %lld system fields, %lld empty; %lld messages, %lld "
+                   "bytes -> %lld tokens (%s)",
+                   (long long)s->base.records, (long long)s->conversations,
+                   (long long)s->joined_segments, (long long)s->segment_gaps,
+                   (long long)s->nonadjacent_segments, (long long)s->model_first,
+                   (long long)s->trailing_prompts, (long long)s->system_messages,
+                   (long long)s->tool_calls, (long long)s->tool_results,
+                   (long long)s->dropped_messages, (long long)s->tools_fields,
+                   (long long)s->system_fields, (long long)s->empty, (long long)s->messages,
+                   (long long)s->text_bytes, (long long)s->tokens, t->tokenizer);
+  const int approx = strncmp(t->tokenizer, "approx", 6) == 0;
+#define IMP__LINE(...)                                                                \
+  do {                                                                                \
+    if (n >= 0 && (size_t)n < cap) n += snprintf(buf + n, cap - (size_t)n, __VA_ARGS__); \
+  } while (0)
+  if (approx && !o->approx_set) {
+    IMP__LINE("\nwarning: GPT-2's tokenizer files (traces/data/tokenizers/gpt2) were not found "
+              "beside this build: counting tokens with the chars/4 estimate (--tokenizer DIR "
+              "names the files)");
+  }
+  if (approx && s->chars > 0 &&
+      (double)s->non_latin_chars > TRACE_SHAREGPT_NON_LATIN_WARN * (double)s->chars) {
+    IMP__LINE("\nwarning: %.1f%% of the text's characters are in non-Latin scripts (CJK, Arabic, "
+              "Indic, ...), which the %s estimate undercounts several-fold (about 6x for Chinese "
+              "against GPT-2's BPE): use a tokenizer (the default, or --tokenizer DIR)",
+              100.0 * (double)s->non_latin_chars / (double)s->chars,
+              trace_tok_approx_name(o->o.approx));
+  }
+  if (o->rate <= 0 && t->n_sessions > 1) {
+    IMP__LINE("\nwarning: ShareGPT has no times and no --rate was given: all %lld sessions "
+              "arrive at t = 0 and think times are unknown, so a replay starts every session at "
+              "once; --rate R [--think-mean S] assigns Poisson arrivals and think times (or "
+              "kvtrace retime later)", (long long)t->n_sessions);
+  }
+#undef IMP__LINE
 }
 
 /* ---- the registry ------------------------------------------------------------------------------ */
@@ -308,6 +388,7 @@ int trace_import_file(const trace_importer *imp, const char *path, const void *o
   trace_init(t);
   FILE *f = fopen(path, "rb");
   if (!f) return kv_error_set(err, KV_EIO, "%s: cannot open: %s", path, strerror(errno));
+  kv_fs_note_input(path); /* sweeps key their points by what they read */
   int rc = imp->read(f, path, opts, t, stats, err);
   fclose(f);
   if (rc) trace_free(t);

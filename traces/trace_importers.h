@@ -44,8 +44,9 @@ typedef struct trace_importer {
    * reader, with whatever the options ask before and after it (tokenizer, re-timing). opts NULL:
    * defaults; stats may be NULL. */
   int (*read)(FILE *f, const char *name, const void *opts, trace *t, void *stats, kv_error *err);
-  /* One line of importer-specific figures from its stats, or "" (buf of cap bytes). */
-  void (*report)(const void *stats, const trace *t, char *buf, size_t cap);
+  /* Importer-specific figures from its stats, and warnings its options and the result call for,
+   * as lines without a final newline, or "" (buf of cap bytes). */
+  void (*report)(const void *opts, const void *stats, const trace *t, char *buf, size_t cap);
 } trace_importer;
 
 /* Registry access: by name (NULL when unknown), by a [workload] source path's suffix (NULL: the

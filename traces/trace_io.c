@@ -145,19 +145,22 @@ int trace_write(const char *path, const trace *t, kv_error *err) {
   if (t->n_sessions > INT32_MAX) {
     return kv_error_set(err, KV_ERANGE, "%s: more than 2^31-1 sessions", path);
   }
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  hid_t f = kv_h5_create(tmp, err);
-  if (f < 0) return (int)f;
+  kv_atomic_file af;
+  if ((rc = kv_atomic_reserve(&af, path, err))) return rc;
+  hid_t f = kv_h5_create(af.tmp, err);
+  if (f < 0) {
+    kv_atomic_abort(&af);
+    return (int)f;
+  }
   rc = trace__write_h5_file(f, path, t, err);
   if (H5Fclose(f) < 0 && !rc) {
     rc = kv_error_set(err, KV_EIO, "%s: cannot close (disk full?)", path);
   }
   if (rc) {
-    remove(tmp);
+    kv_atomic_abort(&af);
     return rc;
   }
-  return kv_atomic_rename(tmp, path, err);
+  return kv_atomic_commit(&af, err);
 }
 
 /* Opens a 1-D dataset of exactly n elements and reads it as mtype into buf. */
@@ -240,7 +243,7 @@ static int trace__read_h5_file(hid_t f, const char *path, trace *t, kv_error *er
   TRACE__R(gt, "index", H5T_NATIVE_INT32, c.u_idx, nt);
   TRACE__R(gt, "n_hashes", H5T_NATIVE_INT32, c.u_nh, nt);
   TRACE__R(gt, "hash_off", H5T_NATIVE_INT64, c.u_hoff, nt);
-  snprintf(what, sizeof what, "%s", path);
+  snprintf(what, sizeof what, "%s: ", path);
   TRACE__R(f, "hashes", H5T_NATIVE_UINT64, hashes, nh);
 #undef TRACE__R
   if (gs >= 0) H5Gclose(gs);
@@ -308,6 +311,8 @@ int trace_write_csv_stream(FILE *f, const trace *t, kv_error *err) {
   trace__csv_meta(f, "source", t->source);
   trace__csv_meta(f, "tokenizer", t->tokenizer);
   fprintf(f, "# flags: %u\n# block_tokens: %d\n", (unsigned)t->flags, (int)t->block_tokens);
+  /* the counts let a reader tell a file cut at a row boundary from a complete one */
+  fprintf(f, "# sessions: %lld\n# turns: %lld\n", (long long)t->n_sessions, (long long)t->n_turns);
   fprintf(f, "%s\n", TRACE_IO_CSV_HEADER);
   for (int64_t i = 0; i < t->n_sessions; i++) {
     const trace_session *s = &t->sessions[i];
@@ -365,9 +370,10 @@ static int trace__csv_unescape(const char *v, char *dst, size_t cap) {
   return 0;
 }
 
-/* Parses one "# key: value" metadata line into t. */
+/* Parses one "# key: value" metadata line into t; the declared counts go to want[2]
+ * (sessions, turns). */
 static int trace__csv_meta_line(const char *line, const char *name, int64_t lineno, trace *t,
-                                kv_error *err) {
+                                int64_t *want, kv_error *err) {
   const char *p = line + 1;
   while (*p == ' ') p++;
   const char *colon = strchr(p, ':');
@@ -403,6 +409,12 @@ static int trace__csv_meta_line(const char *line, const char *name, int64_t line
                           (long long)lineno, v);
     }
     t->block_tokens = (int32_t)x;
+  } else if ((klen == 8 && !strncmp(p, "sessions", 8)) || (klen == 5 && !strncmp(p, "turns", 5))) {
+    if (trace_parse_i64(v, &x) || x < 0) {
+      return kv_error_set(err, KV_EFORMAT, "%s:%lld: %.*s '%s' is not a count", name,
+                          (long long)lineno, (int)klen, p, v);
+    }
+    want[klen == 5] = x;
   }
   return 0;
 }
@@ -437,6 +449,7 @@ int trace_read_csv_stream(FILE *f, const char *name, trace *t, kv_error *err) {
   int64_t prev_sid = 0;
   int prev_turn = -1; /* turn index of the previous row; -1 none/empty session */
   int sess_open = 0;
+  int64_t want[2] = {-1, -1}; /* declared sessions, turns */
   int more;
   while ((more = trace_lines_next(&lr, err)) == 1) {
     rc = 0;
@@ -467,9 +480,14 @@ int trace_read_csv_stream(FILE *f, const char *name, trace *t, kv_error *err) {
       seen_magic = 1;
       continue;
     }
+    if (lr.unterminated) {
+      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: the last line has no newline: the file is cut "
+                        "short", name, ln);
+      break;
+    }
     if (line[0] == '#') {
       if (seen_header) continue;
-      if ((rc = trace__csv_meta_line(line, name, lr.lineno, t, err))) break;
+      if ((rc = trace__csv_meta_line(line, name, lr.lineno, t, want, err))) break;
       continue;
     }
     if (!seen_header) {
@@ -566,6 +584,13 @@ int trace_read_csv_stream(FILE *f, const char *name, trace *t, kv_error *err) {
   if (rc == 0 && !seen_header) {
     rc = kv_error_set(err, KV_EFORMAT, "%s: no header line (empty or truncated file)", name);
   }
+  if (rc == 0 && ((want[0] >= 0 && want[0] != t->n_sessions) ||
+                  (want[1] >= 0 && want[1] != t->n_turns))) {
+    rc = kv_error_set(err, KV_EFORMAT, "%s: the header declares %lld sessions and %lld turns, the "
+                      "rows hold %lld and %lld: the file is cut short or was edited", name,
+                      (long long)want[0], (long long)want[1], (long long)t->n_sessions,
+                      (long long)t->n_turns);
+  }
   if (rc == 0) {
     rc = trace_check(t, err);
     if (rc) kv_error_prefix(err, "%s", name);
@@ -580,6 +605,7 @@ int trace_read_csv(const char *path, trace *t, kv_error *err) {
   trace_init(t);
   FILE *f = fopen(path, "rb");
   if (!f) return kv_error_set(err, KV_EIO, "%s: cannot open: %s", path, strerror(errno));
+  kv_fs_note_input(path);
   int rc = trace_read_csv_stream(f, path, t, err);
   fclose(f);
   return rc;

@@ -248,6 +248,13 @@ int trace_summary_write_plots(const trace *t, const char *dir, const char *prefi
   }
   free(v);
   if (rc) return rc;
+  /* gnuplot writes the images itself: refuse paths it must not replace before it runs */
+  static const char *const ext[] = {"png", "svg"};
+  for (int k = 0; k < 2 && !rc; k++) {
+    snprintf(p, sizeof p, "%s/%s.%s", dir, prefix, ext[k]);
+    rc = kv_out_check(p, err);
+  }
+  if (rc) return rc;
   snprintf(script, cap, "%s/%s.gp", dir, prefix);
   kv_atomic_file af;
   if ((rc = kv_atomic_open(&af, script, err))) return rc;

@@ -41,8 +41,9 @@ int trace_lines_next(trace_lines *r, kv_error *err) {
   r->len = 0;
   r->too_long = 0;
   r->has_nul = 0;
+  r->unterminated = 0;
   r->offset = r->consumed;
-  int got_any = 0;
+  int got_any = 0, got_nl = 0;
   for (;;) {
     if (r->rpos == r->rlen) {
       int rc = trace__lines_fill(r, err);
@@ -73,9 +74,13 @@ int trace_lines_next(trace_lines *r, kv_error *err) {
     }
     r->rpos += take + (nl ? 1 : 0);
     r->consumed += (int64_t)(take + (nl ? 1 : 0));
-    if (nl) break;
+    if (nl) {
+      got_nl = 1;
+      break;
+    }
   }
   if (!got_any) return 0;
+  r->unterminated = !got_nl;
   if (r->len > 0 && r->line[r->len - 1] == '\r') r->len--;
   r->line[r->len] = '\0';
   r->lineno++;

@@ -28,6 +28,8 @@ typedef struct trace_lines {
   int64_t offset;       /* byte offset of the current line's first byte */
   int too_long;         /* the current line exceeded max_len: line holds only its start */
   int has_nul;          /* the current line contains a NUL byte */
+  int unterminated;     /* the current line ended at the end of input, without a newline (in a
+                           CSV file: the evidence of a file cut short) */
   /* internal read buffer */
   char rbuf[65536];
   size_t rpos, rlen;
@@ -38,7 +40,8 @@ typedef struct trace_lines {
 /* Initialises a reader over `f` (borrowed). max_len 0 means 64 MiB. */
 int trace_lines_init(trace_lines *r, FILE *f, const char *name, size_t max_len, kv_error *err);
 /* Reads the next line: 1 when a line is available in r->line, 0 at end of input, or a negative
- * status (KV_EIO read error, KV_ENOMEM). A final line without a newline is still a line. */
+ * status (KV_EIO read error, KV_ENOMEM). A final line without a newline is still a line, with
+ * `unterminated` set. */
 int trace_lines_next(trace_lines *r, kv_error *err);
 void trace_lines_free(trace_lines *r);
 

@@ -23,6 +23,22 @@ import sys
 from collections import defaultdict
 
 
+def write_atomic(path, write):
+    """Writes through write(fh) to a temporary file beside `path`, renamed over it; like
+    common/kv_fs.h, replaces only a regular file or nothing."""
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
+        sys.exit(f"report.py: {path}: not a regular file; an output replaces only a regular "
+                 "file or nothing")
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    try:
+        with open(tmp, "w", newline="") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def read(path):
     with open(path, newline="") as f:
         rows = [r for r in csv.DictReader(line for line in f if not line.startswith("#"))]
@@ -176,8 +192,7 @@ def write_means(tidy, dest):
         for r in rows:
             g[tuple(r[:k])].append(dict(zip(header, r)))
         path = os.path.join(dest, fn[:-4] + "-means.csv")
-        tmp = path + ".tmp"
-        with open(tmp, "w", newline="") as fh:
+        def write_means(fh, params=params, rest=rest, g=g):
             w = csv.writer(fh)
             w.writerow(params + ["n_seeds"] + rest)
             for key in sorted(g):
@@ -188,7 +203,7 @@ def write_means(tidy, dest):
                     vals.append(f"{mean(xs):.17g}" if not all(math.isnan(x) for x in xs)
                                 else rs[0].get(c, ""))
                 w.writerow(list(key) + [len(rs)] + vals)
-        os.replace(tmp, path)
+        write_atomic(path, write_means)
 
 
 def main():
@@ -257,10 +272,7 @@ def main():
         equal_accuracy(rows, ["cache.mode"], out, "ShareGPT: PSA vs top-k at equal mean error")
     text = "\n".join(out) + "\n"
     if a.out:
-        tmp = a.out + ".tmp"
-        with open(tmp, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, a.out)
+        write_atomic(a.out, lambda fh: fh.write(text))
     else:
         sys.stdout.write(text)
 

@@ -282,11 +282,13 @@ static int write_records(const char *out, const char *path, const qkv_model *mod
     return 1;
   }
   /* HDF5: written to a temporary name, renamed into place when complete. */
-  char h5[4096], tmp[4200];
+  char h5[4096];
   snprintf(h5, sizeof h5, "%s.h5", out);
-  snprintf(tmp, sizeof tmp, "%s.tmp", h5);
-  hid_t fid = kv_h5_create(tmp, &err);
-  int rc = fid < 0;
+  kv_atomic_file h5f;
+  int rc = kv_atomic_reserve(&h5f, h5, &err);
+  const char *tmp = h5f.tmp;
+  hid_t fid = rc ? -1 : kv_h5_create(tmp, &err);
+  if (!rc && fid < 0) rc = 1;
   hid_t g = rc ? -1 : H5Gcreate2(fid, "records", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (!rc && g < 0) rc = kv_error_set(&err, KV_EIO, "%s: cannot create /records", tmp);
   hsize_t dims[1] = {n};
@@ -328,8 +330,8 @@ static int write_records(const char *out, const char *path, const qkv_model *mod
   free(lab);
   if (g >= 0) H5Gclose(g);
   if (fid >= 0 && H5Fclose(fid) < 0 && !rc) rc = kv_error_set(&err, KV_EIO, "%s: close failed", tmp);
-  if (!rc) rc = kv_atomic_rename(tmp, h5, &err);
-  else remove(tmp);
+  if (!rc) rc = kv_atomic_commit(&h5f, &err);
+  else kv_atomic_abort(&h5f);
   free(c_seq); free(c_layer); free(c_method); free(c_head); free(c_iter); free(c_pos);
   free(c_tok); free(c_blk); free(c_bytes); free(c_mass); free(c_err); free(c_est);
   if (rc) {

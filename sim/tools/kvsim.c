@@ -155,16 +155,25 @@ int main(int argc, char **argv) {
   }
   if (!rc) rc = sim_workload_build(cfg, p.seed, &t, &err);
   if (!rc) rc = kv_config_check_unused(cfg, &err);
+  if (!rc && t.n_sessions > 1 && !trace_has_timing(&t)) { /* printed even with -q */
+    fprintf(stderr, "kvsim: warning: the workload %s has no timing (all %lld sessions arrive at "
+            "t = 0, no think times): every session starts at once; give it times (kvtrace "
+            "retime, or import with --rate)\n", t.name, (long long)t.n_sessions);
+  }
   FILE *log = NULL;
-  char log_path[4200];
+  kv_atomic_file log_file;
   if (!rc) rc = kv_mkdirs(outdir, &err);
   if (!rc && p.log) {
+    char log_path[4200];
     snprintf(log_path, sizeof log_path, "%s/sim.log", outdir);
-    log = fopen(log_path, "w");
-    if (!log) rc = kv_error_set(&err, KV_EIO, "%s: cannot create the log", log_path);
+    rc = kv_atomic_open(&log_file, log_path, &err);
+    if (!rc) log = log_file.f;
   }
   if (!rc) rc = sim_run(&p, &t, log, &r, &err);
-  if (log && fclose(log) && !rc) rc = kv_error_set(&err, KV_EIO, "%s: write failed", log_path);
+  if (log) {
+    if (rc) kv_atomic_abort(&log_file);
+    else rc = kv_atomic_commit(&log_file, &err);
+  }
   if (!rc) rc = sim_result_write(&r, &p, &t, cfg, outdir, &err);
   if (!rc && !quiet) {
     sim_summary s;

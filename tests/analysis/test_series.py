@@ -143,6 +143,20 @@ rows = [ln.split() for ln in out.splitlines() if not ln.startswith("#")]
 check(rc == 0 and math.isnan(float(rows[0][1])) and rows[1][1] == "0.86",
       f"--nonnumeric nan: {rows} {err}")
 
+# Outputs replace only a regular file or nothing (common/kv_fs.h's rule): a symbolic link and a
+# directory at -o are refused and left as they were.
+victim = os.path.join(tmp, "victim.txt")
+with open(victim, "w") as f:
+    f.write("keep\n")
+link = os.path.join(tmp, "link.dat")
+os.symlink(victim, link)
+rc, out, err = run(SERIES, table, "--x", "seed", "--y", "y", "--where", "mode=c", "-o", link)
+check(rc != 0 and "symbolic link" in err and os.path.islink(link) and open(victim).read() == "keep\n",
+      f"-o naming a symbolic link is refused: {rc} {err}")
+rc, out, err = run(SERIES, table, "--x", "seed", "--y", "y", "--where", "mode=c", "-o", tmp)
+check(rc != 0 and "directory" in err, f"-o naming a directory is refused: {rc} {err}")
+check(not [n for n in os.listdir(tmp) if ".tmp" in n], "no temporary file left")
+
 if failures:
     print(f"test_series: {failures} failure(s)", file=sys.stderr)
     sys.exit(1)

@@ -1,7 +1,15 @@
-/* Tests of common/: errors, configs, fp16/bf16 conversion, atomic files. */
+/* Tests of common/: errors, configs, fp16/bf16 conversion, output files, input records. */
+#define _XOPEN_SOURCE 700 /* realpath */
+
+#include <dirent.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "kv_config.h"
 #include "kv_err.h"
@@ -194,6 +202,222 @@ static void test_atomic_file(void) {
   CHECK_STR_CONTAINS(e.msg, "/nonexistent/x");
 }
 
+/* A fresh empty directory for one test. */
+static const char *fresh_dir(const char *name) {
+  const char *d = test_tmp_path(name);
+  kv_error e = {0};
+  kv_remove_tree(d, &e);
+  mkdir(d, 0777);
+  return d;
+}
+
+/* Number of entries of dir whose name contains ".tmp". */
+static int count_tmp(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) n += strstr(de->d_name, ".tmp") != NULL;
+  closedir(d);
+  return n;
+}
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  if (f) {
+    fputs(text, f);
+    fclose(f);
+  }
+}
+
+/* Output paths that are not a regular file (or nothing) are refused, and left as they were. */
+static void test_output_refuses_special_files(void) {
+  const char *dir = fresh_dir("out-special");
+  char target[4200], link[4200], fifo[4200], sub[4200];
+  snprintf(target, sizeof target, "%s/target.txt", dir);
+  snprintf(link, sizeof link, "%s/link.txt", dir);
+  snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+  snprintf(sub, sizeof sub, "%s/sub", dir);
+  write_file(target, "original\n");
+  REQUIRE(symlink("target.txt", link) == 0);
+  REQUIRE(mkfifo(fifo, 0666) == 0);
+  REQUIRE(mkdir(sub, 0777) == 0);
+  kv_error e = {0};
+  kv_atomic_file af;
+  struct {
+    const char *path, *what;
+  } cases[] = {{link, "symbolic link"}, {fifo, "FIFO"}, {"/dev/null", "character device"},
+               {sub, "directory"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    memset(&e, 0, sizeof e);
+    CHECK_EQ_INT(kv_atomic_open(&af, cases[i].path, &e), KV_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, cases[i].path);
+    CHECK_STR_CONTAINS(e.msg, cases[i].what);
+    memset(&e, 0, sizeof e);
+    CHECK_EQ_INT(kv_atomic_reserve(&af, cases[i].path, &e), KV_EINVAL);
+    CHECK_STR_CONTAINS(e.msg, cases[i].what);
+  }
+  struct stat st;
+  REQUIRE(lstat(link, &st) == 0);
+  CHECK(S_ISLNK(st.st_mode));
+  REQUIRE(lstat(fifo, &st) == 0);
+  CHECK(S_ISFIFO(st.st_mode));
+  REQUIRE(lstat("/dev/null", &st) == 0);
+  CHECK(S_ISCHR(st.st_mode));
+  REQUIRE(lstat(sub, &st) == 0);
+  CHECK(S_ISDIR(st.st_mode));
+  char *buf;
+  size_t len;
+  REQUIRE_OK(kv_read_file(target, &buf, &len, &e), &e);
+  CHECK(strcmp(buf, "original\n") == 0);
+  free(buf);
+  CHECK_EQ_INT(count_tmp(dir), 0);
+  /* The destination turned into a symbolic link after the open: the commit refuses it. */
+  char late[4200];
+  snprintf(late, sizeof late, "%s/late.txt", dir);
+  REQUIRE_OK(kv_atomic_open(&af, late, &e), &e);
+  fputs("new\n", af.f);
+  REQUIRE(symlink("target.txt", late) == 0);
+  CHECK_EQ_INT(kv_atomic_commit(&af, &e), KV_EINVAL);
+  CHECK_STR_CONTAINS(e.msg, "symbolic link");
+  REQUIRE(lstat(late, &st) == 0);
+  CHECK(S_ISLNK(st.st_mode));
+  CHECK_EQ_INT(count_tmp(dir), 0);
+  /* kv_atomic_rename (the older interface) refuses too, and removes its temporary file. */
+  char tmp[4300];
+  snprintf(tmp, sizeof tmp, "%s/x.tmp", dir);
+  write_file(tmp, "x");
+  CHECK_EQ_INT(kv_atomic_rename(tmp, fifo, &e), KV_EINVAL);
+  CHECK(!kv_path_exists(tmp));
+}
+
+/* A regular file or nothing is replaced; "-" streams to stdout only where asked for. */
+static void test_output_regular_and_stdout(void) {
+  const char *dir = fresh_dir("out-regular");
+  char p[4200];
+  snprintf(p, sizeof p, "%s/a.txt", dir);
+  kv_error e = {0};
+  kv_atomic_file af;
+  REQUIRE_OK(kv_atomic_reserve(&af, p, &e), &e);
+  CHECK(kv_path_exists(af.tmp));
+  CHECK(!kv_path_exists(p));
+  write_file(af.tmp, "by name\n");
+  REQUIRE_OK(kv_atomic_commit(&af, &e), &e);
+  char *buf;
+  size_t len;
+  REQUIRE_OK(kv_read_file(p, &buf, &len, &e), &e);
+  CHECK(strcmp(buf, "by name\n") == 0);
+  free(buf);
+  REQUIRE_OK(kv_atomic_reserve(&af, p, &e), &e);
+  kv_atomic_abort(&af);
+  kv_atomic_abort(&af); /* twice is harmless */
+  CHECK_EQ_INT(count_tmp(dir), 0);
+  REQUIRE_OK(kv_atomic_open2(&af, "-", KV_OUT_STDOUT, &e), &e);
+  CHECK(af.f == stdout);
+  CHECK_OK(kv_atomic_commit(&af, &e), &e);
+  /* two outputs of one path at once get distinct temporary files */
+  kv_atomic_file a1, a2;
+  REQUIRE_OK(kv_atomic_open(&a1, p, &e), &e);
+  REQUIRE_OK(kv_atomic_open(&a2, p, &e), &e);
+  CHECK(strcmp(a1.tmp, a2.tmp) != 0);
+  kv_atomic_abort(&a1);
+  kv_atomic_abort(&a2);
+  CHECK_EQ_INT(count_tmp(dir), 0);
+  /* a missing directory is named */
+  snprintf(p, sizeof p, "%s/no/such/dir/a.txt", dir);
+  CHECK_EQ_INT(kv_atomic_open(&af, p, &e), KV_EIO);
+  CHECK_STR_CONTAINS(e.msg, p);
+}
+
+/* A process that exits or is killed by SIGTERM/SIGINT with an output open leaves no temporary
+ * file and does not touch the destination. */
+static void test_output_cleanup_on_exit_and_signals(void) {
+  const char *dir = fresh_dir("out-cleanup");
+  char p[4200];
+  snprintf(p, sizeof p, "%s/result.csv", dir);
+  write_file(p, "old\n");
+  for (int how = 0; how < 3; how++) {
+    fflush(stdout);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      kv_error e = {0};
+      kv_atomic_file af;
+      if (kv_atomic_open(&af, p, &e)) _exit(3);
+      fputs("half", af.f);
+      fflush(af.f);
+      if (count_tmp(dir) != 1) _exit(4);
+      if (how == 0) exit(1); /* a tool's die(): exit without commit or abort */
+      raise(how == 1 ? SIGTERM : SIGINT);
+      _exit(5);
+    }
+    int status;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    if (how == 0) {
+      CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    } else {
+      CHECK(WIFSIGNALED(status) && WTERMSIG(status) == (how == 1 ? SIGTERM : SIGINT));
+    }
+    CHECK_EQ_INT(count_tmp(dir), 0);
+    char *buf;
+    size_t len;
+    kv_error e = {0};
+    REQUIRE_OK(kv_read_file(p, &buf, &len, &e), &e);
+    CHECK(strcmp(buf, "old\n") == 0);
+    free(buf);
+  }
+}
+
+/* KVLAB_DEPFILE lists the absolute path of each file read through the common readers. */
+static void test_depfile_and_hash(void) {
+  const char *dir = fresh_dir("depfile");
+  char a[4200], b[4200], dep[4200];
+  snprintf(a, sizeof a, "%s/a.ini", dir);
+  snprintf(b, sizeof b, "%s/b.txt", dir);
+  snprintf(dep, sizeof dep, "%s/inputs.list", dir);
+  write_file(a, "[s]\nk = 1\n");
+  write_file(b, "text");
+  kv_error e = {0};
+  REQUIRE(setenv("KVLAB_DEPFILE", dep, 1) == 0);
+  kv_config *c;
+  char *buf;
+  size_t len;
+  int ok = kv_config_load(a, &c, &e) == 0;
+  if (ok) kv_config_free(c);
+  ok = ok && kv_read_file(b, &buf, &len, &e) == 0;
+  if (ok) free(buf);
+  unsetenv("KVLAB_DEPFILE");
+  REQUIRE(ok);
+  REQUIRE_OK(kv_read_file(dep, &buf, &len, &e), &e);
+  char ra[4200], rb[4200], want[8500];
+  REQUIRE(realpath(a, ra) && realpath(b, rb));
+  snprintf(want, sizeof want, "%s\n%s\n", ra, rb);
+  CHECK(strcmp(buf, want) == 0);
+  free(buf);
+  /* content hash: equal content, equal hash; one changed byte, another hash */
+  uint64_t h1, h2, h3;
+  int64_t n1;
+  REQUIRE_OK(kv_hash_file(a, &h1, &n1, &e), &e);
+  CHECK_EQ_INT(n1, 10);
+  write_file(b, "[s]\nk = 1\n");
+  REQUIRE_OK(kv_hash_file(b, &h2, NULL, &e), &e);
+  write_file(b, "[s]\nk = 2\n");
+  REQUIRE_OK(kv_hash_file(b, &h3, NULL, &e), &e);
+  CHECK(h1 == h2);
+  CHECK(h1 != h3);
+  CHECK_EQ_INT(kv_hash_file("/nonexistent/x", &h1, NULL, &e), KV_EIO);
+  /* remove_tree: a folder with a file, a subfolder and a link to outside (not followed) */
+  char sub[4200], lnk[4200];
+  snprintf(sub, sizeof sub, "%s/t/u", dir);
+  REQUIRE_OK(kv_mkdirs(sub, &e), &e);
+  snprintf(lnk, sizeof lnk, "%s/t/link", dir);
+  REQUIRE(symlink(a, lnk) == 0);
+  snprintf(sub, sizeof sub, "%s/t", dir);
+  REQUIRE_OK(kv_remove_tree(sub, &e), &e);
+  CHECK(!kv_path_exists(sub));
+  CHECK(kv_path_exists(a));
+}
+
 TEST_LIST = {TEST(test_error_messages),
              TEST(test_config_parse_and_getters),
              TEST(test_config_errors_name_file_and_line),
@@ -202,5 +426,9 @@ TEST_LIST = {TEST(test_error_messages),
              TEST(test_half_conversions),
              TEST(test_rng_reproducible),
              TEST(test_atomic_file),
+             TEST(test_output_refuses_special_files),
+             TEST(test_output_regular_and_stdout),
+             TEST(test_output_cleanup_on_exit_and_signals),
+             TEST(test_depfile_and_hash),
              {0}};
 TEST_MAIN

@@ -1,5 +1,4 @@
-/* The public Mooncake conversation trace through the block-granular cache (skipped when
- * ../shared is absent): with unbounded capacity the replay's token hit ratio equals the
+/* The public Mooncake conversation trace (traces/data) through the block-granular cache: with unbounded capacity the replay's token hit ratio equals the
  * prefix-reuse ratio computed here directly from hash_ids (independently of sim_replay.c); an
  * LRU capacity sweep from 1e5 to 1e8 tokens gives a monotone curve that ends at that ratio. */
 #include <stdio.h>
@@ -34,8 +33,7 @@ static void idset_add(idset *s, uint64_t x) {
 }
 
 static void test_mooncake_reuse_and_lru_curve(void) {
-  const char *path = test_shared_path("data/traces/mooncake_conversation_trace.jsonl");
-  if (!path) TEST_SKIP("../shared/data/traces is absent");
+  const char *path = test_repo_path("traces/data/mooncake_conversation_trace.jsonl");
   trace t;
   trace_init(&t);
   kv_error e = {0};

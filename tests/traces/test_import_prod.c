@@ -1,6 +1,6 @@
 /* Tests of the production-trace importers: Azure CSV, Mooncake JSONL, BurstGPT CSV, on small
  * crafted files in tests/traces/data (expected values worked out by hand in the comments), plus
- * the public traces in ../shared/data/traces when present (checked against published figures). */
+ * the public traces that ship in traces/data (checked against published figures). */
 #include <stdio.h>
 #include <string.h>
 
@@ -68,17 +68,119 @@ static void test_azure_bad(void) {
   static const char hdr[] = "TIMESTAMP,Context,GeneratedTokens\n";
   FILE *f = fmemopen((void *)hdr, sizeof hdr - 1, "r");
   CHECK(trace_import_azure_stream(f, "h.csv", NULL, &t, NULL, &e) == KV_EFORMAT);
-  CHECK_STR_CONTAINS(e.msg, "h.csv:1: header must name");
+  CHECK_STR_CONTAINS(e.msg, "h.csv:1: the header lacks the column 'ContextTokens'");
   fclose(f);
 }
 
+/* Runs one importer on text held in memory. */
+typedef int (*import_fn)(FILE *f, const char *name, const trace_import_opts *o, trace *t,
+                         trace_import_stats *st, kv_error *err);
+
+static int burst_stream(FILE *f, const char *name, const trace_import_opts *o, trace *t,
+                        trace_import_stats *st, kv_error *err) {
+  trace_burstgpt_opts bo;
+  trace_burstgpt_opts_init(&bo);
+  bo.base = *o;
+  return trace_import_burstgpt_stream(f, name, &bo, t, st, err);
+}
+
+static int run_text(import_fn fn, const char *text, size_t len, const trace_import_opts *o,
+                    trace *t, trace_import_stats *st, kv_error *e) {
+  FILE *f = fmemopen((void *)text, len, "r");
+  if (!f) return -100;
+  int rc = fn(f, "x.csv", o, t, st, e);
+  fclose(f);
+  return rc;
+}
+
+/* CSV files carry their own evidence: a last row without a newline (a file cut short, even one
+ * whose cut row still has every field) is refused unless allowed; a duplicated or missing
+ * header column is refused naming the columns. */
+static void test_csv_truncated_and_headers(void) {
+  static const char azure[] =
+      "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+      "2023-11-16 18:15:46.6805900,374,44\n"
+      "2023-11-16 18:15:47.0000000,1234,109\n";
+  static const char burst[] =
+      "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+      "5,ChatGPT,472,18,490,Conversation log\n"
+      "7,ChatGPT,1155,3,1158,Conversation log\n";
+  struct {
+    import_fn fn;
+    const char *text;
+    const char *count; /* the last row's input token count (unique in the text) */
+  } files[2] = {{trace_import_azure_stream, azure, "1234"}, {burst_stream, burst, "1155"}};
+  for (int k = 0; k < 2; k++) {
+    const char *text = files[k].text;
+    size_t len = strlen(text);
+    trace t;
+    trace_import_stats st;
+    trace_import_opts o;
+    trace_import_opts_init(&o);
+    kv_error e = {0};
+    REQUIRE_OK(run_text(files[k].fn, text, len, &o, &t, &st, &e), &e);
+    CHECK_EQ_INT(t.n_turns, 2);
+    trace_free(&t);
+    /* cut inside the last row's token count: every field present, the value wrong */
+    size_t cut = (size_t)(strstr(text, files[k].count) - text) + 2;
+    CHECK_EQ_INT(run_text(files[k].fn, text, cut, &o, &t, &st, &e), KV_EFORMAT);
+    CHECK_STR_CONTAINS(e.msg, "x.csv:3: the last row has no newline");
+    CHECK_EQ_INT(t.n_sessions, 0);
+    /* the same with only the final newline missing */
+    CHECK_EQ_INT(run_text(files[k].fn, text, len - 1, &o, &t, &st, &e), KV_EFORMAT);
+    CHECK_STR_CONTAINS(e.msg, "x.csv:3: the last row has no newline");
+    /* skipped and counted in skip mode; accepted when declared complete */
+    o.on_bad = TRACE_ON_BAD_SKIP;
+    REQUIRE_OK(run_text(files[k].fn, text, len - 1, &o, &t, &st, &e), &e);
+    CHECK_EQ_INT(t.n_turns, 1);
+    CHECK_EQ_INT(st.skipped, 1);
+    trace_free(&t);
+    o.on_bad = TRACE_ON_BAD_STOP;
+    o.allow_unterminated = 1;
+    REQUIRE_OK(run_text(files[k].fn, text, len - 1, &o, &t, &st, &e), &e);
+    CHECK_EQ_INT(t.n_turns, 2);
+    trace_free(&t);
+    /* a short last row is still a wrong field count when unterminated rows are allowed */
+    const char *comma = strrchr(text, ',');
+    CHECK_EQ_INT(run_text(files[k].fn, text, (size_t)(comma - text), &o, &t, &st, &e),
+                 KV_EFORMAT);
+    CHECK_STR_CONTAINS(e.msg, "x.csv:3:");
+    CHECK_STR_CONTAINS(e.msg, "fields, the header has");
+  }
+  /* duplicated and missing columns, named */
+  static const char dup_a[] = "TIMESTAMP,ContextTokens,GeneratedTokens,contexttokens\n";
+  static const char dup_b[] = "Timestamp,Model,Request tokens,Response tokens,Model\n";
+  static const char dup_other[] = "TIMESTAMP,ContextTokens,GeneratedTokens,note,note\n";
+  static const char miss[] = "\xEF\xBB\xBFTIMESTAMP,Context,Generated\n";
+  trace t;
+  trace_import_opts o;
+  trace_import_opts_init(&o);
+  kv_error e = {0};
+  CHECK_EQ_INT(run_text(trace_import_azure_stream, dup_a, strlen(dup_a), &o, &t, NULL, &e),
+               KV_EFORMAT);
+  CHECK_STR_CONTAINS(e.msg, "x.csv:1: column 'contexttokens' appears twice (columns 2 and 4)");
+  CHECK_EQ_INT(run_text(burst_stream, dup_b, strlen(dup_b), &o, &t, NULL, &e), KV_EFORMAT);
+  CHECK_STR_CONTAINS(e.msg, "column 'Model' appears twice (columns 2 and 5)");
+  CHECK_EQ_INT(run_text(trace_import_azure_stream, dup_other, strlen(dup_other), &o, &t, NULL,
+                        &e), KV_EFORMAT);
+  CHECK_STR_CONTAINS(e.msg, "column 'note' appears twice");
+  CHECK_EQ_INT(run_text(trace_import_azure_stream, miss, strlen(miss), &o, &t, NULL, &e),
+               KV_EFORMAT);
+  CHECK_STR_CONTAINS(e.msg, "lacks the columns 'ContextTokens', 'GeneratedTokens'");
+}
+
 static void test_azure_public(void) {
-  const char *p = test_shared_path("data/traces/azure_llm_2023_conv.csv");
-  if (!p) TEST_SKIP("../shared/data/traces is absent");
+  const char *p = test_repo_path("traces/data/azure_llm_2023_conv.csv");
   trace t;
   kv_error e = {0};
-  REQUIRE_OK(trace_import_azure(p, NULL, &t, NULL, &e), &e);
-  /* README of the shared data: 19,366 requests, 2023-11-16 18:15-19:14 */
+  /* the published file ends without a newline after its last row: refused by default */
+  CHECK_EQ_INT(trace_import_azure(p, NULL, &t, NULL, &e), KV_EFORMAT);
+  CHECK_STR_CONTAINS(e.msg, ":19367: the last row has no newline");
+  trace_import_opts o;
+  trace_import_opts_init(&o);
+  o.allow_unterminated = 1;
+  REQUIRE_OK(trace_import_azure(p, &o, &t, NULL, &e), &e);
+  /* traces/data/README.md: 19,366 requests, 2023-11-16 18:15-19:14 */
   CHECK_EQ_INT(t.n_turns, 19366);
   double span_min = (double)t.turns[t.n_turns - 1].arrival_ns / 60e9;
   CHECK(span_min > 58.0 && span_min < 59.0);
@@ -184,8 +286,7 @@ static void test_mooncake_bad(void) {
 }
 
 static void test_mooncake_public(void) {
-  const char *p = test_shared_path("data/traces/mooncake_conversation_trace.jsonl");
-  if (!p) TEST_SKIP("../shared/data/traces is absent");
+  const char *p = test_repo_path("traces/data/mooncake_conversation_trace.jsonl");
   trace t;
   kv_error e = {0};
   trace_mooncake_stats st;
@@ -296,7 +397,8 @@ static void test_burstgpt_bad(void) {
 }
 
 TEST_LIST = {TEST(test_azure_good),       TEST(test_azure_bad),
-             TEST(test_azure_public),     TEST(test_mooncake_good),
+             TEST(test_azure_public),     TEST(test_csv_truncated_and_headers),
+             TEST(test_mooncake_good),
              TEST(test_mooncake_bad),     TEST(test_mooncake_public),
              TEST(test_burstgpt_v1),      TEST(test_burstgpt_v2_sessions),
              TEST(test_burstgpt_bad),     {0}};

@@ -1,8 +1,8 @@
 /* Tests of the BPE tokenizer (traces/tokenizer.h).
  *
- * Without ../shared: a tiny hand-made byte-level vocabulary whose encodings are worked out by
- * hand, the pre-tokeniser's splits, and malformed vocabulary/merges files.
- * With ../shared/data/tokenizers/gpt2: published GPT-2 encodings (tiktoken's test suite for the
+ * A tiny hand-made byte-level vocabulary whose encodings are worked out by hand, the
+ * pre-tokeniser's splits, and malformed vocabulary/merges files.
+ * With the GPT-2 files that ship in traces/data/tokenizers/gpt2: published GPT-2 encodings (tiktoken's test suite for the
  * "gpt2" encoding, Hugging Face's GPT2Tokenizer docstring, tiktoken r50k_base cases), decode(encode
  * (x)) == x on real text and random bytes, and a slow, literal transcription of encoder.py's
  * bpe() loop (merge every occurrence of the best pair, repeat) compared id for id on real text. */
@@ -205,8 +205,8 @@ static void test_approximations(void) {
 /* ---- with the GPT-2 files ---------------------------------------------------------------------- */
 
 static trace_tok *gpt2(void) {
-  const char *enc = test_shared_path("data/tokenizers/gpt2/encoder.json");
-  const char *mer = test_shared_path("data/tokenizers/gpt2/vocab.bpe");
+  const char *enc = test_repo_path("traces/data/tokenizers/gpt2/encoder.json");
+  const char *mer = test_repo_path("traces/data/tokenizers/gpt2/vocab.bpe");
   if (!enc || !mer) return NULL;
   trace_tok *t = NULL;
   kv_error e = {0};
@@ -218,7 +218,6 @@ static trace_tok *gpt2(void) {
 }
 
 static void test_gpt2_published(void) {
-  if (!test_shared_path("data/tokenizers/gpt2/encoder.json")) TEST_SKIP("../shared is absent");
   trace_tok *t = gpt2();
   REQUIRE(t);
   CHECK_EQ_INT(trace_tok_vocab_size(t), 50257);
@@ -377,11 +376,10 @@ static const char *const real_text[] = {"/usr/share/common-licenses/GPL-3",
                                         "/usr/share/vim/vim90/doc/usr_02.txt", NULL};
 
 static void test_gpt2_twin_and_round_trip(void) {
-  if (!test_shared_path("data/tokenizers/gpt2/encoder.json")) TEST_SKIP("../shared is absent");
   trace_tok *t = gpt2();
   REQUIRE(t);
   twin w;
-  REQUIRE(twin_init(&w, t, test_shared_path("data/tokenizers/gpt2/vocab.bpe")) == 0);
+  REQUIRE(twin_init(&w, t, test_repo_path("traces/data/tokenizers/gpt2/vocab.bpe")) == 0);
   static const char sample[] =
       "The quick brown fox can't jump over 1,234,567 lazy dogs!!  It's 3.14159... "
       "\xe2\x80\x9cQuoted\xe2\x80\x9d text, \xc3\xa9t\xc3\xa9, na\xc3\xafve, \xe4\xb8\xad\xe6\x96"

@@ -3,6 +3,7 @@
 #include <hdf5.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "kv_fs.h"
 #include "kv_h5.h"
@@ -151,6 +152,15 @@ static void test_csv_errors(void) {
   expect_csv_error(HDR "1,0,0,5,0,5,5,1,\n", KV_EFORMAT, "inconsistent with the session");
   expect_csv_error("# kvlab-trace-csv 1\n# flags: -1\n", KV_EFORMAT, "bad.csv:2: flags");
   expect_csv_error("# kvlab-trace-csv 1\n# name: %G1\n", KV_EFORMAT, "bad.csv:2: bad %-escape");
+  /* cut short: inside the last row (every field still present), or at a row boundary */
+  expect_csv_error(HDR "1,0,0,0,0,5,5,1,1\n1,0,1,0,0,7,1,1,1 2", KV_EFORMAT,
+                   "bad.csv:6: the last line has no newline");
+  expect_csv_error(HDR "1,0,0,0,0,5,5,1,", KV_EFORMAT, "bad.csv:5: the last line has no newline");
+  expect_csv_error("# kvlab-trace-csv 1\n# sessions: 2\n# turns: 3\n"
+                   "session_id,session_arrival_ns,turn,arrival_ns,think_ns,input_tokens,new_tokens,"
+                   "output_tokens,hashes\n1,0,0,0,0,5,5,1,\n1,0,1,0,0,7,1,1,\n", KV_EFORMAT,
+                   "declares 2 sessions and 3 turns, the rows hold 1 and 2");
+  expect_csv_error("# kvlab-trace-csv 1\n# turns: x\n", KV_EFORMAT, "bad.csv:2: turns 'x'");
   /* comments after the header are ignored; a valid continuation row is accepted */
   static const char ok[] = HDR "1,0,0,0,0,5,5,1,\n# note\n1,0,1,0,0,7,1,1,\n";
   FILE *f = fmemopen((void *)ok, sizeof ok - 1, "r");
@@ -210,6 +220,149 @@ static void test_h5_errors(void) {
   CHECK_STR_CONTAINS(e.msg, "refusing to write an invalid trace");
   trace_free(&a);
   remove(p);
+}
+
+/* Offset of the first occurrence of pat[0..n) in buf[0..len), or -1. */
+static long find_bytes(const unsigned char *buf, long len, const void *pat, size_t n) {
+  for (long i = 0; i + (long)n <= len; i++) {
+    if (memcmp(buf + i, pat, n) == 0) return i;
+  }
+  return -1;
+}
+
+static unsigned char *slurp(const char *p, long *len) {
+  char *b;
+  size_t n;
+  kv_error e = {0};
+  if (kv_read_file(p, &b, &n, &e)) return NULL;
+  *len = (long)n;
+  return (unsigned char *)b;
+}
+
+static void spill(const char *p, const unsigned char *b, long len) {
+  remove(p); /* a new file, not a truncated one (ext4 flushes those on close) */
+  FILE *f = fopen(p, "wb");
+  if (f) {
+    fwrite(b, 1, (size_t)len, f);
+    fclose(f);
+  }
+}
+
+/* 1 when a and b hold the same trace. */
+static int same_trace(const trace *a, const trace *b) {
+  if (strcmp(a->name, b->name) || strcmp(a->source, b->source) ||
+      strcmp(a->tokenizer, b->tokenizer) || a->flags != b->flags ||
+      a->block_tokens != b->block_tokens || a->n_sessions != b->n_sessions ||
+      a->n_turns != b->n_turns || a->n_hashes != b->n_hashes) {
+    return 0;
+  }
+  for (int64_t i = 0; i < a->n_sessions; i++) {
+    const trace_session *x = &a->sessions[i], *y = &b->sessions[i];
+    if (x->id != y->id || x->arrival_ns != y->arrival_ns || x->first_turn != y->first_turn ||
+        x->n_turns != y->n_turns) {
+      return 0;
+    }
+  }
+  if (a->n_turns && memcmp(a->turns, b->turns, (size_t)a->n_turns * sizeof *a->turns)) return 0;
+  return !a->n_hashes || !memcmp(a->hashes, b->hashes, (size_t)a->n_hashes * 8);
+}
+
+/* HDF5 traces carry their own evidence: every dataset is chunked with a Fletcher32 checksum,
+ * the metadata (HDF5 >= 1.10 format) carry checksums, and a damaged byte is reported with the
+ * file and the dataset. */
+static void test_h5_checksums(void) {
+  kv_error e = {0};
+  trace a, t;
+  trace_init(&a);
+  snprintf(a.name, sizeof a.name, "checksums");
+  a.flags = TRACE_FLAG_HAS_HASHES;
+  a.block_tokens = 16;
+  /* distinctive values, so that their bytes can be found in the file */
+  uint64_t h[4] = {0x4b564c4142000001ull, 0x4b564c4142000002ull, 0x4b564c4142000003ull,
+                   0x4b564c4142000004ull};
+  uint64_t h2[4] = {0x4b564c4142000011ull, 0x4b564c4142000012ull, 0x4b564c4142000013ull,
+                    0x4b564c4142000014ull};
+  trace_add_session(&a, 1, 0, &e);
+  trace_add_turn(&a, 0, 0, 50 + 0x01230000, 5, 7, h, 4, &e);
+  trace_add_session(&a, 2, 10, &e);
+  trace_add_turn(&a, 10, 0, 60 + 0x01230000, 6, 8, h2, 4, &e);
+  REQUIRE_OK(trace_check(&a, &e), &e);
+  const char *p = test_tmp_path("checksums.h5"), *q = test_tmp_path("checksums-bad.h5");
+  REQUIRE_OK(trace_write(p, &a, &e), &e);
+  /* the datasets are chunked with the Fletcher32 filter */
+  hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+  REQUIRE(f >= 0);
+  const char *names[] = {"hashes", "turns/input_tokens", "sessions/id"};
+  for (int i = 0; i < 3; i++) {
+    hid_t d = H5Dopen2(f, names[i], H5P_DEFAULT);
+    hid_t dcpl = H5Dget_create_plist(d);
+    unsigned flags;
+    size_t nelm = 0;
+    CHECK(H5Pget_layout(dcpl) == H5D_CHUNKED);
+    CHECK(H5Pget_filter_by_id2(dcpl, H5Z_FILTER_FLETCHER32, &flags, &nelm, NULL, 0, NULL,
+                               NULL) >= 0);
+    H5Pclose(dcpl);
+    H5Dclose(d);
+  }
+  H5Fclose(f);
+  long len;
+  unsigned char *buf = slurp(p, &len);
+  REQUIRE(buf);
+  /* a flipped byte in /hashes and in /turns/input_tokens: named, and the file's name too */
+  struct {
+    const void *pat;
+    size_t n;
+    const char *dataset;
+  } cases[] = {{&h[2], 8, ": /hashes"}, {&a.turns[1].input_tokens, 4, ": /turns/input_tokens"}};
+  for (int c = 0; c < 2; c++) {
+    long at = find_bytes(buf, len, cases[c].pat, cases[c].n);
+    REQUIRE(at > 0);
+    REQUIRE(find_bytes(buf + at + 1, len - at - 1, cases[c].pat, cases[c].n) < 0);
+    buf[at + 1] ^= 0x04;
+    spill(q, buf, len);
+    buf[at + 1] ^= 0x04;
+    memset(&e, 0, sizeof e);
+    CHECK_EQ_INT(trace_read(q, &t, &e), KV_EFORMAT);
+    CHECK_STR_CONTAINS(e.msg, q);
+    CHECK_STR_CONTAINS(e.msg, cases[c].dataset);
+    CHECK_STR_CONTAINS(e.msg, "checksum");
+  }
+  /* Every 5th byte of the file flipped in turn: each read fails or gives back the same trace
+   * (bytes HDF5 does not use); none gives a different trace. */
+  int errors = 0, same = 0, different = 0;
+  for (long i = 0; i < len; i += 5) {
+    buf[i] ^= 0x10;
+    spill(q, buf, len);
+    buf[i] ^= 0x10;
+    if (trace_read(q, &t, &e) != 0) {
+      errors++;
+      continue;
+    }
+    if (same_trace(&a, &t)) same++;
+    else {
+      different++;
+      if (different < 4) TEST_FAIL_AT("a flip at byte %ld gave a different trace", i);
+    }
+    trace_free(&t);
+  }
+  CHECK_EQ_INT(different, 0);
+  CHECK(errors > (errors + same) / 2);
+  /* The same trace written again in a later second gives the same bytes: the HDF5 1.10 format
+   * would store object times in every header unless they are switched off. */
+  struct timespec pause = {1, 100000000};
+  nanosleep(&pause, NULL);
+  REQUIRE_OK(trace_write(q, &a, &e), &e);
+  long len2;
+  unsigned char *again = slurp(q, &len2);
+  REQUIRE(again);
+  CHECK(len2 == len && memcmp(again, buf, (size_t)len) == 0);
+  free(again);
+  printf("  %ld bytes, %d flips: %d refused, %d read back unchanged, %d different\n", len,
+         errors + same + different, errors, same, different);
+  free(buf);
+  trace_free(&a);
+  remove(p);
+  remove(q);
 }
 
 static void test_text_numbers(void) {
@@ -279,6 +432,6 @@ static void test_text_csv_and_lines(void) {
 }
 
 TEST_LIST = {TEST(test_h5_round_trip), TEST(test_csv_round_trip), TEST(test_empty_trace),
-             TEST(test_csv_errors), TEST(test_h5_errors), TEST(test_text_numbers),
+             TEST(test_csv_errors), TEST(test_h5_errors), TEST(test_h5_checksums), TEST(test_text_numbers),
              TEST(test_text_csv_and_lines), {0}};
 TEST_MAIN

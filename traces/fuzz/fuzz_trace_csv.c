@@ -1,5 +1,6 @@
-/* libFuzzer target: the trace CSV reader (traces/trace_io.h). A trace that reads must also
- * write and read back to the same content. */
+/* libFuzzer target: the trace CSV reader (traces/trace_io.h). A trace that reads must come from
+ * an input that ends in a newline (a cut file is refused), and must write and read back to the
+ * same content. */
 #include "fuzz_common.h"
 #include "trace_io.h"
 
@@ -12,6 +13,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   kv_error e = {0};
   if (trace_read_csv_stream(f, "fuzz.csv", &t, &e) == 0) {
     fuzz_expect_valid(&t);
+    if (size == 0 || data[size - 1] != '\n') {
+      fprintf(stderr, "an input without a final newline was accepted\n");
+      abort();
+    }
     char *buf = NULL;
     size_t len = 0;
     FILE *w = open_memstream(&buf, &len);

@@ -7,14 +7,19 @@
 For every sequence and recorded layer: K and V of all tokens (K after RoPE, as attention uses it),
 Q after RoPE at the chosen decode positions (--n-positions spread evenly over the second half of
 the sequence, the last token included) and, with --pre-rope, K before RoPE (recovered by the
-inverse rotation, exact up to rounding). Works for the pipeline's own checkpoint and for any local
-Llama / Mistral / Qwen-style checkpoint a user has (MODEL may be any folder that
-AutoModelForCausalLM loads; nothing is downloaded).
+inverse rotation, exact up to rounding; a partial rotary embedding leaves the other dimensions as
+they are). Works for the pipeline's own checkpoint and for any local checkpoint of the families in
+hfattn.ARCHITECTURES: Llama, Mistral, Qwen2, Qwen3, OLMo-2, Phi-3 (fused qkv_proj), GPT-NeoX
+(fused query_key_value, partial RoPE) and GPT-2 (fused c_attn, no RoPE: rope_theta 0). MODEL may be
+any folder that AutoModelForCausalLM loads; nothing is downloaded. Any other architecture, and
+Gemma-2 (logit soft-capping), is refused from config.json alone, before weights are loaded.
 
 --verify recomputes, in float64 numpy, attention from the recorded Q, K, V at every recorded
 position and head and compares it with the model's own attention output (the input of the layer's
 o_proj, captured by a hook) — once with the captured fp32 tensors and once with the tensors as
-stored in the file (fp16/bf16). The maximum relative L2 error per layer is printed and written to
+stored in the file (fp16/bf16). With --pre-rope it also compares the recorded pre-RoPE K with the
+model's own key projection (split out of a fused projection by the config's head layout), where
+no norm sits between the two. The maximum relative L2 errors per layer are printed and written to
 --verify-json.
 """
 import argparse
@@ -63,10 +68,17 @@ def max_rel_err(a, b):
 
 
 def run_sequence(model, tokens, layers, positions, want_pre_rope):
-    """One forward pass; returns {layer: dict(K, V, Q, K_pre_rope, out)} as float32 numpy."""
+    """One forward pass; returns {layer: dict(K, V, Q, K_pre_rope, K_proj, out)} as float32
+    numpy (K_proj: the key projection's output where it is the pre-RoPE key, else None)."""
     import torch
-    from hfattn import attention_modules, patched_sdpa, unrope
+    from hfattn import (attention_modules, key_projection, model_adapter, output_projection,
+                        patched_sdpa, unrope)
+    arch = model_adapter(model)
     mods = dict(attention_modules(model))
+    for l in layers:
+        if l not in mods:
+            die("layer %d: no attention module found (model_type %s)" %
+                (l, getattr(model.config, "model_type", "?")))
     cap = {l: {} for l in layers}
     pos_t = torch.as_tensor(positions)
     rope = {}
@@ -87,11 +99,18 @@ def run_sequence(model, tokens, layers, positions, want_pre_rope):
     hooks = []
     for l in layers:
         m = mods[l]
-        if hasattr(m, "o_proj"):
+        op = output_projection(model, m)
+        if op is not None:
             def pre(mod, args, l=l):
                 cap[l]["out"] = args[0][0][pos_t].float().cpu().numpy()
-            hooks.append(m.o_proj.register_forward_pre_hook(pre))
-    if want_pre_rope:
+            hooks.append(op.register_forward_pre_hook(pre))
+        if want_pre_rope and not arch["k_norm"]:
+            proj, split = key_projection(model, m)
+
+            def khook(mod, args, output, l=l, split=split):
+                cap[l]["K_proj"] = split(output[0]).float().cpu().numpy()
+            hooks.append(proj.register_forward_hook(khook))
+    if want_pre_rope and arch["rope"]:
         rot = [m for _, m in model.named_modules() if type(m).__name__.endswith("RotaryEmbedding")]
         if not rot:
             die("--pre-rope: no RotaryEmbedding module found in the model")
@@ -111,14 +130,17 @@ def run_sequence(model, tokens, layers, positions, want_pre_rope):
         if "K" not in cap[l]:
             die("layer %d: attention was not captured (does the model dispatch through "
                 "ALL_ATTENTION_FUNCTIONS['sdpa']?)" % l)
-        if want_pre_rope:
+        if want_pre_rope and not arch["rope"]:
+            cap[l]["K_pre_rope"] = cap[l]["K"].copy()  # learned absolute positions: K is K
+        elif want_pre_rope:
             cos, sin = rope["cos"].cpu(), rope["sin"].cpu()
-            if cos.shape[-1] != cap[l]["K"].shape[-1]:
-                die("--pre-rope: partial rotary embeddings (%d of %d dims) are not supported" %
+            if cos.shape[-1] > cap[l]["K"].shape[-1]:
+                die("--pre-rope: rotary embedding of %d dims for heads of %d" %
                     (cos.shape[-1], cap[l]["K"].shape[-1]))
             cap[l]["K_pre_rope"] = unrope(torch.from_numpy(cap[l]["K"]), cos, sin).numpy()
         else:
             cap[l]["K_pre_rope"] = None
+        cap[l].setdefault("K_proj", None)
         if cap[l].get("out") is not None:
             H = cap[l]["Q"].shape[1]
             cap[l]["out"] = cap[l]["out"].reshape(len(positions), H, -1)
@@ -154,11 +176,15 @@ def main():
     args = ap.parse_args()
 
     import torch
-    from hfattn import check_model, load_model, model_shape
+    from hfattn import check_config, check_model, load_model, model_shape
     from qkvh5 import QKVWriter, read_layer
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        check_config(args.model, args.n_tokens)  # before any weight is loaded
+    except (ValueError, OSError) as e:
+        die("%s: %s" % (args.model, e))
     model, tok = load_model(args.model, args.model_dtype, device)
     shape = model_shape(model)
     check_model(model, args.n_tokens)
@@ -202,24 +228,34 @@ def main():
         (name, shape, len(seqs), args.n_tokens, layers, len(positions)))
 
     verify, outs = {}, {}
-    tmp = args.out + ".tmp"
-    with QKVWriter(tmp, cut(name), shape["n_layers"], shape["n_heads"], shape["n_kv_heads"],
-                   shape["head_dim"], shape["rope_theta"], k_post_rope=True, tokenizer=cut(tok_name),
-                   creator="kvlab traces/record/record.py", compress=args.compress) as w:
-        for s in seqs:
-            cap = run_sequence(model, s["tokens"], layers, positions, args.pre_rope)
-            i = w.add_seq(cut(s["name"]), s["kind"], len(s["tokens"]), s["tokens"],
-                          cut(s["source"]))
-            for l in layers:
-                c = cap[l]
-                w.add_layer(i, l, c["K"], c["V"], c["Q"], positions, args.dtype, c["K_pre_rope"])
-                if args.verify and c.get("out") is not None:
-                    outs[(s["name"], l)] = c["out"]
-                    ref = attention_reference(c["Q"], c["K"], c["V"], positions, shape["n_heads"])
-                    verify.setdefault(s["name"], {})[l] = {
-                        "captured_fp32": max_rel_err(ref, c["out"]), "q_scale_folded": c["fold"]}
-            log("%s (%s, %s): recorded" % (s["name"], s["kind"], s["source"][:80]))
-    os.replace(tmp, args.out)
+    if os.path.islink(args.out) or (os.path.lexists(args.out) and not os.path.isfile(args.out)):
+        die("%s: not a regular file; an output replaces only a regular file or nothing" % args.out)
+    tmp = "%s.tmp.%d" % (args.out, os.getpid())
+    try:
+        with QKVWriter(tmp, cut(name), shape["n_layers"], shape["n_heads"], shape["n_kv_heads"],
+                       shape["head_dim"], shape["rope_theta"], k_post_rope=True, tokenizer=cut(tok_name),
+                       creator="kvlab traces/record/record.py", compress=args.compress) as w:
+            for s in seqs:
+                cap = run_sequence(model, s["tokens"], layers, positions, args.pre_rope)
+                i = w.add_seq(cut(s["name"]), s["kind"], len(s["tokens"]), s["tokens"],
+                              cut(s["source"]))
+                for l in layers:
+                    c = cap[l]
+                    w.add_layer(i, l, c["K"], c["V"], c["Q"], positions, args.dtype, c["K_pre_rope"])
+                    if args.verify and c.get("out") is not None:
+                        outs[(s["name"], l)] = c["out"]
+                        ref = attention_reference(c["Q"], c["K"], c["V"], positions, shape["n_heads"])
+                        verify.setdefault(s["name"], {})[l] = {
+                            "captured_fp32": max_rel_err(ref, c["out"]), "q_scale_folded": c["fold"]}
+                        if c["K_pre_rope"] is not None and c["K_proj"] is not None:
+                            verify[s["name"]][l]["k_pre_rope_vs_projection"] = max_rel_err(
+                                c["K_pre_rope"], c["K_proj"])
+                log("%s (%s, %s): recorded" % (s["name"], s["kind"], s["source"][:80]))
+        os.replace(tmp, args.out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     if args.verify:
         for si, s in enumerate(seqs):
             for l in layers:
@@ -230,10 +266,14 @@ def main():
                                           shape["n_heads"])
                 verify[s["name"]][l]["as_stored_" + args.dtype] = max_rel_err(
                     ref, outs[(s["name"], l)])
+                v = verify[s["name"]][l]
                 log("verify %s layer %d: max relative error of attention recomputed from the "
-                    "recorded Q,K,V vs the model's o_proj input: %.2e (fp32 capture), %.2e (as "
-                    "stored, %s)" % (s["name"], l, verify[s["name"]][l]["captured_fp32"],
-                                     verify[s["name"]][l]["as_stored_" + args.dtype], args.dtype))
+                    "recorded Q,K,V vs the model's attention output: %.2e (fp32 capture), %.2e "
+                    "(as stored, %s)%s" % (s["name"], l, v["captured_fp32"],
+                                           v["as_stored_" + args.dtype], args.dtype,
+                                           "; pre-RoPE K vs the key projection: %.2e" %
+                                           v["k_pre_rope_vs_projection"]
+                                           if "k_pre_rope_vs_projection" in v else ""))
         if args.verify_json:
             write_json(args.verify_json, {"created": utc_now(), "file": os.path.basename(args.out),
                                           "model": name, "model_dtype": args.model_dtype,

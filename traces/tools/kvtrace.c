@@ -24,6 +24,8 @@ static const char usage_head[] =
 /* (the import lines come from the importer registry, trace_importers.h) */
 static const char usage[] =
     "     every import: [--on-bad stop|skip] [--max-records N] [--csv OUT.csv] [--quiet]\n"
+    "         [--allow-unterminated]   (CSV: accept a last row without a newline; by default\n"
+    "                                   refused as the sign of a file cut short)\n"
     "  gen -o OUT [--config FILE [--section S]] [--set key=value]... [--sessions N]\n"
     "      [--rate R] [--seed N] [--think-mean S] [--block-tokens N] [--fit-from TRACE]\n"
     "      [--csv OUT.csv]\n"
@@ -37,8 +39,10 @@ static const char usage[] =
     "  tokenizer-eval (--tokenizer DIR | --encoder F --merges F) FILE...\n"
     "                                        error of chars/4 and words*4/3 vs the tokenizer\n"
     "\n"
-    "OUT ending in .csv is written as CSV, anything else as HDF5. Exit status: 0 ok, 1 error,\n"
-    "2 usage.\n";
+    "OUT ending in .csv is written as CSV, '-' as CSV on standard output, anything else as\n"
+    "HDF5; -o of fit and fit-published takes '-' (the default) for standard output. An output\n"
+    "replaces only a regular file or nothing: a symbolic link, FIFO, device or directory at OUT\n"
+    "is refused. Exit status: 0 ok, 1 error, 2 usage.\n";
 
 /* ---- argument helpers ------------------------------------------------------------------------ */
 
@@ -121,10 +125,23 @@ static int ends_with(const char *s, const char *suf) {
   return n >= m && strcmp(s + n - m, suf) == 0;
 }
 
+/* OUT: "-" is CSV on standard output, *.csv a CSV file, anything else HDF5. */
 static void write_trace(const char *path, const trace *t) {
   kv_error e = {0};
-  int rc = ends_with(path, ".csv") ? trace_write_csv(path, t, &e) : trace_write(path, t, &e);
+  int rc;
+  if (!strcmp(path, "-")) {
+    rc = trace_write_csv_stream(stdout, t, &e);
+    if (!rc && fflush(stdout) != 0) rc = kv_error_set(&e, KV_EIO, "standard output: write failed");
+  } else {
+    rc = ends_with(path, ".csv") ? trace_write_csv(path, t, &e) : trace_write(path, t, &e);
+  }
   if (rc) die(&e);
+}
+
+/* Refuses an output path before any work is done (the writers check it again). */
+static void check_out(const char *path) {
+  kv_error e = {0};
+  if (path && strcmp(path, "-") && kv_out_check(path, &e)) die(&e);
 }
 
 static void read_trace(const char *path, trace *t) {
@@ -190,6 +207,7 @@ static int cmd_import(args *a) {
       else if (!strcmp(v, "stop")) base->on_bad = TRACE_ON_BAD_STOP;
       else die_usage("--on-bad takes stop or skip");
     } else if (is(a, "--max-records")) base->max_records = optint(a, 0, INT64_MAX);
+    else if (is(a, "--allow-unterminated")) base->allow_unterminated = 1;
     else if (is(a, "--quiet")) quiet = 1;
     else {
       /* an option of this importer (its registry entry lists them) */
@@ -205,14 +223,20 @@ static int cmd_import(args *a) {
     }
   }
   if (!out) die_usage("import needs -o OUT");
+  check_out(out);
+  check_out(csv);
   base->bad_fn = print_bad;
   base->bad_ctx = &quiet;
   trace t;
   double t0 = kv_now_s();
   if (trace_import_file(imp, in, opts, &t, stats, &e)) die(&e);
-  char line[2048];
-  imp->report(stats, &t, line, sizeof line);
-  if (line[0]) fprintf(stderr, "%s\n", line);
+  char report[4096];
+  imp->report(opts, stats, &t, report, sizeof report);
+  for (char *l = report, *nl; *l; l = nl ? nl + 1 : l + strlen(l)) {
+    nl = strchr(l, '\n');
+    if (nl) *nl = '\0';
+    fprintf(stderr, "%s%s\n", strncmp(l, "warning:", 8) ? "" : "kvtrace: ", l);
+  }
   const trace_import_stats *st = imp->base_stats(stats);
   fprintf(stderr, "%s: %lld records read, %lld skipped as malformed, %lld filtered -> %lld "
           "sessions, %lld turns in %.1f s\n", in, (long long)st->records, (long long)st->skipped,
@@ -271,6 +295,8 @@ static int cmd_gen(args *a) {
     snprintf(ov[n_ov++], sizeof ov[0], "%s.%s=%s", section, ov_key[i], ov_val[i]);
   }
   if (!out) die_usage("gen needs -o OUT");
+  check_out(out);
+  check_out(csv);
   if (config) {
     kv_config_free(cfg);
     if (kv_config_load(config, &cfg, &e)) die(&e);
@@ -298,15 +324,15 @@ static int cmd_gen(args *a) {
   return 0;
 }
 
+/* -o PATH, or standard output when PATH is NULL or "-". */
 static FILE *open_out(const char *path, kv_atomic_file *af) {
-  if (!path) return stdout;
   kv_error e = {0};
-  if (kv_atomic_open(af, path, &e)) die(&e);
+  if (kv_atomic_open2(af, path ? path : "-", KV_OUT_STDOUT, &e)) die(&e);
   return af->f;
 }
 
 static void close_out(const char *path, kv_atomic_file *af) {
-  if (!path) return;
+  (void)path;
   kv_error e = {0};
   if (kv_atomic_commit(af, &e)) die(&e);
 }
@@ -318,6 +344,7 @@ static int cmd_fit(args *a) {
     if (is(a, "-o")) out = optval(a);
     else die_usage("fit takes only -o");
   }
+  check_out(out);
   trace t;
   read_trace(in, &t);
   trace_gen_params p;
@@ -345,6 +372,7 @@ static int cmd_fit_published(args *a) {
     else if (is(a, "--output-ratio")) tg.output_ratio = optdbl(a, 1e-3, 1e3);
     else die_usage("fit-published takes -o, --n-mc, --seed, --output-ratio");
   }
+  check_out(out);
   trace_gen_params p;
   trace_gen_params_default(&p);
   trace_gen_fit_report rep;
@@ -425,6 +453,7 @@ static int cmd_summary(args *a) {
 
 static int cmd_convert(args *a) {
   if (a->argc != 3) die_usage("convert needs IN and OUT");
+  check_out(a->argv[2]);
   trace t;
   read_trace(a->argv[1], &t);
   write_trace(a->argv[2], &t);
@@ -443,6 +472,7 @@ static int cmd_retime(args *a) {
     else die_usage("retime takes --rate, --think-mean, --seed");
   }
   if (rate <= 0) die_usage("retime needs --rate");
+  check_out(a->argv[2]);
   trace t;
   kv_error e = {0};
   read_trace(a->argv[1], &t);

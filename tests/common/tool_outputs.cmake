@@ -1,0 +1,96 @@
+# Every tool writes through the output helper (common/kv_fs.h): an output path that is a symbolic
+# link, a FIFO, a directory or a device is refused with an error naming it, and what is there is
+# left untouched; "-" streams CSV to standard output where kvtrace documents it.
+# (No test writes to /dev/null itself: a broken check would replace it. A private character
+# device is made with mknod when the test runs as root.)
+file(REMOVE_RECURSE ${DIR})
+file(MAKE_DIRECTORY ${DIR}/dir)
+file(WRITE ${DIR}/victim.txt "keep me\n")
+file(CREATE_LINK victim.txt ${DIR}/link.h5 SYMBOLIC)
+file(CREATE_LINK victim.txt ${DIR}/link.csv SYMBOLIC)
+execute_process(COMMAND mkfifo ${DIR}/fifo.csv RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "mkfifo failed")
+endif()
+set(outputs link.h5 link.csv fifo.csv dir)
+set(kinds "symbolic link" "symbolic link" "FIFO" "directory")
+execute_process(COMMAND id -u OUTPUT_VARIABLE uid OUTPUT_STRIP_TRAILING_WHITESPACE)
+if(uid STREQUAL "0")
+  execute_process(COMMAND mknod ${DIR}/null.csv c 1 3 RESULT_VARIABLE rc)
+  if(rc EQUAL 0)
+    list(APPEND outputs null.csv)
+    list(APPEND kinds "character device")
+  endif()
+endif()
+
+function(expect_refused what kind)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err
+                  TIMEOUT 60)
+  if(rc EQUAL 0 OR NOT err MATCHES "${kind}")
+    message(FATAL_ERROR "${what}: rc ${rc}, expected a refusal naming a ${kind}: ${err}")
+  endif()
+endfunction()
+
+function(check_untouched)
+  file(READ ${DIR}/victim.txt v)
+  if(NOT v STREQUAL "keep me\n" OR NOT IS_SYMLINK ${DIR}/link.h5 OR NOT IS_SYMLINK ${DIR}/link.csv
+     OR NOT IS_DIRECTORY ${DIR}/dir)
+    message(FATAL_ERROR "an output replaced what was there")
+  endif()
+  execute_process(COMMAND test -p ${DIR}/fifo.csv RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "the FIFO was replaced")
+  endif()
+  if(EXISTS ${DIR}/null.csv)
+    execute_process(COMMAND test -c ${DIR}/null.csv RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "the device node was replaced")
+    endif()
+  endif()
+  file(GLOB tmps ${DIR}/*.tmp* ${DIR}/dir/*.tmp*)
+  if(tmps)
+    message(FATAL_ERROR "temporary files left: ${tmps}")
+  endif()
+endfunction()
+
+execute_process(COMMAND ${BIN}/kvtrace gen -o ${DIR}/t.h5 --sessions 5 --seed 1 RESULT_VARIABLE rc
+                ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "kvtrace gen: ${err}")
+endif()
+list(LENGTH outputs n)
+math(EXPR last "${n} - 1")
+foreach(i RANGE ${last})
+  list(GET outputs ${i} o)
+  list(GET kinds ${i} k)
+  expect_refused("kvtrace convert -> ${o}" "${k}" ${BIN}/kvtrace convert ${DIR}/t.h5 ${DIR}/${o})
+  expect_refused("kvtrace gen -o ${o}" "${k}" ${BIN}/kvtrace gen -o ${DIR}/${o} --sessions 2)
+  expect_refused("kvtrace fit -o ${o}" "${k}" ${BIN}/kvtrace fit ${DIR}/t.h5 -o ${DIR}/${o})
+endforeach()
+check_untouched()
+
+# "-": CSV on standard output
+execute_process(COMMAND ${BIN}/kvtrace convert ${DIR}/t.h5 - RESULT_VARIABLE rc OUTPUT_VARIABLE out)
+if(NOT rc EQUAL 0 OR NOT out MATCHES "^# kvlab-trace-csv 1\n")
+  message(FATAL_ERROR "kvtrace convert to '-': rc ${rc}: ${out}")
+endif()
+
+# kvsim: its summary.csv is a symbolic link
+file(MAKE_DIRECTORY ${DIR}/sim)
+file(CREATE_LINK ../victim.txt ${DIR}/sim/summary.csv SYMBOLIC)
+expect_refused("kvsim -o" "symbolic link" ${BIN}/kvsim -q -c ${SRC}/experiments/cachedattention/base-micro.ini
+               -o ${DIR}/sim)
+if(NOT IS_SYMLINK ${DIR}/sim/summary.csv)
+  message(FATAL_ERROR "kvsim replaced the link")
+endif()
+
+# psa-compare: its HDF5 output is a FIFO
+execute_process(COMMAND ${BIN}/psa-compare --synthetic ${DIR}/s.h5 --tokens 200 --n-layers 1
+                RESULT_VARIABLE rc OUTPUT_QUIET)
+execute_process(COMMAND mkfifo ${DIR}/p.h5)
+expect_refused("psa-compare -o" "FIFO" ${BIN}/psa-compare ${DIR}/s.h5 -m dense -q -o ${DIR}/p)
+execute_process(COMMAND test -p ${DIR}/p.h5 RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "psa-compare replaced the FIFO")
+endif()
+check_untouched()

@@ -1,0 +1,73 @@
+# kvtrace import sharegpt as a user runs it: GPT-2's BPE by default (the files that ship in
+# traces/data), the whole tool-use file imported, a warning when no --rate gives the sessions
+# times, and a warning when the chars/4 estimate meets non-Latin text.
+file(REMOVE_RECURSE ${DIR})
+file(MAKE_DIRECTORY ${DIR})
+set(in ${SRC}/tests/traces/data/sharegpt_tools_zh.json)
+execute_process(COMMAND ${BIN}/kvtrace import sharegpt ${in} -o ${DIR}/a.csv
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0 OR NOT err MATCHES "10 conversations" OR NOT err MATCHES "-> 10 sessions"
+   OR NOT err MATCHES "\\(bpe gpt2 \\(traces/data/tokenizers/gpt2\\)\\)" OR err MATCHES "non-Latin")
+  message(FATAL_ERROR "default import: rc ${rc}: ${err}")
+endif()
+if(NOT err MATCHES "no --rate was given: all 10 sessions arrive at t = 0")
+  message(FATAL_ERROR "no warning about the missing times: ${err}")
+endif()
+# the per-conversation totals: the last turn's input + output, against the reference
+file(STRINGS ${DIR}/a.csv rows REGEX "^[0-9]")
+file(STRINGS ${SRC}/tests/traces/data/sharegpt_tools_zh_ref.csv ref REGEX "^[0-9]")
+set(total "")
+foreach(r ${rows})
+  string(REPLACE "," ";" f "${r}")
+  list(GET f 0 sid)
+  list(GET f 5 input)
+  list(GET f 7 output)
+  math(EXPR t "${input} + ${output}")
+  set(total_${sid} ${t})
+  list(APPEND sids ${sid})
+endforeach()
+list(REMOVE_DUPLICATES sids)
+list(LENGTH sids ns)
+if(NOT ns EQUAL 10)
+  message(FATAL_ERROR "${ns} sessions in the CSV")
+endif()
+set(i 0)
+foreach(r ${ref})
+  string(REPLACE "," ";" f "${r}")
+  list(GET f 1 want)
+  list(GET sids ${i} sid)
+  math(EXPR lo "${want} * 9 / 10")
+  math(EXPR hi "${want} * 11 / 10")
+  if(total_${sid} LESS lo OR total_${sid} GREATER hi)
+    message(FATAL_ERROR "conversation ${i}: ${total_${sid}} tokens, reference ${want}")
+  endif()
+  math(EXPR i "${i} + 1")
+endforeach()
+# with --rate: no timing warning; with --approx: the non-Latin warning
+execute_process(COMMAND ${BIN}/kvtrace import sharegpt ${in} -o ${DIR}/b.h5 --approx chars4 --rate 2
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 0 OR err MATCHES "no --rate" OR NOT err MATCHES "warning: [0-9.]+% of the text's characters are in non-Latin scripts")
+  message(FATAL_ERROR "--approx chars4 --rate 2: rc ${rc}: ${err}")
+endif()
+# a role mapping from the command line, and a bad one named
+execute_process(COMMAND ${BIN}/kvtrace import sharegpt ${in} -o ${DIR}/c.h5 --role observation=drop --role tool=drop
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 0 OR NOT err MATCHES " 5 dropped")
+  message(FATAL_ERROR "--role observation=drop: rc ${rc}: ${err}")
+endif()
+execute_process(COMMAND ${BIN}/kvtrace import sharegpt ${in} -o ${DIR}/d.h5 --role observation
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "expected NAME=SIDE")
+  message(FATAL_ERROR "--role without a side: rc ${rc}: ${err}")
+endif()
+# kvsim says so when it replays the untimed import (and not for the timed one)
+execute_process(COMMAND ${BIN}/kvtrace import sharegpt ${in} -o ${DIR}/untimed.h5 ERROR_QUIET)
+foreach(w untimed b)
+  execute_process(COMMAND ${BIN}/kvsim -q -c ${SRC}/experiments/cachedattention/base-micro.ini
+                          -s workload.source=${DIR}/${w}.h5 -o ${DIR}/sim-${w}
+                  RESULT_VARIABLE rc ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0 OR (w STREQUAL "untimed" AND NOT err MATCHES "has no timing \\(all 10 sessions arrive at t = 0")
+     OR (w STREQUAL "b" AND err MATCHES "no timing"))
+    message(FATAL_ERROR "kvsim on ${w}.h5: rc ${rc}: ${err}")
+  endif()
+endforeach()
