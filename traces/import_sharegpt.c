@@ -3,9 +3,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <yajl/yajl_parse.h>
 
+#include "import_sharegpt_roles.h"
 #include "kv_fs.h"
 #include "trace_map.h"
 
@@ -23,99 +23,6 @@ void trace_sharegpt_opts_init(trace_sharegpt_opts *o) {
 enum { SG_SIDE_PROMPT = TRACE_SHAREGPT_SIDE_PROMPT, SG_SIDE_OUTPUT = TRACE_SHAREGPT_SIDE_OUTPUT };
 enum { SG_RK_NONE, SG_RK_ID, SG_RK_CONV, SG_RK_TOOLS, SG_RK_SYSTEM, SG_RK_OTHER };
 enum { SG_MK_NONE, SG_MK_FROM, SG_MK_VALUE, SG_MK_OTHER };
-
-/* ---- roles ------------------------------------------------------------------------------------- */
-
-/* What a default role is, for the statistics (its side may be overridden). */
-enum { SG_KIND_USER, SG_KIND_MODEL, SG_KIND_SYSTEM, SG_KIND_TOOL_CALL, SG_KIND_TOOL_RESULT,
-       SG_KIND_OTHER };
-
-static const struct {
-  const char *name;
-  trace_sharegpt_side side;
-  int kind;
-} sg__roles[] = {
-    {"human", TRACE_SHAREGPT_SIDE_PROMPT, SG_KIND_USER},
-    {"user", TRACE_SHAREGPT_SIDE_PROMPT, SG_KIND_USER},
-    {"gpt", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_MODEL},
-    {"chatgpt", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_MODEL},
-    {"bard", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_MODEL},
-    {"model", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_MODEL},
-    {"assistant", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_MODEL},
-    {"system", TRACE_SHAREGPT_SIDE_PROMPT, SG_KIND_SYSTEM},
-    {"function_call", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_TOOL_CALL},
-    {"tool_call", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_TOOL_CALL},
-    {"tool_calls", TRACE_SHAREGPT_SIDE_OUTPUT, SG_KIND_TOOL_CALL},
-    {"observation", TRACE_SHAREGPT_SIDE_PROMPT, SG_KIND_TOOL_RESULT},
-    {"tool", TRACE_SHAREGPT_SIDE_PROMPT, SG_KIND_TOOL_RESULT},
-    {"function", TRACE_SHAREGPT_SIDE_PROMPT, SG_KIND_TOOL_RESULT},
-    {"ipython", TRACE_SHAREGPT_SIDE_PROMPT, SG_KIND_TOOL_RESULT},
-};
-
-static int sg__role_eq(const char *name, const char *role, size_t len) {
-  return strlen(name) == len && !strncasecmp(name, role, len);
-}
-
-static int sg__role_kind(const char *role, size_t len) {
-  for (size_t i = 0; i < sizeof sg__roles / sizeof sg__roles[0]; i++) {
-    if (sg__role_eq(sg__roles[i].name, role, len)) return sg__roles[i].kind;
-  }
-  return SG_KIND_OTHER;
-}
-
-trace_sharegpt_side trace_sharegpt_role_side(const trace_sharegpt_opts *o, const char *role,
-                                             size_t len) {
-  for (int i = 0; o && i < o->n_roles; i++) {
-    if (sg__role_eq(o->roles[i].name, role, len)) return o->roles[i].side;
-  }
-  for (size_t i = 0; i < sizeof sg__roles / sizeof sg__roles[0]; i++) {
-    if (sg__role_eq(sg__roles[i].name, role, len)) return sg__roles[i].side;
-  }
-  return TRACE_SHAREGPT_SIDE_REJECT;
-}
-
-int trace_sharegpt_set_role(trace_sharegpt_opts *o, const char *name, trace_sharegpt_side side,
-                            kv_error *err) {
-  size_t n = strlen(name);
-  if (n == 0 || n >= sizeof o->roles[0].name) {
-    return kv_error_set(err, KV_EINVAL, "role '%.40s': a role name has 1 to %zu bytes", name,
-                        sizeof o->roles[0].name - 1);
-  }
-  if (side < TRACE_SHAREGPT_SIDE_PROMPT || side > TRACE_SHAREGPT_SIDE_REJECT) {
-    return kv_error_set(err, KV_EINVAL, "role '%s': bad side %d", name, (int)side);
-  }
-  int i;
-  for (i = 0; i < o->n_roles; i++) {
-    if (sg__role_eq(o->roles[i].name, name, n)) break;
-  }
-  if (i == o->n_roles) {
-    if (o->n_roles == TRACE_SHAREGPT_MAX_ROLES) {
-      return kv_error_set(err, KV_ERANGE, "role '%s': more than %d role mappings", name,
-                          TRACE_SHAREGPT_MAX_ROLES);
-    }
-    o->n_roles++;
-  }
-  snprintf(o->roles[i].name, sizeof o->roles[i].name, "%s", name);
-  o->roles[i].side = side;
-  return 0;
-}
-
-int trace_sharegpt_parse_role(trace_sharegpt_opts *o, const char *spec, kv_error *err) {
-  const char *eq = strchr(spec, '=');
-  static const char *const sides[4] = {"prompt", "output", "drop", "reject"};
-  char name[64];
-  if (!eq || eq == spec || (size_t)(eq - spec) >= sizeof name) {
-    return kv_error_set(err, KV_EINVAL, "role mapping '%.60s': expected NAME=SIDE (SIDE: prompt, "
-                        "output, drop or reject)", spec);
-  }
-  memcpy(name, spec, (size_t)(eq - spec));
-  name[eq - spec] = '\0';
-  for (int s = 0; s < 4; s++) {
-    if (!strcmp(eq + 1, sides[s])) return trace_sharegpt_set_role(o, name, s, err);
-  }
-  return kv_error_set(err, KV_EINVAL, "role mapping '%.60s': side '%.20s' is not prompt, output, "
-                      "drop or reject", spec, eq + 1);
-}
 
 typedef struct sg__msg {
   int8_t side;
@@ -585,12 +492,12 @@ static int sg__scalar(sg__ctx *c, const char *what, const char *s, size_t n) {
     if (side == TRACE_SHAREGPT_SIDE_REJECT) {
       char why[160];
       snprintf(why, sizeof why, "%s role \"%.*s\" (a role mapping makes it prompt, output or "
-               "drop)", sg__role_kind(s, n) == SG_KIND_OTHER ? "unknown" : "rejected",
+               "drop)", trace_sharegpt_role_kind(s, n) == TRACE_SG_KIND_OTHER ? "unknown" : "rejected",
                (int)(n < 40 ? n : 40), s);
       return sg__bad(c, why);
     }
     c->msg_side = (int)side;
-    c->msg_kind = sg__role_kind(s, n);
+    c->msg_kind = trace_sharegpt_role_kind(s, n);
   } else if (d == 3 && c->in_msg && c->msg_key == SG_MK_VALUE) {
     if (!s || !strcmp(what, "a number")) return sg__bad(c, "\"value\" must be a string");
     c->have_value = 1;
@@ -676,7 +583,7 @@ static int sg__start_map(void *ctx) {
     c->msg_key = SG_MK_NONE;
     c->have_from = c->have_value = 0;
     c->msg_side = SG_SIDE_PROMPT;
-    c->msg_kind = SG_KIND_OTHER;
+    c->msg_kind = TRACE_SG_KIND_OTHER;
     c->msg_tokens = 0;
   } else if (d == 3 && c->in_msg && (c->msg_key == SG_MK_FROM || c->msg_key == SG_MK_VALUE)) {
     sg__bad(c, c->msg_key == SG_MK_FROM ? "\"from\" must be a string"
@@ -748,14 +655,14 @@ static int sg__end_map(void *ctx) {
     if (!c->have_from) return sg__bad(c, "a message has no \"from\"");
     if (!c->have_value) return sg__bad(c, "a message has no \"value\"");
     c->st->messages++;
-    c->st->system_messages += c->msg_kind == SG_KIND_SYSTEM;
-    c->st->tool_calls += c->msg_kind == SG_KIND_TOOL_CALL;
-    c->st->tool_results += c->msg_kind == SG_KIND_TOOL_RESULT;
+    c->st->system_messages += c->msg_kind == TRACE_SG_KIND_SYSTEM;
+    c->st->tool_calls += c->msg_kind == TRACE_SG_KIND_TOOL_CALL;
+    c->st->tool_results += c->msg_kind == TRACE_SG_KIND_TOOL_RESULT;
     if (c->msg_side == TRACE_SHAREGPT_SIDE_DROP) {
       c->st->dropped_messages++;
       return 1;
     }
-    sg__msg m = {(int8_t)c->msg_side, (int8_t)(c->msg_kind == SG_KIND_SYSTEM), c->msg_tokens};
+    sg__msg m = {(int8_t)c->msg_side, (int8_t)(c->msg_kind == TRACE_SG_KIND_SYSTEM), c->msg_tokens};
     if (sg__push(&c->rm, &c->n_rm, &c->cap_rm, m)) {
       c->rc = kv_error_set(c->err, KV_ENOMEM, "%s: out of memory", c->name);
       return 0;

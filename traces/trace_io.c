@@ -438,6 +438,43 @@ static int64_t trace__csv_hashes(char *s, uint64_t **buf, int64_t *cap) {
   return n;
 }
 
+/* Checks the first line: TRACE_IO_CSV_MAGIC and a version this build reads. */
+static int trace__csv_magic(const char *line, const char *name, long long ln, kv_error *err) {
+  size_t ml = strlen(TRACE_IO_CSV_MAGIC);
+  int64_t ver;
+  if (strncmp(line, TRACE_IO_CSV_MAGIC, ml) != 0 || trace_parse_i64(line + ml, &ver)) {
+    return kv_error_set(err, KV_EFORMAT, "%s:%lld: not a kvlab trace CSV (first line must be "
+                        "'%s <version>')", name, ln, TRACE_IO_CSV_MAGIC);
+  }
+  if (ver < 1 || ver > TRACE_FORMAT_VERSION) {
+    return kv_error_set(err, KV_ENOTSUP, "%s:%lld: trace CSV version %lld; this build reads "
+                        "versions 1..%d", name, ln, (long long)ver, TRACE_FORMAT_VERSION);
+  }
+  return 0;
+}
+
+/* Parses the integer fields of a data row (fld: its 9 fields) into v[0..7]. *empty = 1 for a
+ * session row without turns (empty turn index; every turn field must then be empty, and v[2..7]
+ * are left unset). KV_EFORMAT naming the line and field otherwise. */
+static int trace__csv_row_numbers(char *const *fld, const char *name, long long ln, int64_t *v,
+                                  int *empty, kv_error *err) {
+  static const char *const names[8] = {"session_id", "session_arrival_ns", "turn",
+                                       "arrival_ns", "think_ns", "input_tokens",
+                                       "new_tokens", "output_tokens"};
+  *empty = fld[2][0] == '\0';
+  for (int i = 0; i < (*empty ? 2 : 8); i++) {
+    if (trace_parse_i64(fld[i], &v[i])) {
+      return kv_error_set(err, KV_EFORMAT, "%s:%lld: %s '%s' is not an integer", name, ln,
+                          names[i], fld[i]);
+    }
+  }
+  if (*empty && (fld[3][0] || fld[4][0] || fld[5][0] || fld[6][0] || fld[7][0] || fld[8][0])) {
+    return kv_error_set(err, KV_EFORMAT, "%s:%lld: a row without a turn index must have empty "
+                        "turn fields", name, ln);
+  }
+  return 0;
+}
+
 int trace_read_csv_stream(FILE *f, const char *name, trace *t, kv_error *err) {
   trace_init(t);
   trace_lines lr;
@@ -465,18 +502,7 @@ int trace_read_csv_stream(FILE *f, const char *name, trace *t, kv_error *err) {
     }
     char *line = lr.line;
     if (!seen_magic) {
-      size_t ml = strlen(TRACE_IO_CSV_MAGIC);
-      int64_t ver;
-      if (strncmp(line, TRACE_IO_CSV_MAGIC, ml) != 0 || trace_parse_i64(line + ml, &ver)) {
-        rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: not a kvlab trace CSV (first line must be "
-                          "'%s <version>')", name, ln, TRACE_IO_CSV_MAGIC);
-        break;
-      }
-      if (ver < 1 || ver > TRACE_FORMAT_VERSION) {
-        rc = kv_error_set(err, KV_ENOTSUP, "%s:%lld: trace CSV version %lld; this build reads "
-                          "versions 1..%d", name, ln, (long long)ver, TRACE_FORMAT_VERSION);
-        break;
-      }
+      if ((rc = trace__csv_magic(line, name, ln, err))) break;
       seen_magic = 1;
       continue;
     }
@@ -507,57 +533,22 @@ int trace_read_csv_stream(FILE *f, const char *name, trace *t, kv_error *err) {
                         nf < 0 ? "more than " : "", nf < 0 ? 9 : nf);
       break;
     }
-    int64_t sid, sarr;
-    if (trace_parse_i64(fld[0], &sid)) {
-      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: session_id '%s' is not an integer", name, ln,
-                        fld[0]);
-      break;
-    }
-    if (trace_parse_i64(fld[1], &sarr)) {
-      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: session_arrival_ns '%s' is not an integer",
-                        name, ln, fld[1]);
-      break;
-    }
-    int empty = fld[2][0] == '\0';
-    if (empty) {
-      for (int i = 3; i < 9; i++) {
-        if (fld[i][0]) {
-          rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: a row without a turn index must have "
-                            "empty turn fields", name, ln);
-          break;
-        }
-      }
-      if (rc) break;
+    int64_t v[8]; /* v[0] session_id, v[1] session_arrival_ns, v[2..7] the turn's numbers */
+    int empty = 0;
+    if ((rc = trace__csv_row_numbers(fld, name, ln, v, &empty, err))) break;
+    int64_t sid = v[0], sarr = v[1];
+    if (empty || v[2] == 0) { /* a new session: without turns, or with this row as turn 0 */
       int64_t r = trace_add_session(t, sid, sarr, err);
       if (r < 0) {
         rc = (int)r;
         kv_error_prefix(err, "%s:%lld", name, ln);
         break;
       }
-      sess_open = 0;
-      prev_turn = -1;
-      continue;
-    }
-    static const char *const names[9] = {"session_id", "session_arrival_ns", "turn",
-                                         "arrival_ns", "think_ns", "input_tokens",
-                                         "new_tokens", "output_tokens", "hashes"};
-    int64_t v[9];
-    for (int i = 2; i < 8; i++) {
-      if (trace_parse_i64(fld[i], &v[i])) {
-        rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: %s '%s' is not an integer", name, ln,
-                          names[i], fld[i]);
-        break;
+      sess_open = !empty;
+      if (empty) {
+        prev_turn = -1;
+        continue;
       }
-    }
-    if (rc) break;
-    if (v[2] == 0) {
-      int64_t r = trace_add_session(t, sid, sarr, err);
-      if (r < 0) {
-        rc = (int)r;
-        kv_error_prefix(err, "%s:%lld", name, ln);
-        break;
-      }
-      sess_open = 1;
     } else if (!sess_open || sid != prev_sid || v[2] != prev_turn + 1 ||
                sarr != t->sessions[t->n_sessions - 1].arrival_ns) {
       rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: turn %lld of session %lld does not follow "
