@@ -89,6 +89,9 @@ typedef struct attn_result {
   uint8_t *block_read;     /* [n_kv_heads, max_blocks] 1 where the block was read */
   double *est_mass;        /* [n_heads] PSA's final accumulated-mass estimate (P_acc) */
   int64_t max_blocks;
+  int64_t *tokens_head;    /* [n_heads] tokens of the blocks the query head's own ranking asked
+                            * for (PSA gqa=head; otherwise its KV head's tokens_read): the union
+                            * over the group is what the KV head reads (tokens_read) */
 } attn_result;
 
 int attn_result_alloc(attn_result *r, const attn_shape *s, int64_t max_blocks, kv_error *err);
@@ -106,7 +109,8 @@ int attn_decode(const attn_shape *s, const attn_method *m, const float *q, const
 
 /* Per query head: how the sparse result compares with dense attention. */
 typedef struct attn_head_metrics {
-  int64_t tokens_read;     /* tokens of its KV head's block set */
+  int64_t tokens_read;     /* tokens of its KV head's block set (what is read, in bytes) */
+  int64_t tokens_head;     /* tokens its own ranking asked for (attn_result.tokens_head) */
   int64_t blocks_read;
   double mass_covered;     /* sum of the dense softmax weights of the tokens read, in [0, 1] */
   double rel_l2_err;       /* ||out - dense|| / ||dense|| */

@@ -32,7 +32,7 @@ static const attn_method_desc attn__registry[ATTN_METHOD_COUNT] = {
     {"topk", ATTN_TOPK, ATTN_COST_FIXED, "tokens", ATTN__FORCED | ATTN_OPT_RANK | ATTN_OPT_COMBINE,
      attn__cpu_topk, "kvc_topk", "topk:<tokens>: the best blocks by score (Quest)"},
     {"psa", ATTN_PSA, ATTN_COST_PROGRESSIVE, "epsilon",
-     ATTN__FORCED | ATTN_OPT_GROUP | ATTN_OPT_CAP | ATTN_OPT_RANK | ATTN_OPT_EST,
+     ATTN__FORCED | ATTN_OPT_GROUP | ATTN_OPT_CAP | ATTN_OPT_RANK | ATTN_OPT_EST | ATTN_OPT_STOP,
      attn__cpu_progressive, "kvc_psa", "psa:<epsilon>: progressive sparse attention"},
     {"oracle", ATTN_ORACLE, ATTN_COST_PROGRESSIVE, "epsilon",
      ATTN__FORCED | ATTN_OPT_GROUP | ATTN_OPT_CAP, attn__cpu_progressive, NULL,
@@ -43,6 +43,7 @@ const char *const attn_cost_class_names[] = {"dense", "fixed", "progressive", NU
 static const char *const attn__est_names[] = {"bound", "mean", "lognormal", NULL};
 static const char *const attn__rank_names[] = {"quest", "mean", NULL};
 static const char *const attn__combine_names[] = {"max", "sum", NULL};
+static const char *const attn__gqa_names[] = {"group", "head", NULL};
 
 const attn_method_desc *attn_method_desc_of(attn_method_kind kind) {
   if ((int)kind < 0 || kind >= ATTN_METHOD_COUNT) return NULL;
@@ -72,6 +73,10 @@ void attn_method_defaults(attn_method *m, attn_method_kind kind) {
   m->psa_rank = ATTN_RANK_MEAN;
   m->psa_estimate = ATTN_EST_MEAN;
   m->max_tokens = 0;
+  m->psa_min_groups = 0;
+  m->psa_selfcal = 0;
+  m->psa_ucb = 1.0;
+  m->psa_gqa = ATTN_PSA_GQA_GROUP;
 }
 
 int attn_method_check(const attn_method *m, kv_error *err) {
@@ -94,6 +99,13 @@ int attn_method_check(const attn_method *m, kv_error *err) {
     return kv_error_set(err, KV_EINVAL, "method: group_blocks %d must be >= 1", m->group_blocks);
   }
   if (m->max_tokens < 0) return kv_error_set(err, KV_EINVAL, "method: negative max_tokens");
+  if (m->psa_min_groups < 0) return kv_error_set(err, KV_EINVAL, "method: negative minrank");
+  if (!(m->psa_ucb > 0.0 && m->psa_ucb < 1e6)) {
+    return kv_error_set(err, KV_EINVAL, "method: ucb %g outside (0, 1e6)", m->psa_ucb);
+  }
+  if (m->psa_gqa != ATTN_PSA_GQA_GROUP && m->psa_gqa != ATTN_PSA_GQA_HEAD) {
+    return kv_error_set(err, KV_EINVAL, "method: unknown gqa mode %d", (int)m->psa_gqa);
+  }
   return 0;
 }
 
@@ -129,6 +141,10 @@ static int attn__parse_word(const char *f, attn_method *m) {
     m->topk_combine = (attn_gqa_combine)k;
     return 1;
   }
+  if (m->kind == ATTN_PSA && !strcasecmp(f, "selfcal")) {
+    m->psa_selfcal = 1;
+    return 1;
+  }
   return 0;
 }
 
@@ -143,7 +159,7 @@ static int attn__parse_option(const char *key, const char *val, unsigned allowed
     int64_t lo, hi;
   } ints[] = {{"bs", ATTN_OPT_BS, 1, 4096},         {"sink", ATTN_OPT_SINK, 0, 1 << 20},
               {"recent", ATTN_OPT_RECENT, 0, 1 << 20}, {"group", ATTN_OPT_GROUP, 1, 1 << 20},
-              {"cap", ATTN_OPT_CAP, 0, INT64_MAX / 2}};
+              {"cap", ATTN_OPT_CAP, 0, INT64_MAX / 2},  {"minrank", ATTN_OPT_STOP, 0, 1 << 20}};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
     if (strcmp(key, ints[i].key) != 0) continue;
     if (!(allowed & ints[i].opt)) return -2;
@@ -153,8 +169,23 @@ static int attn__parse_option(const char *key, const char *val, unsigned allowed
       case ATTN_OPT_SINK: m->keep_sink_blocks = (int)x; break;
       case ATTN_OPT_RECENT: m->keep_recent_blocks = (int)x; break;
       case ATTN_OPT_GROUP: m->group_blocks = (int)x; break;
+      case ATTN_OPT_STOP: m->psa_min_groups = (int)x; break;
       default: m->max_tokens = x; break;
     }
+    return 0;
+  }
+  if (!strcmp(key, "ucb")) {
+    if (!(allowed & ATTN_OPT_STOP)) return -2;
+    char *end = NULL;
+    double u = strtod(val, &end);
+    if (end == val || *end || !(u > 0.0 && u < 1e6)) return -1;
+    m->psa_ucb = u;
+    return 0;
+  }
+  if (!strcmp(key, "gqa")) {
+    if (!(allowed & ATTN_OPT_STOP)) return -2;
+    if ((k = attn__name_index(val, attn__gqa_names)) < 0) return -1;
+    m->psa_gqa = (attn_psa_gqa)k;
     return 0;
   }
   if (!strcmp(key, "rank")) {
@@ -271,6 +302,7 @@ int attn_method_spec(const attn_method *m, char *buf, int cap) {
   if ((o & ATTN_OPT_EST) && m->psa_estimate != def.psa_estimate) {
     ATTN__PUT(":%s", attn__est_names[m->psa_estimate]);
   }
+  if ((o & ATTN_OPT_STOP) && m->psa_selfcal) ATTN__PUT(":selfcal");
   if ((o & ATTN_OPT_RANK) && m->kind != ATTN_TOPK && m->psa_rank != def.psa_rank) {
     ATTN__PUT(":rank=%s", attn__rank_names[m->psa_rank]);
   }
@@ -286,6 +318,16 @@ int attn_method_spec(const attn_method *m, char *buf, int cap) {
   }
   if ((o & ATTN_OPT_CAP) && m->max_tokens != def.max_tokens) {
     ATTN__PUT(":cap=%lld", (long long)m->max_tokens);
+  }
+  if ((o & ATTN_OPT_STOP) && m->psa_min_groups != def.psa_min_groups) {
+    ATTN__PUT(":minrank=%d", m->psa_min_groups);
+  }
+  if ((o & ATTN_OPT_STOP) && m->psa_ucb != def.psa_ucb) {
+    attn__fmt_double(m->psa_ucb, num, sizeof num);
+    ATTN__PUT(":ucb=%s", num);
+  }
+  if ((o & ATTN_OPT_STOP) && m->psa_gqa != def.psa_gqa) {
+    ATTN__PUT(":gqa=%s", attn__gqa_names[m->psa_gqa]);
   }
 #undef ATTN__PUT
   return n >= 0 && n < cap ? n : KV_ERANGE;
@@ -331,6 +373,17 @@ void attn_method_label(const attn_method *m, char *buf, int cap) {
     if (n < 0 || n >= cap) return;
     if (!(o & suffix[i].opt) || suffix[i].v == suffix[i].def) continue;
     n += snprintf(buf + n, (size_t)(cap - n), suffix[i].fmt, suffix[i].v);
+  }
+  if (!(o & ATTN_OPT_STOP)) return;
+  if (n >= 0 && n < cap && m->psa_selfcal) n += snprintf(buf + n, (size_t)(cap - n), "-selfcal");
+  if (n >= 0 && n < cap && m->psa_min_groups != d.psa_min_groups) {
+    n += snprintf(buf + n, (size_t)(cap - n), "-min%d", m->psa_min_groups);
+  }
+  if (n >= 0 && n < cap && m->psa_ucb != d.psa_ucb) {
+    n += snprintf(buf + n, (size_t)(cap - n), "-ucb%g", m->psa_ucb);
+  }
+  if (n >= 0 && n < cap && m->psa_gqa != d.psa_gqa) {
+    n += snprintf(buf + n, (size_t)(cap - n), "-gqahead");
   }
 }
 

@@ -14,10 +14,17 @@
  *   cap=N     hard cap of tokens per KV head (0 = none)  psa, oracle
  *   rank=R    block ranking quest | mean                 topk (default quest), psa (mean)
  *   est=E     mass estimate bound | mean | lognormal     psa (default mean)
- *   bare words: topk quest | mean (rank), max | sum (GQA combine); psa bound | mean | lognormal
+ *   minrank=N ranked groups read before a stop (0)       psa
+ *   ucb=X     multiplier of the unread-mass estimate (1) psa
+ *   gqa=G     group | head: one ranking per KV head, or  psa (default group)
+ *             one per query head with the union read
+ *   bare words: topk quest | mean (rank), max | sum (GQA combine); psa bound | mean | lognormal,
+ *             selfcal (scale the unread estimate by the exact/estimated mass of the ranked
+ *             blocks read, when above 1)
  * An option that does not apply to the method is an error. The canonical spec
  * (attn_method_spec) names every non-default field once, in a fixed order:
  *   NAME[:PARAM][:bare words][:rank=R][:bs=N][:sink=N][:recent=N][:group=N][:cap=N]
+ *       [:minrank=N][:ucb=X][:gqa=G]
  * e.g. "dense", "topk:512", "topk:512:mean", "psa:0.9:sink=0:recent=0", "psa:0.95:lognormal",
  * and attn_method_parse(attn_method_spec(m)) reproduces m field for field (tested for every
  * method and option in tests/kernels/test_attn.c).
@@ -63,6 +70,11 @@ typedef enum attn_gqa_combine {
   ATTN_GQA_SUM          /* top-k: sum over the group's query heads */
 } attn_gqa_combine;
 
+typedef enum attn_psa_gqa {
+  ATTN_PSA_GQA_GROUP = 0, /* one order per KV head by the group's summed estimated probability */
+  ATTN_PSA_GQA_HEAD       /* each query head ranks and stops on its own; the union is read */
+} attn_psa_gqa;
+
 typedef struct attn_method {
   attn_method_kind kind;
   int block_size;           /* tokens per block (default 16) */
@@ -78,6 +90,12 @@ typedef struct attn_method {
   attn_rank psa_rank;       /* default ATTN_RANK_MEAN */
   attn_estimate psa_estimate; /* default ATTN_EST_MEAN */
   int64_t max_tokens;       /* PSA hard cap of tokens per KV head; 0 = none */
+  /* PSA stop rule (kernels/attn_sparse.c, docs/psa-estimators.md) */
+  int psa_min_groups;       /* ranked groups read before the stop test may end the loop (0) */
+  int psa_selfcal;          /* 1: unread estimate x max(1, exact / estimated mass of the ranked
+                             * blocks read so far) (0) */
+  double psa_ucb;           /* multiplier of the unread-mass estimate in the stop test, > 0 (1) */
+  attn_psa_gqa psa_gqa;     /* default ATTN_PSA_GQA_GROUP */
 } attn_method;
 
 struct attn_shape;
@@ -105,7 +123,8 @@ typedef struct attn_method_desc {
 enum {
   ATTN_OPT_BS = 1u << 0, ATTN_OPT_SINK = 1u << 1, ATTN_OPT_RECENT = 1u << 2,
   ATTN_OPT_GROUP = 1u << 3, ATTN_OPT_CAP = 1u << 4, ATTN_OPT_RANK = 1u << 5,
-  ATTN_OPT_EST = 1u << 6, ATTN_OPT_COMBINE = 1u << 7
+  ATTN_OPT_EST = 1u << 6, ATTN_OPT_COMBINE = 1u << 7, ATTN_OPT_STOP = 1u << 8 /* psa: minrank,
+  ucb, gqa, selfcal */
 };
 
 /* Registry access: the entry of a kind (NULL when out of range), by name (case-insensitive,

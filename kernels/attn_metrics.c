@@ -39,6 +39,7 @@ void attn_metrics(const attn_shape *s, const attn_method *m, int64_t n_keys,
       den += (double)dense_out[(size_t)h * D + d] * dense_out[(size_t)h * D + d];
     }
     mh[h].tokens_read = r->tokens_read[kvh];
+    mh[h].tokens_head = m->kind == ATTN_PSA ? r->tokens_head[h] : r->tokens_read[kvh];
     mh[h].blocks_read = r->blocks_read[kvh];
     mh[h].mass_covered = mass > 1.0 ? 1.0 : mass;
     mh[h].rel_l2_err = den > 0 ? sqrt(num / den) : sqrt(num);

@@ -33,9 +33,10 @@ static void usage(FILE *f) {
           "on recorded queries (CPU reference, exact). Methods come from -m and from the lists.\n"
           "\n"
           "  -m, --methods LIST     comma-separated method specs: dense, topk:<tokens>[:mean|:sum],\n"
-          "                         psa:<eps>[:mean|:bound|:lognormal][:rank=quest][:group=N]\n"
-          "                         [:cap=N], oracle:<eps>[:group=N][:cap=N]; bs=N sink=N\n"
-          "                         recent=N for every sparse method (kernels/attn_method.h)\n"
+          "                         psa:<eps>[:mean|:bound|:lognormal][:selfcal][:rank=quest]\n"
+          "                         [:group=N][:cap=N][:minrank=N][:ucb=X][:gqa=head],\n"
+          "                         oracle:<eps>[:group=N][:cap=N]; bs=N sink=N recent=N for\n"
+          "                         every sparse method (kernels/attn_method.h)\n"
           "  -b, --budgets LIST     add topk:<b> for each budget (tokens)\n"
           "  -e, --epsilons LIST    add psa:<eps> for each epsilon and each --estimates entry\n"
           "      --estimates LIST   PSA mass estimates for -e (default: mean)\n"
@@ -47,11 +48,16 @@ static void usage(FILE *f) {
           "  -p, --max-positions N  use at most N queries per layer (evenly spaced)\n"
           "  -t, --threads N        OpenMP threads (default: all cores)\n"
           "      --elem-bytes N     bytes per K/V element for byte counts (default: the file's)\n"
-          "  -o, --out PREFIX       write PREFIX.csv, PREFIX.h5 and PREFIX-summary.csv\n"
+          "  -o, --out PREFIX       write PREFIX.csv, PREFIX.h5 and PREFIX-summary.csv (checked\n"
+          "                         to be writable before anything is computed)\n"
           "      --stats            print tokens needed for 90/95/99%% of the mass per layer/head\n"
           "                         (with -o also PREFIX-stats.csv)\n"
           "  -q, --quiet            no progress on stderr\n"
-          "  -h, --help             this text\n");
+          "  -h, --help             this text\n"
+          "\n"
+          "Token counts: kv_tokens is the KV head's block set, read once for its whole query\n"
+          "group (what costs bytes); head_tokens is what the query head's own ranking asked for\n"
+          "(equal to kv_tokens except with psa gqa=head, where the KV head reads the union).\n");
 }
 
 /* Parses a comma list of doubles into out (at most cap); returns count or -1. */
@@ -155,14 +161,15 @@ static int report_summary(const char *path, const qkv_model *model, const attn_s
     sumf = af.f;
     fprintf(sumf, "method,kind,layer,queries,mean_tokens_read,mean_kv_fraction,mean_bytes_read,"
                   "mean_mass_covered,p10_mass_covered,mean_rel_l2_err,p90_rel_l2_err,"
-                  "mean_iterations\n");
+                  "mean_iterations,mean_head_tokens\n");
   }
   printf("# %s: model %s, %d query heads / %d KV heads x %d, %d-byte elements\n", path,
          model->name, model->n_heads, model->n_kv_heads, model->head_dim, eb);
-  printf("# tokens: mean tokens read per head; kv_frac: of the context; mass: true softmax mass "
-         "covered; err: relative L2 output error vs dense\n");
-  printf("%-30s %5s %7s %9s %8s %8s %8s %9s %9s\n", "method", "layer", "queries", "tokens",
-         "kv_frac", "mass", "mass_p10", "err_mean", "err_p90");
+  printf("# kv_tokens: mean tokens of the KV head's block set (read once per group); head_tok: "
+         "tokens the query head's ranking asked for; kv_frac: of the context; mass: true "
+         "softmax mass covered; err: relative L2 output error vs dense\n");
+  printf("%-30s %5s %7s %9s %9s %8s %8s %8s %9s %9s\n", "method", "layer", "queries",
+         "kv_tokens", "head_tok", "kv_frac", "mass", "mass_p10", "err_mean", "err_p90");
   for (int m = 0; m < nm; m++) {
     for (int li = -1; li < nl; li++) { /* li = -1: all layers pooled */
       size_t cnt = 0, qcnt = 0, k = 0;
@@ -175,7 +182,7 @@ static int report_summary(const char *path, const qkv_model *model, const attn_s
         fprintf(stderr, "psa-compare: out of memory\n");
         return 1;
       }
-      double tok = 0, frac = 0, msum = 0, esum = 0, bsum = 0, isum = 0;
+      double tok = 0, htok = 0, frac = 0, msum = 0, esum = 0, bsum = 0, isum = 0;
       for (int r = 0; r < nr; r++) {
         if (li >= 0 && runs[r].layer != layer_list[li]) continue;
         for (int64_t p = 0; p < runs[r].n_pos; p++) {
@@ -183,6 +190,7 @@ static int report_summary(const char *path, const qkv_model *model, const attn_s
           for (int64_t h = 0; h < Hq; h++) {
             const attn_head_metrics *x = &runs[r].mh[((size_t)m * runs[r].n_pos + p) * Hq + h];
             tok += (double)x->tokens_read;
+            htok += (double)x->tokens_head;
             frac += (double)x->tokens_read / (double)(runs[r].positions[p] + 1);
             msum += x->mass_covered;
             esum += x->rel_l2_err;
@@ -202,13 +210,13 @@ static int report_summary(const char *path, const qkv_model *model, const attn_s
       if (li < 0) snprintf(lay, sizeof lay, "all");
       else snprintf(lay, sizeof lay, "%d", layer_list[li]);
       if (li < 0 || nl > 1) {
-        printf("%-30s %5s %7zu %9.1f %8.4f %8.4f %8.4f %9.5f %9.5f\n", labels[m], lay, qcnt,
-               tok / nh, frac / nh, msum / nh, p10m, esum / nh, p90);
+        printf("%-30s %5s %7zu %9.1f %9.1f %8.4f %8.4f %8.4f %9.5f %9.5f\n", labels[m], lay,
+               qcnt, tok / nh, htok / nh, frac / nh, msum / nh, p10m, esum / nh, p90);
       }
       if (sumf) {
-        fprintf(sumf, "%s,%s,%s,%zu,%.3f,%.6f,%.1f,%.6f,%.6f,%.6f,%.6f,%.3f\n", labels[m],
+        fprintf(sumf, "%s,%s,%s,%zu,%.3f,%.6f,%.1f,%.6f,%.6f,%.6f,%.6f,%.3f,%.3f\n", labels[m],
                 attn_method_name(&methods[m]), lay, qcnt, tok / nh, frac / nh, bsum / nkv, msum / nh,
-                p10m, esum / nh, p90, isum / nkv);
+                p10m, esum / nh, p90, isum / nkv, htok / nh);
       }
       free(errs);
       free(mass);
@@ -232,9 +240,10 @@ static int write_records(const char *out, const char *path, const qkv_model *mod
   int32_t *c_seq = malloc(n * 4), *c_layer = malloc(n * 4), *c_method = malloc(n * 4);
   int32_t *c_head = malloc(n * 4), *c_iter = malloc(n * 4);
   int64_t *c_pos = malloc(n * 8), *c_tok = malloc(n * 8), *c_blk = malloc(n * 8), *c_bytes = malloc(n * 8);
+  int64_t *c_htok = malloc(n * 8);
   double *c_mass = malloc(n * 8), *c_err = malloc(n * 8), *c_est = malloc(n * 8);
   if (!c_seq || !c_layer || !c_method || !c_head || !c_iter || !c_pos || !c_tok || !c_blk ||
-      !c_bytes || !c_mass || !c_err || !c_est) {
+      !c_bytes || !c_mass || !c_err || !c_est || !c_htok) {
     fprintf(stderr, "psa-compare: out of memory (%zu records)\n", n);
     return 1;
   }
@@ -247,7 +256,7 @@ static int write_records(const char *out, const char *path, const qkv_model *mod
     return 1;
   }
   fprintf(af.f, "seq,layer,position,n_keys,method,head,kv_head,tokens_read,blocks_read,"
-                "kv_bytes_read,iterations,mass_covered,rel_l2_err,est_mass\n");
+                "kv_bytes_read,iterations,mass_covered,rel_l2_err,est_mass,head_tokens\n");
   size_t k = 0;
   for (int r = 0; r < nr; r++) {
     for (int m = 0; m < nm; m++) {
@@ -267,11 +276,12 @@ static int write_records(const char *out, const char *path, const qkv_model *mod
           c_mass[k] = x->mass_covered;
           c_err[k] = x->rel_l2_err;
           c_est[k] = x->est_mass;
-          fprintf(af.f, "%d,%d,%lld,%lld,%s,%lld,%lld,%lld,%lld,%lld,%d,%.9g,%.9g,%.9g\n",
+          c_htok[k] = x->tokens_head;
+          fprintf(af.f, "%d,%d,%lld,%lld,%s,%lld,%lld,%lld,%lld,%lld,%d,%.9g,%.9g,%.9g,%lld\n",
                   runs[r].seq, runs[r].layer, (long long)c_pos[k], (long long)c_pos[k] + 1,
                   labels[m], (long long)h, (long long)(h / G), (long long)x->tokens_read,
                   (long long)x->blocks_read, (long long)c_bytes[k], c_iter[k], c_mass[k],
-                  c_err[k], c_est[k]);
+                  c_err[k], c_est[k], (long long)c_htok[k]);
           k++;
         }
       }
@@ -309,6 +319,7 @@ static int write_records(const char *out, const char *path, const qkv_model *mod
       {"mass_covered", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, c_mass},
       {"rel_l2_err", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, c_err},
       {"est_mass", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, c_est},
+      {"head_tokens", H5T_STD_I64LE, H5T_NATIVE_INT64, c_htok},
   };
   for (size_t i = 0; !rc && i < sizeof cols / sizeof cols[0]; i++) {
     rc = kv_h5_write(g, cols[i].name, cols[i].ft, cols[i].mt, 1, dims, cols[i].buf, tmp, &err);
@@ -333,7 +344,7 @@ static int write_records(const char *out, const char *path, const qkv_model *mod
   if (!rc) rc = kv_atomic_commit(&h5f, &err);
   else kv_atomic_abort(&h5f);
   free(c_seq); free(c_layer); free(c_method); free(c_head); free(c_iter); free(c_pos);
-  free(c_tok); free(c_blk); free(c_bytes); free(c_mass); free(c_err); free(c_est);
+  free(c_tok); free(c_blk); free(c_bytes); free(c_mass); free(c_err); free(c_est); free(c_htok);
   if (rc) {
     fprintf(stderr, "psa-compare: %s\n", err.msg);
     return 1;
@@ -421,6 +432,20 @@ static int report_stats(const attn_shape *shape, const layer_run *runs, int nr, 
   if (sf && kv_atomic_commit(&af, &err)) {
     fprintf(stderr, "psa-compare: %s\n", err.msg);
     return 1;
+  }
+  return 0;
+}
+
+/* Checks, before any work, that every output the run will write can be created: a temporary
+ * file beside each target is opened and removed (a wrong -o must not discard a long run). */
+static int check_outputs(const char *out, int stats, kv_error *err) {
+  const char *suffix[] = {".csv", ".h5", "-summary.csv", "-stats.csv"};
+  for (int i = 0; i < (stats ? 4 : 3); i++) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s%s", out, suffix[i]);
+    kv_atomic_file af;
+    if (kv_atomic_open(&af, p, err)) return err->code;
+    kv_atomic_abort(&af);
   }
   return 0;
 }
@@ -520,6 +545,11 @@ int main(int argc, char **argv) {
     }
     printf("%s: valid\n", path);
     return 0;
+  }
+
+  if (out && check_outputs(out, stats, &err)) {
+    fprintf(stderr, "psa-compare: %s\n", err.msg);
+    return 1;
   }
 
   /* ---- methods ---- */

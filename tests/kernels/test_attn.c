@@ -202,7 +202,9 @@ static const shape_case cases[] = {
 static void test_sparse_equals_gathered_dense(void) {
   const char *specs[] = {"topk:64", "topk:128:mean", "topk:96:sum", "psa:0.9", "psa:0.8:bound",
                          "psa:0.95:lognormal", "psa:0.9:rank=quest:group=2", "oracle:0.9",
-                         "psa:0.99:sink=0:recent=0", "topk:64:sink=2:recent=3"};
+                         "psa:0.99:sink=0:recent=0", "topk:64:sink=2:recent=3",
+                         "psa:0.95:selfcal:minrank=1:ucb=1.25", "psa:0.9:lognormal:gqa=head",
+                         "psa:0.95:selfcal:gqa=head:group=2:sink=0:recent=0"};
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     const shape_case *sc = &cases[c];
     prob p;
@@ -484,6 +486,9 @@ static void test_method_spec_round_trip(void) {
       {"psa:0.1234567890123", "psa:0.1234567890123"},
       {"psa:1", "psa:1"},
       {"oracle:0.9", "oracle:0.9"},
+      {"psa:0.95:ucb=1.25:selfcal:minrank=1", "psa:0.95:selfcal:minrank=1:ucb=1.25"},
+      {"psa:0.95:gqa=head:ucb=1:minrank=0:gqa=group", "psa:0.95"},
+      {"psa:0.9:gqa=head:lognormal:selfcal", "psa:0.9:lognormal:selfcal:gqa=head"},
       {"oracle:0.9:group=2:cap=100:sink=0:recent=2:bs=4", "oracle:0.9:bs=4:sink=0:recent=2:group=2:cap=100"},
   };
   for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) check_round_trip(table[i].in, table[i].want);
@@ -497,6 +502,8 @@ static void test_method_spec_round_trip(void) {
       {ATTN_OPT_CAP, {"cap=0", "cap=2048", NULL}},     {ATTN_OPT_RANK, {"rank=quest", "rank=mean", NULL}},
       {ATTN_OPT_EST, {"est=bound", "est=mean", "est=lognormal"}},
       {ATTN_OPT_COMBINE, {"max", "sum", NULL}},
+      {ATTN_OPT_STOP, {"minrank=2", "ucb=1.5", "gqa=head"}},
+      {ATTN_OPT_STOP, {"selfcal", "ucb=0.75", "minrank=0"}},
   };
   const int n_opts = (int)(sizeof opts / sizeof opts[0]);
   int n_checked = 0;
@@ -536,9 +543,12 @@ static void test_method_spec_round_trip(void) {
   CHECK(n_checked > 100);
   /* labels are unique per spec (the profile finds methods by label) */
   const char *distinct[] = {"psa:0.9", "psa:0.9:sink=0:recent=0", "psa:0.9:sink=0", "psa:0.9:cap=64",
-                            "topk:512", "topk:512:mean", "topk:512:sink=0", "oracle:0.9:recent=0"};
-  char labels[8][64];
-  for (int i = 0; i < 8; i++) {
+                            "topk:512", "topk:512:mean", "topk:512:sink=0", "oracle:0.9:recent=0",
+                            "psa:0.9:selfcal", "psa:0.9:minrank=1", "psa:0.9:ucb=2",
+                            "psa:0.9:gqa=head"};
+  enum { N_DISTINCT = sizeof distinct / sizeof distinct[0] };
+  char labels[N_DISTINCT][64];
+  for (int i = 0; i < N_DISTINCT; i++) {
     attn_method m;
     kv_error e = {0};
     REQUIRE_OK(attn_method_parse(distinct[i], &m, &e), &e);

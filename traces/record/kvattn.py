@@ -49,7 +49,7 @@ class AttnResult(C.Structure):
     _fields_ = [("out", C.POINTER(C.c_float)), ("blocks_read", C.POINTER(C.c_int64)),
                 ("tokens_read", C.POINTER(C.c_int64)), ("iterations", C.POINTER(C.c_int32)),
                 ("block_read", C.POINTER(C.c_uint8)), ("est_mass", C.POINTER(C.c_double)),
-                ("max_blocks", C.c_int64)]
+                ("max_blocks", C.c_int64), ("tokens_head", C.POINTER(C.c_int64))]
 
 
 class AttnError(RuntimeError):
