@@ -166,7 +166,7 @@ static int sim__read_attention(kv_config *cfg, sim_params *p, kv_error *err) {
       "reuse_csv", "head_draws", "extension", "topk_extension", "topk_scale_method", "redraw",
       "admit",
       "admit_headroom", "host_gib",
-      "kernel_profile", NULL};
+      "kernel_profile", "kernel_timings", NULL};
   static const char *const admit_names[] = {"none", "ws", NULL};
   sim_attn_params ap;
   sim_attn_params_defaults(&ap);
@@ -233,6 +233,8 @@ static int sim__read_attention(kv_config *cfg, sim_params *p, kv_error *err) {
   TRY(sim__gib(cfg, "attention", "host_gib", p->hw.dram_bytes, &ap.host_bytes, err));
   TRY(kv_config_str(cfg, "attention", "kernel_profile", "", &s, err));
   snprintf(ap.kernel_profile, sizeof ap.kernel_profile, "%s", s);
+  static const char *const ktime_names[] = {"measured", "assumed", NULL};
+  TRY(kv_config_enum(cfg, "attention", "kernel_timings", 0, ktime_names, &ap.kernel_assumed, err));
   if ((rc = sim_attn_model_load(&p->attn, &ap, &p->model, &p->hw, p->n_gpus, err))) {
     kv_error_prefix(err, "%s: [attention]", kv_config_where(cfg, "attention", "method"));
     return rc;

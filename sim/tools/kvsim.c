@@ -205,6 +205,11 @@ int main(int argc, char **argv) {
              dn > 0 ? rd / dn : 0.0,
              steps > 0 ? (double)(f[SIM_STAT_ATTN_DECODE_SEQS] - w[SIM_STAT_ATTN_DECODE_SEQS]) / steps
                        : 0.0);
+      printf("  attention kernels    %s%s%s\n",
+             p.attn.have_kprof ? "measured timings (c0 + c1 x bytes per kernel class)"
+                               : "assumed: bytes / (HBM bandwidth x hbm_eff) + overheads",
+             p.attn.have_kprof && p.attn.kprof_device[0] ? " on " : "",
+             p.attn.have_kprof ? p.attn.kprof_device : "");
       printf("  throughput           %.1f tokens/s; PCIe block loads %.3f GB; GPU KV peak %.2f GiB\n",
              s.served_s > 0 ? dec / s.served_s : 0.0,
              (double)(f[SIM_STAT_ATTN_H2D_BYTES] - w[SIM_STAT_ATTN_H2D_BYTES]) * 1e-9,
