@@ -101,6 +101,12 @@ def stage_ceilings(run: C.Run, tm: C.Timer, a) -> str:
     r = tm.time(lambda: dst.copy_(src), reps=9)
     out.row(what="d2d_copy", bytes=2 * nb, flops=0, **r,
             rate=2 * nb / (r["us"] * 1e-6) / 1e9, rate_unit="GB/s (read+write)")
+    # a read-only stream too: torch's copy_ reached 2.7 TB/s on the H200 (2026-12-03) where the
+    # kernel benchmark's copy kernel reached 4.2 TB/s and SDPA read K/V at 4.5 TB/s in the same
+    # hour, so the copy alone understates what HBM delivers to a reading kernel
+    r = tm.time(lambda: src.sum(dtype=torch.float32), reps=9)
+    out.row(what="d2d_read", bytes=nb, flops=0, **r,
+            rate=nb / (r["us"] * 1e-6) / 1e9, rate_unit="GB/s (read)")
     del src, dst
     n = 8192 if not a.smoke else 128
     A, B = C.randn((n, n), dev), C.randn((n, n), dev)
