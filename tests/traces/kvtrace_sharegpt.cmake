@@ -109,6 +109,13 @@ execute_process(COMMAND ${BIN}/kvtrace import sharegpt ${in} -o ${DIR}/b.h5 --ap
 if(NOT rc EQUAL 0 OR err MATCHES "no --rate" OR NOT err MATCHES "warning: [0-9.]+% of the text's characters are in non-Latin scripts")
   message(FATAL_ERROR "--approx chars4 --rate 2: rc ${rc}: ${err}")
 endif()
+# the script estimate warns on scripts it was not calibrated on (Arabic here), not on CJK (above)
+file(WRITE ${DIR}/ar.json "[{\"id\": \"ar\", \"conversations\": [{\"from\": \"human\", \"value\": \"مرحبا بكم\"}, {\"from\": \"gpt\", \"value\": \"أهلا\"}]}]\n")
+execute_process(COMMAND ${BIN}/kvtrace import sharegpt ${DIR}/ar.json -o ${DIR}/ar.csv
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 0 OR NOT err MATCHES "warning: 100.0% of the text's characters are in scripts the script estimate was not calibrated on")
+  message(FATAL_ERROR "Arabic with the script estimate: rc ${rc}: ${err}")
+endif()
 # a role mapping from the command line, and a bad one named
 execute_process(COMMAND ${BIN}/kvtrace import sharegpt ${in} -o ${DIR}/c.h5 --role observation=drop --role tool=drop
                 RESULT_VARIABLE rc ERROR_VARIABLE err)
