@@ -15,7 +15,8 @@
  * Besides the sections' own rows: "tune" rows time execution variants that do not change results
  * (dense: ring depth 3/4/6 and fused or separate combine on CUDA cores, the tensor-core core with
  * 3 or 4 stages (KVC_TUNE_DENSE_CORE; --no-mma leaves it out), each checked against the default
- * variant's output before it is timed, the dense row being the fastest, named in its note; PSA at eps 0.95: item size, speculation, rounds), "phase" rows the select phase of
+ * variant's output before it is timed, the dense row being the fastest, named in its note; top-k:
+ * its attention on tensor cores, KVC_TUNE_TOPK_CORE, as "topk-K mma" rows; PSA at eps 0.95: item size, speculation, rounds), "phase" rows the select phase of
  * top-k and PSA (scores, selection/ranking). The simulator's profile fit reads only the dense,
  * topk and psa sections (and skips "attend" rows).
  * Data of topk and psa: the recorded Q/K/V (--raw DIR, kernels/bench/qkv_to_raw.py's export of
@@ -582,6 +583,44 @@ static void bench_topk(bench *B) {
       snprintf(name, sizeof name, "topk-%d select", budgets[k]);
       row(B, "phase", "bf16", batches[bi], len, name, t.sel_ms * 1e3, meta_bytes(&S, &m), NAN,
           "scores over the metadata + radix select (plain launches); bytes: metadata");
+      if (!B->no_mma) { /* tune row: the attention on tensor cores, checked before it is timed */
+        const size_t n_out = (size_t)batches[bi] * s.n_heads * s.head_dim;
+        float *ref_out = malloc(n_out * 4), *var_out = malloc(n_out * 4);
+        if (!ref_out || !var_out) DIE("out of memory");
+        kv_error ev = {0};
+        int rc = kvc_d2h(B->c, ref_out, S.d_out, n_out * 4, &ev); /* the default's output */
+        if (!rc) rc = kvc_tune_set(B->c, KVC_TUNE_TOPK_CORE, 1, &ev);
+        if (!rc) rc = kvc_memset(B->c, S.d_out, 0xff, n_out * 4, &ev);
+        if (!rc) rc = run_op(B, &S, OP_TOPK, &m, NULL, &ev);
+        if (!rc) rc = kvc_sync(B->c, &ev);
+        if (!rc) rc = kvc_d2h(B->c, var_out, S.d_out, n_out * 4, &ev);
+        size_t nbad = 0;
+        for (size_t i = 0; !rc && i < n_out; i++) {
+          nbad += !(fabs((double)var_out[i] - ref_out[i]) <= 1e-4 + 1e-3 * fabs((double)ref_out[i]));
+        }
+        snprintf(name, sizeof name, "topk-%d mma", budgets[k]);
+        if (rc || nbad) {
+          if (rc) snprintf(note, sizeof note, "FAILED (not timed): %s", ev.msg);
+          else snprintf(note, sizeof note, "FAILED (not timed): %zu of %zu outputs differ from the "
+                        "CUDA-core run's", nbad, n_out);
+          for (char *c = note; *c; c++) {
+            if (*c == '"') *c = '\'';
+          }
+          fprintf(stderr, "kvbench: %s B%d: %s\n", name, batches[bi], note);
+          row(B, "tune", "bf16", batches[bi], len, name, NAN, kvb + meta_bytes(&S, &m), NAN, note);
+          B->no_mma = 1;
+        } else {
+          timing tm = time_op(B, &S, OP_TOPK, &m);
+          snprintf(note, sizeof note, "variant: attention on tensor cores (KVC_TUNE_TOPK_CORE 1), "
+                   "whole op, %s; attend %.1f us", tm.graphed ? "graph" : "plain launches",
+                   tm.att_ms * 1e3);
+          row(B, "tune", "bf16", batches[bi], len, name, tm.ms * 1e3, kvb + meta_bytes(&S, &m), sd_k,
+              note);
+        }
+        kv_error e0 = {0};
+        kvc_tune_set(B->c, KVC_TUNE_TOPK_CORE, 0, &e0);
+        free(ref_out), free(var_out);
+      }
       if (!isnan(sd_k)) {
         char what[160];
         const double want = 1.3 * sd_k + 15.0;

@@ -17,8 +17,8 @@
  * second launch; the ring depth is a run-time choice (kvc_tune_set).
  * v4: the attend core is a template parameter A of the split kernel: kvc_attend (CUDA cores, the
  * default) or kvc_attend_mma (tensor cores, kvc_attend_mma.cuh), chosen per call by
- * KVC_TUNE_DENSE_CORE for dense calls with groups of at most 4 heads (top-k's split-K attention
- * and larger groups always run kvc_attend). Both cores have the same contract (run(), out_o(),
+ * KVC_TUNE_DENSE_CORE for dense calls, KVC_TUNE_TOPK_CORE for top-k's attention over its
+ * selection, with groups of at most 4 heads (larger groups always run kvc_attend). Both cores have the same contract (run(), out_o(),
  * smem_t::page/ntok/M/L, DYN_BYTES, load_q() into A::qreg_t).
  */
 #include "kvc_attend.cuh"
@@ -203,10 +203,10 @@ static int kvc__launch_split_s(kvc_ctx *c, const kvc__split_params &p, int n_pai
   return 0;
 }
 
-/* Whether a call runs the tensor-core core: KVC_TUNE_DENSE_CORE = 1, a dense call (no block
- * list) and a group of at most 4 heads. */
+/* Whether a call runs the tensor-core core: KVC_TUNE_DENSE_CORE = 1 for a dense call (no block
+ * list), KVC_TUNE_TOPK_CORE = 1 for top-k's (a list), and a group of at most 4 heads. */
 static int kvc__use_mma(const kvc_ctx *c, int dense, int GT) {
-  return c->tune[KVC_TUNE_DENSE_CORE] == 1 && dense && GT == 4;
+  return c->tune[dense ? KVC_TUNE_DENSE_CORE : KVC_TUNE_TOPK_CORE] == 1 && GT == 4;
 }
 
 /* The core's ring depth: KVC_TUNE_DENSE_STAGES (3, 4, 6) for kvc_attend; kvc_attend_mma has

@@ -15,9 +15,10 @@
  * items, i.e. in fp32 rounding of the per-iteration states only): they must read exactly the same
  * blocks and agree on P_acc to 1e-6.
  *
- * Dense runs every execution variant (kvc_tune_set); the tensor-core core (KVC_TUNE_DENSE_CORE = 1)
- * under the same tolerances, in the test_dense_mma_* cases at the end of the list (its Q and P are
- * split into three 16-bit parts, so its scores and weights carry ~2^-24 relative error like fp32).
+ * Dense runs every execution variant (kvc_tune_set); the tensor-core core (KVC_TUNE_DENSE_CORE = 1,
+ * and KVC_TUNE_TOPK_CORE = 1 for top-k's attention) under the same tolerances, in the
+ * test_dense_mma_* and test_topk_mma_random cases at the end of the list (its Q and P are split
+ * into three 16-bit parts, so its scores and weights carry ~2^-24 relative error like fp32).
  *
  * Skips (exit 77) when no CUDA device is present. KVLAB_GPU_TEST_SMALL=1 runs fewer, shorter
  * cases (memcheck, synccheck); KVLAB_GPU_TEST_TINY=1 a handful of tiny cases per test (racecheck,
@@ -473,7 +474,10 @@ static void check_sparse(batch_t *B, attn_blockmeta *metas, const attn_method *m
   kvc_sparse_out so = {d_br, d_it, d_fe, d_est, d_ord};
   if (!rc) {
     if (m->kind == ATTN_TOPK) {
-      rc = kvc_topk(g_ctx, &B->s, m, &B->kv, &B->b, B->d_out, &so, &err);
+      rc = kvc_tune_set(g_ctx, KVC_TUNE_TOPK_CORE, g_mma, &err);
+      if (!rc) rc = kvc_topk(g_ctx, &B->s, m, &B->kv, &B->b, B->d_out, &so, &err);
+      kv_error e0 = {0};
+      kvc_tune_set(g_ctx, KVC_TUNE_TOPK_CORE, 0, &e0);
     } else {
       rc = kvc_psa(g_ctx, &B->s, m, &B->kv, &B->b, opts, B->d_out, &so, NULL, &err);
     }
@@ -596,9 +600,10 @@ static void run_sparse_suite(batch_t *B, const char *label, sparse_tally *t) {
         TEST_FAIL_AT("%s", err.msg);
         continue;
       }
+      if (g_mma && m.kind != ATTN_TOPK) continue; /* tensor-core cases: top-k only */
       m.block_size = B->bs;
       char l2[256];
-      snprintf(l2, sizeof l2, "%s %s", label, meths[k]);
+      snprintf(l2, sizeof l2, "%s %s%s", label, meths[k], g_mma ? " [tensor cores]" : "");
       kvc_psa_opts op;
       kvc_psa_opts_defaults(&op);
       check_sparse(B, metas, &m, &op, l2, t, b1, e1);
@@ -802,7 +807,7 @@ static void test_recorded_sample(void) {
       char label[96];
       snprintf(label, sizeof label, "recorded layer %d %s", li, kvc_dtype_name((kvc_dtype)dt));
       dense_bad += check_dense(&B, label);
-      if (!g_mma) run_sparse_suite(&B, label, &t);
+      run_sparse_suite(&B, label, &t); /* g_mma: top-k only, on tensor cores */
       batch_free(&B);
     }
     rec_free(L);
@@ -1121,9 +1126,15 @@ static void test_dense_mma_lse(void) {
   test_dense_lse();
   g_mma = 0;
 }
-static void test_dense_mma_recorded(void) { /* dense only: the sparse suite ran in its own case */
+static void test_dense_mma_recorded(void) { /* dense and top-k on tensor cores (PSA: its own) */
   g_mma = 1;
   test_recorded_sample();
+  g_mma = 0;
+}
+/* Top-k's attention on tensor cores (KVC_TUNE_TOPK_CORE = 1) on the random sparse cases. */
+static void test_topk_mma_random(void) {
+  g_mma = 1;
+  test_sparse_random();
   g_mma = 0;
 }
 
@@ -1140,5 +1151,6 @@ TEST_LIST = {
     TEST(test_dense_mma_shapes),
     TEST(test_dense_mma_lse),
     TEST(test_dense_mma_recorded),
+    TEST(test_topk_mma_random),
     {0}};
 TEST_MAIN
