@@ -149,36 +149,43 @@ struct kvc_attend_mma {
     }
   }
 
-  /* Valid tokens (may be <= 0) of the 16-token chunk ci of the list. */
-  static __device__ __forceinline__ int chunk_valid(const smem_t &sm, int bs, int ntoks, int ci,
-                                                    int *page_i, int *tok0) {
+  /* Valid tokens (may be <= 0) of the 16-token chunk ci of the list; *page_i, *tok0: its block
+   * and first token in it (meaningful when the result is > 0). lg_bs: log2(bs) when bs is a power
+   * of two (a shift instead of the division), else -1. */
+  static __device__ __forceinline__ int chunk_valid(const smem_t &sm, int bs, int lg_bs, int ntoks,
+                                                    int ci, int *page_i, int *tok0) {
     const int tau0 = ci * TW;
-    const int i = tau0 / bs;
+    const int i = lg_bs >= 0 ? tau0 >> lg_bs : tau0 / bs;
     *page_i = i;
     *tok0 = tau0 - i * bs;
     return tau0 < ntoks ? min(TW, sm.ntok[i] - *tok0) : 0;
   }
 
   /* cp.async of the warp's chunk of step st into its slot (K tile, then V tile); invalid tokens
-   * are zero-filled without a read. */
+   * are zero-filled without a read (src-size 0; the address stays inside the pool: the chunk's own
+   * page, or page 0's first 16 rows for a chunk past the list). Piece j of a lane is token
+   * lane / CH + j * 32 / CH, chunk lane % CH (test_kvc_mma.c checks the tile is covered once). */
   static __device__ __forceinline__ void issue(const smem_t &sm, unsigned char *ring,
                                                const T *__restrict__ kpool,
                                                const T *__restrict__ vpool, int Hkv, int bs,
-                                               int kvh, int ntoks, int st) {
+                                               int lg_bs, int kvh, int ntoks, int st) {
+    constexpr int TPJ = 32 / CH; /* tokens per piece index j */
     const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
     int pi, tok0;
-    const int nv = chunk_valid(sm, bs, ntoks, st * NW + w, &pi, &tok0);
+    const int nv = chunk_valid(sm, bs, lg_bs, ntoks, st * NW + w, &pi, &tok0);
     unsigned char *kt = ring + ((size_t)(st % STAGES) * NW + w) * 2 * TILE_BYTES;
     unsigned char *vt = kt + TILE_BYTES;
-    const size_t base = nv > 0 ? (((size_t)sm.page[pi] * Hkv + kvh) * bs + tok0) * D : 0;
+    const int t0 = lane / CH, c = lane % CH;
+    const size_t base = (nv > 0 ? (((size_t)sm.page[pi] * Hkv + kvh) * bs + tok0) * D : 0) +
+                        (size_t)t0 * D + c * 8;
+    const T *kp = kpool + base, *vp = vpool + base;
 #pragma unroll
     for (int j = 0; j < PPL; j++) {
-      const int idx = lane + 32 * j, t = idx / CH, c = idx % CH;
-      const bool ok = t < nv;
-      const size_t src = ok ? base + (size_t)t * D + c * 8 : 0;
+      const int t = t0 + TPJ * j;
+      const int bytes = t < nv ? 16 : 0;
       const int dst = t * D * 2 + kvc_swz(t, c) * 16;
-      kvc_cp_async16(kt + dst, kpool + src, ok ? 16 : 0);
-      kvc_cp_async16(vt + dst, vpool + src, ok ? 16 : 0);
+      kvc_cp_async16(kt + dst, kp + j * TPJ * D, bytes);
+      kvc_cp_async16(vt + dst, vp + j * TPJ * D, bytes);
     }
   }
 
@@ -192,23 +199,26 @@ struct kvc_attend_mma {
     const int ntoks = nblk * bs;
     const int nsteps = (ntoks + STEP - 1) / STEP;
     const int plo = kvc_lane_part_lo_row(lane), phi = kvc_lane_part_hi_row(lane);
+    const int lg_bs = (bs & (bs - 1)) == 0 ? __ffs(bs) - 1 : -1;
     float o[NO][4];
 #pragma unroll
     for (int n = 0; n < NO; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
     float m = -CUDART_INF_F, l = 0.0f; /* the lane's head; l: this lane's tokens only */
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
-      if (s < nsteps) issue(sm, ring, kpool, vpool, Hkv, bs, kvh, ntoks, s);
+      if (s < nsteps) issue(sm, ring, kpool, vpool, Hkv, bs, lg_bs, kvh, ntoks, s);
       kvc_cp_async_commit();
     }
     for (int st = 0; st < nsteps; st++) {
       kvc_cp_async_wait<STAGES - 2>(); /* this lane's copies of step st have landed */
       __syncwarp();                    /* ... and every lane's (ldmatrix reads them all) */
       /* The slot refilled now was read (ldmatrix, into registers) in the previous step. */
-      if (st + STAGES - 1 < nsteps) issue(sm, ring, kpool, vpool, Hkv, bs, kvh, ntoks, st + STAGES - 1);
+      if (st + STAGES - 1 < nsteps) {
+        issue(sm, ring, kpool, vpool, Hkv, bs, lg_bs, kvh, ntoks, st + STAGES - 1);
+      }
       kvc_cp_async_commit();
       int pi, tok0;
-      const int nv = chunk_valid(sm, bs, ntoks, st * NW + w, &pi, &tok0);
+      const int nv = chunk_valid(sm, bs, lg_bs, ntoks, st * NW + w, &pi, &tok0);
       if (nv <= 0) continue; /* warp-uniform */
       const unsigned char *kt = ring + ((size_t)(st % STAGES) * NW + w) * 2 * TILE_BYTES;
       const unsigned char *vt = kt + TILE_BYTES;

@@ -123,6 +123,8 @@ static void test_swizzle_and_copy_cover(void) {
     for (int lane = 0; lane < 32; lane++) {
       for (int j = 0; j < ppl; j++) {
         const int idx = lane + 32 * j, t = idx / CH, c = idx % CH;
+        CHECK_EQ_INT(t, lane / CH + j * (32 / CH)); /* the kernel's form */
+        CHECK_EQ_INT(c, lane % CH);
         hit[t * CH + kvc_swz(t, c)]++;
       }
     }
