@@ -14,9 +14,10 @@
  *   gemm   cuBLAS GEMM timings for the simulator's cost model (--gemm-csv).
  * Besides the sections' own rows: "tune" rows time execution variants that do not change results
  * (dense: ring depth 3/4/6 and fused or separate combine on CUDA cores, the tensor-core core with
- * 3 or 4 stages (KVC_TUNE_DENSE_CORE; --no-mma leaves it out), each checked against the default
- * variant's output before it is timed, the dense row being the fastest, named in its note; top-k:
- * its attention on tensor cores, KVC_TUNE_TOPK_CORE, as "topk-K mma" rows; PSA at eps 0.95: item size, speculation, rounds), "phase" rows the select phase of
+ * 3 or 4 stages, fused or (3 stages) separate combine (KVC_TUNE_DENSE_CORE; --no-mma leaves it
+ * out), each checked against the default variant's output before it is timed, the dense row being
+ * the fastest, named in its note; top-k: its attention on tensor cores, KVC_TUNE_TOPK_CORE, as
+ * "topk-K mma" rows; PSA at eps 0.95: item size, speculation, rounds), "phase" rows the select phase of
  * top-k and PSA (scores, selection/ranking). The simulator's profile fit reads only the dense,
  * topk and psa sections (and skips "attend" rows).
  * Data of topk and psa: the recorded Q/K/V (--raw DIR, kernels/bench/qkv_to_raw.py's export of
@@ -446,11 +447,12 @@ static void bench_dense(bench *B) {
          * turns the tensor-core variants off for the rest of the run (a fault that leaves the
          * context unusable ends the process: device_run.sh then re-runs the section with
          * --no-mma). */
-        static const int variants[6][3] = {/* stages, fused combine, core (1 = tensor cores) */
-                                           {4, 1, 0}, {3, 1, 0}, {6, 1, 0}, {4, 0, 0}, {3, 1, 1}, {4, 1, 1}};
-        int vlist[6], nvar = 0;
+        static const int variants[7][3] = {/* stages, fused combine, core (1 = tensor cores) */
+                                           {4, 1, 0}, {3, 1, 0}, {6, 1, 0}, {4, 0, 0},
+                                           {3, 1, 1}, {4, 1, 1}, {3, 0, 1}};
+        int vlist[7], nvar = 0;
         if (dt == 2 && !B->quick) {
-          for (int v = 0; v < 6; v++) vlist[nvar++] = v;
+          for (int v = 0; v < 7; v++) vlist[nvar++] = v;
         } else {
           vlist[nvar++] = 0;
           vlist[nvar++] = 4; /* fp16 and --quick: the default and the tensor-core s3 */
