@@ -13,7 +13,9 @@
 #             synccheck at small sizes (KVLAB_GPU_TEST_SMALL=1), each run <= 60 s, until the deadline
 # kvbench runs one process per section (psa, topk, dense, rec, gemm), so that a failure in one
 # section keeps the others; their CSVs are merged into bench.csv. Sections time execution
-# variants ("tune" rows: dense ring depth / combine, PSA item size / speculation / rounds).
+# variants ("tune" rows: dense ring depth / combine / CUDA or tensor cores, PSA item size /
+# speculation / rounds; top-k attention on tensor cores). When the dense or top-k section fails
+# it runs again with --no-mma (without the tensor-core variants), writing the same CSV.
 # A failing stage is recorded and the script goes on; stages that need a missing output are
 # skipped. Nothing runs in the background (no process substitution, no wait): each stage is one
 # foreground command under `timeout`, its output in its own log.
@@ -153,7 +155,14 @@ if want bench; then
       GC=""; [ $sec = gemm ] && GC="--gemm-csv $W/gemm.csv"
       run_stage "bench-$sec" 150 "$W/bench-$sec.txt" "$B/bin/kvbench" $Q --reps "$REPS" $SD $RW \
         --sections "$sec" --csv "$W/bench-$sec.csv" $GC
+      rc=$?
       cat "$W/bench-$sec.txt" >> "$W/bench.txt"
+      if { [ $sec = dense ] || [ $sec = topk ]; } && [ $rc -ne 0 ] && [ $rc -ne 99 ]; then
+        # the tensor-core variant may have left the context unusable: the rows without it
+        run_stage "bench-$sec-nomma" 150 "$W/bench-$sec-nomma.txt" "$B/bin/kvbench" $Q \
+          --reps "$REPS" $SD $RW --no-mma --sections "$sec" --csv "$W/bench-$sec.csv"
+        cat "$W/bench-$sec-nomma.txt" >> "$W/bench.txt"
+      fi
     done
     # one bench.csv: the first file's header and bandwidth rows, then every section's rows
     first=1
@@ -180,7 +189,7 @@ fi
 # ---- sanitizers (small sizes) -------------------------------------------------------------------
 if want sanitize; then
   if [ $HAVE_BIN = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
-    CASES="test_sparse_random test_psa_options test_dense_shapes test_dense_lse test_meta_build_and_append test_fill_tiled"
+    CASES="test_sparse_random test_psa_options test_dense_shapes test_dense_lse test_meta_build_and_append test_fill_tiled test_dense_mma_shapes test_dense_mma_lse test_topk_mma_random"
     for tool in racecheck memcheck synccheck; do
       SIZE=KVLAB_GPU_TEST_SMALL; [ $tool = racecheck ] && SIZE=KVLAB_GPU_TEST_TINY
       for t in $CASES; do

@@ -13,8 +13,11 @@
  *   rec    PSA on the recording at its own shape (B = recorded positions, up to 48);
  *   gemm   cuBLAS GEMM timings for the simulator's cost model (--gemm-csv).
  * Besides the sections' own rows: "tune" rows time execution variants that do not change results
- * (dense: ring depth 3/4/6 and fused or separate combine, the dense row being the fastest, named
- * in its note; PSA at eps 0.95: item size, speculation, rounds), "phase" rows the select phase of
+ * (dense: ring depth 3/4/6 and fused or separate combine on CUDA cores, the tensor-core core with
+ * 3 or 4 stages, fused or (3 stages) separate combine (KVC_TUNE_DENSE_CORE; --no-mma leaves it
+ * out), each checked against the default variant's output before it is timed, the dense row being
+ * the fastest, named in its note; top-k: its attention on tensor cores, KVC_TUNE_TOPK_CORE, as
+ * "topk-K mma" rows; PSA at eps 0.95: item size, speculation, rounds), "phase" rows the select phase of
  * top-k and PSA (scores, selection/ranking). The simulator's profile fit reads only the dense,
  * topk and psa sections (and skips "attend" rows).
  * Data of topk and psa: the recorded Q/K/V (--raw DIR, kernels/bench/qkv_to_raw.py's export of
@@ -25,8 +28,8 @@
  * Every timed run starts after a read-based L2 flush (kvc_l2_flush); the median of --reps runs
  * after a warm-up is reported. Targets of issue 12 are checked and printed at the end.
  *
- * Usage: kvbench [--quick] [--reps N] [--sdpa FILE] [--csv FILE] [--gemm-csv FILE] [--raw DIR]
- *                [--sections LIST]
+ * Usage: kvbench [--quick] [--reps N] [--no-graphs] [--no-mma] [--sdpa FILE] [--csv FILE]
+ *                [--gemm-csv FILE] [--raw DIR] [--sections LIST]
  * The CSV files go through the output helper (common/kv_fs.h): written beside the target and
  * renamed over it at the end, so a run that dies or is killed leaves no partial CSV (the printed
  * rows stay in the log).
@@ -67,6 +70,7 @@ typedef struct {
   char missed[64][200];
   recording rec;
   int have_rec;
+  int no_mma;             /* --no-mma, or a tensor-core variant failed: time only CUDA-core ones */
 } bench;
 
 #define DIE(...)                      \
@@ -436,37 +440,87 @@ static void bench_dense(bench *B) {
           continue;
         }
         /* Execution variants (kvc_tune_set), each timed; the "dense" row is the fastest, the
-         * others are "tune" rows (the simulator's profile fit ignores that section). */
-        const int variants[4][2] = {{4, 1}, {3, 1}, {6, 1}, {4, 0}}; /* stages, fused combine */
-        const int nvar = B->quick && dt == 2 ? 2 : dt == 2 ? 4 : 1;
+         * others are "tune" rows (the simulator's profile fit ignores that section). The first
+         * (the library's default) is the reference: a later variant whose warm-up run fails or
+         * whose output differs from it (|a - b| > 1e-4 + 1e-3 |b|, or NaN) gets a "FAILED" tune
+         * row, is not timed and never becomes the dense row; a failing tensor-core variant also
+         * turns the tensor-core variants off for the rest of the run (a fault that leaves the
+         * context unusable ends the process: device_run.sh then re-runs the section with
+         * --no-mma). */
+        static const int variants[7][3] = {/* stages, fused combine, core (1 = tensor cores) */
+                                           {4, 1, 0}, {3, 1, 0}, {6, 1, 0}, {4, 0, 0},
+                                           {3, 1, 1}, {4, 1, 1}, {3, 0, 1}};
+        int vlist[7], nvar = 0;
+        if (dt == 2 && !B->quick) {
+          for (int v = 0; v < 7; v++) vlist[nvar++] = v;
+        } else {
+          vlist[nvar++] = 0;
+          vlist[nvar++] = 4; /* fp16 and --quick: the default and the tensor-core s3 */
+        }
+        const size_t n_out = (size_t)batch * s.n_heads * s.head_dim;
+        float *ref_out = malloc(n_out * sizeof *ref_out), *var_out = malloc(n_out * sizeof *var_out);
+        if (!ref_out || !var_out) DIE("out of memory");
         timing best = {0};
-        int bv = 0;
-        for (int v = 0; v < nvar; v++) {
+        int bv = 0, ntimed = 0;
+        for (int vi = 0; vi < nvar; vi++) {
+          const int v = vlist[vi];
           kv_error e_ = {0};
+          const char *vdt = dt == 2 ? "bf16" : "fp16";
+          char nm[64], nt[160];
+          snprintf(nm, sizeof nm, "dense s%d %s%s", variants[v][0], variants[v][1] ? "fused" : "comb",
+                   variants[v][2] ? " mma" : "");
+          if (variants[v][2] && B->no_mma) continue;
           CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_STAGES, variants[v][0], &e_));
           CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_FUSED_COMBINE, variants[v][1], &e_));
-          timing tv = time_op(B, &S, OP_DENSE, NULL);
-          if (nvar > 1) {
-            char nm[64], nt[96];
-            snprintf(nm, sizeof nm, "dense s%d %s", variants[v][0], variants[v][1] ? "fused" : "comb");
-            snprintf(nt, sizeof nt, "variant: ring %d stages, %s combine; %s", variants[v][0],
-                     variants[v][1] ? "fused" : "separate", tv.graphed ? "graph" : "plain launches");
-            row(B, "tune", dt == 2 ? "bf16" : "fp16", batch, len, nm, tv.ms * 1e3,
-                (double)S.kv_bytes, sdpa_lookup(B, batch, len, dt == 2), nt);
+          CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_CORE, variants[v][2], &e_));
+          if (vi > 0) { /* checked against the default's output before it is timed */
+            kv_error ev = {0};
+            int rc = kvc_memset(B->c, S.d_out, 0xff, n_out * 4, &ev);
+            if (!rc) rc = run_op(B, &S, OP_DENSE, NULL, NULL, &ev);
+            if (!rc) rc = kvc_sync(B->c, &ev);
+            if (!rc) rc = kvc_d2h(B->c, var_out, S.d_out, n_out * 4, &ev);
+            size_t nbad = 0, first = 0;
+            for (size_t i = 0; !rc && i < n_out; i++) {
+              if (!(fabs((double)var_out[i] - ref_out[i]) <= 1e-4 + 1e-3 * fabs((double)ref_out[i]))) {
+                if (nbad++ == 0) first = i;
+              }
+            }
+            if (rc || nbad) {
+              if (rc) snprintf(nt, sizeof nt, "FAILED (not timed): %s", ev.msg);
+              else snprintf(nt, sizeof nt, "FAILED (not timed): %zu of %zu outputs differ from the "
+                            "default variant's (first [%zu]: %g vs %g)", nbad, n_out, first,
+                            (double)var_out[first], (double)ref_out[first]);
+              for (char *c = nt; *c; c++) {
+                if (*c == '"') *c = '\''; /* the note is a quoted CSV field */
+              }
+              fprintf(stderr, "kvbench: variant %s B%d L%d %s: %s\n", nm, batch, len, vdt, nt);
+              row(B, "tune", vdt, batch, len, nm, NAN, (double)S.kv_bytes, NAN, nt);
+              if (variants[v][2]) B->no_mma = 1;
+              continue;
+            }
           }
-          if (v == 0 || tv.ms < best.ms) best = tv, bv = v;
+          timing tv = time_op(B, &S, OP_DENSE, NULL);
+          if (vi == 0) CK(kvc_d2h(B->c, ref_out, S.d_out, n_out * 4, &e_));
+          snprintf(nt, sizeof nt, "variant: %s cores, ring %d stages, %s combine; %s",
+                   variants[v][2] ? "tensor" : "CUDA", variants[v][0],
+                   variants[v][1] ? "fused" : "separate", tv.graphed ? "graph" : "plain launches");
+          row(B, "tune", vdt, batch, len, nm, tv.ms * 1e3, (double)S.kv_bytes,
+              sdpa_lookup(B, batch, len, dt == 2), nt);
+          if (ntimed++ == 0 || tv.ms < best.ms) best = tv, bv = v;
         }
+        free(ref_out), free(var_out);
         {
           kv_error e_ = {0};
           CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_STAGES, 4, &e_));
           CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_FUSED_COMBINE, 1, &e_));
+          CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_CORE, 0, &e_));
         }
         timing t = best;
         const double us = t.ms * 1e3, sd = sdpa_lookup(B, batch, len, dt == 2);
         char dnote[128];
-        snprintf(dnote, sizeof dnote, "%s; fastest of %d variants: ring %d stages, %s combine",
-                 t.graphed ? "graph" : "plain launches", nvar, variants[bv][0],
-                 variants[bv][1] ? "fused" : "separate");
+        snprintf(dnote, sizeof dnote, "%s; fastest of %d variants: %s cores, ring %d stages, %s combine",
+                 t.graphed ? "graph" : "plain launches", ntimed, variants[bv][2] ? "tensor" : "CUDA",
+                 variants[bv][0], variants[bv][1] ? "fused" : "separate");
         row(B, "dense", dt == 2 ? "bf16" : "fp16", batch, len, "dense", us, (double)S.kv_bytes, sd,
             dnote);
         if (!isnan(sd)) {
@@ -531,6 +585,44 @@ static void bench_topk(bench *B) {
       snprintf(name, sizeof name, "topk-%d select", budgets[k]);
       row(B, "phase", "bf16", batches[bi], len, name, t.sel_ms * 1e3, meta_bytes(&S, &m), NAN,
           "scores over the metadata + radix select (plain launches); bytes: metadata");
+      if (!B->no_mma) { /* tune row: the attention on tensor cores, checked before it is timed */
+        const size_t n_out = (size_t)batches[bi] * s.n_heads * s.head_dim;
+        float *ref_out = malloc(n_out * 4), *var_out = malloc(n_out * 4);
+        if (!ref_out || !var_out) DIE("out of memory");
+        kv_error ev = {0};
+        int rc = kvc_d2h(B->c, ref_out, S.d_out, n_out * 4, &ev); /* the default's output */
+        if (!rc) rc = kvc_tune_set(B->c, KVC_TUNE_TOPK_CORE, 1, &ev);
+        if (!rc) rc = kvc_memset(B->c, S.d_out, 0xff, n_out * 4, &ev);
+        if (!rc) rc = run_op(B, &S, OP_TOPK, &m, NULL, &ev);
+        if (!rc) rc = kvc_sync(B->c, &ev);
+        if (!rc) rc = kvc_d2h(B->c, var_out, S.d_out, n_out * 4, &ev);
+        size_t nbad = 0;
+        for (size_t i = 0; !rc && i < n_out; i++) {
+          nbad += !(fabs((double)var_out[i] - ref_out[i]) <= 1e-4 + 1e-3 * fabs((double)ref_out[i]));
+        }
+        snprintf(name, sizeof name, "topk-%d mma", budgets[k]);
+        if (rc || nbad) {
+          if (rc) snprintf(note, sizeof note, "FAILED (not timed): %s", ev.msg);
+          else snprintf(note, sizeof note, "FAILED (not timed): %zu of %zu outputs differ from the "
+                        "CUDA-core run's", nbad, n_out);
+          for (char *c = note; *c; c++) {
+            if (*c == '"') *c = '\'';
+          }
+          fprintf(stderr, "kvbench: %s B%d: %s\n", name, batches[bi], note);
+          row(B, "tune", "bf16", batches[bi], len, name, NAN, kvb + meta_bytes(&S, &m), NAN, note);
+          B->no_mma = 1;
+        } else {
+          timing tm = time_op(B, &S, OP_TOPK, &m);
+          snprintf(note, sizeof note, "variant: attention on tensor cores (KVC_TUNE_TOPK_CORE 1), "
+                   "whole op, %s; attend %.1f us", tm.graphed ? "graph" : "plain launches",
+                   tm.att_ms * 1e3);
+          row(B, "tune", "bf16", batches[bi], len, name, tm.ms * 1e3, kvb + meta_bytes(&S, &m), sd_k,
+              note);
+        }
+        kv_error e0 = {0};
+        kvc_tune_set(B->c, KVC_TUNE_TOPK_CORE, 0, &e0);
+        free(ref_out), free(var_out);
+      }
       if (!isnan(sd_k)) {
         char what[160];
         const double want = 1.3 * sd_k + 15.0;
@@ -724,6 +816,7 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) B.quick = 1;
     else if (!strcmp(argv[i], "--no-graphs")) B.graphs = 0;
+    else if (!strcmp(argv[i], "--no-mma")) B.no_mma = 1;
     else if (!strcmp(argv[i], "--reps") && i + 1 < argc) B.reps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--sdpa") && i + 1 < argc) sdpa = argv[++i];
     else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
@@ -731,7 +824,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--raw") && i + 1 < argc) raw = argv[++i];
     else if (!strcmp(argv[i], "--sections") && i + 1 < argc) sections = argv[++i];
     else {
-      fprintf(stderr, "usage: kvbench [--quick] [--reps N] [--no-graphs] [--sdpa FILE] [--csv FILE] "
+      fprintf(stderr, "usage: kvbench [--quick] [--reps N] [--no-graphs] [--no-mma] [--sdpa FILE] [--csv FILE] "
                       "[--gemm-csv FILE] [--raw DIR] [--sections dense,topk,psa,rec,gemm]\n");
       return 2;
     }

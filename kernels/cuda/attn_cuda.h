@@ -116,6 +116,13 @@ typedef enum kvc_tune_key {
   KVC_TUNE_DENSE_STAGES = 0,   /* cp.async ring depth of the split-K attention: 3, 4 (default), 6 */
   KVC_TUNE_DENSE_FUSED_COMBINE,/* 1 (default): the last CTA of a pair merges the splits (no
                                   combine launch); 0: a separate combine kernel */
+  KVC_TUNE_DENSE_CORE,         /* attend core of kvc_dense: 0 (default) CUDA cores (fp32 FMA);
+                                  1 tensor cores (mma.sync m16n8k16, fp32 accumulation, Q and P
+                                  split into three 16-bit parts: fp32-level accuracy) for groups
+                                  of at most 4 heads (larger groups run the CUDA-core path);
+                                  ring of 3 stages under KVC_TUNE_DENSE_STAGES 3, else 4. */
+  KVC_TUNE_TOPK_CORE,          /* the same choice for top-k's split-K attention over the selected
+                                  blocks: 0 (default) CUDA cores, 1 tensor cores (G <= 4) */
   KVC_TUNE_N
 } kvc_tune_key;
 int kvc_tune_set(kvc_ctx *c, kvc_tune_key key, int value, kv_error *err);

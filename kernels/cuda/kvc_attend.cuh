@@ -108,6 +108,7 @@ struct kvc_attend {
   }
 
   /* The calling thread's slice of the group's queries, pre-scaled: q[g][j] for dims lane*8+j. */
+  typedef float qreg_t[GT][VEC];
   static __device__ __forceinline__ void load_q(const float *q_group, int G, float scale_log2,
                                                 float (&q)[GT][VEC]) {
     const int lane = threadIdx.x % LANES;

@@ -15,8 +15,14 @@
  * ~50 splits, the fixed cost seen at small batch); by default the pair's last CTA to finish
  * merges the splits itself (an arrival counter per pair, reset by that CTA), so there is no
  * second launch; the ring depth is a run-time choice (kvc_tune_set).
+ * v4: the attend core is a template parameter A of the split kernel: kvc_attend (CUDA cores, the
+ * default) or kvc_attend_mma (tensor cores, kvc_attend_mma.cuh), chosen per call by
+ * KVC_TUNE_DENSE_CORE for dense calls, KVC_TUNE_TOPK_CORE for top-k's attention over its
+ * selection, with groups of at most 4 heads (larger groups always run kvc_attend). Both cores have the same contract (run(), out_o(),
+ * smem_t::page/ntok/M/L, DYN_BYTES, load_q() into A::qreg_t).
  */
 #include "kvc_attend.cuh"
+#include "kvc_attend_mma.cuh"
 #include "kvc_dense.cuh"
 
 struct kvc__split_params {
@@ -81,9 +87,9 @@ __device__ __forceinline__ void kvc__comb_out(const kvc__split_params &p, int pa
   if (d == 0 && p.lse) p.lse[hq] = (float)((M + log2f(L)) * KVC_LN2);
 }
 
-template <typename T, int D, int GT, int S>
+/* CTA (split s, pair) with attend core A (kvc_attend<T, D, GT, S> or kvc_attend_mma<...>). */
+template <typename T, int D, int GT, typename A>
 __global__ void __launch_bounds__(KVC_THREADS) kvc__split_kernel(kvc__split_params p) {
-  using A = kvc_attend<T, D, GT, S>;
   extern __shared__ __align__(16) unsigned char kvc_dyn[];
   __shared__ typename A::smem_t sm;
   __shared__ int s_last;
@@ -100,7 +106,7 @@ __global__ void __launch_bounds__(KVC_THREADS) kvc__split_kernel(kvc__split_para
     sm.page[i] = p.block_table[(size_t)r * p.max_blocks + lb];
     sm.ntok[i] = kvc_block_tokens(len, p.bs, lb);
   }
-  float q[GT][A::VEC];
+  typename A::qreg_t q;
   A::load_q(p.q + ((size_t)r * p.Hq + h * p.G) * D, p.G, p.scale_log2, q);
   __syncthreads();
   A::run(sm, kvc_dyn, (const T *)p.k, (const T *)p.v, p.Hkv, p.bs, h, nblk, p.G, q);
@@ -166,17 +172,16 @@ __global__ void __launch_bounds__(128) kvc__combine_kernel(kvc__split_params p, 
 
 /* Per instantiation, once: allow its dynamic shared memory and read how many CTAs of it one
  * multiprocessor holds. */
-template <typename T, int D, int GT, int S>
+template <typename T, int D, int GT, typename A>
 static int kvc__split_attr(kvc_ctx *c, int *slots, kv_error *err) {
-  using A = kvc_attend<T, D, GT, S>;
   static_assert(A::DYN_BYTES >= (size_t)GT * KVC_COMB_MAXS * sizeof(float), "combine staging");
   static int per_sm = 0;
   if (per_sm == 0) {
-    KVC_CHECK(err, cudaFuncSetAttribute(kvc__split_kernel<T, D, GT, S>,
+    KVC_CHECK(err, cudaFuncSetAttribute(kvc__split_kernel<T, D, GT, A>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)A::DYN_BYTES));
     int n = 0;
-    KVC_CHECK(err, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kvc__split_kernel<T, D, GT, S>,
+    KVC_CHECK(err, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kvc__split_kernel<T, D, GT, A>,
                                                                  KVC_THREADS, A::DYN_BYTES));
     if (n < 1) {
       return kv_error_set(err, KV_EDEVICE, "split kernel: no CTA fits a multiprocessor "
@@ -188,37 +193,62 @@ static int kvc__split_attr(kvc_ctx *c, int *slots, kv_error *err) {
   return 0;
 }
 
-template <typename T, int D, int GT, int S>
+template <typename T, int D, int GT, typename A>
 static int kvc__launch_split_s(kvc_ctx *c, const kvc__split_params &p, int n_pairs, kv_error *err) {
-  using A = kvc_attend<T, D, GT, S>;
   int slots = 0;
-  KVC_TRY((kvc__split_attr<T, D, GT, S>(c, &slots, err)));
+  KVC_TRY((kvc__split_attr<T, D, GT, A>(c, &slots, err)));
   dim3 grid((unsigned)p.max_splits, (unsigned)n_pairs);
-  kvc__split_kernel<T, D, GT, S><<<grid, KVC_THREADS, A::DYN_BYTES, c->stream>>>(p);
+  kvc__split_kernel<T, D, GT, A><<<grid, KVC_THREADS, A::DYN_BYTES, c->stream>>>(p);
   KVC_CHECK(err, cudaGetLastError());
   return 0;
 }
 
+/* Whether a call runs the tensor-core core: KVC_TUNE_DENSE_CORE = 1 for a dense call (no block
+ * list), KVC_TUNE_TOPK_CORE = 1 for top-k's (a list), and a group of at most 4 heads. */
+static int kvc__use_mma(const kvc_ctx *c, int dense, int GT) {
+  return c->tune[dense ? KVC_TUNE_DENSE_CORE : KVC_TUNE_TOPK_CORE] == 1 && GT == 4;
+}
+
+/* The core's ring depth: KVC_TUNE_DENSE_STAGES (3, 4, 6) for kvc_attend; kvc_attend_mma has
+ * 3 (KVC_TUNE_DENSE_STAGES 3) or 4 stages (4 and 6: 6 x 16 KB per warp would leave one CTA per SM
+ * with D 128 already at 4). */
 template <typename T, int D, int GT>
 static int kvc__launch_split(kvc_ctx *c, const kvc__split_params &p, int n_pairs, kv_error *err) {
+  if constexpr (GT == 4) {
+    if (kvc__use_mma(c, p.list == NULL, GT)) {
+      if (c->tune[KVC_TUNE_DENSE_STAGES] == 3) {
+        return kvc__launch_split_s<T, D, GT, kvc_attend_mma<T, D, GT, 3>>(c, p, n_pairs, err);
+      }
+      return kvc__launch_split_s<T, D, GT, kvc_attend_mma<T, D, GT, 4>>(c, p, n_pairs, err);
+    }
+  }
   switch (c->tune[KVC_TUNE_DENSE_STAGES]) {
-    case 3: return kvc__launch_split_s<T, D, GT, 3>(c, p, n_pairs, err);
-    case 6: return kvc__launch_split_s<T, D, GT, 6>(c, p, n_pairs, err);
-    default: return kvc__launch_split_s<T, D, GT, 4>(c, p, n_pairs, err);
+    case 3: return kvc__launch_split_s<T, D, GT, kvc_attend<T, D, GT, 3>>(c, p, n_pairs, err);
+    case 6: return kvc__launch_split_s<T, D, GT, kvc_attend<T, D, GT, 6>>(c, p, n_pairs, err);
+    default: return kvc__launch_split_s<T, D, GT, kvc_attend<T, D, GT, 4>>(c, p, n_pairs, err);
   }
 }
 
+/* CTAs of the core a call will run that the GPU holds at once (the split plan's wave model). */
 template <typename T, int D, int GT>
-static int kvc__slots(kvc_ctx *c, int *slots, kv_error *err) {
+static int kvc__slots(kvc_ctx *c, int dense, int *slots, kv_error *err) {
+  if constexpr (GT == 4) {
+    if (kvc__use_mma(c, dense, GT)) {
+      if (c->tune[KVC_TUNE_DENSE_STAGES] == 3) {
+        return kvc__split_attr<T, D, GT, kvc_attend_mma<T, D, GT, 3>>(c, slots, err);
+      }
+      return kvc__split_attr<T, D, GT, kvc_attend_mma<T, D, GT, 4>>(c, slots, err);
+    }
+  }
   switch (c->tune[KVC_TUNE_DENSE_STAGES]) {
-    case 3: return kvc__split_attr<T, D, GT, 3>(c, slots, err);
-    case 6: return kvc__split_attr<T, D, GT, 6>(c, slots, err);
-    default: return kvc__split_attr<T, D, GT, 4>(c, slots, err);
+    case 3: return kvc__split_attr<T, D, GT, kvc_attend<T, D, GT, 3>>(c, slots, err);
+    case 6: return kvc__split_attr<T, D, GT, kvc_attend<T, D, GT, 6>>(c, slots, err);
+    default: return kvc__split_attr<T, D, GT, kvc_attend<T, D, GT, 4>>(c, slots, err);
   }
 }
 
 int kvc__split_prepare(kvc_ctx *c, const attn_shape *s, kvc_dtype dtype, const kvc_batch *b,
-                       const int64_t *pair_blocks, kvc_split_size *plan, size_t *bytes,
+                       const int64_t *pair_blocks, int dense, kvc_split_size *plan, size_t *bytes,
                        kv_error *err) {
   const int G = s->n_heads / s->n_kv_heads, D = s->head_dim;
   const int64_t pairs = (int64_t)b->n_req * s->n_kv_heads;
@@ -227,7 +257,7 @@ int kvc__split_prepare(kvc_ctx *c, const attn_shape *s, kvc_dtype dtype, const k
                         (long long)pairs);
   }
   int slots = 0;
-  KVC_TRY(KVC_DISPATCH(dtype, D, G, kvc__slots, c, &slots, err));
+  KVC_TRY(KVC_DISPATCH(dtype, D, G, kvc__slots, c, dense, &slots, err));
   KVC_TRY(kvc_plan_split_size(pair_blocks, pairs, slots, plan, err));
   if (plan->max_splits > KVC_COMB_MAXS) {
     return kv_error_set(err, KV_ENOTSUP, "split-K: %d splits per pair (at most %d)",
@@ -298,7 +328,7 @@ extern "C" int kvc_dense(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, cons
   kvc_split_size plan;
   size_t bytes;
   char *base;
-  KVC_TRY(kvc__split_prepare(c, s, kv->dtype, b, pb, &plan, &bytes, err));
+  KVC_TRY(kvc__split_prepare(c, s, kv->dtype, b, pb, 1, &plan, &bytes, err));
   KVC_TRY(kvc__scratch(c, bytes, &base, err));
   return kvc__split_launch(c, s, kv, b, NULL, 0, NULL, &plan, base, out, lse, err);
 }

@@ -11,9 +11,11 @@
  * runs it with that scratch at `base`: dense when list is NULL (a pair reads logical blocks
  * 0..n-1, n from seq_len), else over list[pair * list_stride + i], i < list_count[pair] (logical
  * block indices and counts, device; the counts must equal the host's pair_blocks). Writes out
- * [n_req, n_heads, head_dim] and lse (natural log, may be NULL). Asynchronous; uploads nothing. */
+ * [n_req, n_heads, head_dim] and lse (natural log, may be NULL). Asynchronous; uploads nothing.
+ * prepare's `dense` is 1 for a launch without a list, else 0: it names the attend core the launch
+ * will run (KVC_TUNE_DENSE_CORE or KVC_TUNE_TOPK_CORE), whose occupancy the plan uses. */
 int kvc__split_prepare(kvc_ctx *c, const attn_shape *s, kvc_dtype dtype, const kvc_batch *b,
-                       const int64_t *pair_blocks, kvc_split_size *plan, size_t *bytes,
+                       const int64_t *pair_blocks, int dense, kvc_split_size *plan, size_t *bytes,
                        kv_error *err);
 int kvc__split_launch(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const kvc_batch *b,
                       const int32_t *list, int list_stride, const int32_t *list_count,

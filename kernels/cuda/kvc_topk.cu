@@ -508,7 +508,7 @@ extern "C" int kvc_topk(kvc_ctx *c, const attn_shape *s, const attn_method *m, c
   }
   kvc_split_size plan;
   size_t split_bytes;
-  KVC_TRY(kvc__split_prepare(c, s, kv->dtype, b, pb, &plan, &split_bytes, err));
+  KVC_TRY(kvc__split_prepare(c, s, kv->dtype, b, pb, 0, &plan, &split_bytes, err));
   kvc_arena ar = {0};
   const uint64_t o_key = kvc_arena_take(&ar, (uint64_t)pairs * mb * sizeof(double));
   const uint64_t o_list = kvc_arena_take(&ar, (uint64_t)pairs * mb * sizeof(int32_t));

@@ -15,6 +15,11 @@
  * items, i.e. in fp32 rounding of the per-iteration states only): they must read exactly the same
  * blocks and agree on P_acc to 1e-6.
  *
+ * Dense runs every execution variant (kvc_tune_set); the tensor-core core (KVC_TUNE_DENSE_CORE = 1,
+ * and KVC_TUNE_TOPK_CORE = 1 for top-k's attention) under the same tolerances, in the
+ * test_dense_mma_* and test_topk_mma_random cases at the end of the list (its Q and P are split
+ * into three 16-bit parts, so its scores and weights carry ~2^-24 relative error like fp32).
+ *
  * Skips (exit 77) when no CUDA device is present. KVLAB_GPU_TEST_SMALL=1 runs fewer, shorter
  * cases (memcheck, synccheck); KVLAB_GPU_TEST_TINY=1 a handful of tiny cases per test (racecheck,
  * which instruments every shared-memory access and is orders of magnitude slower).
@@ -248,10 +253,20 @@ static int check_dense_one(batch_t *B, const char *label, const float *ref, cons
   return bad;
 }
 
-/* Dense under every execution variant (kvc_tune_set: ring depth, fused or separate combine):
- * each must match the reference (computed once). Leaves the defaults set. */
+/* Which dense cores check_dense runs: 0 the CUDA-core variants (ring depth, fused or separate
+ * combine), 1 the tensor-core variants (KVC_TUNE_DENSE_CORE = 1; groups of more than 4 heads run
+ * the CUDA-core path under it). The tensor-core checks are separate cases at the end of the list
+ * (test_dense_mma_*), so that a fault of that newer core cannot take the other cases with it. */
+static int g_mma;
+
+/* Dense under every execution variant of the selected core (kvc_tune_set): each must match the
+ * reference (computed once). Leaves the defaults set. */
 static int check_dense(batch_t *B, const char *label) {
-  const int variants[4][2] = {{4, 1}, {4, 0}, {3, 1}, {6, 1}}; /* stages, fused; defaults first */
+  /* stages, fused, core; defaults first */
+  const int cuda_core[4][3] = {{4, 1, 0}, {4, 0, 0}, {3, 1, 0}, {6, 1, 0}};
+  const int tensor_core[3][3] = {{4, 1, 1}, {3, 1, 1}, {3, 0, 1}};
+  const int (*variants)[3] = g_mma ? tensor_core : cuda_core;
+  const int nvar = g_tiny ? 1 : g_mma ? 3 : 4;
   const int Hq = B->s.n_heads, D = B->s.head_dim;
   float *ref = malloc((size_t)B->n_req * Hq * D * sizeof *ref);
   float *ref32 = malloc((size_t)B->n_req * Hq * D * sizeof *ref32);
@@ -263,20 +278,23 @@ static int check_dense(batch_t *B, const char *label) {
   }
   kv_error err = {0};
   int bad = 0;
-  for (int v = 0; v < (g_tiny ? 1 : 4); v++) {
+  for (int v = 0; v < nvar; v++) {
     if (kvc_tune_set(g_ctx, KVC_TUNE_DENSE_STAGES, variants[v][0], &err) ||
-        kvc_tune_set(g_ctx, KVC_TUNE_DENSE_FUSED_COMBINE, variants[v][1], &err)) {
+        kvc_tune_set(g_ctx, KVC_TUNE_DENSE_FUSED_COMBINE, variants[v][1], &err) ||
+        kvc_tune_set(g_ctx, KVC_TUNE_DENSE_CORE, variants[v][2], &err)) {
       printf("  %s: %s\n", label, err.msg);
       bad++;
       continue;
     }
     char l2[200];
-    snprintf(l2, sizeof l2, "%s [stages %d, %s combine]", label, variants[v][0],
+    snprintf(l2, sizeof l2, "%s [%s cores, stages %d, %s combine]", label,
+             variants[v][2] ? "tensor" : "CUDA", variants[v][0],
              variants[v][1] ? "fused" : "separate");
     bad += check_dense_one(B, l2, ref, ref32);
   }
   kvc_tune_set(g_ctx, KVC_TUNE_DENSE_STAGES, 4, &err);
   kvc_tune_set(g_ctx, KVC_TUNE_DENSE_FUSED_COMBINE, 1, &err);
+  kvc_tune_set(g_ctx, KVC_TUNE_DENSE_CORE, 0, &err);
   free(ref), free(ref32);
   return bad;
 }
@@ -456,7 +474,10 @@ static void check_sparse(batch_t *B, attn_blockmeta *metas, const attn_method *m
   kvc_sparse_out so = {d_br, d_it, d_fe, d_est, d_ord};
   if (!rc) {
     if (m->kind == ATTN_TOPK) {
-      rc = kvc_topk(g_ctx, &B->s, m, &B->kv, &B->b, B->d_out, &so, &err);
+      rc = kvc_tune_set(g_ctx, KVC_TUNE_TOPK_CORE, g_mma, &err);
+      if (!rc) rc = kvc_topk(g_ctx, &B->s, m, &B->kv, &B->b, B->d_out, &so, &err);
+      kv_error e0 = {0};
+      kvc_tune_set(g_ctx, KVC_TUNE_TOPK_CORE, 0, &e0);
     } else {
       rc = kvc_psa(g_ctx, &B->s, m, &B->kv, &B->b, opts, B->d_out, &so, NULL, &err);
     }
@@ -579,9 +600,10 @@ static void run_sparse_suite(batch_t *B, const char *label, sparse_tally *t) {
         TEST_FAIL_AT("%s", err.msg);
         continue;
       }
+      if (g_mma && m.kind != ATTN_TOPK) continue; /* tensor-core cases: top-k only */
       m.block_size = B->bs;
       char l2[256];
-      snprintf(l2, sizeof l2, "%s %s", label, meths[k]);
+      snprintf(l2, sizeof l2, "%s %s%s", label, meths[k], g_mma ? " [tensor cores]" : "");
       kvc_psa_opts op;
       kvc_psa_opts_defaults(&op);
       check_sparse(B, metas, &m, &op, l2, t, b1, e1);
@@ -785,7 +807,7 @@ static void test_recorded_sample(void) {
       char label[96];
       snprintf(label, sizeof label, "recorded layer %d %s", li, kvc_dtype_name((kvc_dtype)dt));
       dense_bad += check_dense(&B, label);
-      run_sparse_suite(&B, label, &t);
+      run_sparse_suite(&B, label, &t); /* g_mma: top-k only, on tensor cores */
       batch_free(&B);
     }
     rec_free(L);
@@ -812,8 +834,9 @@ static void test_dense_lse(void) {
       batch_t B;
       kv_error err = {0};
       char label[128];
-      snprintf(label, sizeof label, "lse Hq %d Hkv %d D %d %s bs %d", shapes[si].n_heads,
-               shapes[si].n_kv_heads, shapes[si].head_dim, kvc_dtype_name((kvc_dtype)dt), bs);
+      snprintf(label, sizeof label, "lse Hq %d Hkv %d D %d %s bs %d%s", shapes[si].n_heads,
+               shapes[si].n_kv_heads, shapes[si].head_dim, kvc_dtype_name((kvc_dtype)dt), bs,
+               g_mma ? " [tensor cores]" : "");
       if (batch_make(&B, shapes[si], (kvc_dtype)dt, bs, n_req, lens, kv_rng_u64(&r), 0, &err)) {
         TEST_FAIL_AT("%s: %s", label, err.msg);
         batch_free(&B);
@@ -827,7 +850,11 @@ static void test_dense_lse(void) {
       REQUIRE_OK(kvc_malloc(g_ctx, &d_lse, (size_t)n_req * Hq * 4, &err), &err);
       REQUIRE_OK(kvc_memset(g_ctx, d_lse, 0xff, (size_t)n_req * Hq * 4, &err), &err);
       REQUIRE_OK(kvc_memset(g_ctx, B.d_out, 0xff, (size_t)n_req * Hq * D * 4, &err), &err);
-      REQUIRE_OK(kvc_dense(g_ctx, &B.s, &B.kv, &B.b, B.d_out, d_lse, &err), &err);
+      REQUIRE_OK(kvc_tune_set(g_ctx, KVC_TUNE_DENSE_CORE, g_mma, &err), &err);
+      const int rc_dense = kvc_dense(g_ctx, &B.s, &B.kv, &B.b, B.d_out, d_lse, &err);
+      kv_error e0 = {0};
+      kvc_tune_set(g_ctx, KVC_TUNE_DENSE_CORE, 0, &e0);
+      REQUIRE_OK(rc_dense, &err);
       REQUIRE_OK(kvc_d2h(g_ctx, lse, d_lse, (size_t)n_req * Hq * 4, &err), &err);
       REQUIRE_OK(kvc_d2h(g_ctx, out, B.d_out, (size_t)n_req * Hq * D * 4, &err), &err);
       int bad = 0;
@@ -1088,6 +1115,29 @@ static void test_unsupported_shapes_are_errors(void) {
   batch_free(&B);
 }
 
+/* The tensor-core dense core (KVC_TUNE_DENSE_CORE = 1) on the dense cases: last in the list. */
+static void test_dense_mma_shapes(void) {
+  g_mma = 1;
+  test_dense_shapes();
+  g_mma = 0;
+}
+static void test_dense_mma_lse(void) {
+  g_mma = 1;
+  test_dense_lse();
+  g_mma = 0;
+}
+static void test_dense_mma_recorded(void) { /* dense and top-k on tensor cores (PSA: its own) */
+  g_mma = 1;
+  test_recorded_sample();
+  g_mma = 0;
+}
+/* Top-k's attention on tensor cores (KVC_TUNE_TOPK_CORE = 1) on the random sparse cases. */
+static void test_topk_mma_random(void) {
+  g_mma = 1;
+  test_sparse_random();
+  g_mma = 0;
+}
+
 TEST_LIST = {
     TEST(test_dense_shapes),
     TEST(test_meta_build_and_append),
@@ -1098,5 +1148,9 @@ TEST_LIST = {
     TEST(test_fill_tiled),
     TEST(test_group_scores_cublas),
     TEST(test_unsupported_shapes_are_errors),
+    TEST(test_dense_mma_shapes),
+    TEST(test_dense_mma_lse),
+    TEST(test_dense_mma_recorded),
+    TEST(test_topk_mma_random),
     {0}};
 TEST_MAIN
