@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
 """PyTorch SDPA decode time on the shapes kvbench measures, in the same device run.
 
-Writes CSV rows "B,L,Hq,Hkv,D,dtype,us,backend" (median of --reps event-timed calls after a
-warm-up, L2 flushed before each by READING a buffer larger than L2) that kvbench --sdpa reads.
+Writes CSV rows "B,L,Hq,Hkv,D,dtype,us,backend,eager_us,graph_us,flash_graph_us" that kvbench
+--sdpa reads (its first seven columns). Each time is the median of --reps event-timed calls after a
+warm-up, L2 flushed before each by READING a buffer larger than L2, in three ways: eager (one
+Python call: on 2026-12-03 cuDNN's host launch, ~60-75 us, was longer than the GPU work at small
+shapes, so eager times there measured the host), one replay of a CUDA graph holding the call
+(the GPU's time, as kvbench times ours), and a graph of the call with the flash backend forced.
+`us` is the fastest of the three and `backend` says which ("cudnn/graph", "flash/graph", ...).
 q [B, Hq, 1, D], k/v [B, Hkv, L, D], GQA through enable_gqa=True, random normal data. Short
 contexts (512-4096) at B 1/8/32 are the reference for top-k ("SDPA at context k"). The backend
 that ran is read from the profiler's kernel names once per dtype and printed.
@@ -34,6 +39,54 @@ def backend_of(q, k, v):
     return "math", kern
 
 
+def time_call(fn, reps, flush, sink, graph):
+    """Median of reps event-timed runs of fn() in us, L2 flushed (by a read) before each; with
+    graph=True fn is captured once in a CUDA graph and each run is one replay. None when fn or
+    its capture fails (reported)."""
+    try:
+        run = fn
+        if graph:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    fn()
+            torch.cuda.current_stream().wait_stream(side)
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                fn()
+            run = g.replay
+        for _ in range(2):
+            run()
+        torch.cuda.synchronize()
+        ts = []
+        for _ in range(reps):
+            sink.copy_(flush.sum())  # reads 256 MB: evicts K/V from L2, writes 4 bytes
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            run()
+            e.record()
+            torch.cuda.synchronize()
+            ts.append(s.elapsed_time(e) * 1e3)
+        ts.sort()
+        return ts[len(ts) // 2]
+    except Exception as exc:  # noqa: BLE001 - one way failing keeps the others
+        print(f"sdpa: {'graph' if graph else 'eager'} timing failed: {type(exc).__name__}: "
+              f"{str(exc)[:160]}", flush=True)
+        torch.cuda.synchronize()
+        return None
+
+
+def flash_call(q, k, v):
+    """SDPA with only the flash backend allowed (torch.nn.attention.sdpa_kernel)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    def fn():
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            return F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    return fn
+
+
 def main():
     out = sys.argv[1]
     quick = "--quick" in sys.argv
@@ -58,7 +111,7 @@ def main():
     seen_backend = {}
     n_ok = 0
     with open(out, "w") as f:
-        f.write("B,L,Hq,Hkv,D,dtype,us,backend\n")
+        f.write("B,L,Hq,Hkv,D,dtype,us,backend,eager_us,graph_us,flash_graph_us\n")
         f.flush()
         for b, l in shapes:
             for dt, name in ((torch.bfloat16, "bf16"), (torch.float16, "fp16")):
@@ -74,21 +127,22 @@ def main():
                         be, kern = backend_of(q, k, v)
                         seen_backend[name] = be
                         print(f"sdpa backend ({name}, B {b} L {l}): {be}; kernels: {kern[:4]}", flush=True)
-                    ts = []
-                    for _ in range(reps):
-                        sink.copy_(flush.sum())  # reads 256 MB: evicts K/V from L2, writes 4 bytes
-                        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                        s.record()
-                        F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
-                        e.record()
-                        torch.cuda.synchronize()
-                        ts.append(s.elapsed_time(e) * 1e3)
-                    ts.sort()
-                    us = ts[len(ts) // 2]
-                    f.write(f"{b},{l},{hq},{hkv},{d},{name},{us:.3f},{seen_backend[name]}\n")
+                    eager = time_call(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
+                                      reps, flush, sink, graph=False)
+                    graph = time_call(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True),
+                                      reps, flush, sink, graph=True)
+                    flash = time_call(flash_call(q, k, v), reps, flush, sink, graph=True)
+                    cands = [(t, m) for t, m in ((eager, f"{seen_backend[name]}/eager"),
+                                                 (graph, f"{seen_backend[name]}/graph"),
+                                                 (flash, "flash/graph")) if t is not None]
+                    us, how = min(cands)
+                    cell = lambda t: "" if t is None else f"{t:.3f}"  # noqa: E731
+                    f.write(f"{b},{l},{hq},{hkv},{d},{name},{us:.3f},{how},"
+                            f"{cell(eager)},{cell(graph)},{cell(flash)}\n")
                     f.flush()
                     n_ok += 1
-                    print(f"sdpa B {b:3d} L {l:7d} {name}: {us:10.1f} us", flush=True)
+                    print(f"sdpa B {b:3d} L {l:7d} {name}: {us:10.1f} us ({how}; eager {cell(eager)}, "
+                          f"graph {cell(graph)}, flash graph {cell(flash)})", flush=True)
                 except Exception:  # noqa: BLE001 - report, keep the other shapes
                     print(f"sdpa B {b} L {l} {name}: FAILED", flush=True)
                     traceback.print_exc()
