@@ -18,6 +18,7 @@
 const char *const sim_mode_names[] = {"re", "hbm", "hbm_dram", "hbm_dram_ssd", NULL};
 const char *const sim_trunc_names[] = {"decoupled", "tt", "nkvt", NULL};
 const char *const sim_prefetch_names[] = {"none", "lookahead", NULL};
+const char *const sim_lookahead_names[] = {"queue", "trace", NULL};
 const char *const sim_replay_names[] = {"closed", "open", NULL};
 const char *const sim_time_base_names[] = {"busy", "span", NULL};
 const char *const sim_src_names[] = {"none", "miss", "hbm", "dram", "ssd", NULL};
@@ -78,7 +79,7 @@ int sim_config_reject(kv_config *cfg, const char *section, const char *const *ke
 static const char *const sim__cache_timed_keys[] = {
     "mode", "store", "prefetch", "hbm_gib", "dram_gib", "ssd_gib", "block_tokens", "ttl_s",
     "ttl_sweep_s", "prefetch_window_jobs", "evict_window_jobs", "prefetch_max_inflight",
-    "demote_buffer_gib", "ssd_inclusive", NULL};
+    "demote_buffer_gib", "ssd_inclusive", "lookahead", NULL};
 static const char *const sim__cache_replay_keys[] = {"capacity_tokens", NULL};
 
 /* The timed engine's tiers: capacities (defaults: 10 GiB of HBM in the modes hbm and hbm_dram,
@@ -116,6 +117,9 @@ static int sim__cache_timed(kv_config *cfg, const sim_hw *hw, sim_cache_config *
   TRY(kv_config_enum(cfg, "cache", "prefetch", SIM_PREFETCH_LOOKAHEAD, sim_prefetch_names, &e,
                      err));
   c->prefetch = (sim_prefetch)e;
+  TRY(kv_config_enum(cfg, "cache", "lookahead", SIM_LOOKAHEAD_QUEUE, sim_lookahead_names, &e,
+                     err));
+  c->lookahead = (sim_lookahead)e;
   TRY(sim__cache_tiers(cfg, hw, c, err));
   TRY(kv_config_int(cfg, "cache", "block_tokens", 256, 1, 1 << 24, &c->block_tokens, err));
   TRY(kv_config_double(cfg, "cache", "ttl_s", 3600, 0, 1e9, &d, err));
@@ -295,7 +299,8 @@ static int sim__read_engine(kv_config *cfg, sim_params *p, kv_error *err) {
   return 0;
 }
 
-/* [links] (defaults: the hardware file; pcie_per_gpu multiplies PCIe by n_gpus). */
+/* [links] (defaults: the hardware file; pcie_per_gpu multiplies PCIe by n_gpus; the SSD's
+ * per-device bandwidths by ssd_devices). */
 static int sim__read_links(kv_config *cfg, sim_params *p, kv_error *err) {
   int rc;
   double d;
@@ -306,11 +311,21 @@ static int sim__read_links(kv_config *cfg, sim_params *p, kv_error *err) {
   p->h2d_bw = d * 1e9;
   TRY(kv_config_double(cfg, "links", "d2h_gbs", p->hw.pcie_d2h_bw * k / 1e9, 1e-6, 1e6, &d, err));
   p->d2h_bw = d * 1e9;
-  TRY(kv_config_double(cfg, "links", "ssd_read_gbs", p->hw.ssd_read_bw / 1e9, 1e-6, 1e6, &d, err));
-  p->ssd_read_bw = d * 1e9;
-  TRY(kv_config_double(cfg, "links", "ssd_write_gbs", p->hw.ssd_write_bw / 1e9, 1e-6, 1e6, &d,
+  /* the SSD array (sim_hw.h): per-device bandwidths times the number of devices */
+  double ndev, rd, wr, mx;
+  TRY(kv_config_double(cfg, "links", "ssd_devices", p->hw.ssd_devices, 1, 1024, &ndev, err));
+  TRY(kv_config_double(cfg, "links", "ssd_read_gbs", p->hw.ssd_read_bw / 1e9, 1e-6, 1e6, &rd, err));
+  TRY(kv_config_double(cfg, "links", "ssd_write_gbs", p->hw.ssd_write_bw / 1e9, 1e-6, 1e6, &wr,
                        err));
-  p->ssd_write_bw = d * 1e9;
+  /* a read or write bandwidth changed here keeps the hardware file's sharing: mixed = the
+   * hardware's mixed figure when it set one, else read + write */
+  int hw_shares = p->hw.ssd_mixed_bw < p->hw.ssd_read_bw + p->hw.ssd_write_bw - 1;
+  double mixed_def = hw_shares ? p->hw.ssd_mixed_bw / p->hw.ssd_read_bw * rd : rd + wr;
+  TRY(kv_config_double(cfg, "links", "ssd_mixed_gbs", mixed_def, 1e-6, 1e6, &mx, err));
+  p->ssd_devices = (int64_t)ndev;
+  p->ssd_read_bw = ndev * rd * 1e9;
+  p->ssd_write_bw = ndev * wr * 1e9;
+  p->ssd_mixed_bw = ndev * mx * 1e9;
   TRY(kv_config_double(cfg, "links", "pcie_latency_us", p->hw.pcie_latency_ns / 1e3, 0, 1e9, &d,
                        err));
   p->pcie_latency_ns = (int64_t)llround(d * 1e3);
@@ -370,6 +385,7 @@ static int sim__read_price_output(kv_config *cfg, sim_params *p, kv_error *err) 
   TRY(kv_config_enum(cfg, "workload", "replay", SIM_REPLAY_CLOSED, sim_replay_names, &e, err));
   p->replay = (sim_replay)e;
   TRY(kv_config_int(cfg, "output", "warmup_turns", 0, 0, INT64_MAX / 4, &p->warmup_turns, err));
+  TRY(kv_config_bool(cfg, "output", "cooldown", 0, &p->cooldown, err));
   TRY(kv_config_bool(cfg, "output", "log", 0, &p->log, err));
   TRY(kv_config_bool(cfg, "output", "requests_csv", 1, &p->write_requests_csv, err));
   return 0;

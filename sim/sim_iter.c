@@ -185,6 +185,8 @@ static void sim__start_iteration(sim_eng *E) {
   }
   if (E->attn_on) sim__attn_plan(E, np, nd); /* attention */
   E->iter_sat = E->q_len > 0;
+  /* the GPU is the bottleneck: the queue head is ready (its KV settled) but finds no room */
+  E->iter_gpu_sat = E->q_len > 0 && !E->jobs[sim__q_at(E, 0)].waiting_unit;
   E->n_iter_prefill = np;
   E->iter_start = E->ev.now;
   E->iter_stall = 0;
@@ -289,6 +291,10 @@ static void sim__finish_job(sim_eng *E, int32_t j) {
       at = E->ev.now + nx->think_ns;
     }
     sim__at(E, at, sim__ev_turn, J->turn + 1);
+    if (p->cache.lookahead == SIM_LOOKAHEAD_TRACE && E->has_store &&
+        sim__announce(E, at, J->turn + 1, J->session)) {
+      E_FAIL(E, KV_ENOMEM, "engine: out of memory (announced turns)");
+    }
   }
   sim__job_maybe_free(E, j);
 }
@@ -302,6 +308,7 @@ static void sim__ev_iter_end(void *ctx, int64_t arg) {
   sim__st(E, SIM_STAT_LOAD_STALL_NS, E->iter_stall);
   sim__st(E, SIM_STAT_PREFILL_NS,
           E->iter_stall + (int64_t)llround((double)(dur - E->iter_stall) * E->prefill_share));
+  if (E->iter_gpu_sat) sim__st(E, SIM_STAT_GPU_SAT_NS, dur);
   if (E->iter_sat) {
     sim__st(E, SIM_STAT_SAT_NS, dur);
     sim__st(E, SIM_STAT_SAT_TOKENS, E->n_batch);

@@ -13,8 +13,9 @@
  * saves count in sync_pending (the iteration loop stalls on them); a save that cannot find room
  * marks the job save_failed (its KV is then lost, counted).
  *
- * Prefetch (prefetch = lookahead, session store with DRAM and SSD): queued jobs inside the
- * prefetch window whose unit is on SSD and idle get it moved to DRAM ahead of time, at most
+ * Prefetch (prefetch = lookahead, session store with DRAM and SSD): entries inside the prefetch
+ * window (queued jobs, and announced turns with [cache] lookahead = trace: sim_sched.h) whose
+ * unit is on SSD and idle get it moved to DRAM ahead of time, at most
  * prefetch_max_inflight at once, never evicting units of jobs nearer the head; when DRAM is full
  * the scan resumes after the next admission.
  */
@@ -33,6 +34,8 @@ void sim__save(sim_eng *E, int32_t j, int64_t upto, int sync);
 /* Prefetch: a full scan of the window (when a slot frees up) / one job entering the window. */
 void sim__prefetch_scan(sim_eng *E);
 void sim__prefetch_enter(sim_eng *E, int32_t j);
+/* Prefetch of an announced turn's session unit (key: its look-ahead key). */
+void sim__prefetch_session(sim_eng *E, int32_t s, int64_t key);
 /* The store's callback: unit x's transfer ended (ends a prefetch, settles a waiting job). */
 void sim__unit_ready(void *ctx, int32_t x);
 
