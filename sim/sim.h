@@ -39,6 +39,12 @@ typedef enum sim_trunc {
 } sim_trunc;
 extern const char *const sim_trunc_names[]; /* "decoupled", "tt", "nkvt" */
 
+/* What an iteration holds: every running sequence (Orca-style mixed prefill + decode), or only
+ * the newly admitted prefills when there are any, the decoding sequences waiting one
+ * iteration (prefill first, vLLM's default scheduler without chunked prefill). */
+typedef enum sim_batching { SIM_BATCH_MIXED = 0, SIM_BATCH_PREFILL_FIRST } sim_batching;
+extern const char *const sim_batching_names[]; /* "mixed", "prefill_first" */
+
 typedef enum sim_replay { SIM_REPLAY_CLOSED = 0, SIM_REPLAY_OPEN } sim_replay;
 extern const char *const sim_replay_names[]; /* "closed", "open" */
 
@@ -66,6 +72,7 @@ typedef struct sim_params {
   int64_t n_gpus;
   /* [engine] */
   int64_t batch_limit;
+  sim_batching batching;
   int64_t admit_lookahead;       /* queue positions admission may look at: 1 = strict FCFS; n > 1
                                     lets a job whose KV is ready pass earlier jobs still waiting
                                     for theirs (an SSD fetch), within the first n positions */

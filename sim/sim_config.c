@@ -19,6 +19,7 @@ const char *const sim_mode_names[] = {"re", "hbm", "hbm_dram", "hbm_dram_ssd", N
 const char *const sim_trunc_names[] = {"decoupled", "tt", "nkvt", NULL};
 const char *const sim_prefetch_names[] = {"none", "lookahead", NULL};
 const char *const sim_lookahead_names[] = {"queue", "trace", NULL};
+const char *const sim_batching_names[] = {"mixed", "prefill_first", NULL};
 const char *const sim_replay_names[] = {"closed", "open", NULL};
 const char *const sim_time_base_names[] = {"busy", "span", NULL};
 const char *const sim_src_names[] = {"none", "miss", "hbm", "dram", "ssd", NULL};
@@ -79,7 +80,7 @@ int sim_config_reject(kv_config *cfg, const char *section, const char *const *ke
 static const char *const sim__cache_timed_keys[] = {
     "mode", "store", "prefetch", "hbm_gib", "dram_gib", "ssd_gib", "block_tokens", "ttl_s",
     "ttl_sweep_s", "prefetch_window_jobs", "evict_window_jobs", "prefetch_max_inflight",
-    "demote_buffer_gib", "ssd_inclusive", "lookahead", NULL};
+    "demote_buffer_gib", "ssd_inclusive", "lookahead", "ssd_scale", NULL};
 static const char *const sim__cache_replay_keys[] = {"capacity_tokens", NULL};
 
 /* The timed engine's tiers: capacities (defaults: 10 GiB of HBM in the modes hbm and hbm_dram,
@@ -98,6 +99,9 @@ static int sim__cache_tiers(kv_config *cfg, const sim_hw *hw, sim_cache_config *
     case SIM_MODE_HBM_DRAM: tb[SIM_TIER_SSD] = 0; break;
     default: break;
   }
+  TRY(kv_config_double(cfg, "cache", "ssd_scale", 1.0, 1e-6, 1e6, &c->ssd_scale, err));
+  for (int t = 0; t < SIM_TIER_COUNT; t++) c->priced_bytes[t] = tb[t];
+  tb[SIM_TIER_SSD] = (int64_t)llround((double)tb[SIM_TIER_SSD] * c->ssd_scale);
   if (c->mode == SIM_MODE_HBM && tb[SIM_TIER_HBM] == 0) {
     return kv_error_set(err, KV_EINVAL, "%s: [cache] mode = hbm needs hbm_gib > 0",
                         kv_config_where(cfg, "cache", "hbm_gib"));
@@ -280,9 +284,11 @@ static int sim__read_sim(kv_config *cfg, sim_params *p, kv_error *err) {
 
 /* [engine]: batching, pre-loading, saving, truncation. */
 static int sim__read_engine(kv_config *cfg, sim_params *p, kv_error *err) {
-  int rc;
+  int rc, e;
   TRY(kv_config_int(cfg, "engine", "batch_limit", 24, 1, 1 << 20, &p->batch_limit, err));
   TRY(kv_config_int(cfg, "engine", "admit_lookahead", 1, 1, 1 << 20, &p->admit_lookahead, err));
+  TRY(kv_config_enum(cfg, "engine", "batching", SIM_BATCH_MIXED, sim_batching_names, &e, err));
+  p->batching = (sim_batching)e;
   TRY(kv_config_double(cfg, "engine", "hbm_reserve_frac", 0.1, 0, 0.99, &p->hbm_reserve_frac, err));
   TRY(kv_config_bool(cfg, "engine", "preload", 1, &p->preload, err));
   TRY(kv_config_int(cfg, "engine", "read_buffer_layers", 15, 0, 1 << 20, &p->read_buffer_layers,
@@ -291,7 +297,6 @@ static int sim__read_engine(kv_config *cfg, sim_params *p, kv_error *err) {
   TRY(sim__gib(cfg, "engine", "write_buffer_gib", 2.0 * SIM_GIB, &p->write_buffer_bytes, err));
   TRY(kv_config_int(cfg, "engine", "save_chunk_tokens", 256, 0, 1 << 30, &p->save_chunk_tokens,
                     err));
-  int e;
   TRY(kv_config_enum(cfg, "engine", "truncation", SIM_TRUNC_DECOUPLED, sim_trunc_names, &e, err));
   p->truncation = (sim_trunc)e;
   TRY(kv_config_double(cfg, "engine", "truncation_ratio", 0.5, 0.01, 1.0, &p->truncation_ratio,

@@ -57,6 +57,10 @@ typedef struct sim_cache_config {
   sim_prefetch prefetch;
   sim_lookahead lookahead;
   int64_t tier_bytes[SIM_TIER_COUNT];  /* store capacities (0 = tier disabled by the mode) */
+  int64_t priced_bytes[SIM_TIER_COUNT];/* capacities the cost is priced on: tier_bytes, except
+                                          the SSD's, priced at ssd_gib before ssd_scale */
+  double ssd_scale;              /* the simulated SSD holds ssd_gib x ssd_scale: the store of a
+                                    run at ssd_scale times the paper's arrival rate */
   int64_t block_tokens;
   int64_t ttl_ns, ttl_sweep_ns;
   int64_t prefetch_window_jobs, evict_window_jobs;  /* 0 = auto */

@@ -49,6 +49,7 @@ typedef struct sim_job {
   int64_t hit, prefill, decoded;
   int64_t reserve_bytes, rbuf_bytes;
   int32_t src, truncated, looked_up, waiting_unit, warm, fetch_tried, rbuf_tried;
+  int32_t leaves_stale;               /* NKVT: used truncated KV; the session's KV is invalid after */
   int64_t shrink_to;                  /* decoupled truncation: unit size after the drop, or -1 */
   /* load stream */
   int32_t layers_loaded, layers_issued, layers_allowed, load_inflight;
@@ -92,6 +93,7 @@ typedef struct sim_sess {
   int64_t ctx;          /* effective context after the last completed turn */
   int64_t first_block;  /* absolute index of the first kept block (block store, decoupled) */
   int32_t epoch;        /* synthesized block hashes change with it (TT/NKVT truncation) */
+  int32_t stale;        /* NKVT: its stored KV carries positions of a truncated context */
   int32_t job;          /* job in the system, or -1 */
 } sim_sess;
 
@@ -151,7 +153,8 @@ typedef struct sim_eng {
   sim_attn_seq *attn_seqs;
   int64_t attn_pool_bytes, attn_ready_ns, attn_load_start;
   int iter_sat;             /* the iteration started with requests waiting in the queue */
-  int iter_gpu_sat;         /* ... and the queue head ready to run: the GPU is the bottleneck */
+  int iter_gpu_sat;
+  int iter_prefill_only;    /* [engine] batching = prefill_first: this iteration runs prefills only */         /* ... and the queue head ready to run: the GPU is the bottleneck */
 } sim_eng;
 
 #define E_FAIL(E, code, ...)                          \

@@ -188,7 +188,7 @@ static int sim__setup(sim_eng *E, kv_error *err) {
     R->turn = t->turns[i].index;
   }
   for (int64_t s = 0; s < t->n_sessions; s++) {
-    E->sess[s] = (sim_sess){0, 0, 0, -1};
+    E->sess[s] = (sim_sess){.ctx = 0, .first_block = 0, .epoch = 0, .stale = 0, .job = -1};
   }
   struct {
     const char *name;

@@ -108,7 +108,12 @@ void sim__lookup(sim_eng *E, int32_t j) {
     if (x >= 0) {
       sim_unit *u = &E->store.u[x];
       int usable = u->tokens >= J->hist_orig;
-      if (usable && J->truncated && p->truncation != SIM_TRUNC_DECOUPLED) usable = 0;
+      /* TT: the prompt's tokens were truncated, the KV of the kept tokens is recomputed;
+       * NKVT: the overflow turn attends to the truncated KV with its old positions (an
+       * accuracy loss, not simulated), which leaves the session's KV invalid for the next turn */
+      if (usable && J->truncated && p->truncation == SIM_TRUNC_TT) usable = 0;
+      if (usable && E->sess[J->session].stale) usable = 0;
+      if (usable && J->truncated && p->truncation == SIM_TRUNC_NKVT) J->leaves_stale = 1;
       if (usable) {
         sim_store_pin(&E->store, x);
         sim_store_set_qpos(&E->store, x, -1);

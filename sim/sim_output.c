@@ -119,8 +119,8 @@ int sim_summarize(const sim_result *r, const sim_params *p, sim_summary *s, kv_e
   s->served_s = (double)(last_finish - r->warm_ns) * 1e-9;
   s->window_s = (double)(cool_ns - r->warm_ns) * 1e-9;
   double gpu_h = (double)p->n_gpus * p->gpu_price_per_hour;
-  double sto_h = (double)p->cache.tier_bytes[SIM_TIER_DRAM] / SIM_GIB * p->dram_price_per_gib_hour +
-                 (double)p->cache.tier_bytes[SIM_TIER_SSD] / SIM_GIB * p->ssd_price_per_gib_hour;
+  double sto_h = (double)p->cache.priced_bytes[SIM_TIER_DRAM] / SIM_GIB * p->dram_price_per_gib_hour +
+                 (double)p->cache.priced_bytes[SIM_TIER_SSD] / SIM_GIB * p->ssd_price_per_gib_hour;
   s->usd_per_hour = gpu_h + sto_h;
   double hours = (p->time_base == SIM_TIME_BUSY ? s->gpu_busy_s : s->window_s) / 3600.0;
   s->cost_gpu_usd = gpu_h * hours;

@@ -17,7 +17,8 @@ static void sim__load_done(void *ctx, int64_t arg) {
   sim_job *J = &E->jobs[j];
   assert(J->load_inflight > 0);
   if (--J->load_inflight > 0) return;
-  J->layers_loaded = J->layers_issued;
+  /* without pre-loading the prefill starts only when every layer has arrived */
+  J->layers_loaded = E->p->preload || J->layers_issued == E->L ? J->layers_issued : 0;
   sim__load_next(E, j);
   if (E->state == ST_WAIT_LOAD && J->state == JOB_PREFILL) sim__advance(E);
 }
@@ -30,8 +31,10 @@ void sim__load_next(sim_eng *E, int32_t j) {
     J->layers_loaded = J->layers_issued = (int32_t)E->L;
     return;
   }
+  /* one flow per layer, in sequence, with or without pre-loading (each pays the transfer's
+   * set-up, [links] pcie_latency_us); pre-loading only lets layer k compute once it arrived */
   int64_t from = J->layers_issued;
-  int64_t to = E->p->preload ? from + 1 : E->L;
+  int64_t to = from + 1;
   if (from == 0 && J->unit >= 0 && J->load_bytes[SIM_TIER_SSD] > 0 &&
       E->store.tiers[SIM_TIER_DRAM].capacity > 0 &&
       sim_store_move(&E->store, J->unit, SIM_TIER_DRAM, 0, sim__key(J)) == 0) {
@@ -55,7 +58,10 @@ void sim__load_next(sim_eng *E, int32_t j) {
     J->load_inflight++;
   }
   J->layers_issued = (int32_t)to;
-  if (J->load_inflight == 0) J->layers_loaded = J->layers_issued;
+  if (J->load_inflight == 0) {
+    J->layers_loaded = E->p->preload || J->layers_issued == E->L ? J->layers_issued : 0;
+    if (J->layers_issued < J->layers_allowed) sim__load_next(E, j); /* nothing to move here */
+  }
 }
 
 
@@ -336,6 +342,14 @@ void sim__unit_ready(void *ctx, int32_t x) {
   if (u->flags & UNIT_FLAG_PREFETCH) {
     u->flags &= ~UNIT_FLAG_PREFETCH;
     E->prefetch_inflight--;
+    rescan = 1;
+  }
+  /* a demotion ended: the unit may belong to an entry of the prefetch window (it was pushed
+   * out of DRAM after the entry was tried), which can now be fetched back */
+  if (u->tier == SIM_TIER_SSD && u->moved_from >= 0 && u->moved_from != SIM_TIER_SSD) rescan = 1;
+  /* a prefetch found DRAM full of busy units: one of them is idle now */
+  if (E->pf_blocked) {
+    E->pf_blocked = 0;
     rescan = 1;
   }
   if (u->waiter >= 0) {

@@ -2,10 +2,11 @@
  * transfer is a flow over the links of sim_link.h; what the tiers hold moves in sim_store.
  *
  * Loads. A hit's KV moves to the job's HBM space over H2D (from DRAM) or SSD read + H2D (from
- * SSD, through DRAM, where the unit then stays). With layer-wise pre-loading one flow per layer
- * runs in sequence (layer k carries floor(b (k+1)/L) - floor(b k/L) of b bytes) and the job's
- * layers_loaded tells the iteration loop how far a prefill may go; without it one flow carries
- * all layers. layers_allowed caps what may load before admission (the read buffer).
+ * SSD, through DRAM, where the unit then stays), one flow per layer in sequence (layer k carries
+ * floor(b (k+1)/L) - floor(b k/L) of b bytes), each paying the link's set-up latency. With
+ * layer-wise pre-loading the job's layers_loaded tells the iteration loop how far a prefill may
+ * go; without it layers_loaded stays 0 until every layer has arrived (load, then compute).
+ * layers_allowed caps what may load before admission (the read buffer).
  *
  * Saves. New KV goes to the store's first enabled tier: session store — the session's unit
  * grows to the target tokens (a stale unit is replaced), block store — one unit per new block
