@@ -267,7 +267,7 @@ def main():
     a = ap.parse_args()
     ini = os.path.join(HERE, "calibration.ini")
     if a.check:
-        cp = configparser.ConfigParser(interpolation=None)
+        cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
         cp.read(ini, encoding="utf-8")
         v = {k: float(cp.get("calibrated", k)) for k in KEYS if k != "ssd_scale"}
         bad = 0
