@@ -20,12 +20,13 @@ set(KVLAB_HAVE_CUDA ON)
 message(STATUS "kvlab: GPU-only build (kernels, GPU tests, kvbench) for CUDA architectures "
                "${CMAKE_CUDA_ARCHITECTURES}; OpenMP ${OpenMP_C_FOUND}")
 
-# The part of common/ the kernels need (kv_err, kv_rng, the block-pool accounting kv_pool;
-# kv_half.h is header-only), under the name the full build gives all of common/.
-kvlab_add_library(kv_common common/kv_err.c common/kv_rng.c common/kv_pool.c)
+# The part of common/ the kernels need (kv_err, kv_rng, the block-pool accounting kv_pool, the
+# output helper kv_fs for kvbench's CSV files -- plain POSIX; kv_half.h is header-only), under the
+# name the full build gives all of common/.
+kvlab_add_library(kv_common common/kv_err.c common/kv_rng.c common/kv_pool.c common/kv_fs.c)
 target_include_directories(kv_common PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/common)
 target_compile_definitions(kv_common PRIVATE KVLAB_VERSION="${PROJECT_VERSION}")
-target_link_libraries(kv_common PUBLIC m)
+target_link_libraries(kv_common PUBLIC m Threads::Threads)
 
 add_subdirectory(kernels)   # kernels/CMakeLists.txt skips its HDF5 parts under KVLAB_GPU_ONLY
 if(BUILD_TESTING)

@@ -99,6 +99,9 @@ int kv_profile_timings_read_group(int64_t group_id, kv_profile_timings *t, const
   if (!rc && sized) rc = kv__profile_column(g, "len", H5T_NATIVE_INT64, n, t->len, what, err);
   if (!rc) rc = kv_h5_read_strings(g, "section", n, &t->section, what, err);
   if (!rc) rc = kv_h5_read_strings(g, "method", n, &t->method, what, err);
+  if (!rc && H5Aexists(g, "device") > 0) {
+    rc = kv_h5_attr_read_str(g, "device", t->device, sizeof t->device, what, err);
+  }
   t->n = (int64_t)n;
   if (rc) kv_profile_timings_free(t);
   return rc;
@@ -127,8 +130,13 @@ int kv_profile_timings_read_file(const char *path, kv_profile_timings *t, kv_err
       if (g < 0) rc = kv_error_set(err, KV_EIO, "%s: cannot open /attention", path);
     }
   }
+  char dev[sizeof t->device] = "";
+  if (!rc && H5Aexists(f, "device") > 0) {
+    rc = kv_h5_attr_read_str(f, "device", dev, sizeof dev, what, err);
+  }
   snprintf(what, sizeof what, "%s: /attention", path);
   if (!rc) rc = kv_profile_timings_read_group(g, t, what, err);
+  if (!rc && !t->device[0]) snprintf(t->device, sizeof t->device, "%s", dev);
   if (g >= 0) H5Gclose(g);
   H5Fclose(f);
   return rc;
@@ -144,5 +152,6 @@ int kv_profile_timings_write_group(int64_t group_id, const kv_profile_timings *t
   if (!rc && t->len) rc = kv_h5_write(g, "len", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, d, t->len, what, err);
   if (!rc) rc = kv_h5_write(g, "time_s", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, d, t->time_s, what, err);
   if (!rc) rc = kv_h5_write(g, "bytes", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, d, t->bytes, what, err);
+  if (!rc && t->device[0]) rc = kv_h5_attr_write_str(g, "device", t->device, what, err);
   return rc;
 }

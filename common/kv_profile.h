@@ -55,6 +55,8 @@ typedef struct kv_profile_timings {
   char **section, **method;   /* [n] */
   int64_t *batch, *len;       /* [n]; NULL when the source had none */
   double *time_s, *bytes;     /* [n] */
+  char device[96];            /* the measuring device ("" when the source names none): the
+                                 kernel profile's root `device`, the group's `device` attribute */
 } kv_profile_timings;
 
 void kv_profile_timings_free(kv_profile_timings *t);

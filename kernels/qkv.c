@@ -251,7 +251,12 @@ static int qkv__open_seq(qkv_file *f, int i, kv_error *err) {
   if (!rc && H5Aexists(g, "source") > 0) {
     rc = kv_h5_attr_read_str(g, "source", s->info.source, sizeof s->info.source, what, err);
   }
-  int64_t nt = 0;
+  int64_t nt = 0, index = -1;
+  if (!rc) rc = kv_h5_attr_read_i64(g, "index", &index, what, err);
+  if (!rc && index != i) {
+    rc = kv_error_set(err, KV_EFORMAT, "%s: attribute index = %lld, the group is seq_%d", what,
+                      (long long)index, i);
+  }
   if (!rc) rc = kv_h5_attr_read_i64(g, "n_tokens", &nt, what, err);
   if (!rc && (nt < 1 || nt > QKV_MAX_ELEMS)) {
     rc = kv_error_set(err, KV_ERANGE, "%s: n_tokens = %lld is out of range", what, (long long)nt);
@@ -307,7 +312,15 @@ static int qkv__open_seq(qkv_file *f, int i, kv_error *err) {
       rc = kv_error_set(err, KV_EFORMAT, "%s: %s: cannot open group", f->path, gpath);
       break;
     }
-    rc = qkv__check_layer(f, lg, gpath, nt, err);
+    int64_t lattr = -1;
+    char lwhat[4600];
+    snprintf(lwhat, sizeof lwhat, "%s: %s", f->path, gpath);
+    rc = kv_h5_attr_read_i64(lg, "layer", &lattr, lwhat, err);
+    if (!rc && lattr != ll.layers[k]) {
+      rc = kv_error_set(err, KV_EFORMAT, "%s: attribute layer = %lld, the group is layer %d", lwhat,
+                        (long long)lattr, ll.layers[k]);
+    }
+    if (!rc) rc = qkv__check_layer(f, lg, gpath, nt, err);
     H5Gclose(lg);
   }
   H5Gclose(g);

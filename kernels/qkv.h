@@ -60,7 +60,7 @@ typedef struct qkv_model {
 
 typedef struct qkv_seq_info {
   char name[QKV_NAME_MAX];
-  char text_kind[64];
+  char text_kind[QKV_NAME_MAX]; /* longer attributes are an error naming the file */
   char source[QKV_NAME_MAX];    /* may be empty */
   int64_t n_tokens;
   int n_layers;                 /* recorded layers in this sequence */

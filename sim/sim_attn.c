@@ -326,6 +326,7 @@ int sim_attn_finish(sim_attn_run *r, int64_t gpu_kv_peak_bytes, sim_attn_result 
   res->pool_blocks = (int64_t)floor(r->pool_blocks);
   res->gpu_kv_peak_bytes = gpu_kv_peak_bytes;
   res->mean_err = r->am->mean_err;
+  res->kernel_measured = r->am->have_kprof;
   if (r->n_steps > 0) {
     int rc = kv_pool_compare(r->need_log, r->n_steps, (int)r->L, r->am->block_bytes,
                               &res->pool_report, err);
@@ -355,6 +356,7 @@ int sim_attn_summary_rows(const sim_attn_params *ap, const sim_attn_result *res,
   ROW("attn_offload", ap->offload);
   ROW("attn_pool", ap->pool);
   ROW("attn_loop", ap->loop);
+  ROW("attn_kernel_measured", on ? res->kernel_measured : NAN);
   ROW("attn_mean_err", on ? res->mean_err : NAN);
   ROW("attn_batch_mean", on && steps > 0 ? (double)ms[SIM_STAT_ATTN_DECODE_SEQS] / steps : NAN);
   ROW("attn_read_frac", on && ms[SIM_STAT_ATTN_DENSE_TOKENS] > 0

@@ -82,6 +82,8 @@ typedef struct sim_attn_result {
   double mean_err;              /* the method's accuracy (sim_attn_model.mean_err) */
   kv_pool_report pool_report;  /* over every recorded decode step (need per layer) */
   int have_pool_report;
+  int kernel_measured;          /* attention priced by measured kernel timings (1) or by the
+                                   bandwidth model with assumed overheads (0) */
 } sim_attn_result;
 
 typedef struct sim_attn_run {

@@ -294,11 +294,13 @@ int sim_attn_kernel_fit(const sim_attn_timings *tm, double c0_ns[SIM_ATTN_KCLASS
 }
 
 int sim_attn_kernel_profile_fit(const char *path, double c0_ns[SIM_ATTN_KCLASS_COUNT],
-                                double c1_ns_per_byte[SIM_ATTN_KCLASS_COUNT], kv_error *err) {
+                                double c1_ns_per_byte[SIM_ATTN_KCLASS_COUNT], char *device,
+                                size_t device_cap, kv_error *err) {
   for (int k = 0; k < SIM_ATTN_KCLASS_COUNT; k++) c0_ns[k] = 0, c1_ns_per_byte[k] = -1;
   sim_attn_timings tm;
   int rc = sim_attn_timings_read(path, &tm, err);
   if (rc) return rc;
+  if (device && device_cap) snprintf(device, device_cap, "%s", tm.device);
   char what[1200];
   snprintf(what, sizeof what, "%s: /attention", path);
   rc = sim_attn_kernel_fit(&tm, c0_ns, c1_ns_per_byte, what, err);
@@ -390,14 +392,33 @@ int sim_attn_model_load(sim_attn_model *am, const sim_attn_params *prm, const si
   am->block_bytes = am->method.block_size * 2 * m->head_dim * elem;
   am->meta_bytes_per_block = sim_attn_bytes_read(&am->method, m->head_dim, elem,
                                                  am->method.block_size, 0);
-  if (prm->kernel_profile[0]) {
-    rc = sim_attn_kernel_profile_fit(prm->kernel_profile, am->kc0, am->kc1, err);
+  if (prm->kernel_assumed) {
+    if (prm->kernel_profile[0]) {
+      rc = kv_error_set(err, KV_EINVAL, "kernel_profile = %s has no effect with kernel_timings = "
+                        "assumed", prm->kernel_profile);
+    }
+  } else if (prm->kernel_profile[0]) {
+    rc = sim_attn_kernel_profile_fit(prm->kernel_profile, am->kc0, am->kc1, am->kprof_device,
+                                     sizeof am->kprof_device, err);
     am->have_kprof = 1;
   } else if (am->have_prof && am->prof.timings.n > 0) {
     char what[1200];
     snprintf(what, sizeof what, "%s: /kernel_timings", prm->profile_path);
     rc = sim_attn_kernel_fit(&am->prof.timings, am->kc0, am->kc1, what, err);
     am->have_kprof = 1;
+    snprintf(am->kprof_device, sizeof am->kprof_device, "%s", am->prof.timings.device);
+  } else if (!am->have_prof && prm->profile_path[0]) {
+    /* dense names no method of the profile, but its measured timings apply to it too */
+    sim_attn_profile pr;
+    rc = sim_attn_profile_read(prm->profile_path, &pr, err);
+    if (!rc && pr.timings.n > 0) {
+      char what[1200];
+      snprintf(what, sizeof what, "%s: /kernel_timings", prm->profile_path);
+      rc = sim_attn_kernel_fit(&pr.timings, am->kc0, am->kc1, what, err);
+      am->have_kprof = 1;
+      snprintf(am->kprof_device, sizeof am->kprof_device, "%s", pr.timings.device);
+    }
+    if (!rc) sim_attn_profile_free(&pr);
   }
   if (rc) sim_attn_model_free(am);
   return rc;

@@ -72,7 +72,10 @@ typedef struct sim_attn_params {
   int admit_ws;               /* admission by expected working set (offload) */
   double admit_headroom;      /* working sets may fill this fraction of the pool */
   int64_t host_bytes;         /* host DRAM for running requests' offloaded KV */
-  char kernel_profile[1024];  /* measured kernel timings (kvlab-kernel-profile); "" = model */
+  char kernel_profile[1024];  /* measured kernel timings (kvlab-kernel-profile); "" = the
+                                 attention profile's /kernel_timings when it carries them */
+  int kernel_assumed;         /* kernel_timings = assumed: the bandwidth model of sim_attn.h even
+                                 when measured timings are at hand (default 0: measured) */
 } sim_attn_params;
 
 void sim_attn_params_defaults(sim_attn_params *ap);
@@ -94,6 +97,7 @@ typedef struct sim_attn_model {
   int64_t *rng_lo, *rng_hi;   /* [recorded rows] measured context range (keys); lo = 0: none */
   double kc0[SIM_ATTN_KCLASS_COUNT], kc1[SIM_ATTN_KCLASS_COUNT]; /* ns, ns per byte */
   int have_kprof;
+  char kprof_device[96];      /* the measured timings' device ("" when none) */
   double mean_err;            /* the method's mean relative L2 output error vs dense over the
                                  recorded layers (profile mean_err; 0 for dense) */
   int64_t block_bytes;        /* K + V of one block of one KV head */
@@ -102,9 +106,10 @@ typedef struct sim_attn_model {
 
 /* Loads the profile / reuse table / kernel profile named by `prm` and checks them against the
  * model (method present by label or canonical spec, kinds consistent, offload only for sparse
- * methods). Kernel timings come from [attention] kernel_profile when named, else from the
- * profile's /kernel_timings when it carries them, else the overheads are the assumptions of
- * sim_attn_params. Errors name the file and dataset or the [attention] key. On success free with
+ * methods). Kernel timings (kernel_timings = measured, the default) come from [attention]
+ * kernel_profile when named, else from the profile's /kernel_timings when it carries them (for
+ * method = dense too, when a profile is named), else the overheads are the assumptions of
+ * sim_attn_params, as with kernel_timings = assumed. Errors name the file and dataset or the [attention] key. On success free with
  * sim_attn_model_free. */
 int sim_attn_model_load(sim_attn_model *am, const sim_attn_params *prm, const sim_model *m,
                         const sim_hw *hw, int64_t tp, kv_error *err);
@@ -130,9 +135,11 @@ int sim_attn_kernel_fit(const sim_attn_timings *t, double c0_ns[SIM_ATTN_KCLASS_
                         double c1_ns_per_byte[SIM_ATTN_KCLASS_COUNT], const char *what,
                         kv_error *err);
 /* The same from a kernel profile file (docs/kernels.md schema:
- * /attention/{section, method, batch, len, time_s, bytes}). Exposed for tests. */
+ * /attention/{section, method, batch, len, time_s, bytes}); device (may be NULL) gets its root
+ * `device` attribute ("" when absent). Exposed for tests. */
 int sim_attn_kernel_profile_fit(const char *path, double c0_ns[SIM_ATTN_KCLASS_COUNT],
-                                double c1_ns_per_byte[SIM_ATTN_KCLASS_COUNT], kv_error *err);
+                                double c1_ns_per_byte[SIM_ATTN_KCLASS_COUNT], char *device,
+                                size_t device_cap, kv_error *err);
 
 /* KV bytes per token of the model (rounded). */
 int64_t sim_attn_bytes_per_token(const sim_attn_model *am);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "sim.h"
+#include "sim_engine.h"
 #include "sim_profile.h"
 
 #ifndef SIM_DATA_DIR
@@ -53,6 +54,57 @@ static int sim__gib(const kv_config *cfg, const char *sec, const char *key, doub
 /* ---- the sections both engines read (sim_config.h) ---------------------------------------- */
 
 const char *const sim_engine_kind_names[] = {"timed", "replay", NULL};
+const char *const sim_allow_names[] = {"empty_workload", "no_measurement", "no_cache", NULL};
+
+int sim_config_allow(kv_config *cfg, unsigned *allow, kv_error *err) {
+  *allow = 0;
+  const char *v = kv_config_get(cfg, "sim", "allow");
+  if (!v) return 0;
+  char *items[8], store[512];
+  int n = kv_config_list(v, items, 8, store, sizeof store);
+  if (n < 0) {
+    return kv_error_set(err, KV_EINVAL, "%s: [sim] allow = %s: not a list of at most 8 names",
+                        kv_config_where(cfg, "sim", "allow"), v);
+  }
+  for (int i = 0; i < n; i++) {
+    int k = 0;
+    while (sim_allow_names[k] && strcmp(sim_allow_names[k], items[i]) != 0) k++;
+    if (!sim_allow_names[k]) {
+      return kv_error_set(err, KV_EINVAL, "%s: [sim] allow: '%s' is not one of empty_workload, "
+                          "no_measurement, no_cache", kv_config_where(cfg, "sim", "allow"),
+                          items[i]);
+    }
+    *allow |= 1u << k;
+  }
+  return 0;
+}
+
+int sim_config_check_workload(kv_config *cfg, const trace *t, int64_t warmup_turns,
+                              kv_error *err) {
+  unsigned allow;
+  int rc = sim_config_allow(cfg, &allow, err);
+  if (rc) return rc;
+  if (t->n_turns == 0 && !(allow & SIM_ALLOW_EMPTY_WORKLOAD)) {
+    /* the key that made it empty: a generator's session count, else the trace file */
+    const char *key = kv_config_get(cfg, "workload", "sessions")     ? "sessions"
+                      : kv_config_get(cfg, "workload", "n_sessions") ? "n_sessions"
+                                                                     : "source";
+    const char *v = kv_config_get(cfg, "workload", key);
+    return kv_error_set(err, KV_EINVAL, "%s: [workload] %s = %s: the workload (%s) has no %s, so "
+                        "nothing would be measured (a run reports nan or 0); set [sim] allow = "
+                        "empty_workload to run it anyway", kv_config_where(cfg, "workload", key),
+                        key, v ? v : "synthetic (the default)", t->name,
+                        t->n_sessions ? "turns" : "sessions");
+  }
+  if (t->n_turns > 0 && warmup_turns >= t->n_turns && !(allow & SIM_ALLOW_NO_MEASUREMENT)) {
+    return kv_error_set(err, KV_EINVAL, "%s: [output] warmup_turns = %lld covers all %lld turns of "
+                        "the workload (%s): no turn would be measured; set [sim] allow = "
+                        "no_measurement to run it anyway",
+                        kv_config_where(cfg, "output", "warmup_turns"), (long long)warmup_turns,
+                        (long long)t->n_turns, t->name);
+  }
+  return 0;
+}
 
 int sim_config_engine(kv_config *cfg, sim_engine_kind *engine, uint64_t *seed, kv_error *err) {
   int rc, e;
@@ -106,6 +158,29 @@ static int sim__cache_tiers(kv_config *cfg, const sim_hw *hw, sim_cache_config *
     return kv_error_set(err, KV_EINVAL, "%s: [cache] mode = hbm needs hbm_gib > 0",
                         kv_config_where(cfg, "cache", "hbm_gib"));
   }
+  unsigned allow;
+  TRY(sim_config_allow(cfg, &allow, err));
+  if (c->mode != SIM_MODE_RE && tb[SIM_TIER_HBM] + tb[SIM_TIER_DRAM] + tb[SIM_TIER_SSD] == 0 &&
+      !(allow & SIM_ALLOW_NO_CACHE)) {
+    /* name the keys the mode uses, where each was set (or that it is a default) */
+    static const char *const keys[] = {"hbm_gib", "dram_gib", "ssd_gib"};
+    const int used = c->mode == SIM_MODE_HBM_DRAM ? 2 : 3;
+    char what[1200] = "";
+    for (int i = 0; i < used; i++) {
+      size_t k = strlen(what);
+      const char *w = kv_config_where(cfg, "cache", keys[i]);
+      snprintf(what + k, sizeof what - k, "%s%s = 0 (%s%s)", i ? ", " : "", keys[i],
+               kv_config_get(cfg, "cache", keys[i]) ? w : "the default",
+               kv_config_get(cfg, "cache", keys[i]) || i == 0 ? "" : " of the hardware file");
+    }
+    const char *at = kv_config_get(cfg, "cache", "dram_gib") ? "dram_gib"
+                     : kv_config_get(cfg, "cache", "ssd_gib") ? "ssd_gib"
+                                                              : "mode";
+    return kv_error_set(err, KV_EINVAL, "%s: [cache] mode = %s with no capacity: %s; the cache under "
+                        "study would hold nothing (mode = re runs without a cache); set [sim] "
+                        "allow = no_cache to run it anyway", kv_config_where(cfg, "cache", at),
+                        sim_mode_names[c->mode], what);
+  }
   return 0;
 }
 
@@ -150,7 +225,16 @@ int sim_config_cache(kv_config *cfg, sim_engine_kind engine, const sim_hw *hw,
   c->eviction = sim_policy_get(e);
   if (engine == SIM_ENGINE_TIMED) {
     TRY(sim_config_reject(cfg, "cache", sim__cache_replay_keys, engine, err));
-    return sim__cache_timed(cfg, hw, c, err);
+    TRY(sim__cache_timed(cfg, hw, c, err));
+    if (c->mode != SIM_MODE_RE && c->store == SIM_STORE_BLOCK && c->eviction->uses_queue) {
+      int dflt = !kv_config_get(cfg, "cache", "eviction");
+      return kv_error_set(err, KV_EINVAL, "%s: [cache] eviction = %s%s needs the session store "
+                          "(its job queue), and %s sets store = block: the block store takes lru, "
+                          "fifo or opt",
+                          kv_config_where(cfg, "cache", "eviction"), c->eviction->name,
+                          dflt ? " (the default)" : "", kv_config_where(cfg, "cache", "store"));
+    }
+    return 0;
   }
   TRY(sim_config_reject(cfg, "cache", sim__cache_timed_keys, engine, err));
   if (c->eviction->uses_queue) {
@@ -174,7 +258,7 @@ static int sim__read_attention(kv_config *cfg, sim_params *p, kv_error *err) {
       "reuse_csv", "head_draws", "extension", "topk_extension", "topk_scale_method", "redraw",
       "admit",
       "admit_headroom", "host_gib",
-      "kernel_profile", NULL};
+      "kernel_profile", "kernel_timings", NULL};
   static const char *const admit_names[] = {"none", "ws", NULL};
   sim_attn_params ap;
   sim_attn_params_defaults(&ap);
@@ -241,6 +325,8 @@ static int sim__read_attention(kv_config *cfg, sim_params *p, kv_error *err) {
   TRY(sim__gib(cfg, "attention", "host_gib", p->hw.dram_bytes, &ap.host_bytes, err));
   TRY(kv_config_str(cfg, "attention", "kernel_profile", "", &s, err));
   snprintf(ap.kernel_profile, sizeof ap.kernel_profile, "%s", s);
+  static const char *const ktime_names[] = {"measured", "assumed", NULL};
+  TRY(kv_config_enum(cfg, "attention", "kernel_timings", 0, ktime_names, &ap.kernel_assumed, err));
   if ((rc = sim_attn_model_load(&p->attn, &ap, &p->model, &p->hw, p->n_gpus, err))) {
     kv_error_prefix(err, "%s: [attention]", kv_config_where(cfg, "attention", "method"));
     return rc;
@@ -396,12 +482,32 @@ static int sim__read_price_output(kv_config *cfg, sim_params *p, kv_error *err) 
   return 0;
 }
 
+/* The GPUs' HBM must hold the weights, the reserve, the HBM cache region and the write buffer
+ * with room left for running jobs' KV (sim_engine_kv_space); the key named is hbm_gib when set,
+ * else the model. */
+static int sim__check_hbm(kv_config *cfg, const sim_params *p, kv_error *err) {
+  if (sim_engine_kv_space(p) > 0) return 0;
+  const double gib = SIM_GIB;
+  const int set = kv_config_get(cfg, "cache", "hbm_gib") != NULL;
+  return kv_error_set(err, KV_ERANGE, "%s: %s leaves no HBM for running jobs' KV: %lld x %s "
+                      "hold %.1f GiB, less %.0f%% reserve ([engine] hbm_reserve_frac), %.1f GiB of "
+                      "%s weights, %.1f GiB of HBM cache ([cache] hbm_gib%s) and %.1f GiB of write "
+                      "buffer ([engine] write_buffer_gib)",
+                      set ? kv_config_where(cfg, "cache", "hbm_gib") : kv_config_where(cfg, "sim", "model"),
+                      set ? "[cache] hbm_gib" : "[sim] model", (long long)p->n_gpus, p->hw.name,
+                      (double)p->n_gpus * p->hw.hbm_bytes / gib, 100 * p->hbm_reserve_frac,
+                      p->model.params * (double)p->model.bytes_per_elem / gib, p->model.name,
+                      (double)p->cache.tier_bytes[SIM_TIER_HBM] / gib, set ? "" : ", the default",
+                      (double)p->write_buffer_bytes / gib);
+}
+
 int sim_params_from_config(kv_config *cfg, sim_params *p, kv_error *err) {
   memset(p, 0, sizeof *p);
   int rc;
   TRY(sim__read_sim(cfg, p, err));
   TRY(sim__read_engine(cfg, p, err));
   TRY(sim_config_cache(cfg, SIM_ENGINE_TIMED, &p->hw, &p->cache, err));
+  TRY(sim__check_hbm(cfg, p, err));
   TRY(sim__read_links(cfg, p, err));
   TRY(sim__read_cost(cfg, p, err));
   TRY(sim__read_attention(cfg, p, err));

@@ -12,6 +12,15 @@
  *   sim_config_engine(cfg, &eng, &seed, &err);       // [sim] engine, seed
  *   sim_cache_config c;
  *   sim_config_cache(cfg, eng, hw_or_NULL, &c, &err); // [cache] for that engine
+ *   ... build the workload (sim_workload.h) ...
+ *   sim_config_check_workload(cfg, &trace, warmup_turns, &err);
+ *
+ * Configurations that would disable the thing under study are errors naming the file and line
+ * of the key responsible, before anything is written: a workload without turns, a warm-up that
+ * covers every turn, a caching mode whose tiers have no capacity. `[sim] allow` (a list of
+ * sim_allow_names) lets a run go ahead anyway. Configurations that cannot run at all are errors
+ * that no `allow` lifts: an HBM cache region (with the model's weights, the reserve and the write
+ * buffer) beyond the GPUs' memory, a policy that needs the job queue with the block store.
  */
 #ifndef SIM_CONFIG_H
 #define SIM_CONFIG_H
@@ -24,6 +33,7 @@
 #include "sim_policy.h"
 #include "sim_store.h"
 #include "sim_tier.h"
+#include "trace.h"
 
 typedef enum sim_engine_kind { SIM_ENGINE_TIMED = 0, SIM_ENGINE_REPLAY } sim_engine_kind;
 extern const char *const sim_engine_kind_names[]; /* "timed", "replay", NULL */
@@ -71,12 +81,32 @@ typedef struct sim_cache_config {
   int64_t capacity_tokens;       /* block cache capacity; 0 = unbounded */
 } sim_cache_config;
 
+/* [sim] allow: the checks a run may skip, each named in the error it lifts. */
+typedef enum sim_allow {
+  SIM_ALLOW_EMPTY_WORKLOAD = 1u << 0,  /* a workload without turns */
+  SIM_ALLOW_NO_MEASUREMENT = 1u << 1,  /* [output] warmup_turns >= the workload's turns */
+  SIM_ALLOW_NO_CACHE = 1u << 2         /* a caching mode whose tiers all have capacity 0 */
+} sim_allow;
+extern const char *const sim_allow_names[]; /* "empty_workload", "no_measurement", "no_cache" */
+
+/* [sim] allow (a comma-separated list of sim_allow_names; default none) into *allow. An unknown
+ * name is KV_EINVAL naming file:line and the valid names. */
+int sim_config_allow(kv_config *cfg, unsigned *allow, kv_error *err);
+
+/* After the workload is built (both engines; warmup_turns 0 for the replay engine): a workload
+ * without turns, or a warm-up of at least all its turns, is KV_EINVAL naming the [workload] key
+ * (sessions, n_sessions or source) or [output] warmup_turns with file:line, unless [sim] allow
+ * lifts it. */
+int sim_config_check_workload(kv_config *cfg, const trace *t, int64_t warmup_turns,
+                              kv_error *err);
+
 /* [sim] engine (default timed) and seed (default 1): the keys both engines read first. */
 int sim_config_engine(kv_config *cfg, sim_engine_kind *engine, uint64_t *seed, kv_error *err);
 
 /* [cache] for `engine`. hw gives the timed engine's DRAM and SSD defaults (NULL for replay).
  * The replay engine refuses a policy that needs the job queue (sa, the default: it must name
- * lru, fifo or opt). */
+ * lru, fifo or opt); so does the timed engine with store = block. The timed engine refuses a
+ * caching mode without capacity unless [sim] allow = no_cache. Errors name file:line. */
 int sim_config_cache(kv_config *cfg, sim_engine_kind engine, const sim_hw *hw,
                      sim_cache_config *c, kv_error *err);
 

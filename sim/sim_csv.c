@@ -7,20 +7,37 @@
 
 #include "kv_fs.h"
 
-/* Reads the next line into buf (without its end of line); 1 read, 0 end of file, <0 error. */
+/* Reads the next line into buf (without its end of line); 1 read, 0 end of file, <0 error.
+ * r->unterminated says whether it ended without a newline (at the end of the file). */
 static int sim__csv_line(sim_csv *r, char *buf, kv_error *err) {
-  if (!fgets(buf, SIM_CSV_LINE, r->f)) {
-    if (ferror(r->f)) return kv_error_set(err, KV_EIO, "%s: read error", r->path);
+  errno = 0;
+  ssize_t n = getline(&r->lbuf, &r->lcap, r->f);
+  if (n < 0) {
+    if (ferror(r->f) || (errno && errno != EINVAL)) {
+      return kv_error_set(err, errno == ENOMEM ? KV_ENOMEM : KV_EIO, "%s: read error", r->path);
+    }
     return 0;
   }
   r->line++;
-  size_t n = strlen(buf);
-  if (n == SIM_CSV_LINE - 1 && buf[n - 1] != '\n' && !feof(r->f)) {
+  r->unterminated = n == 0 || r->lbuf[n - 1] != '\n';
+  if (memchr(r->lbuf, 0, (size_t)n)) {
+    return kv_error_set(err, KV_EFORMAT, "%s:%lld: the line holds a NUL byte", r->path,
+                        (long long)r->line);
+  }
+  while (n > 0 && (r->lbuf[n - 1] == '\n' || r->lbuf[n - 1] == '\r')) n--;
+  if (n > SIM_CSV_LINE - 2) {
     return kv_error_set(err, KV_EFORMAT, "%s:%lld: line longer than %d bytes", r->path,
                         (long long)r->line, SIM_CSV_LINE - 2);
   }
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) buf[--n] = '\0';
+  memcpy(buf, r->lbuf, (size_t)n);
+  buf[n] = '\0';
   return 1;
+}
+
+/* A header or data row must end in a newline: without one the file may be cut short. */
+static int sim__cut(const sim_csv *r, const char *what, kv_error *err) {
+  return kv_error_set(err, KV_EFORMAT, "%s:%lld: the %s has no newline: the file may be cut "
+                      "short", r->path, (long long)r->line, what);
 }
 
 static int sim__blank(const char *s) {
@@ -46,6 +63,23 @@ static int sim__split(char *s, char **out, int cap) {
   }
 }
 
+/* The header's names: each non-empty and named once. */
+static int sim__check_header(const sim_csv *r, kv_error *err) {
+  for (int i = 0; i < r->ncol; i++) {
+    if (!r->names[i][0]) {
+      return kv_error_set(err, KV_EFORMAT, "%s:%lld: header column %d has no name", r->path,
+                          (long long)r->line, i + 1);
+    }
+    for (int j = 0; j < i; j++) {
+      if (strcmp(r->names[i], r->names[j]) == 0) {
+        return kv_error_set(err, KV_EFORMAT, "%s:%lld: column '%.64s' appears twice (columns %d "
+                            "and %d)", r->path, (long long)r->line, r->names[i], j + 1, i + 1);
+      }
+    }
+  }
+  return 0;
+}
+
 int sim_csv_open(sim_csv *r, const char *path, kv_error *err) {
   memset(r, 0, sizeof *r);
   snprintf(r->path, sizeof r->path, "%s", path);
@@ -55,25 +89,23 @@ int sim_csv_open(sim_csv *r, const char *path, kv_error *err) {
   int rc;
   while ((rc = sim__csv_line(r, r->header, err)) == 1) {
     if (sim__blank(r->header)) continue;
+    r->header_line = r->line;
+    if (r->unterminated) {
+      rc = sim__cut(r, "header", err);
+      break;
+    }
     r->ncol = sim__split(r->header, r->names, SIM_CSV_MAX_COLS);
     if (r->ncol > SIM_CSV_MAX_COLS) {
       rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: more than %d columns", path,
                         (long long)r->line, SIM_CSV_MAX_COLS);
       break;
     }
-    for (int i = 0; i < r->ncol; i++) {
-      if (!r->names[i][0]) {
-        rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: header column %d has no name", path,
-                          (long long)r->line, i + 1);
-        break;
-      }
-    }
-    if (rc == 1) return 0;
+    rc = sim__check_header(r, err);
+    if (rc == 0) return 0;
     break;
   }
   if (rc == 0) rc = kv_error_set(err, KV_EFORMAT, "%s: no header line (empty file)", path);
-  fclose(r->f);
-  r->f = NULL;
+  sim_csv_close(r);
   return rc;
 }
 
@@ -87,7 +119,8 @@ int sim_csv_col_opt(const sim_csv *r, const char *name) {
 int sim_csv_col(const sim_csv *r, const char *name, int *idx, kv_error *err) {
   *idx = sim_csv_col_opt(r, name);
   if (*idx < 0) {
-    return kv_error_set(err, KV_EFORMAT, "%s: the header has no column '%s'", r->path, name);
+    return kv_error_set(err, KV_EFORMAT, "%s: the header has no column '%s' (line %lld)", r->path,
+                        name, (long long)r->header_line);
   }
   return 0;
 }
@@ -96,6 +129,7 @@ int sim_csv_next(sim_csv *r, kv_error *err) {
   int rc;
   while ((rc = sim__csv_line(r, r->row, err)) == 1) {
     if (sim__blank(r->row)) continue;
+    if (r->unterminated) return sim__cut(r, "last row", err);
     int n = sim__split(r->row, r->fields, SIM_CSV_MAX_COLS);
     if (n != r->ncol) {
       return kv_error_set(err, KV_EFORMAT, "%s:%lld: %d fields, the header has %d", r->path,
@@ -148,4 +182,7 @@ int sim_csv_f64(const sim_csv *r, int idx, double lo, double hi, double *out, kv
 void sim_csv_close(sim_csv *r) {
   if (r->f) fclose(r->f);
   r->f = NULL;
+  free(r->lbuf);
+  r->lbuf = NULL;
+  r->lcap = 0;
 }

@@ -208,9 +208,26 @@ static int sim__read_host(const char *dir, sim_profile *p, kv_error *err) {
     sim_csv_close(&r);
     return rc;
   }
+  /* single points (layers = a number) of paths without a fit: derived below */
+  char pt_path[8][32];
+  double pt_layers[8], pt_us[8];
+  int n_pt = 0, cu = sim_csv_col_opt(&r, "us");
+  int have_us = cu >= 0;
+  kv_error scratch = {0};
   while ((rc = sim_csv_next(&r, err)) == 1) {
     rc = 0;
-    if (strcmp(sim_csv_str(&r, cl), "fit") != 0) continue;
+    const char *ls = sim_csv_str(&r, cl);
+    if (strcmp(ls, "fit") != 0) {
+      double L, us;
+      if (have_us && n_pt < 8 && sim_csv_f64(&r, cl, 1, 1e6, &L, &scratch) == 0 &&
+          sim_csv_f64(&r, cu, 1e-9, 1e12, &us, &scratch) == 0 &&
+          strlen(sim_csv_str(&r, cp)) < sizeof pt_path[0]) {
+        snprintf(pt_path[n_pt], sizeof pt_path[0], "%s", sim_csv_str(&r, cp));
+        pt_layers[n_pt] = L;
+        pt_us[n_pt++] = us;
+      }
+      continue;
+    }
     sim_prof_host h = {0};
     const char *nm = sim_csv_str(&r, cp);
     if (!nm[0] || strlen(nm) >= sizeof h.path) {
@@ -237,6 +254,35 @@ static int sim__read_host(const char *dir, sim_profile *p, kv_error *err) {
     p->host[p->n_host++] = h;
   }
   sim_csv_close(&r);
+  /* A path measured at one layer count only (its other point cut by the budget): the per-layer
+   * launch cost is taken from a fitted path (the same decoder-layer code runs in every path of
+   * one framework), the rest of its one point is its fixed cost. Marked derived. */
+  const sim_prof_host *ref = p->n_host ? &p->host[0] : NULL;
+  for (int i = 0; !rc && ref && i < n_pt; i++) {
+    if (sim_profile_host(p, pt_path[i])) continue;
+    int n_same = 0, first = i;
+    for (int j = 0; j < n_pt; j++) {
+      if (!strcmp(pt_path[j], pt_path[i])) {
+        if (n_same++ == 0) first = j;
+      }
+    }
+    if (n_same != 1 || first != i) continue; /* two points and no fit: left alone */
+    sim_prof_host h = {0};
+    snprintf(h.path, sizeof h.path, "%s", pt_path[i]);
+    h.per_layer_us = ref->per_layer_us;
+    h.fixed_us = pt_us[i] - pt_layers[i] * ref->per_layer_us;
+    if (h.fixed_us < 0) h.fixed_us = 0;
+    snprintf(h.derived, sizeof h.derived, "%s's per-layer time, fixed from its %g-layer point",
+             ref->path, pt_layers[i]);
+    sim_prof_host *a = realloc(p->host, (size_t)(p->n_host + 1) * sizeof *a);
+    if (!a) {
+      rc = kv_error_set(err, KV_ENOMEM, "%s: out of memory", path);
+      break;
+    }
+    p->host = a;
+    ref = &p->host[0];
+    p->host[p->n_host++] = h;
+  }
   return rc;
 }
 
@@ -421,6 +467,7 @@ int sim_prof_cost_init(sim_prof_cost *c, const char *dir, const sim_model *m, co
            o && o->decode_source && o->decode_source[0] ? o->decode_source : "sdpa");
   snprintf(c->host_path, sizeof c->host_path, "%s",
            o && o->host_path && o->host_path[0] ? o->host_path : "none");
+  c->host_derived[0] = 0;
   int rc = sim_profile_load(dir, &c->prof, err);
   if (rc) return rc;
   int64_t Hs = H / tp, Hks = Hk >= tp ? Hk / tp : 1, Fs = F / tp;
@@ -470,6 +517,7 @@ int sim_prof_cost_init(sim_prof_cost *c, const char *dir, const sim_model *m, co
     } else {
       c->host_fixed_us = hp->fixed_us > 0 ? hp->fixed_us : 0;
       c->host_layer_us = hp->per_layer_us > 0 ? hp->per_layer_us : 0;
+      snprintf(c->host_derived, sizeof c->host_derived, "%s", hp->derived);
     }
   }
   if (rc) sim_prof_cost_free(c);
@@ -545,41 +593,71 @@ static int64_t sim__ns_of_us(double us) {
   return (int64_t)llround(us * 1e3);
 }
 
-void sim_prof_cost_iter(const sim_prof_cost *c, const sim_iter_work *w, int64_t *layer_ns,
-                        int64_t *head_ns, unsigned *flags) {
+void sim_prof_cost_ops(const sim_prof_cost *c, const sim_iter_work *w, double *layer_us,
+                       double *head_us, unsigned *flags) {
   unsigned fl = 0;
+  for (int op = 0; op < SIM_OP_COUNT; op++) layer_us[op] = head_us[op] = 0;
   double T = (double)w->n_decode, seqs = (double)w->n_prefill + (double)w->n_decode;
   for (int32_t i = 0; i < w->n_prefill; i++) T += (double)w->prefill_new[i];
   if (T <= 0) {
-    *layer_ns = *head_ns = 0;
     if (flags) *flags = 0;
     return;
   }
-  double us = 0;
-  for (int op = SIM_OP_Q; op <= SIM_OP_DOWN; op++) us += sim__gemm_us(c, (sim_prof_op)op, T, &fl);
-  us += 2 * sim__elem_us(c, SIM_OP_NORM, T, &fl) + sim__elem_us(c, SIM_OP_ROPE, T, &fl) +
-        sim__elem_us(c, SIM_OP_ACT, T, &fl) + 2 * sim__elem_us(c, SIM_OP_ADD, T, &fl);
+  for (int op = SIM_OP_Q; op <= SIM_OP_DOWN; op++) {
+    layer_us[op] = sim__gemm_us(c, (sim_prof_op)op, T, &fl);
+  }
+  layer_us[SIM_OP_NORM] = 2 * sim__elem_us(c, SIM_OP_NORM, T, &fl);
+  layer_us[SIM_OP_ROPE] = sim__elem_us(c, SIM_OP_ROPE, T, &fl);
+  layer_us[SIM_OP_ACT] = sim__elem_us(c, SIM_OP_ACT, T, &fl);
+  layer_us[SIM_OP_ADD] = 2 * sim__elem_us(c, SIM_OP_ADD, T, &fl);
   for (int32_t i = 0; i < w->n_prefill; i++) {
-    us += sim__prefill_us(c, (double)w->prefill_hist[i], (double)w->prefill_new[i], &fl);
+    layer_us[SIM_OP_ATTN_PREFILL] +=
+        sim__prefill_us(c, (double)w->prefill_hist[i], (double)w->prefill_new[i], &fl);
   }
   if (w->n_decode > 0 && w->decode_ctx_sum > 0) {
-    us += sim__decode_us(c, (double)w->n_decode,
-                         (double)w->decode_ctx_sum / (double)w->n_decode, &fl);
+    layer_us[SIM_OP_ATTN_DECODE] = sim__decode_us(
+        c, (double)w->n_decode, (double)w->decode_ctx_sum / (double)w->n_decode, &fl);
   }
-  us += sim__elem_us(c, SIM_OP_KV_UPDATE, (double)w->n_decode, &fl);
-  if (c->tp > 1) { /* two ring all-reduces of the activations: the roofline's (assumed) term */
+  layer_us[SIM_OP_KV_UPDATE] = sim__elem_us(c, SIM_OP_KV_UPDATE, (double)w->n_decode, &fl);
+  head_us[SIM_OP_EMBED] = sim__elem_us(c, SIM_OP_EMBED, T, &fl);
+  head_us[SIM_OP_NORM] = sim__elem_us(c, SIM_OP_NORM, T, &fl);
+  head_us[SIM_OP_LM_HEAD] = sim__gemm_us(c, SIM_OP_LM_HEAD, seqs, &fl);
+  if (flags) *flags = fl;
+}
+
+void sim_prof_cost_gpu(const sim_prof_cost *c, const sim_iter_work *w, double *layer_us,
+                       double *head_us, unsigned *flags) {
+  double lo[SIM_OP_COUNT], ho[SIM_OP_COUNT];
+  unsigned fl = 0;
+  sim_prof_cost_ops(c, w, lo, ho, &fl);
+  double us = 0, head = 0;
+  for (int op = 0; op < SIM_OP_COUNT; op++) {
+    us += lo[op];
+    head += ho[op];
+  }
+  if (us > 0 && c->tp > 1) { /* two ring all-reduces of the activations: the roofline's (assumed) term */
+    double T = (double)w->n_decode;
+    for (int32_t i = 0; i < w->n_prefill; i++) T += (double)w->prefill_new[i];
     double act = T * (double)c->model.hidden * (double)c->model.bytes_per_elem;
     double one = c->hw.allreduce_latency_ns / 1e3 +
                  2.0 * (double)(c->tp - 1) / (double)c->tp * act / c->hw.nvlink_bw * 1e6;
     us += 2 * one;
   }
-  double head = sim__elem_us(c, SIM_OP_EMBED, T, &fl) + sim__elem_us(c, SIM_OP_NORM, T, &fl) +
-                sim__gemm_us(c, SIM_OP_LM_HEAD, seqs, &fl);
-  if (us < c->host_layer_us) us = c->host_layer_us;
-  if (head < c->host_fixed_us) head = c->host_fixed_us;
+  *layer_us = us;
+  *head_us = head;
+  if (flags) *flags = fl;
+}
+
+void sim_prof_cost_iter(const sim_prof_cost *c, const sim_iter_work *w, int64_t *layer_ns,
+                        int64_t *head_ns, unsigned *flags) {
+  double us = 0, head = 0;
+  sim_prof_cost_gpu(c, w, &us, &head, flags);
+  if (us > 0) {
+    if (us < c->host_layer_us) us = c->host_layer_us;
+    if (head < c->host_fixed_us) head = c->host_fixed_us;
+  }
   *layer_ns = sim__ns_of_us(us);
   *head_ns = sim__ns_of_us(head);
-  if (flags) *flags = fl;
 }
 
 void sim_prof_cost_describe(const sim_prof_cost *c, char *buf, size_t cap) {
@@ -604,10 +682,11 @@ void sim_prof_cost_describe(const sim_prof_cost *c, char *buf, size_t cap) {
   }
   snprintf(buf, cap,
            "measured: profile %s (%s, %s, commit %.12s%s); decode attention %s; host overhead "
-           "%s; roofline (compute_eff %g, memory_eff %g, assumed) for: %s%s",
+           "%s%s%s%s; roofline (compute_eff %g, memory_eff %g, assumed) for: %s%s",
            c->prof.dir, c->prof.device, c->prof.date, c->prof.commit,
            c->prof.smoke ? ", SMOKE TEST: CPU numbers, not a measurement" : "", c->decode_source,
-           c->host_path, c->compute_eff, c->memory_eff, k ? fb : "nothing",
+           c->host_path, c->host_derived[0] ? " (derived: " : "", c->host_derived,
+           c->host_derived[0] ? ")" : "", c->compute_eff, c->memory_eff, k ? fb : "nothing",
            c->tp > 1 ? "; all-reduce assumed (roofline formula)" : "");
 }
 

@@ -16,8 +16,11 @@
  *                                          (heads + kv_heads) x head_dim of the q and k it
  *                                          rotates; kv_update: 2 x kv_heads x head_dim written
  *                                          into a cache, as transformers' StaticCache does)
- *   host.csv          path, layers, fixed_us, per_layer_us   launch overhead of an eager
- *                                          framework (rows whose `layers` is "fit"); optional
+ *   host.csv          path, layers, us, fixed_us, per_layer_us   launch overhead of an eager
+ *                                          framework: rows whose `layers` is "fit" give
+ *                                          fixed_us + per_layer_us; a path with one measured
+ *                                          point (layers, us) and no fit is derived from the
+ *                                          first fitted path (sim_prof_host.derived); optional
  * `us` is a median time in microseconds (> 0). Axis values (m, new, context, tokens, batch) are
  * >= 1, hist >= 0. Every table is a set of curves of time against its x axis (m, new,
  * context, tokens) at values of a second axis z (hist for prefill attention, batch for decode
@@ -90,6 +93,9 @@ typedef struct sim_prof_table {
 typedef struct sim_prof_host {
   char path[32];
   double fixed_us, per_layer_us;
+  char derived[96];  /* "" for a fit of host.csv; else how it was derived (a path measured at
+                      * one layer count only: the first fitted path's per-layer time, the rest
+                      * of its one point as the fixed time) */
 } sim_prof_host;
 
 typedef enum sim_prof_kind {
@@ -151,6 +157,7 @@ typedef struct sim_prof_cost {
   double compute_eff, memory_eff;
   char decode_source[24], host_path[32];
   double host_fixed_us, host_layer_us;  /* 0 without a host path */
+  char host_derived[96];                /* sim_prof_host.derived of the path ("" for a fit) */
   int64_t shape[SIM_OP_COUNT][3];       /* gemm: n, k; elementwise: width; attention: layout */
   int used[SIM_OP_COUNT];               /* the layer / head runs this operator */
   const sim_prof_table *tab[SIM_OP_COUNT]; /* NULL: roofline (when used) */
@@ -166,6 +173,14 @@ void sim_prof_cost_free(sim_prof_cost *c);
  * SIM_PROF_* bits of every lookup. */
 void sim_prof_cost_iter(const sim_prof_cost *c, const sim_iter_work *w, int64_t *layer_ns,
                         int64_t *head_ns, unsigned *flags);
+/* One layer's and the head's GPU time (us), without the host floors (what sim_prof_cost_iter
+ * floors by host_layer_us and host_fixed_us). */
+void sim_prof_cost_gpu(const sim_prof_cost *c, const sim_iter_work *w, double *layer_us,
+                       double *head_us, unsigned *flags);
+/* The same iteration operator by operator (us, on one GPU, host floors and all-reduce not
+ * included): layer_us[op] for one layer, head_us[op] for the head; both (SIM_OP_COUNT). */
+void sim_prof_cost_ops(const sim_prof_cost *c, const sim_iter_work *w, double *layer_us,
+                       double *head_us, unsigned *flags);
 /* One line: profile, device, date, commit, options and the operators priced by the roofline. */
 void sim_prof_cost_describe(const sim_prof_cost *c, char *buf, size_t cap);
 

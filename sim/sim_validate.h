@@ -45,6 +45,10 @@ typedef struct sim_val_iter {
 /* Looks a kind up by name; -1 when unknown. */
 int sim_val_kind_find(const char *name);
 
+/* The work of one iteration as the cost models take it; *arrays (free() it) holds the
+ * prefill arrays w points into. KV_EINVAL as sim_val_predict. */
+int sim_val_work(const sim_val_iter *it, sim_iter_work *w, int64_t **arrays, kv_error *err);
+
 /* Predicted time (*ns) of one iteration with cost model c (its model's layer count and KV
  * size); h2d_bw in bytes/s and lat_ns per transfer price the pre-loading kinds. *flags (may
  * be NULL) gets sim_profile.h's SIM_PROF_* bits when c is a measured model, 0 otherwise.

@@ -17,7 +17,7 @@
 void trace_sharegpt_opts_init(trace_sharegpt_opts *o) {
   memset(o, 0, sizeof *o);
   trace_import_opts_init(&o->base);
-  o->approx = TRACE_TOK_APPROX_CHARS4;
+  o->approx = TRACE_TOK_APPROX_SCRIPT;
 }
 
 enum { SG_SIDE_PROMPT = TRACE_SHAREGPT_SIDE_PROMPT, SG_SIDE_OUTPUT = TRACE_SHAREGPT_SIDE_OUTPUT };
@@ -106,7 +106,7 @@ static int64_t sg__count(sg__ctx *c, const char *s, size_t n) {
   }
   /* characters and non-Latin ones (UTF-8 lead bytes; continuation bytes are skipped) */
   const unsigned char *u = (const unsigned char *)s;
-  int64_t chars = 0, non_latin = 0;
+  int64_t chars = 0, non_latin = 0, rough = 0;
   for (size_t i = 0; i < n;) {
     unsigned b = u[i];
     uint32_t cp = b;
@@ -121,11 +121,13 @@ static int64_t sg__count(sg__ctx *c, const char *s, size_t n) {
     chars++;
     /* after Cyrillic (U+052F), except general punctuation, symbols and arrows U+2000-U+2BFF */
     if (cp > 0x052F && !(cp >= 0x2000 && cp <= 0x2BFF)) non_latin++;
+    rough += trace_tok_script_rough(cp);
   }
   c->st->text_bytes += (int64_t)n;
   c->st->tokens += tk;
   c->st->chars += chars;
   c->st->non_latin_chars += non_latin;
+  c->st->rough_chars += rough;
   return tk;
 }
 

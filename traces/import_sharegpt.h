@@ -117,8 +117,9 @@ typedef struct trace_sharegpt_stats {
   int64_t chars;                /* code points of that text other than white space, */
   int64_t non_latin_chars;      /* and of those the ones in scripts after Cyrillic (Armenian,
                                    Hebrew, Arabic, Indic, Thai, CJK, kana, Hangul, ...) and
-                                   emoji: a chars/4 estimate undercounts such text several-fold
-                                   (trace_sharegpt_non_latin_warning) */
+                                   emoji: chars/4 and words*4/3 undercount such text several-fold */
+  int64_t rough_chars;          /* and those of scripts the script estimate was not calibrated on
+                                   (trace_tok_script_rough) */
 } trace_sharegpt_stats;
 
 void trace_sharegpt_opts_init(trace_sharegpt_opts *o);

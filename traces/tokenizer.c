@@ -2,11 +2,15 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
+#include <math.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yajl/yajl_parse.h>
+#include <yajl/yajl_tree.h>
 
 #include "kv_fs.h"
 #include "trace_map.h"
@@ -109,7 +113,6 @@ typedef struct tok__jctx {
   char key[1024];
   int64_t key_len;      /* -1: no pending key */
   char why[300];
-  int32_t *ids_seen;    /* id -> 1 when assigned (dup check), grown with off/len */
   int64_t cap_ids;
 } tok__jctx;
 
@@ -156,9 +159,53 @@ static int tok__jkey(void *ctx, const unsigned char *k, size_t n) {
   return 1;
 }
 
+/* Adds the token of `n` bytes `b` with `id` to the vocabulary; *cap_ids is the capacity of
+ * t->off / t->len (grown here). 0, or -1 with the reason in why (KV_ENOMEM's "out of memory"). */
+static int tok__vocab_add(trace_tok *t, const char *b, int64_t n, long long id, int64_t *cap_ids,
+                          char *why, size_t why_cap) {
+  if (id < 0 || id >= (1 << 24)) {
+    snprintf(why, why_cap, "id %lld is not an integer in [0, 2^24)", id);
+    return -1;
+  }
+  if (id >= *cap_ids) {
+    int64_t nc = *cap_ids ? *cap_ids : 65536;
+    while (nc <= id) nc *= 2;
+    int64_t *no = realloc(t->off, (size_t)nc * sizeof *no);
+    if (no) t->off = no;
+    int32_t *nl = no ? realloc(t->len, (size_t)nc * sizeof *nl) : NULL;
+    if (nl) t->len = nl;
+    if (!no || !nl) return snprintf(why, why_cap, "out of memory"), -1;
+    for (int64_t i = *cap_ids; i < nc; i++) {
+      t->off[i] = -1;
+      t->len[i] = 0;
+    }
+    *cap_ids = nc;
+  }
+  if (t->off[id] >= 0) return snprintf(why, why_cap, "id %lld is assigned twice", id), -1;
+  if (trace_strmap_get(&t->by_bytes, b, (size_t)n)) {
+    return snprintf(why, why_cap, "a token appears twice"), -1;
+  }
+  if (t->bytes_len + (size_t)n > t->bytes_cap) {
+    size_t nc = t->bytes_cap ? t->bytes_cap * 2 : 1 << 20;
+    while (nc < t->bytes_len + (size_t)n) nc *= 2;
+    char *nb = realloc(t->bytes, nc);
+    if (!nb) return snprintf(why, why_cap, "out of memory"), -1;
+    t->bytes = nb;
+    t->bytes_cap = nc;
+  }
+  memcpy(t->bytes + t->bytes_len, b, (size_t)n);
+  t->off[id] = (int64_t)t->bytes_len;
+  t->len[id] = (int32_t)n;
+  t->bytes_len += (size_t)n;
+  if (id + 1 > t->n_ids) t->n_ids = (int32_t)(id + 1);
+  if (trace_strmap_put(&t->by_bytes, b, (size_t)n, id)) {
+    return snprintf(why, why_cap, "out of memory"), -1;
+  }
+  return 0;
+}
+
 static int tok__jnumber(void *ctx, const char *s, size_t n) {
   tok__jctx *c = ctx;
-  trace_tok *t = c->t;
   if (c->depth != 1 || c->key_len < 0) return tok__jfail(c, "a number outside the object");
   long long id = 0;
   int ok = n > 0 && n < 10;
@@ -166,51 +213,28 @@ static int tok__jnumber(void *ctx, const char *s, size_t n) {
     if (s[i] < '0' || s[i] > '9') ok = 0;
     else id = id * 10 + (s[i] - '0');
   }
-  if (!ok || id >= (1 << 24)) {
+  if (!ok) {
     snprintf(c->why, sizeof c->why, "id %.*s is not an integer in [0, 2^24)", (int)(n < 30 ? n : 30),
              s);
     return 0;
   }
-  if (id >= c->cap_ids) {
-    int64_t nc = c->cap_ids ? c->cap_ids : 65536;
-    while (nc <= id) nc *= 2;
-    int64_t *no = realloc(t->off, (size_t)nc * sizeof *no);
-    if (!no) return tok__jfail(c, "out of memory");
-    t->off = no;
-    int32_t *nl = realloc(t->len, (size_t)nc * sizeof *nl);
-    if (!nl) return tok__jfail(c, "out of memory");
-    t->len = nl;
-    for (int64_t i = c->cap_ids; i < nc; i++) {
-      t->off[i] = -1;
-      t->len[i] = 0;
-    }
-    c->cap_ids = nc;
-  }
-  if (t->off[id] >= 0) {
-    snprintf(c->why, sizeof c->why, "id %lld is assigned twice", id);
-    return 0;
-  }
-  if (trace_strmap_get(&t->by_bytes, c->key, (size_t)c->key_len)) {
-    return tok__jfail(c, "a token appears twice");
-  }
-  if (t->bytes_len + (size_t)c->key_len > t->bytes_cap) {
-    size_t nc = t->bytes_cap ? t->bytes_cap * 2 : 1 << 20;
-    while (nc < t->bytes_len + (size_t)c->key_len) nc *= 2;
-    char *nb = realloc(t->bytes, nc);
-    if (!nb) return tok__jfail(c, "out of memory");
-    t->bytes = nb;
-    t->bytes_cap = nc;
-  }
-  memcpy(t->bytes + t->bytes_len, c->key, (size_t)c->key_len);
-  t->off[id] = (int64_t)t->bytes_len;
-  t->len[id] = (int32_t)c->key_len;
-  t->bytes_len += (size_t)c->key_len;
-  if (id + 1 > t->n_ids) t->n_ids = (int32_t)(id + 1);
-  if (trace_strmap_put(&t->by_bytes, c->key, (size_t)c->key_len, id)) {
-    return tok__jfail(c, "out of memory");
-  }
+  if (tok__vocab_add(c->t, c->key, c->key_len, id, &c->cap_ids, c->why, sizeof c->why)) return 0;
   c->key_len = -1;
   return 1;
+}
+
+/* The 256 single-byte tokens a byte-level vocabulary must hold. */
+static int tok__byte_ids(trace_tok *t, const char *name, kv_error *err) {
+  for (int b = 0; b < 256; b++) {
+    char ch = (char)b;
+    int64_t *id = trace_strmap_get(&t->by_bytes, &ch, 1);
+    if (!id) {
+      return kv_error_set(err, KV_EFORMAT, "%s: no token for the single byte 0x%02X (a byte-level "
+                          "vocabulary needs all 256)", name, b);
+    }
+    t->byte_id[b] = (int32_t)*id;
+  }
+  return 0;
 }
 
 static const yajl_callbacks tok__jcb = {tok__jnull, tok__jbool, NULL, NULL, tok__jnumber,
@@ -244,16 +268,39 @@ static int tok__load_vocab(trace_tok *t, const int16_t *inv, const char *enc, si
     rc = kv_error_set(err, KV_EFORMAT, "%s: expected a JSON object of token ids", name);
   }
   yajl_free(h);
-  if (rc) return rc;
-  for (int b = 0; b < 256; b++) {
-    char ch = (char)b;
-    int64_t *id = trace_strmap_get(&t->by_bytes, &ch, 1);
-    if (!id) {
-      return kv_error_set(err, KV_EFORMAT, "%s: no token for the single byte 0x%02X (a byte-level "
-                          "vocabulary needs all 256)", name, b);
-    }
-    t->byte_id[b] = (int32_t)*id;
+  return rc ? rc : tok__byte_ids(t, name, err);
+}
+
+/* ---- merges ---------------------------------------------------------------------------------- */
+
+/* Appends the merge (a, b) — token strings in the byte alphabet — with the next rank. buf holds
+ * la + lb bytes. 0, or a negative status with why set ("where" prefixes err's message). */
+static int tok__merge_add(trace_tok *t, const int16_t *inv, const char *a, size_t la,
+                          const char *b, size_t lb, char *buf, const char *where, kv_error *err) {
+  int64_t ba = tok__unalphabet(inv, a, la, buf);
+  int64_t bb = ba < 0 ? -1 : tok__unalphabet(inv, b, lb, buf + ba);
+  if (ba <= 0 || bb <= 0) {
+    return kv_error_set(err, KV_EFORMAT, "%s: %s", where, ba == 0 || bb == 0
+                        ? "an empty token" : "a character outside GPT-2's byte alphabet");
   }
+  int64_t *ia = trace_strmap_get(&t->by_bytes, buf, (size_t)ba);
+  int64_t *ib = trace_strmap_get(&t->by_bytes, buf + ba, (size_t)bb);
+  int64_t *im = trace_strmap_get(&t->by_bytes, buf, (size_t)(ba + bb));
+  if (!ia || !ib || !im) {
+    return kv_error_set(err, KV_EFORMAT, "%s: merge '%.*s %.*s' uses or makes a token that is not "
+                        "in the vocabulary", where, (int)(la < 40 ? la : 40), a,
+                        (int)(lb < 40 ? lb : 40), b);
+  }
+  uint64_t key = (uint64_t)*ia << 32 | (uint64_t)*ib;
+  if (trace_u64map_get(&t->merges, key)) {
+    return kv_error_set(err, KV_EFORMAT, "%s: the merge '%.*s %.*s' appears twice", where,
+                        (int)(la < 40 ? la : 40), a, (int)(lb < 40 ? lb : 40), b);
+  }
+  if (t->n_merges == INT32_MAX - 1) return kv_error_set(err, KV_ERANGE, "%s: too many merges", where);
+  if (trace_u64map_put(&t->merges, key, (int64_t)t->n_merges << 32 | *im)) {
+    return kv_error_set(err, KV_ENOMEM, "%s: out of memory", where);
+  }
+  t->n_merges++;
   return 0;
 }
 
@@ -276,46 +323,15 @@ static int tok__load_merges(trace_tok *t, const int16_t *inv, const char *m, siz
     if (len && line[len - 1] == '\r') len--;
     if (len == 0) continue;
     if (lineno == 1 && len >= 8 && memcmp(line, "#version", 8) == 0) continue;
+    char where[1100];
+    snprintf(where, sizeof where, "%s:%lld", name, (long long)lineno);
     const char *sp = memchr(line, ' ', len);
     if (!sp || sp == line || sp == line + len - 1 || memchr(sp + 1, ' ', len - (size_t)(sp + 1 - line))) {
-      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: expected two tokens separated by one space",
-                        name, (long long)lineno);
+      rc = kv_error_set(err, KV_EFORMAT, "%s: expected two tokens separated by one space", where);
       break;
     }
-    size_t la = (size_t)(sp - line), lb = len - la - 1;
-    int64_t ba = tok__unalphabet(inv, line, la, buf);
-    int64_t bb = ba < 0 ? -1 : tok__unalphabet(inv, sp + 1, lb, buf + ba);
-    if (ba < 0 || bb < 0) {
-      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: a character outside GPT-2's byte alphabet",
-                        name, (long long)lineno);
-      break;
-    }
-    int64_t *ia = trace_strmap_get(&t->by_bytes, buf, (size_t)ba);
-    int64_t ida = ia ? *ia : -1;
-    int64_t *ib = trace_strmap_get(&t->by_bytes, buf + ba, (size_t)bb);
-    int64_t idb = ib ? *ib : -1;
-    int64_t *im = trace_strmap_get(&t->by_bytes, buf, (size_t)(ba + bb));
-    if (ida < 0 || idb < 0 || !im) {
-      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: merge '%.*s' uses or makes a token that is "
-                        "not in the vocabulary", name, (long long)lineno,
-                        (int)(len < 80 ? len : 80), line);
-      break;
-    }
-    uint64_t key = (uint64_t)ida << 32 | (uint64_t)idb;
-    if (trace_u64map_get(&t->merges, key)) {
-      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: the merge '%.*s' appears twice", name,
-                        (long long)lineno, (int)(len < 80 ? len : 80), line);
-      break;
-    }
-    if (t->n_merges == INT32_MAX - 1) {
-      rc = kv_error_set(err, KV_ERANGE, "%s: too many merges", name);
-      break;
-    }
-    if (trace_u64map_put(&t->merges, key, (int64_t)t->n_merges << 32 | *im)) {
-      rc = kv_error_set(err, KV_ENOMEM, "%s: out of memory", name);
-      break;
-    }
-    t->n_merges++;
+    size_t la = (size_t)(sp - line);
+    rc = tok__merge_add(t, inv, line, la, sp + 1, len - la - 1, buf, where, err);
   }
   free(buf);
   return rc;
@@ -323,19 +339,17 @@ static int tok__load_merges(trace_tok *t, const int16_t *inv, const char *m, siz
 
 /* ---- load -------------------------------------------------------------------------------------- */
 
-int trace_tok_load_mem(const char *enc, size_t enc_len, const char *enc_name, const char *merges,
-                       size_t merges_len, const char *merges_name, trace_tok **out,
-                       kv_error *err) {
-  *out = NULL;
+static trace_tok *tok__new(void) {
   trace_tok *t = calloc(1, sizeof *t);
-  if (!t) return kv_error_set(err, KV_ENOMEM, "tokenizer: out of memory");
+  if (!t) return NULL;
   trace_strmap_init(&t->by_bytes);
   trace_strmap_init(&t->cache);
   trace_u64map_init(&t->merges);
-  int16_t inv[512];
-  tok__inverse(inv);
-  int rc = tok__load_vocab(t, inv, enc, enc_len, enc_name, err);
-  if (!rc) rc = tok__load_merges(t, inv, merges, merges_len, merges_name, err);
+  return t;
+}
+
+/* The pre-tokeniser, once the vocabulary and merges are in; frees t on error. */
+static int tok__finish(trace_tok *t, int rc, trace_tok **out, kv_error *err) {
   if (!rc) {
     int ec;
     PCRE2_SIZE eo;
@@ -362,6 +376,19 @@ int trace_tok_load_mem(const char *enc, size_t enc_len, const char *enc_name, co
   return 0;
 }
 
+int trace_tok_load_mem(const char *enc, size_t enc_len, const char *enc_name, const char *merges,
+                       size_t merges_len, const char *merges_name, trace_tok **out,
+                       kv_error *err) {
+  *out = NULL;
+  trace_tok *t = tok__new();
+  if (!t) return kv_error_set(err, KV_ENOMEM, "tokenizer: out of memory");
+  int16_t inv[512];
+  tok__inverse(inv);
+  int rc = tok__load_vocab(t, inv, enc, enc_len, enc_name, err);
+  if (!rc) rc = tok__load_merges(t, inv, merges, merges_len, merges_name, err);
+  return tok__finish(t, rc, out, err);
+}
+
 int trace_tok_load(const char *encoder_json, const char *merges, trace_tok **out, kv_error *err) {
   char *a = NULL, *b = NULL;
   size_t na = 0, nb = 0;
@@ -372,6 +399,211 @@ int trace_tok_load(const char *encoder_json, const char *merges, trace_tok **out
   free(a);
   free(b);
   return rc;
+}
+
+/* ---- tokenizer.json (Hugging Face tokenizers) -------------------------------------------------- */
+
+static yajl_val tok__hf_get(yajl_val obj, const char *key) {
+  if (!YAJL_IS_OBJECT(obj)) return NULL;
+  for (size_t i = 0; i < obj->u.object.len; i++) {
+    if (strcmp(obj->u.object.keys[i], key) == 0) return obj->u.object.values[i];
+  }
+  return NULL;
+}
+
+/* v's string, or NULL when v is absent or not a string. */
+static const char *tok__hf_str(yajl_val v) { return YAJL_IS_STRING(v) ? v->u.string : NULL; }
+
+/* 1 when v is absent, null, or false. */
+static int tok__hf_off(yajl_val v) { return !v || YAJL_IS_NULL(v) || YAJL_IS_FALSE(v); }
+
+/* What this tokenizer reproduces: model BPE over GPT-2's byte alphabet, pre-tokeniser ByteLevel
+ * (GPT-2's pattern, no prefix space), no normaliser, no dropout or word affixes. Anything else is
+ * KV_ENOTSUP naming the field, so that a tokenizer.json we would count differently is refused
+ * rather than approximated. */
+static int tok__hf_check(yajl_val root, const char *name, kv_error *err) {
+  yajl_val model = tok__hf_get(root, "model"), v;
+  if (!YAJL_IS_OBJECT(model)) {
+    return kv_error_set(err, KV_EFORMAT, "%s: no \"model\" object (expected a Hugging Face "
+                        "tokenizer.json)", name);
+  }
+  const char *type = tok__hf_str(v = tok__hf_get(model, "type"));
+  if (v && !(type && !strcmp(type, "BPE"))) {
+    return kv_error_set(err, KV_ENOTSUP, "%s: model.type is not \"BPE\" (only byte-level BPE "
+                        "tokenizers are supported)", name);
+  }
+  static const char *const off[] = {"dropout", "continuing_subword_prefix", "end_of_word_suffix",
+                                    "ignore_merges"};
+  for (size_t i = 0; i < sizeof off / sizeof off[0]; i++) {
+    if (!tok__hf_off(tok__hf_get(model, off[i]))) {
+      return kv_error_set(err, KV_ENOTSUP, "%s: model.%s is set: not supported", name, off[i]);
+    }
+  }
+  if (!tok__hf_off(tok__hf_get(root, "normalizer"))) {
+    return kv_error_set(err, KV_ENOTSUP, "%s: a normalizer is set: not supported (byte-level BPE "
+                        "without normalisation only)", name);
+  }
+  yajl_val pre = tok__hf_get(root, "pre_tokenizer");
+  type = tok__hf_str(tok__hf_get(pre, "type"));
+  if (!type || strcmp(type, "ByteLevel") != 0) {
+    return kv_error_set(err, KV_ENOTSUP, "%s: pre_tokenizer is not ByteLevel (GPT-2's pattern): "
+                        "not supported", name);
+  }
+  /* Hugging Face's default for a missing add_prefix_space is true */
+  v = tok__hf_get(pre, "add_prefix_space");
+  if (!v || !YAJL_IS_FALSE(v)) {
+    return kv_error_set(err, KV_ENOTSUP, "%s: pre_tokenizer.add_prefix_space is not false: not "
+                        "supported", name);
+  }
+  v = tok__hf_get(pre, "use_regex");
+  if (v && !YAJL_IS_TRUE(v)) {
+    return kv_error_set(err, KV_ENOTSUP, "%s: pre_tokenizer.use_regex is false: not supported",
+                        name);
+  }
+  return 0;
+}
+
+static int tok__hf_vocab(trace_tok *t, const int16_t *inv, yajl_val vocab, const char *name,
+                         kv_error *err) {
+  if (!YAJL_IS_OBJECT(vocab)) {
+    return kv_error_set(err, KV_EFORMAT, "%s: model.vocab is not an object of token ids", name);
+  }
+  int64_t cap_ids = 0;
+  char key[1024], why[300];
+  for (size_t i = 0; i < vocab->u.object.len; i++) {
+    const char *k = vocab->u.object.keys[i];
+    yajl_val v = vocab->u.object.values[i];
+    size_t kn = strlen(k);
+    int64_t bl = kn < sizeof key ? tok__unalphabet(inv, k, kn, key) : -2;
+    if (bl <= 0) {
+      return kv_error_set(err, KV_EFORMAT, "%s: model.vocab: token \"%.60s\" %s", name, k,
+                          bl == -2 ? "is longer than 1023 bytes" : bl == 0 ? "is empty"
+                          : "has a character outside GPT-2's byte alphabet");
+    }
+    if (!YAJL_IS_INTEGER(v)) {
+      return kv_error_set(err, KV_EFORMAT, "%s: model.vocab: token \"%.60s\": the id is not an "
+                          "integer", name, k);
+    }
+    if (tok__vocab_add(t, key, bl, YAJL_GET_INTEGER(v), &cap_ids, why, sizeof why)) {
+      return kv_error_set(err, strcmp(why, "out of memory") ? KV_EFORMAT : KV_ENOMEM,
+                          "%s: model.vocab: token \"%.60s\": %s", name, k, why);
+    }
+  }
+  return tok__byte_ids(t, name, err);
+}
+
+/* model.merges: "a b" strings (tokenizers < 0.20) or [a, b] pairs (later versions). */
+static int tok__hf_merges(trace_tok *t, const int16_t *inv, yajl_val merges, const char *name,
+                          kv_error *err) {
+  if (!YAJL_IS_ARRAY(merges)) {
+    return kv_error_set(err, KV_EFORMAT, "%s: model.merges is not an array", name);
+  }
+  char *buf = NULL;
+  size_t cap = 0;
+  int rc = 0;
+  for (size_t i = 0; i < merges->u.array.len && !rc; i++) {
+    yajl_val m = merges->u.array.values[i];
+    const char *a = NULL, *b = NULL;
+    size_t la = 0, lb = 0;
+    if (YAJL_IS_STRING(m)) {
+      a = tok__hf_str(m);
+      const char *sp = strchr(a, ' ');
+      if (sp && sp > a && sp[1] && !strchr(sp + 1, ' ')) {
+        la = (size_t)(sp - a);
+        b = sp + 1;
+        lb = strlen(b);
+      }
+    } else if (YAJL_IS_ARRAY(m) && m->u.array.len == 2 && YAJL_IS_STRING(m->u.array.values[0]) &&
+               YAJL_IS_STRING(m->u.array.values[1])) {
+      a = tok__hf_str(m->u.array.values[0]);
+      b = tok__hf_str(m->u.array.values[1]);
+      la = strlen(a);
+      lb = strlen(b);
+    }
+    char where[1100];
+    snprintf(where, sizeof where, "%s: model.merges[%zu]", name, i);
+    if (!b) {
+      rc = kv_error_set(err, KV_EFORMAT, "%s: expected \"a b\" or [\"a\", \"b\"]", where);
+      break;
+    }
+    if (la + lb > cap) {
+      cap = (la + lb) * 2;
+      char *nb = realloc(buf, cap);
+      if (!nb) {
+        rc = kv_error_set(err, KV_ENOMEM, "%s: out of memory", name);
+        break;
+      }
+      buf = nb;
+    }
+    rc = tok__merge_add(t, inv, a, la, b, lb, buf, where, err);
+  }
+  free(buf);
+  return rc;
+}
+
+int trace_tok_load_hf_mem(const char *json, size_t len, const char *name, trace_tok **out,
+                          kv_error *err) {
+  *out = NULL;
+  if (memchr(json, 0, len)) return kv_error_set(err, KV_EFORMAT, "%s: holds a NUL byte", name);
+  char *text = malloc(len + 1);
+  if (!text) return kv_error_set(err, KV_ENOMEM, "%s: out of memory", name);
+  memcpy(text, json, len);
+  text[len] = '\0';
+  char why[512] = "";
+  yajl_val root = yajl_tree_parse(text, why, sizeof why);
+  free(text);
+  if (!root) {
+    size_t n = strlen(why);
+    while (n && (why[n - 1] == '\n' || why[n - 1] == ' ')) why[--n] = '\0';
+    for (char *c = why; *c; c++) {
+      if (*c == '\n') *c = ' ';
+    }
+    return kv_error_set(err, KV_EFORMAT, "%s: JSON error: %s", name, why[0] ? why : "?");
+  }
+  int rc = YAJL_IS_OBJECT(root) ? tok__hf_check(root, name, err)
+           : kv_error_set(err, KV_EFORMAT, "%s: expected a JSON object (a Hugging Face "
+                          "tokenizer.json)", name);
+  trace_tok *t = rc ? NULL : tok__new();
+  if (!rc && !t) rc = kv_error_set(err, KV_ENOMEM, "tokenizer: out of memory");
+  if (!rc) {
+    int16_t inv[512];
+    tok__inverse(inv);
+    yajl_val model = tok__hf_get(root, "model");
+    rc = tok__hf_vocab(t, inv, tok__hf_get(model, "vocab"), name, err);
+    if (!rc) rc = tok__hf_merges(t, inv, tok__hf_get(model, "merges"), name, err);
+    rc = tok__finish(t, rc, out, err);
+  }
+  yajl_tree_free(root);
+  return rc;
+}
+
+int trace_tok_load_hf(const char *path, trace_tok **out, kv_error *err) {
+  char *a = NULL;
+  size_t na = 0;
+  *out = NULL;
+  int rc = kv_read_file(path, &a, &na, err);
+  if (!rc) rc = trace_tok_load_hf_mem(a, na, path, out, err);
+  free(a);
+  return rc;
+}
+
+int trace_tok_load_path(const char *path, trace_tok **out, kv_error *err) {
+  struct stat st;
+  *out = NULL;
+  if (stat(path, &st) != 0) {
+    return kv_error_set(err, KV_ENOENT, "%s: cannot open: %s (a tokenizer: a folder with "
+                        "tokenizer.json or encoder.json + vocab.bpe, or a tokenizer.json)", path,
+                        strerror(errno));
+  }
+  if (!S_ISDIR(st.st_mode)) return trace_tok_load_hf(path, out, err);
+  char a[4200], b[4200];
+  snprintf(a, sizeof a, "%s/tokenizer.json", path);
+  if (access(a, F_OK) == 0) return trace_tok_load_hf(a, out, err);
+  snprintf(a, sizeof a, "%s/encoder.json", path);
+  snprintf(b, sizeof b, "%s/vocab.bpe", path);
+  if (access(a, F_OK) == 0 && access(b, F_OK) == 0) return trace_tok_load(a, b, out, err);
+  return kv_error_set(err, KV_ENOENT, "%s: holds neither tokenizer.json nor encoder.json and "
+                      "vocab.bpe", path);
 }
 
 void trace_tok_free(trace_tok *t) {
@@ -629,14 +861,91 @@ int trace_tok_decode(const trace_tok *t, const int32_t *ids, int64_t n, char **o
 
 /* ---- approximations ---------------------------------------------------------------------------- */
 
+const char *const trace_tok_feature_names[] = {
+    "letters", "words", "digits", "numbers", "punct", "punct_runs", "space", "two_byte", "han",
+    "kana", "hangul", "cjk_punct", "other"};
+
+/* Tokens per unit of each feature (trace_tok_feature). Fitted by traces/tools/tok_calibrate.py:
+ * see docs/trace-format.md section 4 for the text, the tokenizer and the held-out error. */
+const double trace_tok_script_weights[TRACE_TOK_F_COUNT] = {
+    0.109, 0.622, 0.361, 0.782, 0.248, 0.936, 1.012, 1.242, 2.243, 1.030, 2.857, 2.129, 1.926};
+
+/* The feature class of code point cp outside ASCII. */
+static trace_tok_feature tok__script(uint32_t cp) {
+  if (cp < 0x800) return TRACE_TOK_F_TWO_BYTE;
+  if ((cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
+      (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x20000 && cp <= 0x3FFFF)) {
+    return TRACE_TOK_F_HAN;
+  }
+  if (cp >= 0x3040 && cp <= 0x30FF) return TRACE_TOK_F_KANA;
+  if ((cp >= 0xAC00 && cp <= 0xD7AF) || (cp >= 0x1100 && cp <= 0x11FF) ||
+      (cp >= 0x3130 && cp <= 0x318F)) {
+    return TRACE_TOK_F_HANGUL;
+  }
+  if ((cp >= 0x3000 && cp <= 0x303F) || (cp >= 0xFF00 && cp <= 0xFFEF) ||
+      (cp >= 0xFE30 && cp <= 0xFE4F)) {
+    return TRACE_TOK_F_CJK_PUNCT;
+  }
+  return TRACE_TOK_F_OTHER;
+}
+
+int trace_tok_script_rough(uint32_t cp) {
+  if (cp < 0x530) return 0;        /* ASCII, Latin, Greek, Cyrillic */
+  if (cp < 0x800) return 1;        /* Armenian, Hebrew, Arabic, Syriac, Thaana, NKo */
+  if (cp >= 0x2000 && cp <= 0x2BFF) return 0; /* general punctuation, symbols, arrows */
+  return tok__script(cp) == TRACE_TOK_F_OTHER;
+}
+
+static int tok__space(unsigned c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+void trace_tok_features(const char *text, size_t len, int64_t f[TRACE_TOK_F_COUNT]) {
+  const unsigned char *s = (const unsigned char *)text;
+  for (int k = 0; k < TRACE_TOK_F_COUNT; k++) f[k] = 0;
+  int prev = -1; /* ASCII run class of the previous character: letters, digits, punct; -1 none */
+  for (size_t i = 0; i < len;) {
+    unsigned c = s[i];
+    if (c < 0x80) {
+      i++;
+      if (tok__space(c)) {
+        /* a single space directly before a non-space joins that piece (" word") */
+        if (!(c == ' ' && i < len && !tok__space(s[i]))) f[TRACE_TOK_F_SPACE]++;
+        prev = -1;
+        continue;
+      }
+      int k = ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ? TRACE_TOK_F_LETTERS
+              : (c >= '0' && c <= '9')                  ? TRACE_TOK_F_DIGITS
+                                                        : TRACE_TOK_F_PUNCT;
+      f[k]++;
+      if (k != prev) f[k + 1]++; /* WORDS, NUMBERS, PUNCT_RUNS follow their unit */
+      prev = k;
+      continue;
+    }
+    uint32_t cp;
+    int l = tok__utf8(s + i, len - i, &cp);
+    i += l ? (size_t)l : 1;
+    f[l ? tok__script(cp) : TRACE_TOK_F_OTHER]++;
+    prev = -1;
+  }
+}
+
 int64_t trace_tok_approx_count(trace_tok_approx m, const char *text, size_t len) {
   const unsigned char *s = (const unsigned char *)text;
+  if (m == TRACE_TOK_APPROX_SCRIPT) {
+    if (len == 0) return 0;
+    int64_t f[TRACE_TOK_F_COUNT];
+    trace_tok_features(text, len, f);
+    double x = 0;
+    for (int k = 0; k < TRACE_TOK_F_COUNT; k++) x += trace_tok_script_weights[k] * (double)f[k];
+    int64_t n = (int64_t)llround(x);
+    return n > 0 ? n : 1;
+  }
   if (m == TRACE_TOK_APPROX_WORDS) {
     int64_t words = 0;
     int in = 0;
     for (size_t i = 0; i < len; i++) {
-      int space = s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r' || s[i] == '\f' ||
-                  s[i] == '\v';
+      int space = tok__space(s[i]);
       if (!space && !in) words++;
       in = !space;
     }
@@ -648,5 +957,13 @@ int64_t trace_tok_approx_count(trace_tok_approx m, const char *text, size_t len)
 }
 
 const char *trace_tok_approx_name(trace_tok_approx m) {
-  return m == TRACE_TOK_APPROX_WORDS ? "words*4/3" : "chars/4";
+  return m == TRACE_TOK_APPROX_WORDS ? "words*4/3" : m == TRACE_TOK_APPROX_SCRIPT ? "script"
+                                                                                  : "chars/4";
+}
+
+int trace_tok_approx_parse(const char *name) {
+  return !strcmp(name, "chars4") ? TRACE_TOK_APPROX_CHARS4
+         : !strcmp(name, "words") ? TRACE_TOK_APPROX_WORDS
+         : !strcmp(name, "script") ? TRACE_TOK_APPROX_SCRIPT
+                                   : -1;
 }

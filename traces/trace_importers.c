@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "import_azure.h"
 #include "import_burstgpt.h"
@@ -163,19 +162,20 @@ static void imp__mooncake_report(const void *opts, const void *stats, const trac
 
 typedef struct imp__sharegpt {
   trace_sharegpt_opts o;       /* the module's options (tok borrowed from here) */
-  const char *tokdir, *enc, *mer;
-  int approx_set;              /* --approx given: no tokenizer, not even the default */
+  const char *tokpath, *enc, *mer;
+  int approx_set;              /* --approx given: no tokenizer, not even KVLAB_TOKENIZER's */
   char tname[8500];
   double rate, think;          /* rate > 0: trace_gen_retime after the import */
   long long seed;
 } imp__sharegpt;
 
 static const trace_importer_opt imp__sharegpt_opts[] = {
-    {"tokenizer", "DIR", "GPT-2 BPE files DIR/encoder.json, DIR/vocab.bpe (default: GPT-2's, "
-                         "traces/data/tokenizers/gpt2)"},
+    {"tokenizer", "PATH", "a BPE tokenizer: tokenizer.json, or a folder with it or with GPT-2's "
+                          "encoder.json + vocab.bpe (default: $" TRACE_TOKENIZER_ENV ", else the "
+                          "script-aware estimate)"},
     {"encoder", "F", "encoder.json (with --merges)"},
     {"merges", "F", "vocab.bpe (with --encoder)"},
-    {"approx", "chars4|words", "token count without a tokenizer"},
+    {"approx", "script|chars4|words", "token count without a tokenizer (default script)"},
     {"lead", "prompt|drop", "text before the first user message"},
     {"msg-overhead", "N", "tokens added per message"},
     {"role", "NAME=prompt|output|drop|reject", "the side of a role (repeatable; by default "
@@ -195,16 +195,17 @@ static void imp__sharegpt_init(void *opts) {
   s->seed = 1;
 }
 static int imp__sharegpt_set(void *opts, const char *name, const char *v, kv_error *err) {
-  static const char *const approx[] = {"chars4", "words", NULL}, *const lead[] = {"prompt", "drop", NULL};
+  static const char *const approx[] = {"script", "chars4", "words", NULL},
+                           *const lead[] = {"prompt", "drop", NULL};
   imp__sharegpt *s = opts;
   long long x = 0;
   int k = 0, rc = 0;
-  if (!strcmp(name, "tokenizer")) s->tokdir = v;
+  if (!strcmp(name, "tokenizer")) s->tokpath = v;
   else if (!strcmp(name, "encoder")) s->enc = v;
   else if (!strcmp(name, "merges")) s->mer = v;
   else if (!strcmp(name, "approx")) {
     if (!(rc = imp__choice(name, v, approx, &k, err))) {
-      s->o.approx = k == 0 ? TRACE_TOK_APPROX_CHARS4 : TRACE_TOK_APPROX_WORDS;
+      s->o.approx = (trace_tok_approx)trace_tok_approx_parse(approx[k]);
       s->approx_set = 1;
     }
   } else if (!strcmp(name, "lead")) {
@@ -226,55 +227,36 @@ static const trace_import_stats *imp__sharegpt_stats(const void *st) {
   return &((const trace_sharegpt_stats *)st)->base;
 }
 
-/* GPT-2's files that ship with the source tree: beside the running tool's build
- * (bin/../../traces/data), or in the source tree it was built from. NULL when neither holds them. */
-static const char *imp__default_tokenizer_dir(char *buf, size_t cap) {
-  char exe[4096], probe[4300];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    exe[n] = '\0';
-    char *sl = strrchr(exe, '/');
-    if (sl) *sl = '\0';
-    snprintf(buf, cap, "%s/../../traces/data/tokenizers/gpt2", exe);
-    snprintf(probe, sizeof probe, "%s/vocab.bpe", buf);
-    if (access(probe, R_OK) == 0) return buf;
-  }
-#ifdef KVLAB_SOURCE_DIR
-  snprintf(buf, cap, "%s/traces/data/tokenizers/gpt2", KVLAB_SOURCE_DIR);
-  snprintf(probe, sizeof probe, "%s/vocab.bpe", buf);
-  if (access(probe, R_OK) == 0) return buf;
-#endif
-  return NULL;
-}
-
-/* Tokenizer from --tokenizer DIR or --encoder/--merges, else GPT-2's shipped files unless
- * --approx asks for the approximation (none found: the approximation, reported as a warning). */
+/* The tokenizer: --tokenizer PATH or --encoder/--merges, else $KVLAB_TOKENIZER unless --approx
+ * asks for an estimate; none of them: the estimate (o.approx, script by default). No tokenizer
+ * ships with the repository. */
 static int imp__sharegpt_tok(imp__sharegpt *s, kv_error *err) {
-  char pe[4200], pm[4200], ddir[4200];
-  const char *dir = s->tokdir, *enc = s->enc, *mer = s->mer;
-  if ((enc || mer) && dir) {
+  const char *path = s->tokpath, *enc = s->enc, *mer = s->mer, *from = "";
+  if ((enc || mer) && path) {
     return kv_error_set(err, KV_EINVAL, "--tokenizer and --encoder/--merges exclude each other");
   }
-  if (s->approx_set && (dir || enc || mer)) {
+  if (s->approx_set && (path || enc || mer)) {
     return kv_error_set(err, KV_EINVAL, "--approx and a tokenizer exclude each other");
   }
-  int dflt = !s->approx_set && !dir && !enc && !mer;
-  if (dflt) dir = imp__default_tokenizer_dir(ddir, sizeof ddir);
-  if (dir) {
-    snprintf(pe, sizeof pe, "%s/encoder.json", dir);
-    snprintf(pm, sizeof pm, "%s/vocab.bpe", dir);
-    enc = pe;
-    mer = pm;
-    snprintf(s->tname, sizeof s->tname, "%s", dflt ? "gpt2 (traces/data/tokenizers/gpt2)" : dir);
+  if (!s->approx_set && !path && !enc && !mer) {
+    const char *env = getenv(TRACE_TOKENIZER_ENV);
+    if (env && env[0]) path = env, from = " (from $" TRACE_TOKENIZER_ENV ")";
+  }
+  int rc;
+  if (path) {
+    snprintf(s->tname, sizeof s->tname, "%s%s", path, from);
+    rc = trace_tok_load_path(path, &s->o.tok, err);
+    if (rc && from[0]) kv_error_prefix(err, "$" TRACE_TOKENIZER_ENV);
   } else if (enc && mer) {
     snprintf(s->tname, sizeof s->tname, "%s + %s", enc, mer);
+    rc = trace_tok_load(enc, mer, &s->o.tok, err);
   } else if (enc || mer) {
     return kv_error_set(err, KV_EINVAL, "--encoder and --merges go together");
   } else {
     return 0;
   }
   s->o.tokenizer_name = s->tname;
-  return trace_tok_load(enc, mer, &s->o.tok, err);
+  return rc;
 }
 /* The tokenizer lives for one read (in a copy of the options). */
 static int imp__sharegpt_read(FILE *f, const char *name, const void *opts, trace *t, void *st,
@@ -321,17 +303,18 @@ static void imp__sharegpt_report(const void *opts, const void *stats, const trac
   do {                                                                                \
     if (n >= 0 && (size_t)n < cap) n += snprintf(buf + n, cap - (size_t)n, __VA_ARGS__); \
   } while (0)
-  if (approx && !o->approx_set) {
-    IMP__LINE("\nwarning: GPT-2's tokenizer files (traces/data/tokenizers/gpt2) were not found "
-              "beside this build: counting tokens with the chars/4 estimate (--tokenizer DIR "
-              "names the files)");
-  }
-  if (approx && s->chars > 0 &&
-      (double)s->non_latin_chars > TRACE_SHAREGPT_NON_LATIN_WARN * (double)s->chars) {
+  if (approx && o->o.approx == TRACE_TOK_APPROX_SCRIPT && s->chars > 0 &&
+      (double)s->rough_chars > TRACE_SHAREGPT_NON_LATIN_WARN * (double)s->chars) {
+    IMP__LINE("\nwarning: %.1f%% of the text's characters are in scripts the script estimate "
+              "was not calibrated on (Arabic, Hebrew, Indic, Thai, emoji, ...): its count of them "
+              "is rough; name a tokenizer for exact counts (--tokenizer PATH or $"
+              TRACE_TOKENIZER_ENV ")", 100.0 * (double)s->rough_chars / (double)s->chars);
+  } else if (approx && o->o.approx != TRACE_TOK_APPROX_SCRIPT && s->chars > 0 &&
+             (double)s->non_latin_chars > TRACE_SHAREGPT_NON_LATIN_WARN * (double)s->chars) {
     IMP__LINE("\nwarning: %.1f%% of the text's characters are in non-Latin scripts (CJK, Arabic, "
-              "Indic, ...), which the %s estimate undercounts several-fold (about 6x for Chinese "
-              "against GPT-2's BPE): use a tokenizer (the default, or --tokenizer DIR)",
-              100.0 * (double)s->non_latin_chars / (double)s->chars,
+              "Indic, ...), which the %s estimate undercounts several-fold (about 7x for Chinese "
+              "against GPT-2's BPE): use the script estimate (the default) or a tokenizer "
+              "(--tokenizer PATH)", 100.0 * (double)s->non_latin_chars / (double)s->chars,
               trace_tok_approx_name(o->o.approx));
   }
   if (o->rate <= 0 && t->n_sessions > 1) {

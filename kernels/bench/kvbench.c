@@ -27,6 +27,9 @@
  *
  * Usage: kvbench [--quick] [--reps N] [--sdpa FILE] [--csv FILE] [--gemm-csv FILE] [--raw DIR]
  *                [--sections LIST]
+ * The CSV files go through the output helper (common/kv_fs.h): written beside the target and
+ * renamed over it at the end, so a run that dies or is killed leaves no partial CSV (the printed
+ * rows stay in the log).
  */
 #include <math.h>
 #include <stdio.h>
@@ -35,6 +38,7 @@
 
 #include "attn.h"
 #include "attn_cuda.h"
+#include "kv_fs.h"
 #include "kv_rng.h"
 #include "kvc_math.h"
 
@@ -54,7 +58,8 @@ typedef struct {
   kvc_ctx *c;
   int reps, quick, graphs;
   double copy_gbps, read_gbps;
-  FILE *csv;
+  FILE *csv;              /* csv_out.f with --csv: written through the output helper */
+  kv_atomic_file csv_out;
   int n_sdpa;
   int sdpa_key[MAX_SDPA][3];
   double sdpa_us[MAX_SDPA];
@@ -673,7 +678,13 @@ static void bench_recorded(bench *B) {
 }
 
 static void bench_gemm(bench *B, const char *path) {
-  FILE *f = path ? fopen(path, "w") : NULL;
+  kv_atomic_file out;
+  FILE *f = NULL;
+  if (path) {
+    kv_error e_ = {0};
+    CK(kv_atomic_open(&out, path, &e_));
+    f = out.f;
+  }
   if (f) fprintf(f, "m,n,k,dtype,ms,tflops\n");
   const int ms[6] = {1, 16, 64, 256, 1024, 4096};
   const int nk[4][2] = {{4096, 4096}, {6144, 4096}, {28672, 4096}, {4096, 14336}};
@@ -689,7 +700,10 @@ static void bench_gemm(bench *B, const char *path) {
       if (f) fprintf(f, "%d,%d,%d,bf16,%.6f,%.3f\n", ms[i], nk[j][0], nk[j][1], t, tf);
     }
   }
-  if (f) fclose(f);
+  if (f) {
+    kv_error e_ = {0};
+    CK(kv_atomic_commit(&out, &e_));
+  }
 }
 
 static int has_section(const char *list, const char *name) {
@@ -741,8 +755,8 @@ int main(int argc, char **argv) {
   if (sdpa) load_sdpa(&B, sdpa);
   if (raw) B.have_rec = load_recording(&B, raw) == 0;
   if (csv) {
-    B.csv = fopen(csv, "w");
-    if (!B.csv) DIE("cannot write %s", csv);
+    CK(kv_atomic_open(&B.csv_out, csv, &e_)); /* the file appears whole at the end, or not */
+    B.csv = B.csv_out.f;
     fprintf(B.csv, "section,dtype,batch,len,method,us,bytes,gbps,ratio_copy,sdpa_us,note\n");
     fprintf(B.csv, "bandwidth,-,0,0,copy,0,0,%.1f,1.0000,nan,\"device-to-device copy, read + written\"\n",
             B.copy_gbps);
@@ -759,7 +773,7 @@ int main(int argc, char **argv) {
   printf("\ntargets: %d checked, %d missed (copy %.0f GB/s, read %.0f GB/s)\n", B.targets_checked,
          B.targets_missed, B.copy_gbps, B.read_gbps);
   for (int i = 0; i < B.targets_missed && i < 64; i++) printf("  MISSED %s\n", B.missed[i]);
-  if (B.csv) fclose(B.csv);
+  if (B.csv) CK(kv_atomic_commit(&B.csv_out, &e_));
   free_recording(&B);
   kvc_ctx_free(B.c);
   return 0;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "attn.h"
+#include "kv_fs.h"
 #include "kvc_pool.h"
 #include "qkv.h"
 
@@ -56,6 +57,10 @@ int main(int argc, char **argv) {
     return 2;
   }
   kv_error err = {0};
+  if (out && kv_out_check(out, &err)) { /* refused before the work, not after */
+    fprintf(stderr, "kv-pool-compare: %s\n", err.msg);
+    return 1;
+  }
   qkv_file *f;
   if (qkv_open(argv[optind], &f, &err)) {
     fprintf(stderr, "kv-pool-compare: %s\n", err.msg);
@@ -117,10 +122,14 @@ int main(int argc, char **argv) {
     free(pos), free(Q), free(mh), free(bytes);
     qkv_layer_free(&ql);
   }
-  FILE *csv = out ? fopen(out, "w") : NULL;
-  if (out && !csv) {
-    fprintf(stderr, "kv-pool-compare: cannot write %s\n", out);
-    return 1;
+  kv_atomic_file csv_out; /* through the output helper: the CSV appears whole or not at all */
+  FILE *csv = NULL;
+  if (out) {
+    if (kv_atomic_open(&csv_out, out, &err)) {
+      fprintf(stderr, "kv-pool-compare: %s\n", err.msg);
+      return 1;
+    }
+    csv = csv_out.f;
   }
   if (csv) fprintf(csv, "epsilon,batch,steps,layers,unified_blocks,equal_blocks,sized_blocks,unified_p99,equal_p99,sized_p99,unified_util,equal_util,sized_util,equal_overflow_steps,block_bytes\n");
   const int64_t bb = kvc_pool_block_bytes(16, s.head_dim, 2, 1);
@@ -142,6 +151,7 @@ int main(int argc, char **argv) {
     kvc_pool_report r;
     if (kvc_pool_compare(need, steps, L, bb, &r, &err)) {
       fprintf(stderr, "kv-pool-compare: %s\n", err.msg);
+      if (csv) kv_atomic_abort(&csv_out);
       return 1;
     }
     printf("%6.3g %6lld | %9lld %9lld %9lld | %9.2f %9.2f | %6.3f %6.3f %6.3f | %.2fx (p99 %.2fx); "
@@ -161,7 +171,10 @@ int main(int argc, char **argv) {
     }
     free(need);
   }
-  if (csv) fclose(csv);
+  if (csv && kv_atomic_commit(&csv_out, &err)) {
+    fprintf(stderr, "kv-pool-compare: %s\n", err.msg);
+    return 1;
+  }
   free(blocks);
   free(ms);
   qkv_close(f);

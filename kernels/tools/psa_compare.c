@@ -161,7 +161,7 @@ static int report_summary(const char *path, const qkv_model *model, const attn_s
     sumf = af.f;
     fprintf(sumf, "method,kind,layer,queries,mean_tokens_read,mean_kv_fraction,mean_bytes_read,"
                   "mean_mass_covered,p10_mass_covered,mean_rel_l2_err,p90_rel_l2_err,"
-                  "mean_iterations,mean_head_tokens\n");
+                  "mean_iterations,mean_head_tokens,calibration\n");
   }
   printf("# %s: model %s, %d query heads / %d KV heads x %d, %d-byte elements\n", path,
          model->name, model->n_heads, model->n_kv_heads, model->head_dim, eb);
@@ -182,7 +182,8 @@ static int report_summary(const char *path, const qkv_model *model, const attn_s
         fprintf(stderr, "psa-compare: out of memory\n");
         return 1;
       }
-      double tok = 0, htok = 0, frac = 0, msum = 0, esum = 0, bsum = 0, isum = 0;
+      double tok = 0, htok = 0, frac = 0, msum = 0, esum = 0, bsum = 0, isum = 0, ncal = 0;
+      const int progressive = attn_method_cost_class(&methods[m]) == ATTN_COST_PROGRESSIVE;
       for (int r = 0; r < nr; r++) {
         if (li >= 0 && runs[r].layer != layer_list[li]) continue;
         for (int64_t p = 0; p < runs[r].n_pos; p++) {
@@ -193,6 +194,7 @@ static int report_summary(const char *path, const qkv_model *model, const attn_s
             htok += (double)x->tokens_head;
             frac += (double)x->tokens_read / (double)(runs[r].positions[p] + 1);
             msum += x->mass_covered;
+            ncal += x->mass_covered >= methods[m].epsilon - 1e-12;
             esum += x->rel_l2_err;
             errs[k] = x->rel_l2_err;
             mass[k] = x->mass_covered;
@@ -214,9 +216,9 @@ static int report_summary(const char *path, const qkv_model *model, const attn_s
                qcnt, tok / nh, htok / nh, frac / nh, msum / nh, p10m, esum / nh, p90);
       }
       if (sumf) {
-        fprintf(sumf, "%s,%s,%s,%zu,%.3f,%.6f,%.1f,%.6f,%.6f,%.6f,%.6f,%.3f,%.3f\n", labels[m],
+        fprintf(sumf, "%s,%s,%s,%zu,%.3f,%.6f,%.1f,%.6f,%.6f,%.6f,%.6f,%.3f,%.3f,%.6f\n", labels[m],
                 attn_method_name(&methods[m]), lay, qcnt, tok / nh, frac / nh, bsum / nkv, msum / nh,
-                p10m, esum / nh, p90, isum / nkv, htok / nh);
+                p10m, esum / nh, p90, isum / nkv, htok / nh, progressive ? ncal / nh : NAN);
       }
       free(errs);
       free(mass);

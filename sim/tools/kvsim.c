@@ -3,7 +3,9 @@
  *   kvsim -c exp.ini [-s section.key=value]... [-o outdir] [-q]
  *
  * Writes outdir/results.h5, summary.csv, hit_by_turn.csv, requests.csv (and sim.log with
- * [output] log = true) and prints the main aggregates. Exit codes: 0 ok, 1 error, 2 usage. */
+ * [output] log = true) and prints the main aggregates. Configuration errors (sim_config.h) come
+ * before anything is written; a failed run removes the output folder when it created it, so
+ * no empty or partial folder stays. Exit codes: 0 ok, 1 error, 2 usage. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,24 @@
 #include "sim.h"
 #include "sim_replay.h"
 #include "sim_workload.h"
+
+/* The outermost folder of `dir` that does not exist yet (what kv_mkdirs will create), into buf;
+ * "" when dir exists. A failed run removes it, so that no empty or partial output folder stays. */
+static void first_missing(const char *dir, char *buf, size_t cap) {
+  buf[0] = '\0';
+  char p[4096];
+  snprintf(p, sizeof p, "%s", dir);
+  while (p[0] && !kv_path_exists(p)) {
+    snprintf(buf, cap, "%s", p);
+    char *sl = strrchr(p, '/');
+    while (sl && sl > p && sl[1] == '\0') { /* trailing slashes */
+      *sl = '\0';
+      sl = strrchr(p, '/');
+    }
+    if (!sl || sl == p) break;
+    *sl = '\0';
+  }
+}
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -49,6 +69,7 @@ static int kvsim_replay(kv_config *cfg, uint64_t seed, const char *outdir, int q
   trace t;
   trace_init(&t);
   if (!rc) rc = sim_workload_build(cfg, seed, &t, err);
+  if (!rc) rc = sim_config_check_workload(cfg, &t, 0, err);
   if (!rc) rc = kv_config_check_unused(cfg, err);
   sim_replay_result r, direct;
   if (!rc) rc = sim_replay_blocks(&t, pol, cap, &r, err);
@@ -117,6 +138,8 @@ int main(int argc, char **argv) {
   kv_error err = {0};
   kv_config *cfg = NULL;
   int rc;
+  char created[4096];
+  first_missing(outdir, created, sizeof created);
   if (cfg_path) {
     rc = kv_config_load(cfg_path, &cfg, &err);
   } else {
@@ -139,6 +162,7 @@ int main(int argc, char **argv) {
   if (!rc && engine == SIM_ENGINE_REPLAY) {
     rc = kvsim_replay(cfg, seed, outdir, quiet, &err);
     if (rc) fprintf(stderr, "kvsim: %s\n", err.msg[0] ? err.msg : kv_status_name(rc));
+    if (rc && created[0]) (void)kv_remove_tree(created, NULL);
     kv_config_free(cfg);
     return rc ? 1 : 0;
   }
@@ -154,6 +178,7 @@ int main(int argc, char **argv) {
     have_params = rc == 0;
   }
   if (!rc) rc = sim_workload_build(cfg, p.seed, &t, &err);
+  if (!rc) rc = sim_config_check_workload(cfg, &t, p.warmup_turns, &err);
   if (!rc) rc = kv_config_check_unused(cfg, &err);
   if (!rc && t.n_sessions > 1 && !trace_has_timing(&t)) { /* printed even with -q */
     fprintf(stderr, "kvsim: warning: the workload %s has no timing (all %lld sessions arrive at "
@@ -211,6 +236,11 @@ int main(int argc, char **argv) {
              dn > 0 ? rd / dn : 0.0,
              steps > 0 ? (double)(f[SIM_STAT_ATTN_DECODE_SEQS] - w[SIM_STAT_ATTN_DECODE_SEQS]) / steps
                        : 0.0);
+      printf("  attention kernels    %s%s%s\n",
+             p.attn.have_kprof ? "measured timings (c0 + c1 x bytes per kernel class)"
+                               : "assumed: bytes / (HBM bandwidth x hbm_eff) + overheads",
+             p.attn.have_kprof && p.attn.kprof_device[0] ? " on " : "",
+             p.attn.have_kprof ? p.attn.kprof_device : "");
       printf("  throughput           %.1f tokens/s; PCIe block loads %.3f GB; GPU KV peak %.2f GiB\n",
              s.served_s > 0 ? dec / s.served_s : 0.0,
              (double)(f[SIM_STAT_ATTN_H2D_BYTES] - w[SIM_STAT_ATTN_H2D_BYTES]) * 1e-9,
@@ -227,6 +257,7 @@ int main(int argc, char **argv) {
            p.write_requests_csv ? ", requests.csv" : "");
   }
   if (rc) fprintf(stderr, "kvsim: %s\n", err.msg[0] ? err.msg : kv_status_name(rc));
+  if (rc && created[0]) (void)kv_remove_tree(created, NULL); /* what this run created */
   sim_result_free(&r);
   trace_free(&t);
   if (have_params) sim_params_free(&p);

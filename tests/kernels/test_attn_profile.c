@@ -360,7 +360,7 @@ static void test_kernel_timings_ride_along(void) {
   double c0[SIM_ATTN_KCLASS_COUNT], c1[SIM_ATTN_KCLASS_COUNT];
   double k0[SIM_ATTN_KCLASS_COUNT], k1[SIM_ATTN_KCLASS_COUNT];
   REQUIRE_OK(sim_attn_kernel_fit(&r.timings, c0, c1, path, &e), &e);
-  REQUIRE_OK(sim_attn_kernel_profile_fit(kpath, k0, k1, &e), &e);
+  REQUIRE_OK(sim_attn_kernel_profile_fit(kpath, k0, k1, NULL, 0, &e), &e);
   CHECK(memcmp(c0, k0, sizeof c0) == 0 && memcmp(c1, k1, sizeof c1) == 0);
   CHECK_NEAR(c0[SIM_ATTN_KCLASS_DENSE], 5000, 1e-3, 1e-9);
   sim_attn_profile_free(&r);

@@ -289,6 +289,48 @@ static void test_inconsistent_heads_and_version(void) {
   remove(p);
 }
 
+/* The documented index and layer attributes are checked; string attributes up to 255 bytes are
+ * read whole, longer ones are errors (never truncated). */
+static void test_index_layer_and_long_strings(void) {
+  const char *p = test_tmp_path("attrs.h5");
+  kv_error e = {0};
+  hid_t f = tamper_open(p);
+  REQUIRE(f >= 0);
+  hid_t g = H5Gopen2(f, "seq_1", H5P_DEFAULT);
+  H5Adelete(g, "index");
+  kv_h5_attr_write_i64(g, "index", 0, "x", &e);
+  H5Gclose(g);
+  H5Fclose(f);
+  expect_invalid(p, KV_EFORMAT, "/seq_1", "attribute index = 0, the group is seq_1");
+  f = tamper_open(p);
+  g = H5Gopen2(f, "seq_0/layer_03", H5P_DEFAULT);
+  H5Adelete(g, "layer");
+  kv_h5_attr_write_i64(g, "layer", 2, "x", &e);
+  H5Gclose(g);
+  H5Fclose(f);
+  expect_invalid(p, KV_EFORMAT, "/seq_0/layer_03", "attribute layer = 2, the group is layer 3");
+  char kind[301];
+  for (int len = 200; len <= 300; len += 100) {
+    memset(kind, 'k', (size_t)len);
+    kind[len] = '\0';
+    f = tamper_open(p);
+    g = H5Gopen2(f, "seq_0", H5P_DEFAULT);
+    H5Adelete(g, "text_kind");
+    kv_h5_attr_write_str(g, "text_kind", kind, "x", &e);
+    H5Gclose(g);
+    H5Fclose(f);
+    if (len == 200) {
+      qkv_file *q = NULL;
+      REQUIRE_OK(qkv_open(p, &q, &e), &e);
+      CHECK_EQ_INT((int)strlen(qkv_file_seq(q, 0)->text_kind), 200);
+      qkv_close(q);
+    } else {
+      expect_invalid(p, KV_ERANGE, "text_kind", "longer than 255 bytes");
+    }
+  }
+  remove(p);
+}
+
 static void test_unsupported_types(void) {
   const char *p = test_tmp_path("types.h5");
   kv_error e = {0};
@@ -425,6 +467,7 @@ TEST_LIST = {TEST(test_roundtrip_fp32),
              TEST(test_bad_positions),
              TEST(test_inconsistent_heads_and_version),
              TEST(test_unsupported_types),
+             TEST(test_index_layer_and_long_strings),
              TEST(test_damaged_and_truncated_files),
              TEST(test_synthetic_deterministic_and_valid),
              {0}};

@@ -72,9 +72,16 @@ typedef struct {
 
 /* Writes a profile of a 2-layer recording (layers 0 and 1), one context bin [1000, 100000),
  * 3 quantiles, 100 queries x KV heads per cell. */
+/* A kernel profile whose timings write_profile carries along (attn-profile --kernel-profile). */
+static const char *g_carry_kprof = NULL;
+
 static void write_profile(const char *path, const pm_spec *sp, int n) {
   attn_profile p;
   memset(&p, 0, sizeof p);
+  if (g_carry_kprof) {
+    kv_error ek = {0};
+    if (attn_profile_read_timings(g_carry_kprof, &p, &ek)) fprintf(stderr, "carry: %s\n", ek.msg);
+  }
   snprintf(p.source, sizeof p.source, "test");
   snprintf(p.model_name, sizeof p.model_name, "mini");
   p.model_layers = 2;
@@ -121,6 +128,7 @@ static void write_profile(const char *path, const pm_spec *sp, int n) {
   p.methods = pm;
   kv_error e = {0};
   if (attn_profile_write(path, &p, &e)) fprintf(stderr, "write_profile: %s\n", e.msg);
+  kv_profile_timings_free(&p.timings);
 }
 
 #define CONST_Q(a, b) {{a, a, a}, {b, b, b}}
@@ -697,6 +705,7 @@ static void write_kernel_profile(const char *path, int n, const char *const *sec
   hid_t f = kv_h5_create(path, &e);
   kv_h5_attr_write_str(f, "format", "kvlab-kernel-profile", path, &e);
   kv_h5_attr_write_i64(f, "schema_version", 1, path, &e);
+  kv_h5_attr_write_str(f, "device", "Test GPU", path, &e);
   hid_t g = H5Gcreate2(f, "attention", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   hid_t st = H5Tcopy(H5T_C_S1);
   H5Tset_size(st, H5T_VARIABLE);
@@ -718,11 +727,14 @@ static void test_kernel_profile(void) {
                         "psa-0.95 pipelined", "psa-0.90 pipe attend", "psa-0.90 hostsync"};
   double b[] = {3e6, 3e9, 1e6, 1e9, 2e6, 4e6, 1e3, 2e6};
   double t[] = {5e-6 + 1e-6, 5e-6 + 1e-3, 1e-6, 1, 20e-6 + 1e-6, 20e-6 + 2e-6, 1, 1e-3};
-  const char *path = test_tmp_path("kprof.h5");
+  char path[4096]; /* test_tmp_path's buffers rotate: keep a copy */
+  snprintf(path, sizeof path, "%s", test_tmp_path("kprof.h5"));
   write_kernel_profile(path, 8, sec, meth, t, b);
   double c0[SIM_ATTN_KCLASS_COUNT], c1[SIM_ATTN_KCLASS_COUNT];
   kv_error e = {0};
-  REQUIRE_OK(sim_attn_kernel_profile_fit(path, c0, c1, &e), &e);
+  char dev[96] = "x";
+  REQUIRE_OK(sim_attn_kernel_profile_fit(path, c0, c1, dev, sizeof dev, &e), &e);
+  CHECK_STR_CONTAINS(dev, "Test GPU");
   CHECK_NEAR(c0[SIM_ATTN_KCLASS_DENSE], 5000, 1e-3, 1e-9);
   CHECK_NEAR(c1[SIM_ATTN_KCLASS_DENSE], 1.0 / 3000, 0, 1e-9);
   CHECK_NEAR(c0[SIM_ATTN_KCLASS_TOPK], 0, 1e-9, 0);
@@ -747,10 +759,46 @@ static void test_kernel_profile(void) {
   CHECK_EQ_INT(r.plan.att_ns[0], (int64_t)llround(5000 + 819200.0 / 3000));
   sim_attn_run_free(&r);
   sim_attn_model_free(&am);
+  /* kernel_timings = assumed: the model's launch overhead and bandwidth, and a named kernel
+   * profile is a contradiction */
+  ap.kernel_assumed = 1;
+  CHECK_EQ_INT(load_am(&am, &ap, 1, 1, &e), KV_EINVAL);
+  CHECK_STR_CONTAINS(e.msg, "has no effect with kernel_timings = assumed");
+  ap.kernel_profile[0] = 0;
+  REQUIRE_OK(load_am(&am, &ap, 1, 1, &e), &e);
+  CHECK_EQ_INT(am.have_kprof, 0);
+  REQUIRE_OK(sim_attn_run_init(&r, &am, 1, 0, st.v, &e), &e);
+  REQUIRE_OK(sim_attn_admit(&r, 0, 1600), &e);
+  REQUIRE_OK(sim_attn_iter(&r, &s, 1, 0, 1, 0, &e), &e);
+  CHECK_EQ_INT(r.plan.pre_ns[0], ap.launch_ns);
+  CHECK(r.plan.att_ns[0] != (int64_t)llround(5000 + 819200.0 / 3000));
+  sim_attn_run_free(&r);
+  sim_attn_model_free(&am);
+  /* timings carried by the attention profile apply by default, to dense too (which names no
+   * method of it), with the device they were measured on; assumed switches them off */
+  char carried[4096];
+  snprintf(carried, sizeof carried, "%s", test_tmp_path("attn-profile-timed.h5"));
+  g_carry_kprof = path;
+  write_profile(carried, k_specs, 2);
+  g_carry_kprof = NULL;
+  const char *meths[2] = {"dense", "topk-200"};
+  for (int i = 0; i < 2; i++) {
+    base_params(&ap, meths[i]);
+    snprintf(ap.profile_path, sizeof ap.profile_path, "%s", carried);
+    REQUIRE_OK(load_am(&am, &ap, 1, 1, &e), &e);
+    CHECK_EQ_INT(am.have_kprof, 1);
+    CHECK_STR_CONTAINS(am.kprof_device, "Test GPU");
+    CHECK_NEAR(am.kc0[SIM_ATTN_KCLASS_DENSE], 5000, 1e-3, 1e-9);
+    sim_attn_model_free(&am);
+    ap.kernel_assumed = 1;
+    REQUIRE_OK(load_am(&am, &ap, 1, 1, &e), &e);
+    CHECK_EQ_INT(am.have_kprof, 0);
+    sim_attn_model_free(&am);
+  }
   /* errors name the file and the row */
   double bad[] = {3e6, -1, 1e6, 1e9, 2e6, 4e6, 1e3, 2e6};
   write_kernel_profile(path, 8, sec, meth, t, bad);
-  CHECK_EQ_INT(sim_attn_kernel_profile_fit(path, c0, c1, &e), KV_EFORMAT);
+  CHECK_EQ_INT(sim_attn_kernel_profile_fit(path, c0, c1, NULL, 0, &e), KV_EFORMAT);
   CHECK_STR_CONTAINS(e.msg, "row 1");
   CHECK_STR_CONTAINS(e.msg, "kprof.h5");
 }

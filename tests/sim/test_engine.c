@@ -317,13 +317,17 @@ static void test_block_store(void) {
   CHECK_EQ_INT(r.req[2].hit_tokens, 40);
   CHECK_EQ_INT(r.req[2].prefill_tokens, 9);
   sim_result_free(&r);
-  /* the scheduler-aware policy needs the session store: a clear error */
+  /* the scheduler-aware policy needs the session store: a config error naming both keys */
   kv_config_override(cfg, "cache.eviction=sa", &e);
   sim_params p2;
-  REQUIRE_OK(sim_params_from_config(cfg, &p2, &e), &e);
+  CHECK(sim_params_from_config(cfg, &p2, &e) == KV_EINVAL);
+  CHECK_STR_CONTAINS(e.msg, "<command line>: [cache] eviction = sa needs the session store");
+  CHECK_STR_CONTAINS(e.msg, "test.ini:15 sets store = block");
+  /* ... and the engine's own check for parameters made by hand */
+  p2 = p;
+  p2.cache.eviction = sim_policy_get(2); /* sa */
   CHECK(sim_run(&p2, &t, NULL, &r, &e) == KV_ENOTSUP);
   CHECK_STR_CONTAINS(e.msg, "store = session");
-  sim_params_free(&p2);
   trace_free(&t);
   sim_params_free(&p);
   kv_config_free(cfg);
@@ -581,8 +585,13 @@ static void test_config_errors(void) {
   CHECK(params_from_text("", "llama-99b", "a100-80gb", &cfg, &p, &e) == KV_EIO);
   CHECK_STR_CONTAINS(e.msg, "llama-99b.ini");
   kv_config_free(cfg);
-  /* LLaMA-65B does not fit one A100: a clear error at run time */
-  REQUIRE_OK(params_from_text("[sim]\n", "llama-65b", "a100-80gb", &cfg, &p, &e), &e);
+  /* LLaMA-65B does not fit one A100: a config error naming the model's line */
+  CHECK(params_from_text("[sim]\n", "llama-65b", "a100-80gb", &cfg, &p, &e) == KV_ERANGE);
+  CHECK_STR_CONTAINS(e.msg, "test.ini:2: [sim] model leaves no HBM");
+  kv_config_free(cfg);
+  /* parameters made by hand that leave no HBM: a clear error at run time */
+  REQUIRE_OK(params_from_text("[sim]\n", "llama-2-13b", "a100-80gb", &cfg, &p, &e), &e);
+  p.cache.tier_bytes[SIM_TIER_HBM] = (int64_t)1 << 40;
   trace_init(&t);
   trace_add_session(&t, 1, 0, &e);
   trace_add_turn(&t, 0, 0, 10, 10, 1, NULL, 0, &e);

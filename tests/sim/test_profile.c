@@ -212,6 +212,41 @@ static void test_table_interpolation(void) {
   sim_profile_free(&p);
 }
 
+/* A host path measured at one layer count only: per-layer time of the first fitted path, the
+ * rest of its point is fixed; a path with two points and no fit is not made up. */
+static void test_host_derived(void) {
+  const char *dir = write_profile("prof-host-derived", 0);
+  put(dir, "host.csv",
+      "path,layers,us,fixed_us,per_layer_us\nhf_prefill,2,2600,,\nhf_prefill,8,7400,,\n"
+      "hf_prefill,fit,,1000,800\nhf_decode,2,3600,,\nmanual,2,3000,,\nmanual,8,9000,,\n"
+      "tiny,2,900,,\n");
+  sim_profile p;
+  kv_error e = {0};
+  REQUIRE_OK(sim_profile_load(dir, &p, &e), &e);
+  const sim_prof_host *h = sim_profile_host(&p, "hf_decode");
+  REQUIRE(h != NULL);
+  CHECK_NEAR(h->per_layer_us, 800, 0, 0);
+  CHECK_NEAR(h->fixed_us, 3600 - 2 * 800, 0, 0);
+  CHECK_STR_CONTAINS(h->derived, "hf_prefill's per-layer time, fixed from its 2-layer point");
+  CHECK(sim_profile_host(&p, "manual") == NULL);
+  h = sim_profile_host(&p, "tiny"); /* its point is under 2 layers of the reference: fixed 0 */
+  REQUIRE(h != NULL);
+  CHECK_NEAR(h->fixed_us, 0, 0, 0);
+  CHECK(sim_profile_host(&p, "hf_prefill")->derived[0] == 0);
+  sim_profile_free(&p);
+  /* the measured model names the derivation */
+  sim_model m;
+  sim_hw hw;
+  load_13b(&m, &hw);
+  sim_cost c;
+  sim_prof_opts o = {NULL, "hf_decode", 0, 0};
+  REQUIRE_OK(sim_cost_init_measured(&c, &m, &hw, 1, dir, &o, &e), &e);
+  char d[1536];
+  sim_cost_describe(&c, d, sizeof d);
+  CHECK_STR_CONTAINS(d, "host overhead hf_decode (derived: hf_prefill's per-layer time");
+  sim_cost_free(&c);
+}
+
 /* One malformed file at a time: the loader fails with the right code and names file:line. */
 static void check_bad(const char *tag, const char *file, const char *text, int code,
                       const char *where) {
@@ -313,6 +348,17 @@ static void test_measured_by_hand(void) {
   CHECK_NEAR(layer, expect * 1e3, 1, 0);
   CHECK_NEAR(head, (2 * f_elem(5120, T) + f_gemm(32000, 5120, 5)) * 1e3, 1, 0);
   CHECK_EQ_INT(f, 0);
+  /* operator by operator: the attentions and the KV write are where the hand sum puts them,
+   * and the operators add up to the layer and the head */
+  double lo[SIM_OP_COUNT], ho[SIM_OP_COUNT], ls = 0, hs = 0;
+  sim_prof_cost_ops(c.measured, &w, lo, ho, NULL);
+  for (int op = 0; op < SIM_OP_COUNT; op++) ls += lo[op], hs += ho[op];
+  CHECK_NEAR(ls * 1e3, (double)layer, 1, 0);
+  CHECK_NEAR(hs * 1e3, (double)head, 1, 0);
+  CHECK_NEAR(lo[SIM_OP_ATTN_PREFILL], f_prefill(1024, 256), 0, 1e-12);
+  CHECK_NEAR(lo[SIM_OP_ATTN_DECODE], f_decode(4, 1024), 0, 1e-12);
+  CHECK_NEAR(lo[SIM_OP_KV_UPDATE], f_elem(10240, 4), 0, 1e-12);
+  CHECK_NEAR(ho[SIM_OP_LM_HEAD], f_gemm(32000, 5120, 5), 0, 1e-12);
   /* sim_cost_iter gives the same */
   int64_t l2, h2;
   sim_cost_iter(&c, &w, &l2, &h2);
@@ -521,6 +567,37 @@ static void test_validate_recurrence(void) {
   /* what the grid does not define */
   it = (sim_val_iter){SIM_VAL_DECODE, 0, 1, 10, 0};
   CHECK_EQ_INT(sim_val_predict(&c, &it, bw, 0, &ns, NULL, &e), KV_EINVAL);
+  sim_cost_free(&c);
+  /* an eager (host-bound) measured model: the host launches a layer in 50 us, the GPU needs
+   * g < 50 us, the copies 10 us a layer; the launches set the pace, so pre-loading at any read
+   * buffer and even load-then-compute end when the last launch does: 40 x 50 us + the head
+   * (the engine's serial sync would add the 400 us of copies) */
+  const char *dir = write_profile("prof-recur", 0);
+  sim_prof_opts o = {NULL, "hf_decode", 0, 0};
+  REQUIRE_OK(sim_cost_init_measured(&c, &m, &hw, 1, dir, &o, &e), &e);
+  int64_t h1 = 10, n1 = 10;
+  sim_iter_work w1 = {1, &h1, &n1, 0, 0};
+  double g, gh;
+  sim_prof_cost_gpu(c.measured, &w1, &g, &gh, NULL);
+  REQUIRE(g + 10 < 50 && gh < 100);
+  bw = 10.0 * m.kv_bytes_per_token_layer / 10e-6; /* 10 tokens of history in 10 us */
+  const sim_val_kind kinds[3] = {SIM_VAL_RESIDENT, SIM_VAL_PRELOAD, SIM_VAL_SYNC};
+  for (int k = 0; k < 3; k++) {
+    it = (sim_val_iter){kinds[k], 1, 10, 10, 0};
+    REQUIRE_OK(sim_val_predict(&c, &it, bw, 0, &ns, NULL, &e), &e);
+    CHECK_NEAR(ns, 40 * 50000 + 100000, 1, 0);
+  }
+  sim_cost_free(&c);
+  /* the same GPU work in graph mode (no host path): copies and compute in series for sync */
+  o.host_path = NULL;
+  REQUIRE_OK(sim_cost_init_measured(&c, &m, &hw, 1, dir, &o, &e), &e);
+  it = (sim_val_iter){SIM_VAL_SYNC, 1, 10, 10, 0};
+  REQUIRE_OK(sim_val_predict(&c, &it, bw, 0, &ns, NULL, &e), &e);
+  CHECK_NEAR(ns, 40 * 10000 + 40 * g * 1e3 + gh * 1e3, 2, 0);
+  sim_cost_free(&c);
+  sim_cost_init_linear(&c, &m, 1000, 10, 7, 1, 500);
+  it = (sim_val_iter){SIM_VAL_DECODE, 0, 1, 10, 0};
+  CHECK_EQ_INT(sim_val_predict(&c, &it, bw, 0, &ns, NULL, &e), KV_EINVAL);
   it = (sim_val_iter){SIM_VAL_PRELOAD, 1, 10, 1024, 0};
   CHECK_EQ_INT(sim_val_predict(&c, &it, 0, 0, &ns, NULL, &e), KV_EINVAL);
   CHECK_EQ_INT(sim_val_kind_find("sync"), SIM_VAL_SYNC);
@@ -610,6 +687,38 @@ static void test_predict_tool(void) {
   fclose(f);
   CHECK_STR_CONTAINS(out, "# grid: device: Test GPU");
   CHECK_STR_CONTAINS(out, "# cost llama-2-13b|roofline|: roofline (assumed");
+  /* --ops: the graph row (no host floor) is its layers' operators x 40 + the head's */
+  const char *opsf = test_tmp_path("prof-tool-ops.csv");
+  snprintf(args, sizeof args, "--grid %s --profile %s --hardware h100 -o %s --ops %s", grid, dir,
+           res, opsf);
+  REQUIRE_EQ_INT(run_tool(args, out, sizeof out), 0);
+  REQUIRE_OK(sim_csv_open(&r, opsf, &e), &e);
+  int cpu, clay, cq, chead, cattn;
+  REQUIRE_OK(sim_csv_col(&r, "predicted_us", &cpu, &e), &e);
+  REQUIRE_OK(sim_csv_col(&r, "layers", &clay, &e), &e);
+  REQUIRE_OK(sim_csv_col(&r, "layer_q", &cq, &e), &e);
+  REQUIRE_OK(sim_csv_col(&r, "layer_attn_decode", &cattn, &e), &e);
+  REQUIRE_OK(sim_csv_col(&r, "head_lm_head", &chead, &e), &e);
+  int rows = 0;
+  while (sim_csv_next(&r, &e) == 1) {
+    if (rows++ != 1) continue;
+    double sum_l = 0, sum_h = 0, v, pu, L;
+    for (int col = cq; col < chead; col++) {
+      REQUIRE_OK(sim_csv_f64(&r, col, 0, 1e15, &v, &e), &e);
+      sum_l += v;
+    }
+    for (int col = chead; col < chead + 3; col++) {
+      REQUIRE_OK(sim_csv_f64(&r, col, 0, 1e15, &v, &e), &e);
+      sum_h += v;
+    }
+    REQUIRE_OK(sim_csv_f64(&r, cpu, 0, 1e15, &pu, &e), &e);
+    REQUIRE_OK(sim_csv_f64(&r, clay, 1, 1e3, &L, &e), &e);
+    CHECK_NEAR(L * sum_l + sum_h, pu, 0, 1e-4);
+    REQUIRE_OK(sim_csv_f64(&r, cattn, 0, 1e15, &v, &e), &e);
+    CHECK_NEAR(v, f_decode(4, 1024), 0, 1e-4);
+  }
+  CHECK_EQ_INT(rows, 4);
+  sim_csv_close(&r);
   /* a row the tool cannot read names its line; usage errors exit 2 */
   g = fopen(grid, "a");
   fprintf(g, "llama-2-13b,bogus,hf,eager,1,1,1,,1,x\n");
@@ -621,7 +730,7 @@ static void test_predict_tool(void) {
 }
 
 TEST_LIST = {TEST(test_curve_interpolation), TEST(test_table_interpolation),
-             TEST(test_malformed), TEST(test_measured_by_hand), TEST(test_measured_options),
+             TEST(test_host_derived), TEST(test_malformed), TEST(test_measured_by_hand), TEST(test_measured_options),
              TEST(test_measured_config), TEST(test_validate_recurrence),
              TEST(test_predict_tool), {0}};
 TEST_MAIN

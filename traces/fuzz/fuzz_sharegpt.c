@@ -18,7 +18,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     trace_sharegpt_opts_init(&o);
     o.base.on_bad = mode ? TRACE_ON_BAD_SKIP : TRACE_ON_BAD_STOP;
     o.tok = (sel & 1) ? fuzz_tokenizer() : NULL;
-    o.approx = (sel & 2) ? TRACE_TOK_APPROX_WORDS : TRACE_TOK_APPROX_CHARS4;
+    /* without the tokenizer: words, or the script estimate (the default) in the stop mode and
+     * chars/4 in the skip mode */
+    o.approx = (sel & 2) ? TRACE_TOK_APPROX_WORDS
+               : mode    ? TRACE_TOK_APPROX_CHARS4
+                         : TRACE_TOK_APPROX_SCRIPT;
     o.lead = (sel & 4) ? TRACE_SHAREGPT_LEAD_DROP : TRACE_SHAREGPT_LEAD_AS_PROMPT;
     o.msg_overhead = (sel >> 3) & 3;
     o.base.max_records = (sel & 32) ? 3 : 0;

@@ -35,9 +35,12 @@ static const char usage[] =
     "  summary TRACE [--plot DIR] [--prefix NAME] [--no-gnuplot]\n"
     "  convert IN OUT                        HDF5 <-> CSV (OUT ending in .csv writes CSV)\n"
     "  retime IN OUT --rate R [--think-mean S] [--seed N]\n"
-    "  tokenize (--tokenizer DIR | --encoder F --merges F) [--ids] FILE...\n"
-    "  tokenizer-eval (--tokenizer DIR | --encoder F --merges F) FILE...\n"
-    "                                        error of chars/4 and words*4/3 vs the tokenizer\n"
+    "  tokenize (--tokenizer PATH | --encoder F --merges F) [--ids] [--records] FILE...\n"
+    "                                        PATH: a tokenizer.json, or a folder holding one or\n"
+    "                                        encoder.json + vocab.bpe; --records: per NUL-separated\n"
+    "                                        record, tokens, the script estimate and its features\n"
+    "  tokenizer-eval (--tokenizer PATH | --encoder F --merges F) FILE...\n"
+    "                                        error of the script estimate, chars/4 and words*4/3\n"
     "\n"
     "OUT ending in .csv is written as CSV, '-' as CSV on standard output, anything else as\n"
     "HDF5; -o of fit and fit-published takes '-' (the default) for standard output. An output\n"
@@ -149,26 +152,18 @@ static void read_trace(const char *path, trace *t) {
   if (trace_read(path, t, &e)) die(&e);
 }
 
-/* Tokenizer from --tokenizer DIR (DIR/encoder.json, DIR/vocab.bpe) or --encoder/--merges. */
-static trace_tok *load_tok(const char *dir, const char *enc, const char *mer, char *name,
-                           size_t cap) {
-  char pe[4200], pm[4200];
-  if (dir) {
-    snprintf(pe, sizeof pe, "%s/encoder.json", dir);
-    snprintf(pm, sizeof pm, "%s/vocab.bpe", dir);
-    enc = pe;
-    mer = pm;
-    snprintf(name, cap, "%s", dir);
-  } else if (enc && mer) {
-    snprintf(name, cap, "%s + %s", enc, mer);
-  } else if (enc || mer) {
-    die_usage("--encoder and --merges go together");
-  } else {
-    return NULL;
-  }
+/* Tokenizer from --tokenizer PATH (a folder with tokenizer.json or encoder.json + vocab.bpe, or a
+ * tokenizer.json) or --encoder/--merges. */
+static trace_tok *load_tok(const char *path, const char *enc, const char *mer) {
   trace_tok *t = NULL;
   kv_error e = {0};
-  if (trace_tok_load(enc, mer, &t, &e)) die(&e);
+  if (path) {
+    if (trace_tok_load_path(path, &t, &e)) die(&e);
+  } else if (enc && mer) {
+    if (trace_tok_load(enc, mer, &t, &e)) die(&e);
+  } else if (enc || mer) {
+    die_usage("--encoder and --merges go together");
+  }
   return t;
 }
 
@@ -484,40 +479,75 @@ static int cmd_retime(args *a) {
 
 /* ---- tokenizer commands ---------------------------------------------------------------------- */
 
-static trace_tok *tok_from_args(args *a, int first, int *files_from, int *ids) {
-  const char *dir = NULL, *enc = NULL, *mer = NULL;
+static trace_tok *tok_from_args(args *a, int first, int *files_from, int *ids, int *records) {
+  const char *path = NULL, *enc = NULL, *mer = NULL;
   *files_from = a->argc;
   for (a->i = first; a->i < a->argc; a->i++) {
-    if (is(a, "--tokenizer")) dir = optval(a);
+    if (is(a, "--tokenizer")) path = optval(a);
     else if (is(a, "--encoder")) enc = optval(a);
     else if (is(a, "--merges")) mer = optval(a);
     else if (ids && is(a, "--ids")) *ids = 1;
+    else if (records && is(a, "--records")) *records = 1;
     else if (a->argv[a->i][0] == '-' && a->argv[a->i][1] == '-') die_usage("unknown option");
     else {
       *files_from = a->i;
       break;
     }
   }
-  char name[8500];
-  trace_tok *t = load_tok(dir, enc, mer, name, sizeof name);
-  if (!t) die_usage("a tokenizer is needed: --tokenizer DIR or --encoder F --merges F");
+  if (path && (enc || mer)) die_usage("--tokenizer and --encoder/--merges exclude each other");
+  trace_tok *t = load_tok(path, enc, mer);
+  if (!t) die_usage("a tokenizer is needed: --tokenizer PATH or --encoder F --merges F");
   if (*files_from >= a->argc) die_usage("no input files");
   return t;
 }
 
+/* --records: each NUL-separated record of each file on one line: the tokenizer's count, the
+ * script estimate's, and the estimate's features (traces/tools/tok_calibrate.py fits them). */
+static void tokenize_records(trace_tok *t, const char *path, const char *text, size_t len) {
+  kv_error e = {0};
+  int64_t rec = 0;
+  for (size_t s0 = 0; s0 < len;) {
+    const char *nul = memchr(text + s0, 0, len - s0);
+    size_t e0 = nul ? (size_t)(nul - text) : len;
+    int64_t n = trace_tok_count(t, text + s0, e0 - s0, &e);
+    if (n < 0) die(&e);
+    int64_t f[TRACE_TOK_F_COUNT];
+    trace_tok_features(text + s0, e0 - s0, f);
+    printf("%s\t%lld\t%lld\t%lld", path, (long long)rec++, (long long)n,
+           (long long)trace_tok_approx_count(TRACE_TOK_APPROX_SCRIPT, text + s0, e0 - s0));
+    for (int k = 0; k < TRACE_TOK_F_COUNT; k++) printf("\t%lld", (long long)f[k]);
+    putchar('\n');
+    s0 = e0 + 1;
+  }
+}
+
 static int cmd_tokenize(args *a) {
-  int from, ids = 0;
-  trace_tok *t = tok_from_args(a, 1, &from, &ids);
+  int from, ids = 0, records = 0;
+  trace_tok *t = tok_from_args(a, 1, &from, &ids, &records);
+  if (records) {
+    printf("# script estimate weights:");
+    for (int k = 0; k < TRACE_TOK_F_COUNT; k++) printf(" %.17g", trace_tok_script_weights[k]);
+    printf("\nfile\trecord\ttokens\tscript");
+    for (int k = 0; k < TRACE_TOK_F_COUNT; k++) printf("\t%s", trace_tok_feature_names[k]);
+    putchar('\n');
+  }
   for (int i = from; i < a->argc; i++) {
     char *text;
     size_t len;
     kv_error e = {0};
     if (kv_read_file(a->argv[i], &text, &len, &e)) die(&e);
+    if (records) {
+      tokenize_records(t, a->argv[i], text, len);
+      free(text);
+      continue;
+    }
     int32_t *v = NULL;
     int64_t n = 0, cap = 0;
     if (trace_tok_encode(t, text, len, &v, &n, &cap, &e)) die(&e);
-    printf("%s: %zu bytes, %lld tokens, %lld chars/4, %lld words*4/3\n", a->argv[i], len,
-           (long long)n, (long long)trace_tok_approx_count(TRACE_TOK_APPROX_CHARS4, text, len),
+    printf("%s: %zu bytes, %lld tokens, %lld script estimate, %lld chars/4, %lld words*4/3\n",
+           a->argv[i], len, (long long)n,
+           (long long)trace_tok_approx_count(TRACE_TOK_APPROX_SCRIPT, text, len),
+           (long long)trace_tok_approx_count(TRACE_TOK_APPROX_CHARS4, text, len),
            (long long)trace_tok_approx_count(TRACE_TOK_APPROX_WORDS, text, len));
     if (ids) {
       for (int64_t k = 0; k < n; k++) printf("%d%c", v[k], k + 1 == n ? '\n' : ' ');
@@ -536,13 +566,18 @@ static int cmp_dbl(const void *x, const void *y) {
 
 /* Error of the approximations: per file (whole text) and per paragraph (text between blank
  * lines with at least 8 real tokens: message-sized pieces). */
+#define EVAL_N 3
 static int cmd_tokenizer_eval(args *a) {
+  static const trace_tok_approx ms[EVAL_N] = {TRACE_TOK_APPROX_SCRIPT, TRACE_TOK_APPROX_CHARS4,
+                                              TRACE_TOK_APPROX_WORDS};
   int from;
-  trace_tok *t = tok_from_args(a, 1, &from, NULL);
-  double tot_real = 0, tot_app[2] = {0, 0};
-  double *rel[2] = {NULL, NULL};
+  trace_tok *t = tok_from_args(a, 1, &from, NULL, NULL);
+  double tot_real = 0, tot_app[EVAL_N] = {0};
+  double *rel[EVAL_N] = {NULL};
   int64_t n_par = 0, cap_par = 0;
-  printf("%-48s %9s %9s %8s %9s %8s\n", "file", "tokens", "chars/4", "err", "words4/3", "err");
+  printf("%-48s %9s", "file", "tokens");
+  for (int m = 0; m < EVAL_N; m++) printf(" %9s %8s", trace_tok_approx_name(ms[m]), "err");
+  putchar('\n');
   for (int i = from; i < a->argc; i++) {
     char *text;
     size_t len;
@@ -550,14 +585,15 @@ static int cmd_tokenizer_eval(args *a) {
     if (kv_read_file(a->argv[i], &text, &len, &e)) die(&e);
     int64_t real = trace_tok_count(t, text, len, &e);
     if (real < 0) die(&e);
-    int64_t c4 = trace_tok_approx_count(TRACE_TOK_APPROX_CHARS4, text, len);
-    int64_t w = trace_tok_approx_count(TRACE_TOK_APPROX_WORDS, text, len);
-    printf("%-48s %9lld %9lld %+7.1f%% %9lld %+7.1f%%\n", a->argv[i], (long long)real,
-           (long long)c4, real ? 100.0 * (double)(c4 - real) / (double)real : 0.0, (long long)w,
-           real ? 100.0 * (double)(w - real) / (double)real : 0.0);
+    printf("%-48s %9lld", a->argv[i], (long long)real);
+    for (int m = 0; m < EVAL_N; m++) {
+      int64_t ap = trace_tok_approx_count(ms[m], text, len);
+      printf(" %9lld %+7.1f%%", (long long)ap,
+             real ? 100.0 * (double)(ap - real) / (double)real : 0.0);
+      tot_app[m] += (double)ap;
+    }
+    putchar('\n');
     tot_real += (double)real;
-    tot_app[0] += (double)c4;
-    tot_app[1] += (double)w;
     /* paragraphs */
     size_t s0 = 0;
     while (s0 < len) {
@@ -567,14 +603,14 @@ static int cmd_tokenizer_eval(args *a) {
       if (r >= 8) {
         if (n_par == cap_par) {
           cap_par = cap_par ? cap_par * 2 : 1024;
-          for (int m = 0; m < 2; m++) {
+          for (int m = 0; m < EVAL_N; m++) {
             double *nb = realloc(rel[m], (size_t)cap_par * sizeof *nb);
             if (!nb) die_usage("out of memory");
             rel[m] = nb;
           }
         }
-        for (int m = 0; m < 2; m++) {
-          int64_t ap = trace_tok_approx_count((trace_tok_approx)m, text + s0, e0 - s0);
+        for (int m = 0; m < EVAL_N; m++) {
+          int64_t ap = trace_tok_approx_count(ms[m], text + s0, e0 - s0);
           rel[m][n_par] = (double)(ap - r) / (double)r;
         }
         n_par++;
@@ -583,24 +619,26 @@ static int cmd_tokenizer_eval(args *a) {
     }
     free(text);
   }
-  printf("total: %.0f tokens; chars/4 %+.2f%%, words*4/3 %+.2f%% (signed error of the sums)\n",
-         tot_real, 100 * (tot_app[0] - tot_real) / tot_real,
-         100 * (tot_app[1] - tot_real) / tot_real);
+  printf("total: %.0f tokens;", tot_real);
+  for (int m = 0; m < EVAL_N; m++) {
+    printf(" %s %+.2f%%%s", trace_tok_approx_name(ms[m]),
+           tot_real > 0 ? 100 * (tot_app[m] - tot_real) / tot_real : 0.0, m + 1 < EVAL_N ? "," : "");
+  }
+  printf(" (signed error of the sums)\n");
   if (n_par) {
-    for (int m = 0; m < 2; m++) {
+    for (int m = 0; m < EVAL_N; m++) {
       double mean = 0, mabs = 0;
       for (int64_t k = 0; k < n_par; k++) mean += rel[m][k], mabs += fabs(rel[m][k]);
       for (int64_t k = 0; k < n_par; k++) rel[m][k] = fabs(rel[m][k]);
       qsort(rel[m], (size_t)n_par, sizeof *rel[m], cmp_dbl);
       printf("paragraphs (%lld with >= 8 tokens), %s: mean error %+.1f%%, mean |error| %.1f%%, "
              "median |error| %.1f%%, p90 |error| %.1f%%\n", (long long)n_par,
-             trace_tok_approx_name((trace_tok_approx)m), 100 * mean / (double)n_par,
+             trace_tok_approx_name(ms[m]), 100 * mean / (double)n_par,
              100 * mabs / (double)n_par, 100 * rel[m][(n_par - 1) / 2],
              100 * rel[m][(int64_t)(0.9 * (double)(n_par - 1))]);
     }
   }
-  free(rel[0]);
-  free(rel[1]);
+  for (int m = 0; m < EVAL_N; m++) free(rel[m]);
   trace_tok_free(t);
   return 0;
 }

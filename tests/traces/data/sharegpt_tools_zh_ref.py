@@ -6,16 +6,20 @@ sharegpt_tools_zh_ref.csv: per conversation, in file order, its total tokens (GP
 chars/4 estimate (sum over texts of ceil(code points / 4)), its code points and of those the CJK
 ideographs (U+4E00..U+9FFF).
 
-usage: python3 sharegpt_tools_zh_ref.py   (needs the `tokenizers` package; run from anywhere)"""
+usage: python3 sharegpt_tools_zh_ref.py [GPT2_DIR]   (needs the `tokenizers` package; GPT2_DIR
+holds encoder.json and vocab.bpe, by default $KVLAB_SHARED_DIR/data/tokenizers/gpt2 or
+../shared/data/tokenizers/gpt2 beside the checkout; none ships with the repository)"""
 import csv
 import json
 import math
 import os
+import sys
 
 from tokenizers import ByteLevelBPETokenizer
 
 here = os.path.dirname(os.path.abspath(__file__))
-gpt2 = os.path.join(here, "..", "..", "..", "traces", "data", "tokenizers", "gpt2")
+shared = os.environ.get("KVLAB_SHARED_DIR", os.path.join(here, "..", "..", "..", "..", "shared"))
+gpt2 = sys.argv[1] if len(sys.argv) > 1 else os.path.join(shared, "data", "tokenizers", "gpt2")
 tok = ByteLevelBPETokenizer(os.path.join(gpt2, "encoder.json"), os.path.join(gpt2, "vocab.bpe"))
 recs = json.load(open(os.path.join(here, "sharegpt_tools_zh.json"), encoding="utf-8"))
 with open(os.path.join(here, "sharegpt_tools_zh_ref.csv"), "w", newline="") as f:
