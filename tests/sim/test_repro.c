@@ -288,7 +288,7 @@ static void test_ssd_shared_budget(void) {
   };
   for (int c = 0; c < 3; c++) {
     char text[2048];
-    snprintf(text, sizeof text, "%s", cases[c].links);
+    snprintf(text, sizeof text, "[engine]\nwrite_buffer_gib = 0.1\n%s", cases[c].links);
     kv_config *cfg = NULL;
     sim_params p;
     kv_error e = {0};
