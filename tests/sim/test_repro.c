@@ -9,46 +9,10 @@
 
 #include "kv_config.h"
 #include "sim.h"
+#include "sim_fixtures.h"
 #include "sim_workload.h"
 #include "test.h"
 
-/* A tiny model: `layers` layers, KV = 2 * 1 head * 64 dims * 2 bytes * layers per token. */
-static const char *tiny_model(int layers, int window) {
-  static char path[4096];
-  snprintf(path, sizeof path, "%s", test_tmp_path("repro-model.ini"));
-  FILE *f = fopen(path, "w");
-  fprintf(f,
-          "[model]\nname = tiny\nlayers = %d\nheads = 1\nkv_heads = 1\nhead_dim = 64\n"
-          "hidden = 64\nffn = 128\nffn_matrices = 2\nvocab = 100\nbytes_per_elem = 2\n"
-          "context_window = %d\n", layers, window);
-  fclose(f);
-  return path;
-}
-
-/* PCIe 0.512 GB/s each way (512 B/us), SSD 0.512 GB/s read and write. */
-static const char *tiny_hw(const char *extra) {
-  static char path[4096];
-  snprintf(path, sizeof path, "%s", test_tmp_path("repro-hw.ini"));
-  FILE *f = fopen(path, "w");
-  fprintf(f,
-          "[gpu]\nname = tiny-gpu\nfp16_tflops = 1\nhbm_gbs = 1\nhbm_gib = 1\nnvlink_gbs = 1\n"
-          "allreduce_latency_us = 0\nprice_per_hour = 1\n"
-          "[host]\npcie_h2d_gbs = 0.512\npcie_d2h_gbs = 0.512\npcie_latency_us = 0\n"
-          "dram_gib = 1\ndram_price_per_gib_hour = 0\nssd_gib = 1\nssd_read_gbs = 0.512\n"
-          "ssd_write_gbs = 0.512\nssd_latency_us = 0\nssd_price_per_gib_hour = 0\n%s",
-          extra ? extra : "");
-  fclose(f);
-  return path;
-}
-
-static int params(const char *text, const char *model, const char *hw, kv_config **cfg,
-                  sim_params *p, kv_error *e) {
-  char buf[8192];
-  snprintf(buf, sizeof buf, "[sim]\nmodel = %s\nhardware = %s\n%s", model, hw, text);
-  int rc = kv_config_parse(buf, "test.ini", cfg, e);
-  if (rc) return rc;
-  return sim_params_from_config(*cfg, p, e);
-}
 
 static const char *linear =
     "[engine]\nbatch_limit = 4\npreload = true\nread_buffer_layers = 0\nasync_save = true\n"
@@ -75,7 +39,7 @@ static void test_full_decode_saved_bytes(void) {
     kv_config *cfg = NULL;
     sim_params p;
     kv_error e = {0};
-    REQUIRE_OK(params(text, tiny_model(2, 1000), tiny_hw(NULL), &cfg, &p, &e), &e);
+    REQUIRE_OK(sim_fixture_params(text, sim_fixture_model(2, 1000), sim_fixture_hw(NULL), &cfg, &p, &e), &e);
     trace t;
     trace_init(&t);
     t.flags = TRACE_FLAG_FULL_HISTORY;
@@ -118,36 +82,7 @@ static void test_full_decode_saved_bytes(void) {
 /* ---- per-tier hits partition the hits -------------------------------------------------------- */
 
 static int run_generated(const char *over, sim_summary *s) {
-  kv_config *cfg = NULL;
-  sim_params p;
-  kv_error e = {0};
-  char path[4096];
-  snprintf(path, sizeof path, "%s/experiments/cachedattention/base.ini", test_source_dir());
-  int rc = kv_config_load(path, &cfg, &e);
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s", over);
-  for (char *tok = strtok(buf, " "); !rc && tok; tok = strtok(NULL, " ")) {
-    rc = kv_config_override(cfg, tok, &e);
-  }
-  int have = 0;
-  if (!rc) {
-    rc = sim_params_from_config(cfg, &p, &e);
-    have = !rc;
-  }
-  trace t;
-  trace_init(&t);
-  if (!rc) rc = sim_workload_build(cfg, p.seed, &t, &e);
-  if (!rc) rc = kv_config_check_unused(cfg, &e);
-  sim_result r;
-  memset(&r, 0, sizeof r);
-  if (!rc) rc = sim_run(&p, &t, NULL, &r, &e);
-  if (!rc) rc = sim_summarize(&r, &p, s, &e);
-  if (rc) printf("  run '%s': %s\n", over, e.msg);
-  sim_result_free(&r);
-  trace_free(&t);
-  if (have) sim_params_free(&p);
-  kv_config_free(cfg);
-  return rc;
+  return sim_fixture_run("experiments/cachedattention/base.ini", over, NULL, s);
 }
 
 /* Small DRAM and SSD so that hits come from both, with and without the look-ahead prefetch:
@@ -199,7 +134,7 @@ static void test_prefetch_in_flight_is_ssd(void) {
     kv_config *cfg = NULL;
     sim_params p;
     kv_error e = {0};
-    REQUIRE_OK(params(text, tiny_model(2, 100000), tiny_hw(NULL), &cfg, &p, &e), &e);
+    REQUIRE_OK(sim_fixture_params(text, sim_fixture_model(2, 100000), sim_fixture_hw(NULL), &cfg, &p, &e), &e);
     trace t;
     trace_init(&t);
     t.flags = TRACE_FLAG_FULL_HISTORY;
@@ -292,7 +227,7 @@ static void test_ssd_shared_budget(void) {
     kv_config *cfg = NULL;
     sim_params p;
     kv_error e = {0};
-    REQUIRE_OK(params(text, tiny_model(2, 1000), tiny_hw(NULL), &cfg, &p, &e), &e);
+    REQUIRE_OK(sim_fixture_params(text, sim_fixture_model(2, 1000), sim_fixture_hw(NULL), &cfg, &p, &e), &e);
     sim_events ev;
     sim_net net;
     sim_events_init(&ev);
