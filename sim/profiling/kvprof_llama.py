@@ -333,6 +333,17 @@ class EagerMasks:
             if hasattr(mod, "is_cuda_stream_capturing"):
                 self.undo.append((mod, "is_cuda_stream_capturing", mod.is_cuda_stream_capturing))
                 mod.is_cuda_stream_capturing = lambda: False
+        # With the capture check bypassed, transformers' packed-sequence detection (called for
+        # a prefill without cache or attention_mask) reads a device value on the host, which
+        # capture forbids (H200, 2026-12-03: cudaErrorStreamCaptureUnsupported). The captured
+        # iterations hold one sequence per batch row, the case where it returns None.
+        try:
+            import transformers.masking_utils as mu  # noqa: PLC0415
+        except Exception:  # noqa: BLE001
+            mu = None
+        if mu is not None and hasattr(mu, "find_packed_sequence_indices"):
+            self.undo.append((mu, "find_packed_sequence_indices", mu.find_packed_sequence_indices))
+            mu.find_packed_sequence_indices = lambda position_ids: None
         return self
 
     def __exit__(self, *exc):
