@@ -27,6 +27,20 @@ tree) by the rule the claim declares in the claims file:
   scale      = number                             multiply ours (e.g. 100 for percent)
   comparable = yes | no: reason                   no: shown, never judged
   note       = shown with the row
+  split      = calibration | validation           CachedAttention claims (group "CachedAttention
+               ..."): calibration = a parameter was fitted on it (experiments/cachedattention/
+               calibrate.py, whose calibration.ini lists the same claims: checked); default
+               validation. REPRODUCTION.md counts the two groups apart.
+  stationary = yes                                every row used (where and base_where) must come
+               from a stationary run (kvsim's `stationary` column); otherwise the claim is
+               reported as "non-stationary" (never judged: its latency is not a steady state)
+  show       = column                             also shown in the note, for the rows and base
+               rows (e.g. TTFT without queueing beside TTFT)
+  why        = text                               shown when the claim FAILs or is non-stationary:
+               the one-line reason (docs/experiments.md explains each)
+  provenance = measured | simulated               how "ours" was obtained (default: simulated for
+               the sweeps of experiments/{cachedattention,psa-serving,beyond}, measured otherwise); a calibration claim reads "calibrated on
+               this claim"
 For op = kv_at_equal: x = column of KV read, y = column of error, family = column naming the
 method family, a = family of the method measured (psa), b = the baseline family (topk); ours is
 the largest ratio b_x(y) / a_x over a's points whose error lies inside b's range, with b's curve
@@ -121,6 +135,39 @@ def kv_at_equal(rows, c, table, where):
     return best, detail
 
 
+class NonStationary(Exception):
+    """A row the claim needs comes from a run that did not reach a steady state."""
+
+
+def check_stationary(rows, table, where, what):
+    bad = [r for r in rows if "stationary" in r and to_float(r["stationary"], table) != 1]
+    if rows and "stationary" not in rows[0]:
+        raise AnalysisError(f"{where}: stationary = yes but {table} has no 'stationary' column")
+    if bad:
+        r = bad[0]
+        raise NonStationary(
+            f"{what}: {len(bad)} of {len(rows)} runs not stationary (e.g. seed {r.get('seed', '?')}: "
+            f"TTFT last/middle third {to_float(r.get('ttft_drift', 'nan'), table) + 1:.2f}x, "
+            f"busiest resource {to_float(r.get('util_max', 'nan'), table):.2f})")
+
+
+def shown(c, sel, base, table, where):
+    col = c.get("show")
+    if not col:
+        return ""
+    x = agg(sel, col, table, where)
+    if base is None:
+        return f"{col} {fmt(x)}"
+    b = agg(base, col, table, where + " base_where")
+    op = c.get("op", "value")
+    extra = ""
+    if op == "reduction" and b:
+        extra = f" (reduction {fmt(1 - x / b)})"
+    elif op == "difference":
+        extra = f" (difference {fmt(x - b)})"
+    return f"{col} {fmt(x)} vs {fmt(b)}{extra}"
+
+
 def evaluate(cid, c, tables_dir, src, cache):
     where = f"claims [{cid}]"
     table = c.get("table")
@@ -131,12 +178,19 @@ def evaluate(cid, c, tables_dir, src, cache):
     op = c.get("op", "value")
     metric = c.get("metric")
     detail = ""
+    base_rows = None
+    if c.get("base_where"):
+        base_rows = select(rows, parse_where(c.get("base_where"), where), table, where)
+    if c.get("stationary", "no").strip().lower() == "yes":
+        check_stationary(sel, table, where, "runs")
+        if base_rows is not None:
+            check_stationary(base_rows, table, where, "baseline runs")
     if op != "kv_at_equal" and not metric:
         raise AnalysisError(f"{where}: metric is required")
     if op == "value":
         ours = agg(sel, metric, table, where)
     elif op in ("reduction", "ratio", "difference"):
-        base = select(rows, parse_where(c.get("base_where"), where), table, where)
+        base = base_rows if base_rows is not None else []
         x, b = agg(sel, metric, table, where), agg(base, metric, table, where + " base_where")
         ours = {"reduction": 1 - x / b if b else float("nan"), "ratio": x / b if b else float("nan"),
                 "difference": x - b}[op]
@@ -169,15 +223,19 @@ def evaluate(cid, c, tables_dir, src, cache):
                             f"{where} ({col}={n})"))
         ok = all((v0 > v1) if r == ">" else (v0 >= v1 - 1e-12)
                  for v0, v1, r in zip(vals, vals[1:], rels))
+        sh = shown(c, sel, None, table, where)
         scale = float(c.get("scale", "1"))
         text = f"{names[0]} {fmt(vals[0] * scale)}"
         for n, v, r in zip(names[1:], vals[1:], rels):
             text += f" {r} {n} {fmt(v * scale)}"
-        return text, ("pass" if ok else "FAIL"), path, ""
+        return text, ("pass" if ok else "FAIL"), path, sh
     elif op == "kv_at_equal":
         ours, detail = kv_at_equal(sel, c, table, where)
     else:
         raise AnalysisError(f"{where}: unknown op '{op}'")
+    sh = shown(c, sel, base_rows if op in ("reduction", "ratio", "difference") else None,
+               table, where)
+    detail = "; ".join(x for x in [detail, sh] if x)
     ours *= float(c.get("scale", "1"))
     status = "shown"
     paper = c.get("paper")
@@ -198,26 +256,81 @@ def evaluate(cid, c, tables_dir, src, cache):
     return ours, status, path, detail
 
 
+CA_PREFIX = "CachedAttention"
+
+
+def ca_split(cid, c, where):
+    """'calibration' / 'validation' for a CachedAttention claim, None for the others."""
+    if not c.get("group", "").startswith(CA_PREFIX):
+        if "split" in c:
+            raise AnalysisError(f"{where}: split is only for CachedAttention claims")
+        return None
+    sp = c.get("split", "validation").strip()
+    if sp not in ("calibration", "validation"):
+        raise AnalysisError(f"{where}: split must be calibration or validation, not '{sp}'")
+    return sp
+
+
+def check_calibration_list(claims, path):
+    """The claims calibrate.py fitted on (its calibration.ini) must be exactly the claims
+    marked split = calibration."""
+    if not os.path.exists(path):
+        return
+    cp = read_ini(path)
+    listed = {x.strip() for x in cp.get("claims", "calibration", fallback="").split(",")
+              if x.strip()}
+    marked = {cid for cid in claims.sections() if claims[cid].get("split") == "calibration"}
+    if listed != marked:
+        raise AnalysisError(
+            f"{path} lists calibration claims {sorted(listed)}, the claims file marks "
+            f"{sorted(marked)}: rerun calibrate.py or fix the split keys")
+
+
+def provenance(c, split):
+    if split == "calibration":
+        return "calibrated on this claim"
+    p = c.get("provenance")
+    if p:
+        return p
+    sweep = c.get("sweep", "")
+    return "simulated" if any(f"experiments/{d}/" in sweep for d in
+                              ("cachedattention", "psa-serving", "beyond")) else "measured"
+
+
+def rate(counts):
+    n = sum(counts.values())
+    return f"{counts.get('pass', 0)} of {n} pass ({100 * counts.get('pass', 0) / n:.0f}%)" \
+        if n else "none"
+
+
 def main():
     ap = argparse.ArgumentParser(description="Generate REPRODUCTION.md from claims and results.")
     ap.add_argument("--claims", required=True)
     ap.add_argument("--tables", required=True, help="directory of tidy tables (<sweep>.csv)")
     ap.add_argument("--src", default=".", help="source tree (for '@' tables and sweep paths)")
     ap.add_argument("--scale", default="", help="scale the results were run at (shown)")
+    ap.add_argument("--calibration", default=None,
+                    help="calibrate.py's calibration.ini (default: experiments/cachedattention/"
+                         "calibration.ini under --src)")
     ap.add_argument("-o", "--out", default="REPRODUCTION.md")
     a = ap.parse_args()
     try:
         claims = read_ini(a.claims)
+        check_calibration_list(claims, a.calibration or os.path.join(
+            a.src, "experiments", "cachedattention", "calibration.ini"))
     except AnalysisError as e:
         die(str(e))
     cache = {}
     groups = {}
     flat = []  # (id, group, title, paper, ours, status) for claims.csv
-    counts = {"pass": 0, "FAIL": 0, "not comparable": 0, "not run": 0, "shown": 0}
+    counts = {"pass": 0, "FAIL": 0, "non-stationary": 0, "not comparable": 0, "not run": 0,
+              "shown": 0}
+    split_counts = {"calibration": {}, "validation": {}}
     for cid in claims.sections():
         c = claims[cid]
         group = c.get("group", "Other")
         try:
+            split = ca_split(cid, c, f"claims [{cid}]")
             ours, status, path, detail = evaluate(cid, c, a.tables, a.src, cache)
             data = os.path.relpath(path, a.src) if not os.path.isabs(a.tables) else path
         except Missing as e:
@@ -225,9 +338,14 @@ def main():
         except NoResult as e:
             ours, status, detail = None, "FAIL", str(e)
             data = c.get("table", "")
+        except NonStationary as e:
+            ours, status, detail = "non-stationary", "non-stationary", str(e)
+            data = c.get("table", "")
         except AnalysisError as e:
             die(str(e))
         counts[status] = counts.get(status, 0) + 1
+        if split:
+            split_counts[split][status] = split_counts[split].get(status, 0) + 1
         tol = c.get("tolerance", "")
         if "tolerance_rel" in c:
             tol = f"±{float(c['tolerance_rel']) * 100:g}%"
@@ -238,45 +356,74 @@ def main():
         elif "within" in c:
             tol = "in [" + c["within"].replace(",", ", ") + "]"
         cmp_note = c.get("comparable", "yes")
+        why = c.get("why", "") if status in ("FAIL", "non-stationary") else ""
         note = "; ".join(x for x in [detail, c.get("note", ""),
-                                     cmp_note if cmp_note.lower().startswith("no") else ""] if x)
+                                     cmp_note if cmp_note.lower().startswith("no") else "",
+                                     f"why: {why}" if why else ""] if x)
         flat.append({"id": cid, "group": group, "title": c.get("title", cid),
                      "paper": c.get("paper", ""),
                      "ours": ours if isinstance(ours, str) else ("" if ours is None else
                                                                  f"{ours:.6g}"),
-                     "status": status})
-        groups.setdefault(group, []).append(
+                     "status": status, "split": split or ""})
+        key = "CachedAttention: calibration claims" if split == "calibration" else group
+        groups.setdefault(key, []).append(
             (c.get("title", cid), c.get("paper", ""), ours if isinstance(ours, str) else fmt(ours),
-             tol, status, c.get("sweep", ""), data, c.get("source", ""), note))
+             tol, status, provenance(c, split), c.get("sweep", ""), data, c.get("source", ""),
+             note))
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    ca_all = {}
+    for sc in split_counts.values():
+        for k, v in sc.items():
+            ca_all[k] = ca_all.get(k, 0) + v
     out = ["# Reproduction: paper vs KVLab", "",
            f"Generated by `analysis/reproduce.py` from `{a.claims}` and the result tables in "
            f"`{a.tables}` on {now}" + (f", scale **{a.scale}**" if a.scale else "") + ". "
            "Do not edit by hand: rerun `scripts/main.sh` (quick scale) or "
            "`scripts/main.sh --full`.", "",
-           "Status: **pass** (within tolerance), **FAIL**, **not comparable** (shown, not judged: "
-           "the reason is in the note), **not run** (its data does not exist in this run; the "
-           "note says why), **shown** (a result with no published counterpart).", "",
-           "Totals: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v), ""]
-    for g, rows in groups.items():
-        out += [f"## {g}", "",
-                "| claim | paper | ours | tolerance | status | configuration | data | note |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for title, paper, ours, tol, status, sweep, data, source, note in rows:
+           "Status: **pass** (within tolerance), **FAIL**, **non-stationary** (a run the claim "
+           "needs did not reach a steady state: no latency is reported from it), **not "
+           "comparable** (shown, not judged: the reason is in the note), **not run** (its data "
+           "does not exist in this run; the note says why), **shown** (a result with no "
+           "published counterpart). Provenance: **calibrated on this claim** (a parameter the "
+           "paper leaves unstated was fitted on it: experiments/cachedattention/calibrate.py), "
+           "**simulated** (kvsim, every input stated, calibrated on other claims or assumed: "
+           "docs/experiments.md), **measured** (on recorded data).", "",
+           "Totals: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v), "",
+           f"CachedAttention: {rate(ca_all)}; calibration claims {rate(split_counts['calibration'])}"
+           f"; validation claims (no parameter fitted on them) "
+           f"{rate(split_counts['validation'])}.", ""]
+    order = sorted(groups, key=lambda g: (0 if g == "CachedAttention: calibration claims" else
+                                          1 if g.startswith(CA_PREFIX) else 2))
+    for g in order:
+        rows = groups[g]
+        sub = ""
+        if g == "CachedAttention: calibration claims":
+            sub = ("The parameters fitted on these claims, and how: docs/experiments.md "
+                   "(\"Calibration\"); the fit's every evaluation: "
+                   "`experiments/cachedattention/calibration.csv`.")
+        elif g.startswith(CA_PREFIX):
+            sub = "Validation: no parameter was fitted on these claims."
+        out += [f"## {g}", ""] + ([sub, ""] if sub else []) + [
+                "| claim | paper | ours | tolerance | status | provenance | configuration | data "
+                "| note |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for title, paper, ours, tol, status, prov, sweep, data, source, note in rows:
             t = f"{title}" + (f" ({source})" if source else "")
             cfg = f"`{sweep}`" if sweep else ""
-            out.append(f"| {t} | {paper} | {ours} | {tol} | **{status}** | {cfg} | `{data}` | "
-                       f"{note} |")
+            out.append(f"| {t} | {paper} | {ours} | {tol} | **{status}** | {prov} | {cfg} | "
+                       f"`{data}` | {note} |")
         out.append("")
     try:
         write_text_atomic(a.out, "\n".join(out))
         # The same rows as a table, for figures that set the paper's numbers beside ours.
         write_csv_atomic(os.path.join(os.path.dirname(os.path.abspath(a.out)), "claims.csv"),
-                         ["id", "group", "title", "paper", "ours", "status"], flat)
+                         ["id", "group", "title", "paper", "ours", "status", "split"], flat)
     except AnalysisError as e:
         die(str(e))
     print(f"reproduce: {sum(counts.values())} claims -> {a.out} "
-          f"({', '.join(f'{v} {k}' for k, v in counts.items() if v)})", file=sys.stderr)
+          f"({', '.join(f'{v} {k}' for k, v in counts.items() if v)}; CachedAttention "
+          f"calibration {rate(split_counts['calibration'])}, validation "
+          f"{rate(split_counts['validation'])})", file=sys.stderr)
 
 
 if __name__ == "__main__":

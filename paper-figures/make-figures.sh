@@ -11,6 +11,9 @@
 #                                     skipped with one line on stderr, never an error
 #   #@data FILE series TABLE ARGS...  analysis/series.py TIDY_DIR/TABLE.csv ARGS -o DATA/FILE
 #   #@data FILE claims ARGS...        analysis/claim_points.py CLAIMS ARGS -o DATA/FILE
+#   #@data FILE caption CONFIG [TABLE [ARGS...]]
+#                                     analysis/caption.py SRC/CONFIG TIDY_DIR/TABLE.csv ARGS: a
+#                                     gnuplot file setting CAPTION (scale from KVLAB_SCALE)
 # (ARGS are split like a shell command line: quote a regular expression.) Then the script is run
 # twice, for PNG and SVG, after common.gp, with D = its data directory.
 #
@@ -74,8 +77,12 @@ draw() {
         python3 "$root/analysis/series.py" "$tidy/${argv[0]}.csv" "${argv[@]:1}" -o "$data/$file" ;;
       claims)
         python3 "$root/analysis/claim_points.py" "$claims" "${argv[@]}" -o "$data/$file" ;;
+      caption)
+        [ ${#argv[@]} -ge 1 ] || { echo "$me: $gp: '#@data $file caption' names no config" >&2; return 1; }
+        python3 "$root/analysis/caption.py" "$root/${argv[0]}" \
+          ${argv[1]:+"$tidy/${argv[1]}.csv"} "${argv[@]:2}" -o "$data/$file" ;;
       *)
-        echo "$me: $gp: unknown data kind '$kind' in '#@data $file $kind' (series, claims)" >&2
+        echo "$me: $gp: unknown data kind '$kind' in '#@data $file $kind' (series, claims, caption)" >&2
         false ;;
     esac || { echo "$me: FAILED $name: could not extract $file (above)" >&2; return 1; }
   done < <(grep '^#@data' "$gp")

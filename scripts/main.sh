@@ -57,7 +57,7 @@ done
 python3 analysis/aggregate.py "$results" -o "$tidy"
 # PSA serving: means over seeds (what the claims compare) and the tables of docs/psa-serving.md
 python3 experiments/psa-serving/report.py "$tidy" --means "$tidy" -o "$out/psa-serving.md"
-paper-figures/make-figures.sh "$tidy" "$figures"
+KVLAB_SCALE="$scale" paper-figures/make-figures.sh "$tidy" "$figures"
 python3 analysis/reproduce.py --claims experiments/claims.ini --tables "$tidy" --src . \
   --scale "$scale" -o "$out/REPRODUCTION.md"
 

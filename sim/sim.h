@@ -39,6 +39,12 @@ typedef enum sim_trunc {
 } sim_trunc;
 extern const char *const sim_trunc_names[]; /* "decoupled", "tt", "nkvt" */
 
+/* What an iteration holds: every running sequence (Orca-style mixed prefill + decode), or only
+ * the newly admitted prefills when there are any, the decoding sequences waiting one
+ * iteration (prefill first, vLLM's default scheduler without chunked prefill). */
+typedef enum sim_batching { SIM_BATCH_MIXED = 0, SIM_BATCH_PREFILL_FIRST } sim_batching;
+extern const char *const sim_batching_names[]; /* "mixed", "prefill_first" */
+
 typedef enum sim_replay { SIM_REPLAY_CLOSED = 0, SIM_REPLAY_OPEN } sim_replay;
 extern const char *const sim_replay_names[]; /* "closed", "open" */
 
@@ -66,6 +72,7 @@ typedef struct sim_params {
   int64_t n_gpus;
   /* [engine] */
   int64_t batch_limit;
+  sim_batching batching;
   int64_t admit_lookahead;       /* queue positions admission may look at: 1 = strict FCFS; n > 1
                                     lets a job whose KV is ready pass earlier jobs still waiting
                                     for theirs (an SSD fetch), within the first n positions */
@@ -80,7 +87,9 @@ typedef struct sim_params {
   /* [cache] (sim_config.h: the reader both engines share) */
   sim_cache_config cache;
   /* [links] (bytes/s, ns) */
-  double h2d_bw, d2h_bw, ssd_read_bw, ssd_write_bw;
+  double h2d_bw, d2h_bw, ssd_read_bw, ssd_write_bw;  /* the SSD's: the array's (sim_hw.h) */
+  double ssd_mixed_bw;           /* the array's read + write bandwidth when both run */
+  int64_t ssd_devices;
   int64_t pcie_latency_ns, ssd_latency_ns;
   /* [cost] */
   sim_cost cost;
@@ -93,6 +102,8 @@ typedef struct sim_params {
   sim_replay replay;
   /* [output] */
   int64_t warmup_turns;
+  int cooldown;                  /* 1: turns arriving after the last session's first turn are
+                                    not measured (the drain once session arrivals stop) */
   int log;
   int write_requests_csv;
 } sim_params;
@@ -108,7 +119,8 @@ void sim_params_free(sim_params *p);
 typedef struct sim_request {
   int64_t session_id;
   int32_t turn;
-  int32_t warmup;          /* 1: arrived among the first warmup_turns turns */
+  int32_t warmup;          /* 0 measured; 1 arrived among the first warmup_turns turns (warm-up);
+                              2 arrived after the session arrivals ended ([output] cooldown) */
   int64_t arrival_ns, admit_ns, first_token_ns, finish_ns;
   int64_t input_tokens, new_tokens, output_tokens;  /* effective, after truncation */
   int64_t hist_tokens, hit_tokens, prefill_tokens;
@@ -128,7 +140,9 @@ typedef struct sim_result {
   sim_request *req;        /* (n_req), in trace turn order */
   int64_t n_req;
   sim_stats warm, final;   /* counters at the end of warm-up and at the end */
-  int64_t warm_ns, end_ns;
+  sim_stats cool;          /* counters at the end of the measured window: the last session's
+                              arrival with [output] cooldown, else the end (= final) */
+  int64_t warm_ns, cool_ns, end_ns;
   int64_t events_scheduled, events_fired, events_cancelled;
   sim_link_stat links[SIM_LINK_ROLE_COUNT];
   int64_t tier_peak[SIM_TIER_COUNT];
@@ -142,18 +156,40 @@ typedef struct sim_result {
 int sim_run(const sim_params *p, const trace *t, FILE *log, sim_result *r, kv_error *err);
 void sim_result_free(sim_result *r);
 
-/* Aggregates over the measured (non-warm-up) requests. */
+/* Aggregates over the measured requests (warmup == 0); counter-based figures (GPU time,
+ * throughput, cost, utilisation) over the measured window [warm_ns, cool_ns].
+ *
+ * Hits: a turn with history whose history KV came from the cache, attributed to the tier it
+ * was served from (sim_src; a unit still arriving from SSD — a fetch or prefetch in flight —
+ * counts as SSD). hit_rate_{hbm,dram,ssd} partition hit_rate (same denominator: turns with
+ * history), token_hit_rate_{hbm,dram,ssd} partition token_hit_rate (hit tokens / prompt
+ * tokens) and hist_hit_rate = hit tokens / history tokens.
+ *
+ * Stationarity: the measured turns split in thirds by arrival time; ttft_drift = mean TTFT of
+ * the last third / the middle third - 1; util_* = bytes moved / (bandwidth x window) per link,
+ * and for the GPU the share of the window it ran while requests waited in the queue (its busy
+ * share, gpu_busy_frac, is near 1 whenever answers decode: continuous batching). stationary =
+ * |ttft_drift| <= 0.1 and every utilisation < 1. */
 typedef struct sim_summary {
   int64_t turns, turns_with_history, hit_turns, hit_by_src[SIM_SRC_COUNT];
   double hit_rate, hit_rate_hbm, hit_rate_dram, hit_rate_ssd, token_hit_rate;
+  double token_hit_rate_hbm, token_hit_rate_dram, token_hit_rate_ssd, hist_hit_rate;
+  double truncated_frac;   /* measured turns whose context overflowed the window */
   double ttft_mean_s, ttft_p50_s, ttft_p99_s, tbt_mean_s, e2e_mean_s, queue_mean_s;
+  double ttft_noqueue_mean_s;  /* admission to first token: TTFT without queueing */
   /* over measured turns with history: TTFT, and prefill latency = admission to first token
    * (the paper's "prefill time": loading + computing, no queueing) */
   double ttft_hist_mean_s, prefill_latency_hist_mean_s;
   double prefill_throughput_tok_s, gpu_busy_s, span_s;
   double served_s;         /* warm-up end to the last measured request's completion */
+  double window_s;         /* the measured window: warm-up end to cool_ns */
   double cost_gpu_usd, cost_storage_usd, cost_total_usd, storage_share;
   double usd_per_hour;
+  /* stationarity (above) */
+  double ttft_mid_s, ttft_last_s, ttft_drift;
+  double gpu_busy_frac;
+  double util_gpu, util_h2d, util_d2h, util_ssd_read, util_ssd_write, util_ssd, util_max;
+  int stationary;
   /* hit rate by turn index: index k in [0, n_by_turn); the last bin holds k >= n_by_turn-1 */
   int32_t n_by_turn;
   int64_t by_turn_with_history[32], by_turn_hits[32];

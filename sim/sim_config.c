@@ -19,6 +19,8 @@
 const char *const sim_mode_names[] = {"re", "hbm", "hbm_dram", "hbm_dram_ssd", NULL};
 const char *const sim_trunc_names[] = {"decoupled", "tt", "nkvt", NULL};
 const char *const sim_prefetch_names[] = {"none", "lookahead", NULL};
+const char *const sim_lookahead_names[] = {"queue", "trace", NULL};
+const char *const sim_batching_names[] = {"mixed", "prefill_first", NULL};
 const char *const sim_replay_names[] = {"closed", "open", NULL};
 const char *const sim_time_base_names[] = {"busy", "span", NULL};
 const char *const sim_src_names[] = {"none", "miss", "hbm", "dram", "ssd", NULL};
@@ -130,7 +132,7 @@ int sim_config_reject(kv_config *cfg, const char *section, const char *const *ke
 static const char *const sim__cache_timed_keys[] = {
     "mode", "store", "prefetch", "hbm_gib", "dram_gib", "ssd_gib", "block_tokens", "ttl_s",
     "ttl_sweep_s", "prefetch_window_jobs", "evict_window_jobs", "prefetch_max_inflight",
-    "demote_buffer_gib", "ssd_inclusive", NULL};
+    "demote_buffer_gib", "ssd_inclusive", "lookahead", "ssd_scale", NULL};
 static const char *const sim__cache_replay_keys[] = {"capacity_tokens", NULL};
 
 /* The timed engine's tiers: capacities (defaults: 10 GiB of HBM in the modes hbm and hbm_dram,
@@ -149,6 +151,9 @@ static int sim__cache_tiers(kv_config *cfg, const sim_hw *hw, sim_cache_config *
     case SIM_MODE_HBM_DRAM: tb[SIM_TIER_SSD] = 0; break;
     default: break;
   }
+  TRY(kv_config_double(cfg, "cache", "ssd_scale", 1.0, 1e-6, 1e6, &c->ssd_scale, err));
+  for (int t = 0; t < SIM_TIER_COUNT; t++) c->priced_bytes[t] = tb[t];
+  tb[SIM_TIER_SSD] = (int64_t)llround((double)tb[SIM_TIER_SSD] * c->ssd_scale);
   if (c->mode == SIM_MODE_HBM && tb[SIM_TIER_HBM] == 0) {
     return kv_error_set(err, KV_EINVAL, "%s: [cache] mode = hbm needs hbm_gib > 0",
                         kv_config_where(cfg, "cache", "hbm_gib"));
@@ -191,6 +196,9 @@ static int sim__cache_timed(kv_config *cfg, const sim_hw *hw, sim_cache_config *
   TRY(kv_config_enum(cfg, "cache", "prefetch", SIM_PREFETCH_LOOKAHEAD, sim_prefetch_names, &e,
                      err));
   c->prefetch = (sim_prefetch)e;
+  TRY(kv_config_enum(cfg, "cache", "lookahead", SIM_LOOKAHEAD_QUEUE, sim_lookahead_names, &e,
+                     err));
+  c->lookahead = (sim_lookahead)e;
   TRY(sim__cache_tiers(cfg, hw, c, err));
   TRY(kv_config_int(cfg, "cache", "block_tokens", 256, 1, 1 << 24, &c->block_tokens, err));
   TRY(kv_config_double(cfg, "cache", "ttl_s", 3600, 0, 1e9, &d, err));
@@ -362,9 +370,11 @@ static int sim__read_sim(kv_config *cfg, sim_params *p, kv_error *err) {
 
 /* [engine]: batching, pre-loading, saving, truncation. */
 static int sim__read_engine(kv_config *cfg, sim_params *p, kv_error *err) {
-  int rc;
+  int rc, e;
   TRY(kv_config_int(cfg, "engine", "batch_limit", 24, 1, 1 << 20, &p->batch_limit, err));
   TRY(kv_config_int(cfg, "engine", "admit_lookahead", 1, 1, 1 << 20, &p->admit_lookahead, err));
+  TRY(kv_config_enum(cfg, "engine", "batching", SIM_BATCH_MIXED, sim_batching_names, &e, err));
+  p->batching = (sim_batching)e;
   TRY(kv_config_double(cfg, "engine", "hbm_reserve_frac", 0.1, 0, 0.99, &p->hbm_reserve_frac, err));
   TRY(kv_config_bool(cfg, "engine", "preload", 1, &p->preload, err));
   TRY(kv_config_int(cfg, "engine", "read_buffer_layers", 15, 0, 1 << 20, &p->read_buffer_layers,
@@ -373,7 +383,6 @@ static int sim__read_engine(kv_config *cfg, sim_params *p, kv_error *err) {
   TRY(sim__gib(cfg, "engine", "write_buffer_gib", 2.0 * SIM_GIB, &p->write_buffer_bytes, err));
   TRY(kv_config_int(cfg, "engine", "save_chunk_tokens", 256, 0, 1 << 30, &p->save_chunk_tokens,
                     err));
-  int e;
   TRY(kv_config_enum(cfg, "engine", "truncation", SIM_TRUNC_DECOUPLED, sim_trunc_names, &e, err));
   p->truncation = (sim_trunc)e;
   TRY(kv_config_double(cfg, "engine", "truncation_ratio", 0.5, 0.01, 1.0, &p->truncation_ratio,
@@ -381,7 +390,8 @@ static int sim__read_engine(kv_config *cfg, sim_params *p, kv_error *err) {
   return 0;
 }
 
-/* [links] (defaults: the hardware file; pcie_per_gpu multiplies PCIe by n_gpus). */
+/* [links] (defaults: the hardware file; pcie_per_gpu multiplies PCIe by n_gpus; the SSD's
+ * per-device bandwidths by ssd_devices). */
 static int sim__read_links(kv_config *cfg, sim_params *p, kv_error *err) {
   int rc;
   double d;
@@ -392,11 +402,21 @@ static int sim__read_links(kv_config *cfg, sim_params *p, kv_error *err) {
   p->h2d_bw = d * 1e9;
   TRY(kv_config_double(cfg, "links", "d2h_gbs", p->hw.pcie_d2h_bw * k / 1e9, 1e-6, 1e6, &d, err));
   p->d2h_bw = d * 1e9;
-  TRY(kv_config_double(cfg, "links", "ssd_read_gbs", p->hw.ssd_read_bw / 1e9, 1e-6, 1e6, &d, err));
-  p->ssd_read_bw = d * 1e9;
-  TRY(kv_config_double(cfg, "links", "ssd_write_gbs", p->hw.ssd_write_bw / 1e9, 1e-6, 1e6, &d,
+  /* the SSD array (sim_hw.h): per-device bandwidths times the number of devices */
+  double ndev, rd, wr, mx;
+  TRY(kv_config_double(cfg, "links", "ssd_devices", p->hw.ssd_devices, 1, 1024, &ndev, err));
+  TRY(kv_config_double(cfg, "links", "ssd_read_gbs", p->hw.ssd_read_bw / 1e9, 1e-6, 1e6, &rd, err));
+  TRY(kv_config_double(cfg, "links", "ssd_write_gbs", p->hw.ssd_write_bw / 1e9, 1e-6, 1e6, &wr,
                        err));
-  p->ssd_write_bw = d * 1e9;
+  /* a read or write bandwidth changed here keeps the hardware file's sharing: mixed = the
+   * hardware's mixed figure when it set one, else read + write */
+  int hw_shares = p->hw.ssd_mixed_bw < p->hw.ssd_read_bw + p->hw.ssd_write_bw - 1;
+  double mixed_def = hw_shares ? p->hw.ssd_mixed_bw / p->hw.ssd_read_bw * rd : rd + wr;
+  TRY(kv_config_double(cfg, "links", "ssd_mixed_gbs", mixed_def, 1e-6, 1e6, &mx, err));
+  p->ssd_devices = (int64_t)ndev;
+  p->ssd_read_bw = ndev * rd * 1e9;
+  p->ssd_write_bw = ndev * wr * 1e9;
+  p->ssd_mixed_bw = ndev * mx * 1e9;
   TRY(kv_config_double(cfg, "links", "pcie_latency_us", p->hw.pcie_latency_ns / 1e3, 0, 1e9, &d,
                        err));
   p->pcie_latency_ns = (int64_t)llround(d * 1e3);
@@ -456,6 +476,7 @@ static int sim__read_price_output(kv_config *cfg, sim_params *p, kv_error *err) 
   TRY(kv_config_enum(cfg, "workload", "replay", SIM_REPLAY_CLOSED, sim_replay_names, &e, err));
   p->replay = (sim_replay)e;
   TRY(kv_config_int(cfg, "output", "warmup_turns", 0, 0, INT64_MAX / 4, &p->warmup_turns, err));
+  TRY(kv_config_bool(cfg, "output", "cooldown", 0, &p->cooldown, err));
   TRY(kv_config_bool(cfg, "output", "log", 0, &p->log, err));
   TRY(kv_config_bool(cfg, "output", "requests_csv", 1, &p->write_requests_csv, err));
   return 0;

@@ -50,6 +50,13 @@ extern const char *const sim_mode_names[];  /* "re", "hbm", "hbm_dram", "hbm_dra
 typedef enum sim_prefetch { SIM_PREFETCH_NONE = 0, SIM_PREFETCH_LOOKAHEAD } sim_prefetch;
 extern const char *const sim_prefetch_names[]; /* "none", "lookahead" */
 
+/* What the look-ahead windows (prefetch, scheduler-aware eviction) see: the job queue only, or
+ * the queue followed by the turns already announced — every turn whose arrival is scheduled
+ * (its predecessor has completed), by arrival time: a trace replay whose scheduler knows the
+ * requests to come (sim_sched.h). */
+typedef enum sim_lookahead { SIM_LOOKAHEAD_QUEUE = 0, SIM_LOOKAHEAD_TRACE } sim_lookahead;
+extern const char *const sim_lookahead_names[]; /* "queue", "trace" */
+
 /* [cache]. Fields of the other engine keep their defaults. */
 typedef struct sim_cache_config {
   /* both engines */
@@ -58,7 +65,12 @@ typedef struct sim_cache_config {
   sim_mode mode;
   sim_store_kind store;
   sim_prefetch prefetch;
+  sim_lookahead lookahead;
   int64_t tier_bytes[SIM_TIER_COUNT];  /* store capacities (0 = tier disabled by the mode) */
+  int64_t priced_bytes[SIM_TIER_COUNT];/* capacities the cost is priced on: tier_bytes, except
+                                          the SSD's, priced at ssd_gib before ssd_scale */
+  double ssd_scale;              /* the simulated SSD holds ssd_gib x ssd_scale: the store of a
+                                    run at ssd_scale times the paper's arrival rate */
   int64_t block_tokens;
   int64_t ttl_ns, ttl_sweep_ns;
   int64_t prefetch_window_jobs, evict_window_jobs;  /* 0 = auto */

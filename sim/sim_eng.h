@@ -49,6 +49,7 @@ typedef struct sim_job {
   int64_t hit, prefill, decoded;
   int64_t reserve_bytes, rbuf_bytes;
   int32_t src, truncated, looked_up, waiting_unit, warm, fetch_tried, rbuf_tried;
+  int32_t leaves_stale;               /* NKVT: used truncated KV; the session's KV is invalid after */
   int64_t shrink_to;                  /* decoupled truncation: unit size after the drop, or -1 */
   /* load stream */
   int32_t layers_loaded, layers_issued, layers_allowed, load_inflight;
@@ -80,10 +81,19 @@ typedef struct sim_save {
   int32_t next_free;
 } sim_save;
 
+/* A turn whose arrival is scheduled (its predecessor completed): the look-ahead windows see it
+ * with [cache] lookahead = trace (sim_sched). */
+typedef struct sim_announced {
+  int64_t at;           /* its arrival time */
+  int64_t turn;         /* trace turn index */
+  int32_t session;
+} sim_announced;
+
 typedef struct sim_sess {
   int64_t ctx;          /* effective context after the last completed turn */
   int64_t first_block;  /* absolute index of the first kept block (block store, decoupled) */
   int32_t epoch;        /* synthesized block hashes change with it (TT/NKVT truncation) */
+  int32_t stale;        /* NKVT: its stored KV carries positions of a truncated context */
   int32_t job;          /* job in the system, or -1 */
 } sim_sess;
 
@@ -124,7 +134,10 @@ typedef struct sim_eng {
   sim_sess *sess;
   int64_t n_arrived, n_completed;
   int warm_done;
+  int cooling;          /* session arrivals ended ([output] cooldown): later turns are drain */
   int64_t prefetch_inflight, W_e, W_p;
+  sim_announced *ann;   /* (n_ann) announced turns by (at, turn): lookahead = trace */
+  int64_t n_ann, cap_ann;
   int pf_blocked;
   int64_t *opt_next;    /* block store + opt + trace hashes: next use time by hash position */
   uint64_t *hbuf;       /* (cap_hbuf) a job's block hashes and their tokens: sim_lookup */
@@ -140,6 +153,8 @@ typedef struct sim_eng {
   sim_attn_seq *attn_seqs;
   int64_t attn_pool_bytes, attn_ready_ns, attn_load_start;
   int iter_sat;             /* the iteration started with requests waiting in the queue */
+  int iter_gpu_sat;
+  int iter_prefill_only;    /* [engine] batching = prefill_first: this iteration runs prefills only */         /* ... and the queue head ready to run: the GPU is the bottleneck */
 } sim_eng;
 
 #define E_FAIL(E, code, ...)                          \
@@ -151,6 +166,10 @@ typedef struct sim_eng {
 /* ---- small helpers shared by the parts (sim_engine.c defines the non-inline ones) ---------- */
 
 static inline void sim__st(sim_eng *E, int stat, int64_t v) { E->stats.v[stat] += v; }
+
+/* A job's look-ahead key (sim_sched.h): its arrival time + 1, the qpos of its session unit
+ * inside the eviction window and the limit of what making room for it may take. */
+static inline int64_t sim__key(const sim_job *J) { return J->arrival_ns + 1; }
 
 /* The trace id of session index s (for logs and messages). */
 static inline int64_t sim__sid(const sim_eng *E, int32_t s) { return E->t->sessions[s].id; }

@@ -188,7 +188,7 @@ static int sim__setup(sim_eng *E, kv_error *err) {
     R->turn = t->turns[i].index;
   }
   for (int64_t s = 0; s < t->n_sessions; s++) {
-    E->sess[s] = (sim_sess){0, 0, 0, -1};
+    E->sess[s] = (sim_sess){.ctx = 0, .first_block = 0, .epoch = 0, .stale = 0, .job = -1};
   }
   struct {
     const char *name;
@@ -199,6 +199,7 @@ static int sim__setup(sim_eng *E, kv_error *err) {
       {"d2h", p->d2h_bw, p->pcie_latency_ns},
       {"ssd_read", p->ssd_read_bw, p->ssd_latency_ns},
       {"ssd_write", p->ssd_write_bw, p->ssd_latency_ns},
+      {"ssd", p->ssd_mixed_bw, 0}, /* the array's shared budget (sim_store.h) */
   };
   for (int i = 0; i < SIM_LINK_ROLE_COUNT; i++) {
     int rc = sim_net_add_link(&E->net, links[i].name, links[i].bw, links[i].lat, err);
@@ -292,6 +293,10 @@ static int sim__collect(sim_eng *E, kv_error *err) {
   if (!E->warm_done) sim__snapshot_warm(E);
   E->stats.v[SIM_STAT_EVENTS] = E->ev.n_fired;
   r->final = E->stats;
+  if (!E->cooling) {
+    r->cool = r->final;
+    r->cool_ns = r->end_ns;
+  }
   r->attn.gpu_kv_peak_bytes = E->hbm_kv.peak;
   int rc;
   if (E->attn_on) { /* attention: return the block cache; pool comparison over the run */
@@ -331,6 +336,7 @@ static void sim__teardown(sim_eng *E) {
   free(E->opt_next);
   free(E->hbuf);
   free(E->hbuf_tok);
+  free(E->ann);
   free(E);
 }
 

@@ -46,6 +46,16 @@ int sim_hw_from_config(const kv_config *cfg, const char *what, sim_hw *hw, kv_er
     }
     *v[i].dst = x * v[i].scale;
   }
+  /* optional: the SSD array (sim_hw.h) */
+  if ((rc = kv_config_double(cfg, "host", "ssd_devices", 1, 1, 1024, &hw->ssd_devices, err))) {
+    return rc;
+  }
+  double mixed;
+  if ((rc = kv_config_double(cfg, "host", "ssd_mixed_gbs", (hw->ssd_read_bw + hw->ssd_write_bw) / 1e9,
+                             1e-3, 1e6, &mixed, err))) {
+    return rc;
+  }
+  hw->ssd_mixed_bw = mixed * 1e9;
   if ((rc = kv_config_check_unused(cfg, err))) {
     kv_error_prefix(err, "%s: unknown key", what);
     return rc;

@@ -9,7 +9,13 @@
  *          direction, per GPU), allreduce_latency_us, price_per_hour
  *   [host] pcie_h2d_gbs, pcie_d2h_gbs (one GPU's PCIe link, per direction), pcie_latency_us,
  *          dram_gib, dram_price_per_gib_hour,
- *          ssd_gib, ssd_read_gbs, ssd_write_gbs, ssd_latency_us, ssd_price_per_gib_hour
+ *          ssd_gib, ssd_read_gbs, ssd_write_gbs, ssd_latency_us, ssd_price_per_gib_hour;
+ *          optional: ssd_devices (1) and ssd_mixed_gbs (read + write).
+ * The SSD tier is an array of ssd_devices identical devices striped together (the tier's
+ * capacity is ssd_gib in all): ssd_read_gbs / ssd_write_gbs are ONE device's sequential read /
+ * write bandwidth, and ssd_mixed_gbs what one device delivers when reads and writes mix (their
+ * sum; the default read + write means they do not compete). The node's figures are the
+ * per-device ones times ssd_devices (sim_config.h [links]).
  */
 #ifndef SIM_HW_H
 #define SIM_HW_H
@@ -30,6 +36,8 @@ typedef struct sim_hw {
   double pcie_latency_ns;
   double dram_bytes, dram_price_per_gib_hour;
   double ssd_bytes, ssd_read_bw, ssd_write_bw, ssd_latency_ns, ssd_price_per_gib_hour;
+  double ssd_devices;     /* devices in the SSD array (>= 1) */
+  double ssd_mixed_bw;    /* one device's read + write bandwidth when both run, bytes/s */
 } sim_hw;
 
 int sim_hw_load(const char *path, sim_hw *hw, kv_error *err);

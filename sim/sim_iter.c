@@ -74,7 +74,7 @@ static void sim__attn_plan(sim_eng *E, int32_t np, int64_t nd) {
     sim_job *J = &E->jobs[E->batch[b]];
     if (J->state == JOB_PREFILL) {
       new_kv += J->prefill;
-    } else {
+    } else if (!E->iter_prefill_only) {
       E->attn_seqs[n++] = (sim_attn_seq){E->batch[b], J->input + J->decoded};
       new_kv++;
     }
@@ -158,8 +158,16 @@ static void sim__start_iteration(sim_eng *E) {
   }
   int32_t np = 0;
   int64_t nd = 0, ctx_sum = 0;
+  /* prefill first: an iteration with new prefills runs only them */
+  E->iter_prefill_only = 0;
+  if (p->batching == SIM_BATCH_PREFILL_FIRST) {
+    for (int32_t b = 0; b < E->n_batch && !E->iter_prefill_only; b++) {
+      E->iter_prefill_only = E->jobs[E->batch[b]].state == JOB_PREFILL;
+    }
+  }
   for (int32_t b = 0; b < E->n_batch; b++) {
     sim_job *J = &E->jobs[E->batch[b]];
+    if (J->state != JOB_PREFILL && E->iter_prefill_only) continue;
     if (J->state == JOB_PREFILL) {
       E->w_hist[np] = J->hit;
       E->w_new[np] = J->prefill;
@@ -185,6 +193,8 @@ static void sim__start_iteration(sim_eng *E) {
   }
   if (E->attn_on) sim__attn_plan(E, np, nd); /* attention */
   E->iter_sat = E->q_len > 0;
+  /* the GPU is the bottleneck: the queue head is ready (its KV settled) but finds no room */
+  E->iter_gpu_sat = E->q_len > 0 && !E->jobs[sim__q_at(E, 0)].waiting_unit;
   E->n_iter_prefill = np;
   E->iter_start = E->ev.now;
   E->iter_stall = 0;
@@ -235,6 +245,7 @@ static void sim__finish_job(sim_eng *E, int32_t j) {
   sim__logf(E, "done s=%lld turn=%d", (long long)R->session_id, u->index);
   S->ctx = J->input + J->out;
   S->job = -1;
+  S->stale = J->leaves_stale; /* a turn that recomputed its history leaves valid KV */
   /* save what is not saved yet */
   int64_t ctx_tokens = J->input + J->out;
   if (E->has_store) {
@@ -266,6 +277,7 @@ static void sim__finish_job(sim_eng *E, int32_t j) {
     int32_t x = sim__sess_unit(E, J->session);
     if (x >= 0) sim_store_set_qpos(&E->store, x, -1);
   }
+  int rescan = E->has_store && E->n_ann > 0; /* DRAM room changed (announced turns wait) */
   /* HBM: the job's KV space, or the write buffer for what is still being written */
   if (J->saves_inflight == 0) {
     sim_tier_release(&E->hbm_kv, J->reserve_bytes);
@@ -289,7 +301,12 @@ static void sim__finish_job(sim_eng *E, int32_t j) {
       at = E->ev.now + nx->think_ns;
     }
     sim__at(E, at, sim__ev_turn, J->turn + 1);
+    if (p->cache.lookahead == SIM_LOOKAHEAD_TRACE && E->has_store &&
+        sim__announce(E, at, J->turn + 1, J->session)) {
+      E_FAIL(E, KV_ENOMEM, "engine: out of memory (announced turns)");
+    }
   }
+  if (rescan) sim__prefetch_scan(E);
   sim__job_maybe_free(E, j);
 }
 
@@ -302,14 +319,19 @@ static void sim__ev_iter_end(void *ctx, int64_t arg) {
   sim__st(E, SIM_STAT_LOAD_STALL_NS, E->iter_stall);
   sim__st(E, SIM_STAT_PREFILL_NS,
           E->iter_stall + (int64_t)llround((double)(dur - E->iter_stall) * E->prefill_share));
+  if (E->iter_gpu_sat) sim__st(E, SIM_STAT_GPU_SAT_NS, dur);
   if (E->iter_sat) {
     sim__st(E, SIM_STAT_SAT_NS, dur);
-    sim__st(E, SIM_STAT_SAT_TOKENS, E->n_batch);
+    sim__st(E, SIM_STAT_SAT_TOKENS, E->iter_prefill_only ? E->n_iter_prefill : E->n_batch);
   }
   int32_t kept = 0;
   for (int32_t b = 0; b < E->n_batch; b++) {
     int32_t j = E->batch[b];
     sim_job *J = &E->jobs[j];
+    if (E->iter_prefill_only && J->state != JOB_PREFILL) { /* waited for the prefills */
+      E->batch[kept++] = j;
+      continue;
+    }
     if (J->state == JOB_PREFILL) {
       J->first_ns = now;
       J->decoded = 1;

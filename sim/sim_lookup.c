@@ -87,6 +87,16 @@ void sim__unit_settled(sim_eng *E, int32_t j) {
   sim__load_next(E, j);
 }
 
+/* The tier a hit on unit u is served from: where it is, except that a unit still arriving in
+ * DRAM from SSD (a prefetch in flight; an on-demand fetch starts after the lookup, from SSD)
+ * is served from SSD: its KV is not in DRAM when the job needs it. */
+static int sim__served_tier(const sim_unit *u) {
+  if (u->busy && (u->flags & UNIT_FLAG_PREFETCH) && u->moved_from == SIM_TIER_SSD) {
+    return SIM_TIER_SSD;
+  }
+  return u->tier;
+}
+
 void sim__lookup(sim_eng *E, int32_t j) {
   sim_job *J = &E->jobs[j];
   const sim_params *p = E->p;
@@ -98,7 +108,12 @@ void sim__lookup(sim_eng *E, int32_t j) {
     if (x >= 0) {
       sim_unit *u = &E->store.u[x];
       int usable = u->tokens >= J->hist_orig;
-      if (usable && J->truncated && p->truncation != SIM_TRUNC_DECOUPLED) usable = 0;
+      /* TT: the prompt's tokens were truncated, the KV of the kept tokens is recomputed;
+       * NKVT: the overflow turn attends to the truncated KV with its old positions (an
+       * accuracy loss, not simulated), which leaves the session's KV invalid for the next turn */
+      if (usable && J->truncated && p->truncation == SIM_TRUNC_TT) usable = 0;
+      if (usable && E->sess[J->session].stale) usable = 0;
+      if (usable && J->truncated && p->truncation == SIM_TRUNC_NKVT) J->leaves_stale = 1;
       if (usable) {
         sim_store_pin(&E->store, x);
         sim_store_set_qpos(&E->store, x, -1);
@@ -108,7 +123,7 @@ void sim__lookup(sim_eng *E, int32_t j) {
         J->saved_tokens = J->hist;
         if (J->truncated) J->shrink_to = J->hist;
         J->load_bytes[u->tier] = J->hist * E->bpt;
-        tier_mask |= 1 << u->tier;
+        tier_mask |= 1 << sim__served_tier(u);
         if (u->busy) {
           J->waiting_unit = 1;
           u->waiter = j;
@@ -143,7 +158,7 @@ void sim__lookup(sim_eng *E, int32_t j) {
       sim_unit *u = &E->store.u[J->blocks[k]];
       sim_store_pin(&E->store, J->blocks[k]);
       J->load_bytes[u->tier] += E->hbuf_tok[k] * E->bpt;
-      tier_mask |= 1 << u->tier;
+      tier_mask |= 1 << sim__served_tier(u);
     }
     J->n_blocks = nb;
     J->saved_blocks = nb;
@@ -179,7 +194,7 @@ static int sim__fetch(sim_eng *E, int32_t j) {
   J->fetch_tried = 1;
   sim_unit *u = &E->store.u[J->unit];
   if (u->tier == SIM_TIER_SSD && E->store.tiers[SIM_TIER_DRAM].capacity > 0 &&
-      sim_store_move(&E->store, J->unit, SIM_TIER_DRAM, 1, J->qseq) == 0) {
+      sim_store_move(&E->store, J->unit, SIM_TIER_DRAM, 1, sim__key(J)) == 0) {
     sim__st(E, SIM_STAT_FETCHES, 1);
     if (u->busy) {
       J->waiting_unit = 1;

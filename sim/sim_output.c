@@ -19,28 +19,48 @@ static int sim__cmp_i64(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* Mean TTFT of measured requests whose arrival lies in [lo, hi) (NaN when none). */
+static double sim__ttft_between(const sim_result *r, int64_t lo, int64_t hi) {
+  double sum = 0;
+  int64_t n = 0;
+  for (int64_t i = 0; i < r->n_req; i++) {
+    const sim_request *q = &r->req[i];
+    if (q->warmup || q->finish_ns < 0 || q->arrival_ns < lo || q->arrival_ns >= hi) continue;
+    sum += (double)(q->first_token_ns - q->arrival_ns);
+    n++;
+  }
+  return n ? sum / (double)n * 1e-9 : NAN;
+}
+
 int sim_summarize(const sim_result *r, const sim_params *p, sim_summary *s, kv_error *err) {
   memset(s, 0, sizeof *s);
   s->n_by_turn = 32;
   int64_t n = 0;
   int64_t *ttft = malloc((size_t)(r->n_req ? r->n_req : 1) * sizeof *ttft);
   if (!ttft) return kv_error_set(err, KV_ENOMEM, "summary: out of memory");
-  double sum_e2e = 0, sum_q = 0, sum_tbt = 0, n_tbt = 0, sum_hit = 0, sum_in = 0;
-  int64_t last_finish = r->warm_ns;
+  double sum_e2e = 0, sum_q = 0, sum_tbt = 0, n_tbt = 0, sum_hit = 0, sum_in = 0, sum_hist = 0;
+  double sum_noq = 0, hit_tok_src[SIM_SRC_COUNT] = {0};
+  int64_t last_finish = r->warm_ns, n_trunc = 0;
+  int64_t first_arr = INT64_MAX, last_arr = INT64_MIN;
   double sum_ttft_h = 0, sum_pl_h = 0;
   for (int64_t i = 0; i < r->n_req; i++) {
     const sim_request *q = &r->req[i];
     if (q->warmup || q->finish_ns < 0) continue;
     ttft[n++] = q->first_token_ns - q->arrival_ns;
     if (q->finish_ns > last_finish) last_finish = q->finish_ns;
+    if (q->arrival_ns < first_arr) first_arr = q->arrival_ns;
+    if (q->arrival_ns > last_arr) last_arr = q->arrival_ns;
     sum_e2e += (double)(q->finish_ns - q->arrival_ns);
     sum_q += (double)(q->admit_ns - q->arrival_ns);
+    sum_noq += (double)(q->first_token_ns - q->admit_ns);
     if (q->output_tokens > 1) {
       sum_tbt += (double)q->tbt_mean_ns * (double)(q->output_tokens - 1);
       n_tbt += (double)(q->output_tokens - 1);
     }
     sum_hit += (double)q->hit_tokens;
     sum_in += (double)q->input_tokens;
+    sum_hist += (double)q->hist_tokens;
+    n_trunc += q->truncated != 0;
     int b = q->turn < s->n_by_turn - 1 ? q->turn : s->n_by_turn - 1;
     if (q->hist_tokens > 0) {
       sum_ttft_h += (double)(q->first_token_ns - q->arrival_ns);
@@ -48,11 +68,13 @@ int sim_summarize(const sim_result *r, const sim_params *p, sim_summary *s, kv_e
       s->turns_with_history++;
       s->by_turn_with_history[b]++;
       if (q->hit_tokens > 0) {
+        /* the one definition of a hit: every per-tier figure counts exactly these turns */
         s->hit_turns++;
         s->by_turn_hits[b]++;
+        s->hit_by_src[q->src]++;
       }
     }
-    s->hit_by_src[q->src]++;
+    if (q->hit_tokens > 0) hit_tok_src[q->src] += (double)q->hit_tokens;
   }
   s->turns = n;
   double twh = s->turns_with_history ? (double)s->turns_with_history : NAN;
@@ -60,7 +82,13 @@ int sim_summarize(const sim_result *r, const sim_params *p, sim_summary *s, kv_e
   s->hit_rate_hbm = (double)s->hit_by_src[SIM_SRC_HBM] / twh;
   s->hit_rate_dram = (double)s->hit_by_src[SIM_SRC_DRAM] / twh;
   s->hit_rate_ssd = (double)s->hit_by_src[SIM_SRC_SSD] / twh;
-  s->token_hit_rate = sum_in > 0 ? sum_hit / sum_in : NAN;
+  double tin = sum_in > 0 ? sum_in : NAN;
+  s->token_hit_rate = sum_hit / tin;
+  s->token_hit_rate_hbm = hit_tok_src[SIM_SRC_HBM] / tin;
+  s->token_hit_rate_dram = hit_tok_src[SIM_SRC_DRAM] / tin;
+  s->token_hit_rate_ssd = hit_tok_src[SIM_SRC_SSD] / tin;
+  s->hist_hit_rate = sum_hist > 0 ? sum_hit / sum_hist : NAN;
+  s->truncated_frac = n > 0 ? (double)n_trunc / (double)n : NAN;
   s->ttft_hist_mean_s = sum_ttft_h / twh * 1e-9;
   s->prefill_latency_hist_mean_s = sum_pl_h / twh * 1e-9;
   if (n > 0) {
@@ -72,27 +100,63 @@ int sim_summarize(const sim_result *r, const sim_params *p, sim_summary *s, kv_e
     s->ttft_p99_s = (double)ttft[(int64_t)floor(0.99 * (double)(n - 1))] * 1e-9;
     s->e2e_mean_s = sum_e2e / (double)n * 1e-9;
     s->queue_mean_s = sum_q / (double)n * 1e-9;
+    s->ttft_noqueue_mean_s = sum_noq / (double)n * 1e-9;
   } else {
     s->ttft_mean_s = s->ttft_p50_s = s->ttft_p99_s = s->e2e_mean_s = s->queue_mean_s = NAN;
+    s->ttft_noqueue_mean_s = NAN;
   }
   s->tbt_mean_s = n_tbt > 0 ? sum_tbt / n_tbt * 1e-9 : NAN;
   free(ttft);
-  const int64_t *f = r->final.v, *w = r->warm.v;
+  /* counters over the measured window [warm_ns, cool_ns] */
+  const int64_t *f = r->cool.v, *w = r->warm.v;
+  int64_t cool_ns = r->cool_ns > r->warm_ns ? r->cool_ns : r->end_ns;
+  if (r->cool_ns <= r->warm_ns) f = r->final.v;
   double prefill_ns = (double)(f[SIM_STAT_PREFILL_NS] - w[SIM_STAT_PREFILL_NS]);
   double in_tok = (double)(f[SIM_STAT_INPUT_TOKENS] - w[SIM_STAT_INPUT_TOKENS]);
   s->prefill_throughput_tok_s = prefill_ns > 0 ? in_tok / (prefill_ns * 1e-9) : NAN;
   s->gpu_busy_s = (double)(f[SIM_STAT_GPU_BUSY_NS] - w[SIM_STAT_GPU_BUSY_NS]) * 1e-9;
   s->span_s = (double)(r->end_ns - r->warm_ns) * 1e-9;
   s->served_s = (double)(last_finish - r->warm_ns) * 1e-9;
+  s->window_s = (double)(cool_ns - r->warm_ns) * 1e-9;
   double gpu_h = (double)p->n_gpus * p->gpu_price_per_hour;
-  double sto_h = (double)p->cache.tier_bytes[SIM_TIER_DRAM] / SIM_GIB * p->dram_price_per_gib_hour +
-                 (double)p->cache.tier_bytes[SIM_TIER_SSD] / SIM_GIB * p->ssd_price_per_gib_hour;
+  double sto_h = (double)p->cache.priced_bytes[SIM_TIER_DRAM] / SIM_GIB * p->dram_price_per_gib_hour +
+                 (double)p->cache.priced_bytes[SIM_TIER_SSD] / SIM_GIB * p->ssd_price_per_gib_hour;
   s->usd_per_hour = gpu_h + sto_h;
-  double hours = (p->time_base == SIM_TIME_BUSY ? s->gpu_busy_s : s->span_s) / 3600.0;
+  double hours = (p->time_base == SIM_TIME_BUSY ? s->gpu_busy_s : s->window_s) / 3600.0;
   s->cost_gpu_usd = gpu_h * hours;
   s->cost_storage_usd = sto_h * hours;
   s->cost_total_usd = s->cost_gpu_usd + s->cost_storage_usd;
   s->storage_share = s->usd_per_hour > 0 ? sto_h / s->usd_per_hour : 0;
+  /* stationarity: TTFT of the last third of the measured arrivals against the middle third,
+   * and every resource's utilisation over the window */
+  if (n > 0 && last_arr > first_arr) {
+    int64_t third = (last_arr - first_arr) / 3;
+    s->ttft_mid_s = sim__ttft_between(r, first_arr + third, first_arr + 2 * third);
+    s->ttft_last_s = sim__ttft_between(r, first_arr + 2 * third, last_arr + 1);
+    s->ttft_drift = s->ttft_last_s / s->ttft_mid_s - 1;
+  } else {
+    s->ttft_mid_s = s->ttft_last_s = s->ttft_drift = NAN;
+  }
+  double win = s->window_s > 0 ? s->window_s : NAN;
+  /* the GPU: the share of the window it ran while the queue head, ready to run, waited for
+   * room (continuous batching keeps it busy whenever an answer decodes, so its busy share says
+   * little) */
+  s->util_gpu = (double)(f[SIM_STAT_GPU_SAT_NS] - w[SIM_STAT_GPU_SAT_NS]) * 1e-9 / win;
+  s->gpu_busy_frac = s->gpu_busy_s / win;
+  s->util_h2d = (double)(f[SIM_STAT_BYTES_H2D] - w[SIM_STAT_BYTES_H2D]) / (p->h2d_bw * win);
+  s->util_d2h = (double)(f[SIM_STAT_BYTES_D2H] - w[SIM_STAT_BYTES_D2H]) / (p->d2h_bw * win);
+  double rd = (double)(f[SIM_STAT_BYTES_SSD_READ] - w[SIM_STAT_BYTES_SSD_READ]);
+  double wr = (double)(f[SIM_STAT_BYTES_SSD_WRITE] - w[SIM_STAT_BYTES_SSD_WRITE]);
+  s->util_ssd_read = rd / (p->ssd_read_bw * win);
+  s->util_ssd_write = wr / (p->ssd_write_bw * win);
+  s->util_ssd = (rd + wr) / (p->ssd_mixed_bw * win);
+  double u[] = {s->util_gpu, s->util_h2d, s->util_d2h, s->util_ssd_read, s->util_ssd_write,
+                s->util_ssd};
+  s->util_max = 0;
+  for (size_t k = 0; k < sizeof u / sizeof u[0]; k++) {
+    if (!(u[k] <= s->util_max)) s->util_max = u[k]; /* NaN propagates */
+  }
+  s->stationary = fabs(s->ttft_drift) <= 0.1 && s->util_max < 1.0;
   return 0;
 }
 
@@ -117,24 +181,44 @@ static int sim__summary_rows(const sim_summary *s, const sim_result *r, const si
   ROW("hit_rate_dram", s->hit_rate_dram);
   ROW("hit_rate_ssd", s->hit_rate_ssd);
   ROW("token_hit_rate", s->token_hit_rate);
+  ROW("token_hit_rate_hbm", s->token_hit_rate_hbm);
+  ROW("token_hit_rate_dram", s->token_hit_rate_dram);
+  ROW("token_hit_rate_ssd", s->token_hit_rate_ssd);
+  ROW("hist_hit_rate", s->hist_hit_rate);
+  ROW("truncated_frac", s->truncated_frac);
   ROW("ttft_mean_s", s->ttft_mean_s);
   ROW("ttft_p50_s", s->ttft_p50_s);
   ROW("ttft_p99_s", s->ttft_p99_s);
   ROW("tbt_mean_s", s->tbt_mean_s);
   ROW("e2e_mean_s", s->e2e_mean_s);
   ROW("queue_mean_s", s->queue_mean_s);
+  ROW("ttft_noqueue_mean_s", s->ttft_noqueue_mean_s);
   ROW("ttft_hist_mean_s", s->ttft_hist_mean_s);
   ROW("prefill_latency_hist_mean_s", s->prefill_latency_hist_mean_s);
   ROW("prefill_throughput_tok_s", s->prefill_throughput_tok_s);
   ROW("gpu_busy_s", s->gpu_busy_s);
   ROW("span_s", s->span_s);
   ROW("served_s", s->served_s);
+  ROW("window_s", s->window_s);
   ROW("usd_per_hour", s->usd_per_hour);
   ROW("cost_gpu_usd", s->cost_gpu_usd);
   ROW("cost_storage_usd", s->cost_storage_usd);
   ROW("cost_total_usd", s->cost_total_usd);
   ROW("storage_share", s->storage_share);
+  ROW("ttft_mid_s", s->ttft_mid_s);
+  ROW("ttft_last_s", s->ttft_last_s);
+  ROW("ttft_drift", s->ttft_drift);
+  ROW("util_gpu", s->util_gpu);
+  ROW("gpu_busy_frac", s->gpu_busy_frac);
+  ROW("util_h2d", s->util_h2d);
+  ROW("util_d2h", s->util_d2h);
+  ROW("util_ssd_read", s->util_ssd_read);
+  ROW("util_ssd_write", s->util_ssd_write);
+  ROW("util_ssd", s->util_ssd);
+  ROW("util_max", s->util_max);
+  ROW("stationary", s->stationary);
   ROW("warmup_end_ns", r->warm_ns);
+  ROW("window_end_ns", r->cool_ns);
   ROW("end_ns", r->end_ns);
   ROW("events_scheduled", r->events_scheduled);
   ROW("events_fired", r->events_fired);

@@ -79,7 +79,83 @@ void sim__sched_windows(sim_eng *E) {
 void sim__window_mark(sim_eng *E, int32_t j) {
   sim_job *J = &E->jobs[j];
   int32_t x = sim__sess_unit(E, J->session);
-  if (x >= 0 && E->store.u[x].pins == 0) sim_store_set_qpos(&E->store, x, J->qseq);
+  if (x >= 0 && E->store.u[x].pins == 0) sim_store_set_qpos(&E->store, x, sim__key(J));
+}
+
+/* ---- the look-ahead list: the queue, then the announced turns ------------------------------ */
+
+int64_t sim__la_len(const sim_eng *E) { return E->q_len + E->n_ann; }
+
+int32_t sim__la_at(const sim_eng *E, int64_t r, int32_t *session, int64_t *key) {
+  if (r < E->q_len) {
+    int32_t j = sim__q_at(E, r);
+    *session = E->jobs[j].session;
+    *key = sim__key(&E->jobs[j]);
+    return j;
+  }
+  const sim_announced *a = &E->ann[r - E->q_len];
+  *session = a->session;
+  *key = a->at + 1;
+  return -1;
+}
+
+/* Entry r enters (mark = 1) or leaves (0) the eviction window. */
+static void sim__la_window(sim_eng *E, int64_t r, int mark) {
+  if (r < 0 || r >= sim__la_len(E) || !E->has_store) return;
+  int32_t s;
+  int64_t key;
+  sim__la_at(E, r, &s, &key);
+  int32_t x = sim__sess_unit(E, s);
+  if (x >= 0 && E->store.u[x].pins == 0) sim_store_set_qpos(&E->store, x, mark ? key : -1);
+}
+
+/* Entry r enters the prefetch window. */
+static void sim__la_prefetch(sim_eng *E, int64_t r) {
+  if (r < 0 || r >= sim__la_len(E)) return;
+  int32_t s;
+  int64_t key;
+  int32_t j = sim__la_at(E, r, &s, &key);
+  if (j >= 0) sim__prefetch_enter(E, j);
+  else sim__prefetch_session(E, s, key);
+}
+
+int sim__announce(sim_eng *E, int64_t at, int64_t turn, int32_t s) {
+  if (E->n_ann == E->cap_ann) {
+    int64_t nc = E->cap_ann ? E->cap_ann * 2 : 256;
+    sim_announced *na = realloc(E->ann, (size_t)nc * sizeof *na);
+    if (!na) return KV_ENOMEM;
+    E->ann = na;
+    E->cap_ann = nc;
+  }
+  int64_t lo = 0, hi = E->n_ann; /* first entry after (at, turn) */
+  while (lo < hi) {
+    int64_t mid = (lo + hi) / 2;
+    const sim_announced *a = &E->ann[mid];
+    if (a->at < at || (a->at == at && a->turn < turn)) lo = mid + 1;
+    else hi = mid;
+  }
+  memmove(&E->ann[lo + 1], &E->ann[lo], (size_t)(E->n_ann - lo) * sizeof *E->ann);
+  E->ann[lo] = (sim_announced){at, turn, s};
+  E->n_ann++;
+  int64_t r = E->q_len + lo;
+  if (r < E->W_e) {
+    sim__la_window(E, r, 1);
+    sim__la_window(E, E->W_e, 0); /* pushed out of the window, if any */
+  }
+  if (r < E->W_p) sim__la_prefetch(E, r);
+  return 0;
+}
+
+/* Turn `turn` arrives: it leaves the announced list (it joins the queue's end, which is the
+ * rank it had when it was the first announced turn). Returns 1 when it was announced. */
+static int sim__unannounce(sim_eng *E, int64_t turn) {
+  for (int64_t i = 0; i < E->n_ann; i++) {
+    if (E->ann[i].turn != turn) continue;
+    memmove(&E->ann[i], &E->ann[i + 1], (size_t)(E->n_ann - i - 1) * sizeof *E->ann);
+    E->n_ann--;
+    return 1;
+  }
+  return 0;
 }
 
 
@@ -102,6 +178,16 @@ void sim__ev_session(void *ctx, int64_t s) {
     }
   }
   sim__turn_arrive(E, t->sessions[s].first_turn);
+  int last = 1;
+  for (int64_t n = s + 1; n < t->n_sessions && last; n++) last = t->sessions[n].n_turns == 0;
+  if (last && E->p->cooldown && !E->cooling) {
+    /* session arrivals end: the measured window closes; later turns are the drain */
+    if (!E->warm_done) sim__snapshot_warm(E);
+    E->res->cool = E->stats;
+    E->res->cool.v[SIM_STAT_EVENTS] = E->ev.n_fired;
+    E->res->cool_ns = E->ev.now;
+    E->cooling = 1;
+  }
 }
 
 void sim__snapshot_warm(sim_eng *E) {
@@ -138,7 +224,7 @@ static void sim__turn_arrive(sim_eng *E, int64_t ti) {
   J->session = s;
   J->arrival_ns = E->ev.now;
   J->state = JOB_QUEUED;
-  J->warm = E->n_arrived < p->warmup_turns;
+  J->warm = E->n_arrived < p->warmup_turns ? 1 : E->cooling ? 2 : 0;
   /* effective token counts */
   int64_t hist = (int64_t)u->input_tokens - u->new_tokens;
   if ((t->flags & TRACE_FLAG_FULL_HISTORY) && u->index > 0) hist = S->ctx;
@@ -200,11 +286,14 @@ static void sim__turn_arrive(sim_eng *E, int64_t ti) {
   sim__logf(E, "arrive s=%lld turn=%d hist=%lld new=%lld out=%lld%s", (long long)R->session_id,
             u->index, (long long)hist, (long long)nw, (long long)out,
             J->truncated ? " truncated" : "");
+  int announced = E->n_ann > 0 && sim__unannounce(E, ti);
   J->qseq = E->n_enq++;
   if (sim__q_push(E, j)) {
     E_FAIL(E, KV_ENOMEM, "engine: out of memory (queue)");
     return;
   }
+  /* a turn nobody announced (a session's first) moves every announced turn down one place */
+  if (!announced && E->n_ann > 0) sim__la_window(E, E->W_e, 0);
   if (J->qseq - E->n_deq < E->W_e) sim__window_mark(E, j);
   if (J->qseq - E->n_deq < E->W_p) sim__prefetch_enter(E, j);
   if (E->q_len == 1) sim__head_prepare(E);
@@ -237,12 +326,13 @@ void sim__try_admit(sim_eng *E) {
     }
     sim__q_remove(E, pos);
     E->n_deq++;
-    if (E->q_len >= E->W_e && E->W_e > 0) sim__window_mark(E, sim__q_at(E, E->W_e - 1));
+    /* every later entry moved up one place: the one now last inside each window enters it */
+    if (E->W_e > 0 && sim__la_len(E) >= E->W_e) sim__la_window(E, E->W_e - 1, 1);
     if (E->pf_blocked) {
       E->pf_blocked = 0;
       sim__prefetch_scan(E);
-    } else if (E->q_len >= E->W_p && E->W_p > 0) {
-      sim__prefetch_enter(E, sim__q_at(E, E->W_p - 1));
+    } else if (E->W_p > 0 && sim__la_len(E) >= E->W_p) {
+      sim__la_prefetch(E, E->W_p - 1);
     }
     J->state = JOB_PREFILL;
     J->admit_ns = E->ev.now;

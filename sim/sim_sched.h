@@ -20,9 +20,14 @@
  * head whose unit is still on SSD waits; HBM space is granted in queue order, so the first job
  * that does not fit stops admission.
  *
- * Look-ahead windows (CachedAttention §3.3): the first W_e queued jobs mark their session units
- * for the `sa` policy (sim_store_set_qpos); the first W_p queued jobs are prefetch candidates
- * (sim_xfer). W_p = C_dram / S_kv, W_e = (C_dram + C_ssd) / S_kv jobs unless configured.
+ * Look-ahead windows (CachedAttention §3.3) over the look-ahead list: the queue, followed with
+ * [cache] lookahead = trace by the announced turns (scheduled arrivals, by time). The first W_e
+ * entries mark their session units for the `sa` policy (sim_store_set_qpos, the key being the
+ * entry's arrival time + 1, so that keys grow along the list); the first W_p entries are
+ * prefetch candidates (sim_xfer). W_p = C_dram / S_kv, W_e = (C_dram + C_ssd) / S_kv entries
+ * unless configured. Ranks move when a job is admitted (every later entry moves up one), a new
+ * session's first turn joins the queue (every announced entry moves down one) or a turn is
+ * announced; the entries crossing a window's edge are marked, unmarked or prefetched then.
  */
 #ifndef SIM_SCHED_H
 #define SIM_SCHED_H
@@ -44,8 +49,14 @@ void sim__q_remove(sim_eng *E, int64_t pos);
 
 /* The look-ahead windows W_p, W_e from the trace's mean session KV and the tier capacities. */
 void sim__sched_windows(sim_eng *E);
-/* Marks job j's session unit as inside the eviction window (at its queue sequence). */
+/* Marks job j's session unit as inside the eviction window (at its key). */
 void sim__window_mark(sim_eng *E, int32_t j);
+/* The look-ahead list: its length; entry r's job (queued) or -1 (announced), with its session
+ * and key (arrival time + 1). */
+int64_t sim__la_len(const sim_eng *E);
+int32_t sim__la_at(const sim_eng *E, int64_t r, int32_t *session, int64_t *key);
+/* A turn of session s is announced to arrive at `at` (lookahead = trace; KV_ENOMEM). */
+int sim__announce(sim_eng *E, int64_t at, int64_t turn, int32_t s);
 
 /* Event handlers: session s arrives (arg = session index); turn arrives (arg = turn index). */
 void sim__ev_session(void *ctx, int64_t s);

@@ -45,6 +45,7 @@
   X(WAIT_UNIT, wait_unit, "loads that waited for a unit in flight")                               \
   X(SAT_NS, sat_ns, "iteration time while requests waited in the queue (saturated) (ns)")          \
   X(SAT_TOKENS, sat_tokens, "tokens emitted by saturated iterations")                              \
+  X(GPU_SAT_NS, gpu_sat_ns, "iteration time while a job ready to run waited for room in the batch") \
   X(ATTN_STEPS, attn_steps, "decode iterations priced by [attention]")                             \
   X(ATTN_DECODE_SEQS, attn_decode_seqs, "decoding sequences summed over those iterations")         \
   X(ATTN_TOKENS, attn_tokens, "KV tokens decode attention read (all layers and KV heads)")         \

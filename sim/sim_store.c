@@ -75,14 +75,20 @@ int sim_store_route(const sim_store *s, int from, int to, int32_t r[SIM_ROUTE_MA
   int hbm_from = from == SIM_TIER_HBM || from == SIM_LOC_GPU;
   int hbm_to = to == SIM_TIER_HBM || to == SIM_LOC_GPU;
   int n = 0;
+  int32_t shared = s->link[SIM_LINK_SSD];
   if (from == to || (hbm_from && hbm_to)) return 0;
   if (hbm_from) {
     r[n++] = s->link[SIM_LINK_D2H];
-    if (to == SIM_TIER_SSD) r[n++] = s->link[SIM_LINK_SSD_WRITE];
+    if (to == SIM_TIER_SSD) {
+      r[n++] = s->link[SIM_LINK_SSD_WRITE];
+      if (shared >= 0) r[n++] = shared;
+    }
   } else if (from == SIM_TIER_DRAM) {
     r[n++] = to == SIM_TIER_SSD ? s->link[SIM_LINK_SSD_WRITE] : s->link[SIM_LINK_H2D];
+    if (to == SIM_TIER_SSD && shared >= 0) r[n++] = shared;
   } else { /* SSD */
     r[n++] = s->link[SIM_LINK_SSD_READ];
+    if (shared >= 0) r[n++] = shared;
     if (hbm_to) r[n++] = s->link[SIM_LINK_H2D];
   }
   return n;
@@ -94,8 +100,8 @@ void sim_store_count_route(sim_store *s, const int32_t *route, int n, int64_t by
       if (route[k] == s->link[r]) {
         static const int stat[SIM_LINK_ROLE_COUNT] = {SIM_STAT_BYTES_H2D, SIM_STAT_BYTES_D2H,
                                                       SIM_STAT_BYTES_SSD_READ,
-                                                      SIM_STAT_BYTES_SSD_WRITE};
-        sim__stat(s, stat[r], bytes);
+                                                      SIM_STAT_BYTES_SSD_WRITE, -1};
+        if (stat[r] >= 0) sim__stat(s, stat[r], bytes);
       }
     }
   }

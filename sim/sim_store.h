@@ -49,12 +49,16 @@
 typedef enum sim_store_kind { SIM_STORE_SESSION = 0, SIM_STORE_BLOCK } sim_store_kind;
 extern const char *const sim_store_kind_names[]; /* "session", "block", NULL */
 
-/* Links the store and engine use; roles index sim_store.link. */
+/* Links the store and engine use; roles index sim_store.link. SIM_LINK_SSD is the SSD array's
+ * shared budget: every SSD read and write also crosses it, so reads and writes together move at
+ * most its bandwidth ([links] ssd_mixed_gbs; the default, read + write, never binds). A role
+ * whose link is -1 is left out of routes. */
 typedef enum sim_link_role {
   SIM_LINK_H2D = 0,
   SIM_LINK_D2H,
   SIM_LINK_SSD_READ,
   SIM_LINK_SSD_WRITE,
+  SIM_LINK_SSD,
   SIM_LINK_ROLE_COUNT
 } sim_link_role;
 

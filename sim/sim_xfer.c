@@ -17,7 +17,8 @@ static void sim__load_done(void *ctx, int64_t arg) {
   sim_job *J = &E->jobs[j];
   assert(J->load_inflight > 0);
   if (--J->load_inflight > 0) return;
-  J->layers_loaded = J->layers_issued;
+  /* without pre-loading the prefill starts only when every layer has arrived */
+  J->layers_loaded = E->p->preload || J->layers_issued == E->L ? J->layers_issued : 0;
   sim__load_next(E, j);
   if (E->state == ST_WAIT_LOAD && J->state == JOB_PREFILL) sim__advance(E);
 }
@@ -30,11 +31,13 @@ void sim__load_next(sim_eng *E, int32_t j) {
     J->layers_loaded = J->layers_issued = (int32_t)E->L;
     return;
   }
+  /* one flow per layer, in sequence, with or without pre-loading (each pays the transfer's
+   * set-up, [links] pcie_latency_us); pre-loading only lets layer k compute once it arrived */
   int64_t from = J->layers_issued;
-  int64_t to = E->p->preload ? from + 1 : E->L;
+  int64_t to = from + 1;
   if (from == 0 && J->unit >= 0 && J->load_bytes[SIM_TIER_SSD] > 0 &&
       E->store.tiers[SIM_TIER_DRAM].capacity > 0 &&
-      sim_store_move(&E->store, J->unit, SIM_TIER_DRAM, 0, J->qseq) == 0) {
+      sim_store_move(&E->store, J->unit, SIM_TIER_DRAM, 0, sim__key(J)) == 0) {
     /* no fetch happened (or none fitted): the load streams from SSD through DRAM, where the
      * unit then stays (accounting only; the bytes travel with the load) */
     sim__st(E, SIM_STAT_PROMOTIONS, 1);
@@ -55,7 +58,10 @@ void sim__load_next(sim_eng *E, int32_t j) {
     J->load_inflight++;
   }
   J->layers_issued = (int32_t)to;
-  if (J->load_inflight == 0) J->layers_loaded = J->layers_issued;
+  if (J->load_inflight == 0) {
+    J->layers_loaded = E->p->preload || J->layers_issued == E->L ? J->layers_issued : 0;
+    if (J->layers_issued < J->layers_allowed) sim__load_next(E, j); /* nothing to move here */
+  }
 }
 
 
@@ -156,7 +162,7 @@ static void sim__save_session(sim_eng *E, int32_t j, int64_t target, int sync) {
       }
       /* a stale unit (too short for this turn): its content is replaced */
       sim_store_pin(st, x);
-      if (sim_store_resize(st, x, target, J->qseq)) {
+      if (sim_store_resize(st, x, target, sim__key(J))) {
         sim_store_unpin(st, x);
         sim_store_drop(st, x, SIM_STAT_INVALIDATED);
         J->save_failed = 1;
@@ -165,7 +171,7 @@ static void sim__save_session(sim_eng *E, int32_t j, int64_t target, int sync) {
       }
     } else {
       x = sim_store_create(st, (uint64_t)J->session, target, sim_store_top_tier(st), E->ev.now,
-                           J->qseq);
+                           sim__key(J));
       if (x == KV_ENOMEM) {
         E_FAIL(E, KV_ENOMEM, "engine: out of memory (store)");
         return;
@@ -178,7 +184,7 @@ static void sim__save_session(sim_eng *E, int32_t j, int64_t target, int sync) {
       sim_store_pin(st, x);
     }
     J->unit = x;
-  } else if (sim_store_resize(st, x, target, J->qseq)) {
+  } else if (sim_store_resize(st, x, target, sim__key(J))) {
     J->save_failed = 1;
     sim__st(E, SIM_STAT_SAVE_FAILED, 1);
     return;
@@ -208,7 +214,7 @@ static void sim__save_blocks(sim_eng *E, int32_t j, int64_t upto, int sync) {
       continue;
     }
     x = sim_store_create(st, E->hbuf[k], E->hbuf_tok[k], sim_store_top_tier(st), E->ev.now,
-                         J->qseq);
+                         sim__key(J));
     if (x == KV_ENOMEM) {
       E_FAIL(E, KV_ENOMEM, "engine: out of memory (store)");
       return;
@@ -268,18 +274,12 @@ static int sim__prefetch_on(const sim_eng *E) {
          E->store.tiers[SIM_TIER_SSD].capacity > 0;
 }
 
-/* Starts the SSD -> DRAM prefetch of queued job j's unit when it is on SSD and idle.
- * Returns 0 to go on, 1 when no more prefetches can start (pipeline full or DRAM full). */
-static int sim__prefetch_job(sim_eng *E, int32_t j) {
-  if (E->prefetch_inflight >= E->p->cache.prefetch_max_inflight) return 1;
-  sim_job *J = &E->jobs[j];
-  if (J->looked_up || J->hist == 0) return 0;
-  int32_t x = sim__sess_unit(E, J->session);
-  if (x < 0) return 0;
+/* Moves unit x (on SSD, idle) to DRAM as a prefetch, never evicting units of entries nearer the
+ * head than `key`. 0 to go on, 1 when DRAM has no room now (rescan after the next admission). */
+static int sim__prefetch_unit(sim_eng *E, int32_t x, int64_t key) {
   sim_unit *u = &E->store.u[x];
-  if (u->tier != SIM_TIER_SSD || u->busy || u->pins || u->tokens < J->hist_orig) return 0;
-  if (sim_store_move(&E->store, x, SIM_TIER_DRAM, 1, J->qseq)) {
-    E->pf_blocked = 1; /* DRAM has no room now: rescan after the next admission */
+  if (sim_store_move(&E->store, x, SIM_TIER_DRAM, 1, key)) {
+    E->pf_blocked = 1;
     return 1;
   }
   sim__st(E, SIM_STAT_PREFETCHES, 1);
@@ -290,13 +290,44 @@ static int sim__prefetch_job(sim_eng *E, int32_t j) {
   return 0;
 }
 
+/* Starts the SSD -> DRAM prefetch of queued job j's unit when it is on SSD and idle.
+ * Returns 0 to go on, 1 when no more prefetches can start (pipeline full or DRAM full). */
+static int sim__prefetch_job(sim_eng *E, int32_t j) {
+  if (E->prefetch_inflight >= E->p->cache.prefetch_max_inflight) return 1;
+  sim_job *J = &E->jobs[j];
+  if (J->looked_up || J->hist == 0) return 0;
+  int32_t x = sim__sess_unit(E, J->session);
+  if (x < 0) return 0;
+  sim_unit *u = &E->store.u[x];
+  if (u->tier != SIM_TIER_SSD || u->busy || u->pins || u->tokens < J->hist_orig) return 0;
+  return sim__prefetch_unit(E, x, sim__key(J));
+}
+
+/* The same for an announced turn of session s (its unit must hold the session's context). */
+static int sim__prefetch_ann(sim_eng *E, int32_t s, int64_t key) {
+  if (E->prefetch_inflight >= E->p->cache.prefetch_max_inflight) return 1;
+  int32_t x = sim__sess_unit(E, s);
+  if (x < 0) return 0;
+  sim_unit *u = &E->store.u[x];
+  if (u->tier != SIM_TIER_SSD || u->busy || u->pins || u->tokens < E->sess[s].ctx) return 0;
+  return sim__prefetch_unit(E, x, key);
+}
+
+void sim__prefetch_session(sim_eng *E, int32_t s, int64_t key) {
+  if (sim__prefetch_on(E)) sim__prefetch_ann(E, s, key);
+}
+
 /* Full scan of the look-ahead prefetch window (when a prefetch slot frees up). Jobs entering
  * the window are tried one by one as they enter (sim__prefetch_enter). */
 void sim__prefetch_scan(sim_eng *E) {
   if (!sim__prefetch_on(E)) return;
-  int64_t n = E->q_len < E->W_p ? E->q_len : E->W_p;
+  int64_t len = sim__la_len(E);
+  int64_t n = len < E->W_p ? len : E->W_p;
   for (int64_t i = 0; i < n; i++) {
-    if (sim__prefetch_job(E, sim__q_at(E, i))) break;
+    int32_t s;
+    int64_t key;
+    int32_t j = sim__la_at(E, i, &s, &key);
+    if (j >= 0 ? sim__prefetch_job(E, j) : sim__prefetch_ann(E, s, key)) break;
   }
 }
 
@@ -311,6 +342,14 @@ void sim__unit_ready(void *ctx, int32_t x) {
   if (u->flags & UNIT_FLAG_PREFETCH) {
     u->flags &= ~UNIT_FLAG_PREFETCH;
     E->prefetch_inflight--;
+    rescan = 1;
+  }
+  /* a demotion ended: the unit may belong to an entry of the prefetch window (it was pushed
+   * out of DRAM after the entry was tried), which can now be fetched back */
+  if (u->tier == SIM_TIER_SSD && u->moved_from >= 0 && u->moved_from != SIM_TIER_SSD) rescan = 1;
+  /* a prefetch found DRAM full of busy units: one of them is idle now */
+  if (E->pf_blocked) {
+    E->pf_blocked = 0;
     rescan = 1;
   }
   if (u->waiter >= 0) {

@@ -73,6 +73,10 @@ int trace_gen_params_check(const trace_gen_params *p, kv_error *err) {
     return kv_error_set(err, KV_EINVAL, "generator: think_mean_s %g not in [0, 1e6]",
                         p->think_mean_s);
   }
+  if (!(p->think_sigma >= 0) || p->think_sigma > 5) {
+    return kv_error_set(err, KV_EINVAL, "generator: think_sigma %g not in [0, 5]",
+                        p->think_sigma);
+  }
   return 0;
 }
 
@@ -99,6 +103,7 @@ int trace_gen_params_from_config(const kv_config *cfg, const char *sec, trace_ge
   GEN_I("prompt_max", 0, INT32_MAX, prompt_max);
   GEN_I("output_max", 0, INT32_MAX, output_max);
   GEN_D("think_mean_s", 0, 1e6, think_mean_s);
+  GEN_D("think_sigma", 0, 5, think_sigma);
   GEN_I("block_tokens", 0, 1 << 20, block_tokens);
   if ((rc = kv_config_int(cfg, sec, "seed", (int64_t)(p->seed & INT64_MAX), 0, INT64_MAX, &v,
                           err))) {
@@ -118,6 +123,7 @@ void trace_gen_params_write(FILE *f, const char *section, const trace_gen_params
           (int)p->max_turns, p->prompt_mu, p->prompt_sigma, p->output_mu);
   fprintf(f, "output_sigma = %.17g\nprompt_max = %d\noutput_max = %d\nthink_mean_s = %.17g\n",
           p->output_sigma, (int)p->prompt_max, (int)p->output_max, p->think_mean_s);
+  if (p->think_sigma > 0) fprintf(f, "think_sigma = %.17g\n", p->think_sigma);
   fprintf(f, "block_tokens = %d\nseed = %llu\n", (int)p->block_tokens,
           (unsigned long long)p->seed);
 }
@@ -163,6 +169,14 @@ static int64_t gen__len(double mu, double sigma, double z, int32_t cap) {
 static int64_t gen__exp_ns(gsl_rng *r, double mean_s) {
   if (mean_s <= 0) return 0;
   double ns = gsl_ran_exponential(r, mean_s) * 1e9;
+  return ns > 9e18 ? (int64_t)9e18 : llround(ns);
+}
+
+/* A think time of mean mean_s: exponential (sigma = 0) or log-normal with log-space sd sigma
+ * (mu = ln(mean) - sigma^2 / 2 keeps the mean). */
+static int64_t gen__think_ns(gsl_rng *r, double mean_s, double sigma) {
+  if (sigma <= 0 || mean_s <= 0) return gen__exp_ns(r, mean_s);
+  double ns = exp(log(mean_s) - 0.5 * sigma * sigma + sigma * gsl_ran_gaussian_ziggurat(r, 1.0)) * 1e9;
   return ns > 9e18 ? (int64_t)9e18 : llround(ns);
 }
 
@@ -273,7 +287,7 @@ static int gen__turn(void *ctx, int64_t i, int64_t k, int64_t history, trace_gen
                            gsl_ran_gaussian_ziggurat(c->r[GEN_R_LENGTH], 1.0), p->prompt_max);
   u->output_tokens = gen__len(p->output_mu, p->output_sigma,
                               gsl_ran_gaussian_ziggurat(c->r[GEN_R_LENGTH], 1.0), p->output_max);
-  u->think_ns = k == 0 ? 0 : gen__exp_ns(c->r[GEN_R_THINK], p->think_mean_s);
+  u->think_ns = k == 0 ? 0 : gen__think_ns(c->r[GEN_R_THINK], p->think_mean_s, p->think_sigma);
   int64_t in = history + u->new_tokens;
   if (in + u->output_tokens > INT32_MAX) {
     return kv_error_set(err, KV_ERANGE, "generator: session %lld turn %d exceeds 2^31-1 tokens "
@@ -290,12 +304,18 @@ int trace_gen_generate(const trace_gen_params *p, trace *t, kv_error *err) {
   gen__ctx c = {p, {NULL}, 0, 0, NULL, 0};
   if (gen__rngs(c.r, p->seed)) return kv_error_set(err, KV_ENOMEM, "generator: out of memory");
   snprintf(t->name, sizeof t->name, "sharegpt-gen seed=%llu", (unsigned long long)p->seed);
+  char think[96];
+  if (p->think_sigma > 0) {
+    snprintf(think, sizeof think, "lognormal(mean %g s, sigma %g)", p->think_mean_s, p->think_sigma);
+  } else {
+    snprintf(think, sizeof think, "exp(%g s)", p->think_mean_s);
+  }
   snprintf(t->source, sizeof t->source,
            "trace_gen: n=%lld rate=%g/s p_single=%g p_geom=%g max_turns=%d prompt=LN(%g,%g) "
-           "output=LN(%g,%g) caps=%d/%d think=exp(%g s) block=%d",
+           "output=LN(%g,%g) caps=%d/%d think=%s block=%d",
            (long long)p->n_sessions, p->rate, p->p_single, p->p_geom, (int)p->max_turns,
            p->prompt_mu, p->prompt_sigma, p->output_mu, p->output_sigma, (int)p->prompt_max,
-           (int)p->output_max, p->think_mean_s, (int)p->block_tokens);
+           (int)p->output_max, think, (int)p->block_tokens);
   snprintf(t->tokenizer, sizeof t->tokenizer, "synthetic");
   t->flags = TRACE_FLAG_FULL_HISTORY | (p->block_tokens > 0 ? TRACE_FLAG_HAS_HASHES : 0u);
   t->block_tokens = p->block_tokens;

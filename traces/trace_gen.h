@@ -10,8 +10,9 @@
  *                  ~ round(LogNormal(output_mu, output_sigma)), each at least 1 and at most
  *                  prompt_max / output_max when those are > 0; the turn's input is the previous
  *                  turn's input + output + its new tokens (TRACE_FLAG_FULL_HISTORY);
- *   think time     exponential with mean think_mean_s between a turn's completion and the next
- *                  turn; arrival_ns of turn k > 0 = arrival of turn k-1 + think (service time
+ *   think time     between a turn's completion and the next turn: exponential with mean
+ *                  think_mean_s (think_sigma = 0), or log-normal with that mean and log-space
+ *                  standard deviation think_sigma (> 0: a heavier tail, more short gaps); arrival_ns of turn k > 0 = arrival of turn k-1 + think (service time
  *                  is not known to a generator, so open-loop arrivals assume it is zero; a
  *                  closed-loop replay uses think_ns after the real completion);
  *   hash chains    when block_tokens > 0 every turn lists the hashes of its input's blocks:
@@ -45,6 +46,7 @@ typedef struct trace_gen_params {
   double output_mu, output_sigma;
   int32_t prompt_max, output_max;   /* caps; 0 = none */
   double think_mean_s;
+  double think_sigma;       /* 0: exponential think time; > 0: log-normal, this log-space sd */
   int32_t block_tokens;     /* hash-chain block size; 0 = no hashes */
   uint64_t seed;
 } trace_gen_params;
@@ -56,7 +58,7 @@ void trace_gen_params_default(trace_gen_params *p);
 
 /* Reads parameters from `section` of a config (keys = field names: n_sessions, rate, p_single,
  * p_geom, max_turns, prompt_mu, prompt_sigma, output_mu, output_sigma, prompt_max, output_max,
- * think_mean_s, block_tokens, seed); absent keys keep p's values. Range errors carry file:line. */
+ * think_mean_s, think_sigma, block_tokens, seed); absent keys keep p's values. Range errors carry file:line. */
 int trace_gen_params_from_config(const kv_config *cfg, const char *section, trace_gen_params *p,
                                  kv_error *err);
 /* Writes p as an INI section `section` (readable by the function above). */

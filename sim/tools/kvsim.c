@@ -208,10 +208,16 @@ int main(int argc, char **argv) {
            sim_store_kind_names[p.cache.store], p.cache.eviction->name, sim_prefetch_names[p.cache.prefetch]);
     printf("  turns measured       %lld (%lld with history; warm-up %lld turns)\n",
            (long long)s.turns, (long long)s.turns_with_history, (long long)p.warmup_turns);
-    printf("  hit rate             %.4f (hbm %.4f, dram %.4f, ssd %.4f); token hit rate %.4f\n",
-           s.hit_rate, s.hit_rate_hbm, s.hit_rate_dram, s.hit_rate_ssd, s.token_hit_rate);
-    printf("  TTFT mean/p50/p99    %.4f / %.4f / %.4f s\n", s.ttft_mean_s, s.ttft_p50_s,
-           s.ttft_p99_s);
+    printf("  hit rate             %.4f (hbm %.4f, dram %.4f, ssd %.4f); token hit rate %.4f "
+           "(hbm %.4f, dram %.4f, ssd %.4f)\n",
+           s.hit_rate, s.hit_rate_hbm, s.hit_rate_dram, s.hit_rate_ssd, s.token_hit_rate,
+           s.token_hit_rate_hbm, s.token_hit_rate_dram, s.token_hit_rate_ssd);
+    printf("  TTFT mean/p50/p99    %.4f / %.4f / %.4f s; without queueing %.4f s\n",
+           s.ttft_mean_s, s.ttft_p50_s, s.ttft_p99_s, s.ttft_noqueue_mean_s);
+    printf("  stationary           %s: TTFT last / middle third %+.1f%%; utilisation GPU %.2f, "
+           "H2D %.2f, D2H %.2f, SSD read %.2f, write %.2f, shared %.2f\n",
+           s.stationary ? "yes" : "NO", 100 * s.ttft_drift, s.util_gpu, s.util_h2d, s.util_d2h,
+           s.util_ssd_read, s.util_ssd_write, s.util_ssd);
     printf("  TBT mean, e2e mean   %.4f s, %.3f s (queue %.3f s)\n", s.tbt_mean_s, s.e2e_mean_s,
            s.queue_mean_s);
     printf("  prefill throughput   %.1f tokens/s\n", s.prefill_throughput_tok_s);

@@ -58,13 +58,10 @@ for i, m in enumerate(models):
     for mode, hit, ttft, tput, cost in [("re", 0, 4.0, 1000, 10.0), ("hbm", 0.01, 3.0, 1200, 9.0),
                                         ("hbm_dram", 0.2 + 0.1 * i, 2.0, 2000, 8.0),
                                         ("hbm_dram_ssd", 0.8, 1.0, 5000, 4.0)]:
-        rows.append([4, m, mode, "", f"p{i}{mode}", hit, hit * 0.9, ttft, tput, cost])
-        # the 16 GB/s SSD sensitivity rows must not leak into the figure (the paper-bound SSD
-        # only): their TTFT would change the plotted reduction
-        rows.append([16, m, mode, "", f"q{i}{mode}", hit, hit * 0.9, ttft / 8, tput, cost])
+        rows.append([m, mode, "1", f"p{i}{mode}", hit, hit * 0.9, ttft, ttft * 0.8, tput, cost])
 write(os.path.join(tidy, "ca-models.csv"),
-      ["links.ssd_read_gbs", "sim.model", "cache.mode", "seed", "point", "hit_rate",
-       "hit_rate_dram", "ttft_mean_s", "prefill_throughput_tok_s", "cost_total_usd"], rows)
+      ["sim.model", "cache.mode", "seed", "point", "hist_hit_rate", "token_hit_rate_dram",
+       "ttft_mean_s", "ttft_noqueue_mean_s", "prefill_throughput_tok_s", "cost_total_usd"], rows)
 # ca-preload: RE 80 ms, no pre-loading 40 ms, pre-loading 30 -> 25 ms over the buffer sizes
 rows = [["re", "false", 0, 0.080], ["hbm_dram_ssd", "false", 0, 0.040]]
 rows += [["hbm_dram_ssd", "true", n, 0.030 - 0.0003 * n] for n in (0, 1, 3, 5, 10, 15)]
@@ -103,13 +100,13 @@ check(first[:2] == ["0", "0.86"], f"paper marker for LLaMA-2-13B's hit rate: {fi
 
 # a table lacking a column its figure needs: that figure fails loudly, the others are drawn
 write(os.path.join(tidy, "ca-policies.csv"),
-      ["links.ssd_read_gbs", "cache.eviction", "cache.prefetch", "hit_rate"],
-      [[4, "sa", "lookahead", 0.8], [4, "lru", "none", 0.5], [4, "fifo", "none", 0.4],
-       [4, "opt", "lookahead", 0.9]])
+      ["cache.eviction", "cache.prefetch", "seed", "hist_hit_rate"],
+      [["sa", "lookahead", 1, 0.8], ["lru", "none", 1, 0.5], ["fifo", "none", 1, 0.4],
+       ["opt", "lookahead", 1, 0.9]])
 out2 = os.path.join(tmp, "fig2")
 p = subprocess.run(["bash", MAKE, tidy, out2], capture_output=True, text=True)
 check(p.returncode == 1, f"a bad table makes make-figures exit 1 (rc {p.returncode})")
-check("FAILED ca-policies" in p.stderr and "hit_rate_dram" in p.stderr,
+check("FAILED ca-policies" in p.stderr and "token_hit_rate_dram" in p.stderr,
       f"the failure names the figure and the missing column:\n{p.stderr}")
 check(os.path.exists(os.path.join(out2, "ca-models.png")), "other figures are still drawn")
 os.remove(os.path.join(tidy, "ca-policies.csv"))
@@ -119,8 +116,13 @@ tree = os.path.join(tmp, "src")
 shutil.copytree(os.path.join(SRC, "paper-figures"), os.path.join(tree, "paper-figures"))
 shutil.copytree(os.path.join(SRC, "analysis"), os.path.join(tree, "analysis"),
                 ignore=shutil.ignore_patterns("__pycache__"))
-os.makedirs(os.path.join(tree, "experiments"))
+os.makedirs(os.path.join(tree, "experiments", "cachedattention"))
 shutil.copy(os.path.join(SRC, "experiments", "claims.ini"), os.path.join(tree, "experiments"))
+for f in ("base.ini", "base-micro.ini"):  # the captions read the experiments' configs
+    shutil.copy(os.path.join(SRC, "experiments", "cachedattention", f),
+                os.path.join(tree, "experiments", "cachedattention"))
+shutil.copytree(os.path.join(SRC, "sim", "data", "hardware"),
+                os.path.join(tree, "sim", "data", "hardware"))
 with open(os.path.join(tree, "paper-figures", "zz-broken.gp"), "w") as f:
     f.write("#@needs ca-preload\nplot D.'nosuch.dat' using 1:2 with lines\n")
 out3 = os.path.join(tmp, "fig3")

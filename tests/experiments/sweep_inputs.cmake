@@ -29,7 +29,7 @@ file(GLOB points LIST_DIRECTORIES true ${DIR}/res/hw/hardware=*)
 foreach(p ${points})
   file(READ ${p}/inputs.txt inputs)
   if(NOT inputs MATCHES "file [0-9a-f]+ [0-9]+ [^\n]*/hw[AB].ini" OR
-     NOT inputs MATCHES "/models/llama-2-13b.ini" OR NOT inputs MATCHES "history1k-new100.csv" OR
+     NOT inputs MATCHES "/models/llama-2-13b.ini" OR NOT inputs MATCHES "preload-1k100.csv" OR
      NOT inputs MATCHES "tool [0-9a-f]+ [0-9]+ [^\n]*/kvsim")
     message(FATAL_ERROR "${p}/inputs.txt lacks an input:\n${inputs}")
   endif()

@@ -241,6 +241,7 @@ static void test_transfers_and_staging(void) {
   links[SIM_LINK_D2H] = sim_net_add_link(&net, "d2h", 1e9, 0, NULL);
   links[SIM_LINK_SSD_READ] = sim_net_add_link(&net, "ssd_read", 1e9, 0, NULL);
   links[SIM_LINK_SSD_WRITE] = sim_net_add_link(&net, "ssd_write", 1e9, 0, NULL); /* 1 B/ns */
+  links[SIM_LINK_SSD] = sim_net_add_link(&net, "ssd", 2e9, 0, NULL); /* read + write: no sharing */
   mk("lru", 0, 2000, 100000, 0, &net, links);
   st.stage_cap = 1000;
   st.on_ready = on_ready;
@@ -265,9 +266,14 @@ static void test_transfers_and_staging(void) {
   CHECK_EQ_INT(st.stage_used, 0);
   /* routes */
   int32_t r[SIM_ROUTE_MAX];
-  CHECK_EQ_INT(sim_store_route(&st, SIM_TIER_SSD, SIM_LOC_GPU, r), 2);
+  CHECK_EQ_INT(sim_store_route(&st, SIM_TIER_SSD, SIM_LOC_GPU, r), 3);
   CHECK_EQ_INT(r[0], links[SIM_LINK_SSD_READ]);
-  CHECK_EQ_INT(r[1], links[SIM_LINK_H2D]);
+  CHECK_EQ_INT(r[1], links[SIM_LINK_SSD]);
+  CHECK_EQ_INT(r[2], links[SIM_LINK_H2D]);
+  CHECK_EQ_INT(sim_store_route(&st, SIM_TIER_DRAM, SIM_TIER_SSD, r), 2);
+  CHECK_EQ_INT(r[0], links[SIM_LINK_SSD_WRITE]);
+  CHECK_EQ_INT(r[1], links[SIM_LINK_SSD]);
+  CHECK_EQ_INT(sim_store_route(&st, SIM_LOC_GPU, SIM_TIER_SSD, r), 3);
   CHECK_EQ_INT(sim_store_route(&st, SIM_TIER_HBM, SIM_LOC_GPU, r), 0);
   CHECK_EQ_INT(sim_store_route(&st, SIM_LOC_GPU, SIM_TIER_DRAM, r), 1);
   CHECK_EQ_INT(r[0], links[SIM_LINK_D2H]);
