@@ -21,7 +21,7 @@ out of time stops between grid points and says how many it did):
   attn_decode   SDPA with one query per sequence: batch 1..256 x context 128..64K, at most
                 4 GiB of K+V per point (after repeat_kv for the masked source); source 'sdpa' (no mask: a serving engine's dense decode)
                 and 'sdpa_masked' (what transformers' static-cache decode runs: repeat_kv for
-                GQA, a boolean mask). A `kvbench` source is reserved for the project's kernels.
+                GQA, a boolean mask, context + 1 keys: the cache's slots). A `kvbench` source is reserved for the project's kernels.
   elementwise   transformers' own RMSNorm and rotary embedding, SiLU(gate) * up, GELU, the
                 residual add, the embedding lookup, a StaticCache-style KV write: tokens
                 1..16384
@@ -311,11 +311,18 @@ def stage_attn_decode(run: C.Run, tm: C.Timer, a) -> str:
                     continue
                 try:
                     sets = C.n_sets(kvb, dev, hi=16)
-                    Q = [C.randn((B, H, 1, D), dev) for _ in range(sets)]
-                    K = [C.randn((B, Hk, L, D), dev) for _ in range(sets)]
-                    V = [C.randn((B, Hk, L, D), dev) for _ in range(sets)]
                     masked = source == "sdpa_masked"
-                    mask = torch.ones((B, 1, 1, L), dtype=torch.bool, device=dev) if masked else None
+                    # the masked source is transformers' static-cache decode at `context` L: a
+                    # cache of L + 1 slots (the new token's included), all attended under a
+                    # boolean mask. The + 1 matters: with a mask, cuDNN's SDPA takes a slower
+                    # path when the key length is not aligned (H200, kvprof_align_probe.py,
+                    # 2026-12-03: B4 H32 D128 L16384 253 us, L16385 364 us; without a mask
+                    # 244 / 245 us). Profiles before that measured L keys (meta.ini says which).
+                    nk = L + 1 if masked else L
+                    Q = [C.randn((B, H, 1, D), dev) for _ in range(sets)]
+                    K = [C.randn((B, Hk, nk, D), dev) for _ in range(sets)]
+                    V = [C.randn((B, Hk, nk, D), dev) for _ in range(sets)]
+                    mask = torch.ones((B, 1, 1, nk), dtype=torch.bool, device=dev) if masked else None
                     fns = [lambda i=i: sdpa_decode(Q[i], K[i], V[i], masked, mask)
                            for i in range(sets)]
                     r = tm.time(fns, reps=5)
