@@ -450,15 +450,17 @@ static void bench_dense(bench *B) {
          * turns the tensor-core variants off for the rest of the run (a fault that leaves the
          * context unusable ends the process: device_run.sh then re-runs the section with
          * --no-mma). */
-        static const int variants[7][3] = {/* stages, fused combine, core (1 = tensor cores) */
+        static const int variants[8][3] = {/* stages, fused combine, core (1 = tensor cores,
+                                              2 = tensor cores + bulk-copy staging, v5) */
                                            {4, 1, 0}, {3, 1, 0}, {6, 1, 0}, {4, 0, 0},
-                                           {3, 1, 1}, {4, 1, 1}, {3, 0, 1}};
-        int vlist[7], nvar = 0;
+                                           {3, 1, 1}, {4, 1, 1}, {3, 0, 1}, {3, 1, 2}};
+        int vlist[8], nvar = 0;
         if (dt == 2 && !B->quick) {
-          for (int v = 0; v < 7; v++) vlist[nvar++] = v;
+          for (int v = 0; v < 8; v++) vlist[nvar++] = v;
         } else {
           vlist[nvar++] = 0;
-          vlist[nvar++] = 4; /* fp16 and --quick: the default and the tensor-core s3 */
+          vlist[nvar++] = 4; /* fp16 and --quick: the default, the tensor-core s3 and its bulk */
+          vlist[nvar++] = 7;
         }
         const size_t n_out = (size_t)batch * s.n_heads * s.head_dim;
         float *ref_out = malloc(n_out * sizeof *ref_out), *var_out = malloc(n_out * sizeof *var_out);
@@ -471,11 +473,14 @@ static void bench_dense(bench *B) {
           const char *vdt = dt == 2 ? "bf16" : "fp16";
           char nm[64], nt[160];
           snprintf(nm, sizeof nm, "dense s%d %s%s", variants[v][0], variants[v][1] ? "fused" : "comb",
-                   variants[v][2] ? " mma" : "");
+                   variants[v][2] == 2 ? " mma bulk" : variants[v][2] ? " mma" : "");
           if (variants[v][2] && B->no_mma) continue;
           CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_STAGES, variants[v][0], &e_));
           CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_FUSED_COMBINE, variants[v][1], &e_));
-          CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_CORE, variants[v][2], &e_));
+          if (kvc_tune_set(B->c, KVC_TUNE_DENSE_CORE, variants[v][2], &e_)) { /* 2 below sm_90 */
+            fprintf(stderr, "kvbench: variant %s: %s\n", nm, e_.msg);
+            continue;
+          }
           if (vi > 0) { /* checked against the default's output before it is timed */
             kv_error ev = {0};
             int rc = kvc_memset(B->c, S.d_out, 0xff, n_out * 4, &ev);
@@ -505,7 +510,8 @@ static void bench_dense(bench *B) {
           timing tv = time_op(B, &S, OP_DENSE, NULL);
           if (vi == 0) CK(kvc_d2h(B->c, ref_out, S.d_out, n_out * 4, &e_));
           snprintf(nt, sizeof nt, "variant: %s cores, ring %d stages, %s combine; %s",
-                   variants[v][2] ? "tensor" : "CUDA", variants[v][0],
+                   variants[v][2] == 2 ? "tensor (bulk-copy staging)" : variants[v][2] ? "tensor" : "CUDA",
+                   variants[v][0],
                    variants[v][1] ? "fused" : "separate", tv.graphed ? "graph" : "plain launches");
           row(B, "tune", vdt, batch, len, nm, tv.ms * 1e3, (double)S.kv_bytes,
               sdpa_lookup(B, batch, len, dt == 2), nt);
@@ -520,9 +526,10 @@ static void bench_dense(bench *B) {
         }
         timing t = best;
         const double us = t.ms * 1e3, sd = sdpa_lookup(B, batch, len, dt == 2);
-        char dnote[128];
+        char dnote[160];
         snprintf(dnote, sizeof dnote, "%s; fastest of %d variants: %s cores, ring %d stages, %s combine",
-                 t.graphed ? "graph" : "plain launches", ntimed, variants[bv][2] ? "tensor" : "CUDA",
+                 t.graphed ? "graph" : "plain launches", ntimed,
+                 variants[bv][2] == 2 ? "tensor (bulk)" : variants[bv][2] ? "tensor" : "CUDA",
                  variants[bv][0], variants[bv][1] ? "fused" : "separate");
         row(B, "dense", dt == 2 ? "bf16" : "fp16", batch, len, "dense", us, (double)S.kv_bytes, sd,
             dnote);

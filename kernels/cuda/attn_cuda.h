@@ -120,7 +120,10 @@ typedef enum kvc_tune_key {
                                   1 tensor cores (mma.sync m16n8k16, fp32 accumulation, Q and P
                                   split into three 16-bit parts: fp32-level accuracy) for groups
                                   of at most 4 heads (larger groups run the CUDA-core path);
-                                  ring of 3 stages under KVC_TUNE_DENSE_STAGES 3, else 4. */
+                                  ring of 3 stages under KVC_TUNE_DENSE_STAGES 3, else 4;
+                                  2 (v5, sm_90 only, else KV_ENOTSUP) the tensor-core core with
+                                  its K/V tiles staged by 1-D bulk copies (cp.async.bulk, one per
+                                  token row into padded rows, mbarrier completion), same stages. */
   KVC_TUNE_TOPK_CORE,          /* the same choice for top-k's split-K attention over the selected
                                   blocks: 0 (default) CUDA cores, 1 tensor cores (G <= 4) */
   KVC_TUNE_N

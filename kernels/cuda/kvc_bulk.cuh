@@ -56,6 +56,15 @@ __device__ __forceinline__ void kvc_mbar_expect_tx(uint64_t *bar, uint32_t bytes
 #endif
 }
 
+/* A plain arrival (no bytes expected). */
+__device__ __forceinline__ void kvc_mbar_arrive(uint64_t *bar) {
+#if KVC_HAVE_BULK
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(kvc_smem_u32(bar)) : "memory");
+#else
+  __trap();
+#endif
+}
+
 __device__ __forceinline__ void kvc_bulk_g2s(void *dst, const void *src, uint32_t bytes,
                                              uint64_t *bar) {
 #if KVC_HAVE_BULK
