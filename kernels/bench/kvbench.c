@@ -839,13 +839,14 @@ static void bench_bw(bench *B) {
   };
   const size_t bytes = (size_t)2 << 30;
   uint32_t ref = 0;
-  int have_ref = 0;
+  int have_ref = 0, dead = 0; /* dead: a device error (the context may be unusable) */
   for (size_t i = 0; i < sizeof P / sizeof P[0]; i++) {
     kv_error e = {0};
     double g = NAN;
     uint32_t x = 0;
     char note[256];
     int rc = kvc_probe_read(B->c, &P[i].cfg, bytes, B->reps, &g, &x, &e);
+    if (rc == KV_EDEVICE) dead = 1;
     if (!rc && i == 0) ref = x, have_ref = 1;
     if (rc) snprintf(note, sizeof note, "FAILED: %s", e.msg);
     else if (i > 0 && (!have_ref || x != ref))
@@ -859,6 +860,11 @@ static void bench_bw(bench *B) {
       g = NAN;
     }
     bw_row(B, P[i].name, g, note);
+    if (dead) break;
+  }
+  if (dead) { /* keep the rows so far: no further device work (setup would end the process) */
+    fprintf(stderr, "kvbench: bw section stopped after a device error\n");
+    return;
   }
   /* The page-scattered pool of a dense shape (bf16, Hkv 8, D 128, 16-token pages shuffled as in
    * the dense section): B16 L32K = 2.15 GB of K+V, about the size of the contiguous probe. */
@@ -883,6 +889,7 @@ static void bench_bw(bench *B) {
     uint32_t x = 0;
     char note[256];
     int rc = kvc_probe_read_pool(B->c, Q[i].mode, Q[i].stages, &S.kv, &S.b, B->reps, &g, &nb, &x, &e);
+    if (rc == KV_EDEVICE) dead = 1;
     if (!rc && i == 0) ref = x, have_ref = 1;
     else if (i == 0) have_ref = 0;
     if (rc) snprintf(note, sizeof note, "FAILED: %s", e.msg);
@@ -898,6 +905,7 @@ static void bench_bw(bench *B) {
       g = NAN;
     }
     bw_row(B, Q[i].name, g, note);
+    if (dead) break;
   }
   setup_free(B, &S);
 }

@@ -212,7 +212,7 @@ extern "C" int kvc_probe_read(kvc_ctx *c, const kvc_probe_cfg *cfg, size_t bytes
        cfg->stages < 1 || cfg->stages > KVC_PROBE_MAX_STAGES || cfg->ctas_per_sm < 1)) {
     return kv_error_set(err, KV_EINVAL, "probe: bad configuration");
   }
-  bytes &= ~(size_t)(cfg->mode != 0 ? stage - 1 : 15);
+  bytes -= bytes % (size_t)(cfg->mode != 0 ? stage : 16);
   void *a = NULL;
   uint32_t *d_x = NULL;
   double ms = 0;
