@@ -11,8 +11,9 @@
 #   sanitize  compute-sanitizer racecheck on test_gpu_attn's cases at tiny sizes
 #             (KVLAB_GPU_TEST_TINY=1: racecheck instruments every shared-memory access), memcheck and
 #             synccheck at small sizes (KVLAB_GPU_TEST_SMALL=1), each run <= 60 s, until the deadline
-# kvbench runs one process per section (psa, topk, dense, rec, gemm), so that a failure in one
-# section keeps the others; their CSVs are merged into bench.csv. Sections time execution
+# kvbench runs one process per section (bw, psa, topk, dense, rec, gemm), so that a failure in one
+# section keeps the others; their CSVs are merged into bench.csv (header and `bandwidth` rows from
+# the first CSV present: bw's, which adds the v5 bulk-copy probe rows, else psa's). Sections time execution
 # variants ("tune" rows: dense ring depth / combine / CUDA or tensor cores, PSA item size /
 # speculation / rounds; top-k attention on tensor cores). When the dense or top-k section fails
 # it runs again with --no-mma (without the tensor-core variants), writing the same CSV.
@@ -151,9 +152,10 @@ if want bench; then
     SD=""; [ -f "$W/sdpa.csv" ] && SD="--sdpa $W/sdpa.csv"
     RW=""; [ -f "$RAW/meta.txt" ] && RW="--raw $RAW"
     : > "$W/bench.txt"
-    for sec in psa topk dense rec gemm; do
+    for sec in bw psa topk dense rec gemm; do
       GC=""; [ $sec = gemm ] && GC="--gemm-csv $W/gemm.csv"
-      run_stage "bench-$sec" 150 "$W/bench-$sec.txt" "$B/bin/kvbench" $Q --reps "$REPS" $SD $RW \
+      LIM=150; [ $sec = bw ] && LIM=45 # v5 probes: a hung bulk copy must not eat the budget
+      run_stage "bench-$sec" $LIM "$W/bench-$sec.txt" "$B/bin/kvbench" $Q --reps "$REPS" $SD $RW \
         --sections "$sec" --csv "$W/bench-$sec.csv" $GC
       rc=$?
       cat "$W/bench-$sec.txt" >> "$W/bench.txt"
@@ -166,7 +168,7 @@ if want bench; then
     done
     # one bench.csv: the first file's header and bandwidth rows, then every section's rows
     first=1
-    for sec in psa topk dense rec gemm; do
+    for sec in bw psa topk dense rec gemm; do
       f="$W/bench-$sec.csv"; [ -f "$f" ] || continue
       if [ $first = 1 ]; then cat "$f" > "$W/bench.csv"; first=0
       else grep -v -e '^section,' -e '^bandwidth,' "$f" >> "$W/bench.csv"; fi
@@ -189,7 +191,7 @@ fi
 # ---- sanitizers (small sizes) -------------------------------------------------------------------
 if want sanitize; then
   if [ $HAVE_BIN = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
-    CASES="test_sparse_random test_psa_options test_dense_shapes test_dense_lse test_meta_build_and_append test_fill_tiled test_dense_mma_shapes test_dense_mma_lse test_topk_mma_random"
+    CASES="test_sparse_random test_psa_options test_dense_shapes test_dense_lse test_meta_build_and_append test_fill_tiled test_dense_mma_shapes test_dense_mma_lse test_topk_mma_random test_dense_bulk_shapes test_dense_bulk_lse"
     for tool in racecheck memcheck synccheck; do
       SIZE=KVLAB_GPU_TEST_SMALL; [ $tool = racecheck ] && SIZE=KVLAB_GPU_TEST_TINY
       for t in $CASES; do

@@ -11,7 +11,10 @@
  *   psa    epsilon 0.9-0.99 at 32K, pipelined and host-synchronised, both as plain launches (the
  *          host-synchronised loop cannot be captured; graphing only one mode would favour it);
  *   rec    PSA on the recording at its own shape (B = recorded positions, up to 48);
- *   gemm   cuBLAS GEMM timings for the simulator's cost model (--gemm-csv).
+ *   gemm   cuBLAS GEMM timings for the simulator's cost model (--gemm-csv);
+ *   bw     (only when named in --sections) v5 read-bandwidth probes, `bandwidth` rows beside
+ *          copy/read: per-thread loads vs 1-D bulk copies (cp.async.bulk) over 2 GiB and over the
+ *          page-scattered pool of dense bf16 B16 L32K, each checked by a checksum of the words read.
  * Besides the sections' own rows: "tune" rows time execution variants that do not change results
  * (dense: ring depth 3/4/6 and fused or separate combine on CUDA cores, the tensor-core core with
  * 3 or 4 stages, fused or (3 stages) separate combine (KVC_TUNE_DENSE_CORE; --no-mma leaves it
@@ -447,15 +450,17 @@ static void bench_dense(bench *B) {
          * turns the tensor-core variants off for the rest of the run (a fault that leaves the
          * context unusable ends the process: device_run.sh then re-runs the section with
          * --no-mma). */
-        static const int variants[7][3] = {/* stages, fused combine, core (1 = tensor cores) */
+        static const int variants[8][3] = {/* stages, fused combine, core (1 = tensor cores,
+                                              2 = tensor cores + bulk-copy staging, v5) */
                                            {4, 1, 0}, {3, 1, 0}, {6, 1, 0}, {4, 0, 0},
-                                           {3, 1, 1}, {4, 1, 1}, {3, 0, 1}};
-        int vlist[7], nvar = 0;
+                                           {3, 1, 1}, {4, 1, 1}, {3, 0, 1}, {3, 1, 2}};
+        int vlist[8], nvar = 0;
         if (dt == 2 && !B->quick) {
-          for (int v = 0; v < 7; v++) vlist[nvar++] = v;
+          for (int v = 0; v < 8; v++) vlist[nvar++] = v;
         } else {
           vlist[nvar++] = 0;
-          vlist[nvar++] = 4; /* fp16 and --quick: the default and the tensor-core s3 */
+          vlist[nvar++] = 4; /* fp16 and --quick: the default, the tensor-core s3 and its bulk */
+          vlist[nvar++] = 7;
         }
         const size_t n_out = (size_t)batch * s.n_heads * s.head_dim;
         float *ref_out = malloc(n_out * sizeof *ref_out), *var_out = malloc(n_out * sizeof *var_out);
@@ -468,11 +473,14 @@ static void bench_dense(bench *B) {
           const char *vdt = dt == 2 ? "bf16" : "fp16";
           char nm[64], nt[160];
           snprintf(nm, sizeof nm, "dense s%d %s%s", variants[v][0], variants[v][1] ? "fused" : "comb",
-                   variants[v][2] ? " mma" : "");
+                   variants[v][2] == 2 ? " mma bulk" : variants[v][2] ? " mma" : "");
           if (variants[v][2] && B->no_mma) continue;
           CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_STAGES, variants[v][0], &e_));
           CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_FUSED_COMBINE, variants[v][1], &e_));
-          CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_CORE, variants[v][2], &e_));
+          if (kvc_tune_set(B->c, KVC_TUNE_DENSE_CORE, variants[v][2], &e_)) { /* 2 below sm_90 */
+            fprintf(stderr, "kvbench: variant %s: %s\n", nm, e_.msg);
+            continue;
+          }
           if (vi > 0) { /* checked against the default's output before it is timed */
             kv_error ev = {0};
             int rc = kvc_memset(B->c, S.d_out, 0xff, n_out * 4, &ev);
@@ -502,7 +510,8 @@ static void bench_dense(bench *B) {
           timing tv = time_op(B, &S, OP_DENSE, NULL);
           if (vi == 0) CK(kvc_d2h(B->c, ref_out, S.d_out, n_out * 4, &e_));
           snprintf(nt, sizeof nt, "variant: %s cores, ring %d stages, %s combine; %s",
-                   variants[v][2] ? "tensor" : "CUDA", variants[v][0],
+                   variants[v][2] == 2 ? "tensor (bulk-copy staging)" : variants[v][2] ? "tensor" : "CUDA",
+                   variants[v][0],
                    variants[v][1] ? "fused" : "separate", tv.graphed ? "graph" : "plain launches");
           row(B, "tune", vdt, batch, len, nm, tv.ms * 1e3, (double)S.kv_bytes,
               sdpa_lookup(B, batch, len, dt == 2), nt);
@@ -517,9 +526,10 @@ static void bench_dense(bench *B) {
         }
         timing t = best;
         const double us = t.ms * 1e3, sd = sdpa_lookup(B, batch, len, dt == 2);
-        char dnote[128];
+        char dnote[160];
         snprintf(dnote, sizeof dnote, "%s; fastest of %d variants: %s cores, ring %d stages, %s combine",
-                 t.graphed ? "graph" : "plain launches", ntimed, variants[bv][2] ? "tensor" : "CUDA",
+                 t.graphed ? "graph" : "plain launches", ntimed,
+                 variants[bv][2] == 2 ? "tensor (bulk)" : variants[bv][2] ? "tensor" : "CUDA",
                  variants[bv][0], variants[bv][1] ? "fused" : "separate");
         row(B, "dense", dt == 2 ? "bf16" : "fp16", batch, len, "dense", us, (double)S.kv_bytes, sd,
             dnote);
@@ -798,6 +808,108 @@ static void bench_gemm(bench *B, const char *path) {
   }
 }
 
+/* ---- v5: read-bandwidth probes (section "bw", only when named: --sections bw) ---------------- */
+static void bw_row(bench *B, const char *method, double gbps, const char *note) {
+  printf("bandwidth %-22s %8.0f GB/s  %5.2f x read  %s\n", method, gbps, gbps / B->read_gbps, note);
+  if (B->csv) {
+    fprintf(B->csv, "bandwidth,-,0,0,%s,0,0,%.1f,%.4f,nan,\"%s\"\n", method, gbps,
+            gbps / B->copy_gbps, note);
+    fflush(B->csv);
+  }
+}
+
+/* Every probe is checked by its checksum (XOR of the words read) against the per-thread-load
+ * probe of the same bytes; a probe that fails or mismatches gets a FAILED row (gbps nan) and the
+ * rest go on (a fault that leaves the context unusable fails the rest: this section runs in its
+ * own process in device_run.sh, before the others). */
+static void bench_bw(bench *B) {
+  printf("\n== read-bandwidth probes (v5): per-thread loads vs 1-D bulk copies (cp.async.bulk) ==\n");
+  static const struct {
+    const char *name;
+    kvc_probe_cfg cfg;
+    const char *what;
+  } P[] = {
+      {"read-ldg8", {0, 0, 0, 0, 0, 0}, "2 GiB, per-thread 16-byte ld.global.cg, 8 in flight per thread"},
+      {"read-bulk-4k-s8", {1, 4096, 4096, 0, 8, 4}, "2 GiB, cp.async.bulk 4 KB per slot, 8 slots, 4 CTAs/SM"},
+      {"read-bulk-4k-s4", {1, 4096, 4096, 0, 4, 4}, "2 GiB, cp.async.bulk 4 KB per slot, 4 slots, 4 CTAs/SM"},
+      {"read-bulk-4k-s4x2", {1, 4096, 4096, 0, 4, 2}, "2 GiB, cp.async.bulk 4 KB per slot, 4 slots, 2 CTAs/SM"},
+      {"read-bulk-16k-s4", {1, 16384, 16384, 0, 4, 2}, "2 GiB, cp.async.bulk 16 KB per slot, 4 slots, 2 CTAs/SM"},
+      {"read-bulk-256pad-s8", {1, 4096, 256, 1, 8, 4},
+       "2 GiB, 4 KB slots as 16 cp.async.bulk of 256 B at a 272 B pitch (padded rows), 8 slots, 4 CTAs/SM"},
+  };
+  const size_t bytes = (size_t)2 << 30;
+  uint32_t ref = 0;
+  int have_ref = 0, dead = 0; /* dead: a device error (the context may be unusable) */
+  for (size_t i = 0; i < sizeof P / sizeof P[0]; i++) {
+    kv_error e = {0};
+    double g = NAN;
+    uint32_t x = 0;
+    char note[256];
+    int rc = kvc_probe_read(B->c, &P[i].cfg, bytes, B->reps, &g, &x, &e);
+    if (rc == KV_EDEVICE) dead = 1;
+    if (!rc && i == 0) ref = x, have_ref = 1;
+    if (rc) snprintf(note, sizeof note, "FAILED: %s", e.msg);
+    else if (i > 0 && (!have_ref || x != ref))
+      snprintf(note, sizeof note, "FAILED: checksum %08x vs per-thread loads' %08x", x, ref);
+    else snprintf(note, sizeof note, "%s; checksum %08x", P[i].what, x);
+    for (char *c = note; *c; c++) {
+      if (*c == '"') *c = '\'';
+    }
+    if (rc || (i > 0 && x != ref)) {
+      fprintf(stderr, "kvbench: probe %s: %s\n", P[i].name, note);
+      g = NAN;
+    }
+    bw_row(B, P[i].name, g, note);
+    if (dead) break;
+  }
+  if (dead) { /* keep the rows so far: no further device work (setup would end the process) */
+    fprintf(stderr, "kvbench: bw section stopped after a device error\n");
+    return;
+  }
+  /* The page-scattered pool of a dense shape (bf16, Hkv 8, D 128, 16-token pages shuffled as in
+   * the dense section): B16 L32K = 2.15 GB of K+V, about the size of the contiguous probe. */
+  const attn_shape s = {32, 8, 128};
+  const int batch = 16, len = 32768;
+  int ls[16];
+  for (int i = 0; i < batch; i++) ls[i] = len;
+  setup S;
+  if (setup_make(B, &S, s, KVC_DTYPE_BF16, batch, ls, DATA_RANDOM, 5000)) return;
+  static const struct {
+    const char *name;
+    int mode, stages;
+    const char *what;
+  } Q[] = {
+      {"pool-ldg8", 0, 0, "per-thread 16-byte loads"},
+      {"pool-bulk-4k-s8", 1, 8, "one cp.async.bulk per page and KV head (4 KB), 8 slots"},
+      {"pool-bulk-4k-s4", 1, 4, "one cp.async.bulk per page and KV head (4 KB), 4 slots"},
+  };
+  for (size_t i = 0; i < sizeof Q / sizeof Q[0]; i++) {
+    kv_error e = {0};
+    double g = NAN, nb = 0;
+    uint32_t x = 0;
+    char note[256];
+    int rc = kvc_probe_read_pool(B->c, Q[i].mode, Q[i].stages, &S.kv, &S.b, B->reps, &g, &nb, &x, &e);
+    if (rc == KV_EDEVICE) dead = 1;
+    if (!rc && i == 0) ref = x, have_ref = 1;
+    else if (i == 0) have_ref = 0;
+    if (rc) snprintf(note, sizeof note, "FAILED: %s", e.msg);
+    else if (i > 0 && (!have_ref || x != ref))
+      snprintf(note, sizeof note, "FAILED: checksum %08x vs per-thread loads' %08x", x, ref);
+    else snprintf(note, sizeof note, "paged pool bf16 B%d L%d (%.2f GB K+V, pages shuffled), %s; checksum %08x",
+                  batch, len, nb / 1e9, Q[i].what, x);
+    for (char *c = note; *c; c++) {
+      if (*c == '"') *c = '\'';
+    }
+    if (rc || (i > 0 && x != ref)) {
+      fprintf(stderr, "kvbench: probe %s: %s\n", Q[i].name, note);
+      g = NAN;
+    }
+    bw_row(B, Q[i].name, g, note);
+    if (dead) break;
+  }
+  setup_free(B, &S);
+}
+
 static int has_section(const char *list, const char *name) {
   if (!list) return 1;
   const size_t n = strlen(name);
@@ -825,7 +937,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--sections") && i + 1 < argc) sections = argv[++i];
     else {
       fprintf(stderr, "usage: kvbench [--quick] [--reps N] [--no-graphs] [--no-mma] [--sdpa FILE] [--csv FILE] "
-                      "[--gemm-csv FILE] [--raw DIR] [--sections dense,topk,psa,rec,gemm]\n");
+                      "[--gemm-csv FILE] [--raw DIR] [--sections dense,topk,psa,rec,gemm,bw]\n");
       return 2;
     }
   }
@@ -858,6 +970,7 @@ int main(int argc, char **argv) {
   }
   printf("%-6s %-4s %4s %7s %-24s %10s %10s %8s %6s %9s  %s\n", "sect", "type", "B", "L",
          "method", "us", "MB read", "GB/s", "x copy", "SDPA us", "note");
+  if (sections && has_section(sections, "bw")) bench_bw(&B); /* only when named */
   if (has_section(sections, "dense")) bench_dense(&B);
   if (has_section(sections, "topk")) bench_topk(&B);
   if (has_section(sections, "psa")) bench_psa(&B);

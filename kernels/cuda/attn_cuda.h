@@ -120,7 +120,10 @@ typedef enum kvc_tune_key {
                                   1 tensor cores (mma.sync m16n8k16, fp32 accumulation, Q and P
                                   split into three 16-bit parts: fp32-level accuracy) for groups
                                   of at most 4 heads (larger groups run the CUDA-core path);
-                                  ring of 3 stages under KVC_TUNE_DENSE_STAGES 3, else 4. */
+                                  ring of 3 stages under KVC_TUNE_DENSE_STAGES 3, else 4;
+                                  2 (v5, sm_90 only, else KV_ENOTSUP) the tensor-core core with
+                                  its K/V tiles staged by 1-D bulk copies (cp.async.bulk, one per
+                                  token row into padded rows, mbarrier completion), same stages. */
   KVC_TUNE_TOPK_CORE,          /* the same choice for top-k's split-K attention over the selected
                                   blocks: 0 (default) CUDA cores, 1 tensor cores (G <= 4) */
   KVC_TUNE_N
@@ -294,6 +297,29 @@ int kvc_fill_synth(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const kvc_
 int kvc_fill_tiled(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const kvc_batch *b,
                    float *q, const float *rec_k, const float *rec_v, const float *rec_q,
                    const attn_shape *rec, const int32_t *rec_pos, kv_error *err);
+
+/* Read-bandwidth probes (v5; kvbench's `bandwidth` rows; no op uses them). mode 0: per-thread
+ * 16-byte loads (8 in flight per thread); mode 1: 1-D bulk asynchronous copies (cp.async.bulk,
+ * sm_90+, else KV_ENOTSUP) of stage_bytes per ring slot, issued as stage_bytes / piece_bytes
+ * (<= 32) copies, each piece at a pitch of piece_bytes (+16 when pad: the layout a padded,
+ * ldmatrix-conflict-free tile would need), `stages` slots (<= 16) per CTA of 128 threads,
+ * ctas_per_sm CTAs per SM (fewer when shared memory does not fit). */
+typedef struct kvc_probe_cfg {
+  int mode;
+  int stage_bytes, piece_bytes, pad;
+  int stages, ctas_per_sm;
+} kvc_probe_cfg;
+/* Reads `bytes` (a hashed pattern written first) reps times: median *gbps = bytes / time; *xsum =
+ * XOR of every 32-bit word read (equal across probes of the same bytes when they read them all
+ * exactly once). */
+int kvc_probe_read(kvc_ctx *c, const kvc_probe_cfg *cfg, size_t bytes, int reps, double *gbps,
+                   uint32_t *xsum, kv_error *err);
+/* Reads the K and V pages (whole pages, block_size x head_dim of one KV head each) of every
+ * block of every request of b, page-scattered as the dense op reads them; mode 0 / 1 as above
+ * (1: one bulk copy per page and KV head, `stages` slots). *bytes = bytes read, *gbps = *bytes /
+ * median time, *xsum = XOR of the words read. */
+int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_kv *kv, const kvc_batch *b,
+                        int reps, double *gbps, double *bytes, uint32_t *xsum, kv_error *err);
 
 #ifdef __cplusplus
 }

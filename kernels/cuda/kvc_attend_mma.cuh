@@ -33,6 +33,7 @@
 #define KVC_ATTEND_MMA_CUH
 
 #include "kvc_attend.cuh"
+#include "kvc_bulk.cuh"
 #include "kvc_mma_layout.h"
 
 /* m16n8k16 with fp32 accumulation in place: d += A B. */
@@ -98,7 +99,23 @@ __device__ __forceinline__ float kvc_split_part(float x, int p) {
   return p == 0 ? hi : p == 1 ? mid : p == 2 ? r2 : 0.0f; /* lo = rn(r2), rounded by pack() */
 }
 
-template <typename T, int D, int GT, int STAGES>
+/* v5: BULK = true stages the tiles with 1-D bulk copies (cp.async.bulk, sm_90; kvc_bulk.cuh)
+ * instead of per-lane 16-byte cp.async: KVC_TUNE_DENSE_CORE = 2 (dense only). A bulk copy cannot
+ * swizzle, and token rows of D * 2 bytes (256 B at D 128) at that stride put the 8 rows of an
+ * ldmatrix 8x8 matrix on the same 4 banks (8-way conflict), so each token row is its own copy
+ * into a row pitch of D * 2 + 16 bytes (rows shift by 16 B = 4 banks: conflict-free; checked on
+ * the CPU by test_kvc_host's test_ring_parity_model): lane i < 16 copies K row i, lane 16 + i V row
+ * i of the warp's chunk, 32 copies per warp step. Completion: one mbarrier per (slot, warp), in
+ * dynamic shared memory after the ring / merge area; lane 0 arrives with expect_tx(bytes of the
+ * valid rows) before the copies (a chunk with no valid token: a plain arrival, so every step
+ * completes exactly one phase of its slot's barrier); every lane waits on parity (st / STAGES) & 1
+ * (kvc_ring.h). Invalid rows are never copied (no read of the pool's unused slots): V rows past
+ * the valid count are zeroed by their lane with ordinary stores (P = 0 must not meet a NaN of a
+ * stale or uninitialised row); K rows past it are left as they are (their scores are replaced by
+ * -inf, and S columns are independent). Each lane fences (fence.proxy.async) before its copy:
+ * its own zero stores and the warp's ldmatrix reads of the slot (ordered by __syncwarp) precede
+ * the async-proxy write. */
+template <typename T, int D, int GT, int STAGES, bool BULK = false>
 struct kvc_attend_mma {
   static_assert(GT == 4, "the tensor-core core serves groups of at most 4 heads");
   static constexpr int NW = KVC_THREADS / 32;   /* warps: 4 */
@@ -110,9 +127,23 @@ struct kvc_attend_mma {
   static constexpr int TILE_BYTES = TW * D * 2; /* one K or V tile */
   static constexpr int PPL = TW * CH / 32;      /* cp.async pieces per lane and tile */
   static_assert(CH >= 8 && KS % 2 == 0, "head_dim 64 or 128");
-  static constexpr size_t RING_BYTES = (size_t)STAGES * NW * 2 * TILE_BYTES;
+  static constexpr int PITCH = BULK ? D * 2 + 16 : D * 2; /* bytes per token row of a tile */
+  static constexpr int TILE_SLOT = TW * PITCH;            /* bytes of one tile in the ring */
+  static constexpr size_t RING_BYTES = (size_t)STAGES * NW * 2 * TILE_SLOT;
   static constexpr size_t MERGE_BYTES = ((size_t)NW + 1) * GT * D * sizeof(float);
-  static constexpr size_t DYN_BYTES = RING_BYTES > MERGE_BYTES ? RING_BYTES : MERGE_BYTES;
+  static constexpr size_t AREA_BYTES = RING_BYTES > MERGE_BYTES ? RING_BYTES : MERGE_BYTES;
+  static constexpr size_t BAR_OFF = (AREA_BYTES + 15) / 16 * 16; /* BULK: mbarriers [STAGES][NW] */
+  static constexpr size_t DYN_BYTES = BULK ? BAR_OFF + (size_t)STAGES * NW * 8 : AREA_BYTES;
+  static_assert(!BULK || TW == 16, "one lane per K row and per V row");
+
+  /* Byte offset in a tile of 16-byte column c of token row t. */
+  static __device__ __forceinline__ int tile_off(int t, int c) {
+    if constexpr (BULK) {
+      return kvc_ring_tile_off(t, c * 16, PITCH);
+    } else {
+      return t * D * 2 + kvc_swz(t, c) * 16;
+    }
+  }
 
   struct smem_t {
     int32_t page[KVC_MAX_SPLIT_BLOCKS];   /* physical page of each listed block */
@@ -173,8 +204,8 @@ struct kvc_attend_mma {
     const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
     int pi, tok0;
     const int nv = chunk_valid(sm, bs, lg_bs, ntoks, st * NW + w, &pi, &tok0);
-    unsigned char *kt = ring + ((size_t)(st % STAGES) * NW + w) * 2 * TILE_BYTES;
-    unsigned char *vt = kt + TILE_BYTES;
+    unsigned char *kt = ring + ((size_t)(st % STAGES) * NW + w) * 2 * TILE_SLOT;
+    unsigned char *vt = kt + TILE_SLOT;
     const int t0 = lane / CH, c = lane % CH;
     const size_t base = (nv > 0 ? (((size_t)sm.page[pi] * Hkv + kvh) * bs + tok0) * D : 0) +
                         (size_t)t0 * D + c * 8;
@@ -186,6 +217,37 @@ struct kvc_attend_mma {
       const int dst = t * D * 2 + kvc_swz(t, c) * 16;
       kvc_cp_async16(kt + dst, kp + j * TPJ * D, bytes);
       kvc_cp_async16(vt + dst, vp + j * TPJ * D, bytes);
+    }
+  }
+
+  /* BULK: the warp's chunk of step st into slot st % STAGES (see the comment above the struct).
+   * Called by all 32 lanes of the warp, after a __syncwarp that follows the warp's last reads of
+   * the slot. */
+  static __device__ __forceinline__ void issue_bulk(const smem_t &sm, unsigned char *ring,
+                                                    uint64_t *bars, const T *__restrict__ kpool,
+                                                    const T *__restrict__ vpool, int Hkv, int bs,
+                                                    int lg_bs, int kvh, int ntoks, int st) {
+    const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    int pi, tok0;
+    const int nv = chunk_valid(sm, bs, lg_bs, ntoks, st * NW + w, &pi, &tok0);
+    const int slot = kvc_ring_slot(st, STAGES);
+    uint64_t *bar = bars + slot * NW + w;
+    unsigned char *kt = ring + ((size_t)slot * NW + w) * 2 * TILE_SLOT;
+    const int row = lane & 15;
+    const bool is_v = lane >= 16;
+    unsigned char *dst = kt + (is_v ? TILE_SLOT : 0) + tile_off(row, 0);
+    if (lane == 0) {
+      if (nv > 0) kvc_mbar_expect_tx(bar, (uint32_t)(2 * nv * D * 2));
+      else kvc_mbar_arrive(bar);
+    }
+    __syncwarp();
+    if (row < nv) {
+      const size_t off = (((size_t)sm.page[pi] * Hkv + kvh) * bs + tok0 + row) * D;
+      kvc_fence_proxy_async();
+      kvc_bulk_g2s(dst, (is_v ? vpool : kpool) + off, (uint32_t)(D * 2), bar);
+    } else if (is_v) {
+#pragma unroll
+      for (int c = 0; c < CH; c++) reinterpret_cast<uint4 *>(dst)[c] = make_uint4(0, 0, 0, 0);
     }
   }
 
@@ -204,24 +266,47 @@ struct kvc_attend_mma {
 #pragma unroll
     for (int n = 0; n < NO; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
     float m = -CUDART_INF_F, l = 0.0f; /* the lane's head; l: this lane's tokens only */
+    uint64_t *bars = reinterpret_cast<uint64_t *>(reinterpret_cast<unsigned char *>(dyn) + BAR_OFF);
+    if constexpr (BULK) {
+      if (lane == 0) {
+        for (int s = 0; s < STAGES; s++) kvc_mbar_init(bars + s * NW + w, 1);
+        kvc_mbar_init_fence();
+      }
+      __syncwarp(); /* a warp's barriers are used by that warp only */
 #pragma unroll
-    for (int s = 0; s < STAGES - 1; s++) {
-      if (s < nsteps) issue(sm, ring, kpool, vpool, Hkv, bs, lg_bs, kvh, ntoks, s);
-      kvc_cp_async_commit();
+      for (int s = 0; s < STAGES - 1; s++) {
+        if (s < nsteps) issue_bulk(sm, ring, bars, kpool, vpool, Hkv, bs, lg_bs, kvh, ntoks, s);
+      }
+    } else {
+#pragma unroll
+      for (int s = 0; s < STAGES - 1; s++) {
+        if (s < nsteps) issue(sm, ring, kpool, vpool, Hkv, bs, lg_bs, kvh, ntoks, s);
+        kvc_cp_async_commit();
+      }
     }
     for (int st = 0; st < nsteps; st++) {
-      kvc_cp_async_wait<STAGES - 2>(); /* this lane's copies of step st have landed */
-      __syncwarp();                    /* ... and every lane's (ldmatrix reads them all) */
-      /* The slot refilled now was read (ldmatrix, into registers) in the previous step. */
-      if (st + STAGES - 1 < nsteps) {
-        issue(sm, ring, kpool, vpool, Hkv, bs, lg_bs, kvh, ntoks, st + STAGES - 1);
+      if constexpr (BULK) {
+        /* step st is use st / STAGES of its slot's barrier (every lane waits: the bulk data is
+         * visible to the threads that observe the phase) */
+        kvc_mbar_wait(bars + kvc_ring_slot(st, STAGES) * NW + w, kvc_ring_parity(st, STAGES));
+        __syncwarp(); /* the zeroed V rows (ordinary stores of other lanes) */
+        if (st + STAGES - 1 < nsteps) {
+          issue_bulk(sm, ring, bars, kpool, vpool, Hkv, bs, lg_bs, kvh, ntoks, st + STAGES - 1);
+        }
+      } else {
+        kvc_cp_async_wait<STAGES - 2>(); /* this lane's copies of step st have landed */
+        __syncwarp();                    /* ... and every lane's (ldmatrix reads them all) */
+        /* The slot refilled now was read (ldmatrix, into registers) in the previous step. */
+        if (st + STAGES - 1 < nsteps) {
+          issue(sm, ring, kpool, vpool, Hkv, bs, lg_bs, kvh, ntoks, st + STAGES - 1);
+        }
+        kvc_cp_async_commit();
       }
-      kvc_cp_async_commit();
       int pi, tok0;
       const int nv = chunk_valid(sm, bs, lg_bs, ntoks, st * NW + w, &pi, &tok0);
       if (nv <= 0) continue; /* warp-uniform */
-      const unsigned char *kt = ring + ((size_t)(st % STAGES) * NW + w) * 2 * TILE_BYTES;
-      const unsigned char *vt = kt + TILE_BYTES;
+      const unsigned char *kt = ring + ((size_t)(st % STAGES) * NW + w) * 2 * TILE_SLOT;
+      const unsigned char *vt = kt + TILE_SLOT;
       /* S = Q K^T: per n-tile two accumulators (even / odd k-steps) for independent chains. */
       float sacc[2][2][4];
 #pragma unroll
@@ -236,7 +321,7 @@ struct kvc_attend_mma {
           int t, c;
           kvc_ldsm_k_addr(lane, j, 2 * kk, &t, &c);
           uint32_t b[4];
-          kvc_ldsm_x4(b, kt + t * D * 2 + kvc_swz(t, c) * 16);
+          kvc_ldsm_x4(b, kt + tile_off(t, c));
           kvc_mma_op<T>::mma(sacc[j][0], qf[kk], b[0], b[1]);
           kvc_mma_op<T>::mma(sacc[j][1], qf[kk + 1], b[2], b[3]);
         }
@@ -286,12 +371,12 @@ struct kvc_attend_mma {
         int t, c;
         kvc_ldsm_v_addr(lane, n, &t, &c);
         uint32_t b[4];
-        kvc_ldsm_x4_trans(b, vt + t * D * 2 + kvc_swz(t, c) * 16);
+        kvc_ldsm_x4_trans(b, vt + tile_off(t, c));
         kvc_mma_op<T>::mma(o[n], pa, b[0], b[1]);
         kvc_mma_op<T>::mma(o[n + 1], pa, b[2], b[3]);
       }
     }
-    kvc_cp_async_wait<0>();
+    if constexpr (!BULK) kvc_cp_async_wait<0>(); /* BULK: every issued step was waited for */
     __syncthreads(); /* the ring becomes the merge area */
     /* Warp state: l over the 4 lanes of the row (lanes ^ 16 duplicate it); O rows of the parts. */
     l += __shfl_xor_sync(0xffffffffu, l, 1);

@@ -208,6 +208,11 @@ static int kvc__launch_split_s(kvc_ctx *c, const kvc__split_params &p, int n_pai
 static int kvc__use_mma(const kvc_ctx *c, int dense, int GT) {
   return c->tune[dense ? KVC_TUNE_DENSE_CORE : KVC_TUNE_TOPK_CORE] == 1 && GT == 4;
 }
+/* v5: the tensor-core core with bulk-copy staging (kvc_attend_mma<..., BULK = true>):
+ * KVC_TUNE_DENSE_CORE = 2, dense calls only, groups of at most 4 heads. */
+static int kvc__use_bulk(const kvc_ctx *c, int dense, int GT) {
+  return dense && c->tune[KVC_TUNE_DENSE_CORE] == 2 && GT == 4;
+}
 
 /* The core's ring depth: KVC_TUNE_DENSE_STAGES (3, 4, 6) for kvc_attend; kvc_attend_mma has
  * 3 (KVC_TUNE_DENSE_STAGES 3) or 4 stages (4 and 6: 6 x 16 KB per warp would leave one CTA per SM
@@ -215,6 +220,12 @@ static int kvc__use_mma(const kvc_ctx *c, int dense, int GT) {
 template <typename T, int D, int GT>
 static int kvc__launch_split(kvc_ctx *c, const kvc__split_params &p, int n_pairs, kv_error *err) {
   if constexpr (GT == 4) {
+    if (kvc__use_bulk(c, p.list == NULL, GT)) {
+      if (c->tune[KVC_TUNE_DENSE_STAGES] == 3) {
+        return kvc__launch_split_s<T, D, GT, kvc_attend_mma<T, D, GT, 3, true>>(c, p, n_pairs, err);
+      }
+      return kvc__launch_split_s<T, D, GT, kvc_attend_mma<T, D, GT, 4, true>>(c, p, n_pairs, err);
+    }
     if (kvc__use_mma(c, p.list == NULL, GT)) {
       if (c->tune[KVC_TUNE_DENSE_STAGES] == 3) {
         return kvc__launch_split_s<T, D, GT, kvc_attend_mma<T, D, GT, 3>>(c, p, n_pairs, err);
@@ -233,6 +244,12 @@ static int kvc__launch_split(kvc_ctx *c, const kvc__split_params &p, int n_pairs
 template <typename T, int D, int GT>
 static int kvc__slots(kvc_ctx *c, int dense, int *slots, kv_error *err) {
   if constexpr (GT == 4) {
+    if (kvc__use_bulk(c, dense, GT)) {
+      if (c->tune[KVC_TUNE_DENSE_STAGES] == 3) {
+        return kvc__split_attr<T, D, GT, kvc_attend_mma<T, D, GT, 3, true>>(c, slots, err);
+      }
+      return kvc__split_attr<T, D, GT, kvc_attend_mma<T, D, GT, 4, true>>(c, slots, err);
+    }
     if (kvc__use_mma(c, dense, GT)) {
       if (c->tune[KVC_TUNE_DENSE_STAGES] == 3) {
         return kvc__split_attr<T, D, GT, kvc_attend_mma<T, D, GT, 3>>(c, slots, err);

@@ -19,6 +19,9 @@
  * and KVC_TUNE_TOPK_CORE = 1 for top-k's attention) under the same tolerances, in the
  * test_dense_mma_* and test_topk_mma_random cases at the end of the list (its Q and P are split
  * into three 16-bit parts, so its scores and weights carry ~2^-24 relative error like fp32).
+ * v5: the same core with 1-D bulk-copy staging (KVC_TUNE_DENSE_CORE = 2, sm_90) under the same
+ * tolerances in test_dense_bulk_shapes / test_dense_bulk_lse, last in the list (the pool's unused
+ * slots are NaN-poisoned: a copied invalid row would show up as NaN).
  *
  * Skips (exit 77) when no CUDA device is present. KVLAB_GPU_TEST_SMALL=1 runs fewer, shorter
  * cases (memcheck, synccheck); KVLAB_GPU_TEST_TINY=1 a handful of tiny cases per test (racecheck,
@@ -265,7 +268,8 @@ static int check_dense(batch_t *B, const char *label) {
   /* stages, fused, core; defaults first */
   const int cuda_core[4][3] = {{4, 1, 0}, {4, 0, 0}, {3, 1, 0}, {6, 1, 0}};
   const int tensor_core[3][3] = {{4, 1, 1}, {3, 1, 1}, {3, 0, 1}};
-  const int (*variants)[3] = g_mma ? tensor_core : cuda_core;
+  const int bulk_core[3][3] = {{3, 1, 2}, {4, 1, 2}, {3, 0, 2}}; /* v5: bulk-copy staging */
+  const int (*variants)[3] = g_mma == 2 ? bulk_core : g_mma ? tensor_core : cuda_core;
   const int nvar = g_tiny ? 1 : g_mma ? 3 : 4;
   const int Hq = B->s.n_heads, D = B->s.head_dim;
   float *ref = malloc((size_t)B->n_req * Hq * D * sizeof *ref);
@@ -288,7 +292,7 @@ static int check_dense(batch_t *B, const char *label) {
     }
     char l2[200];
     snprintf(l2, sizeof l2, "%s [%s cores, stages %d, %s combine]", label,
-             variants[v][2] ? "tensor" : "CUDA", variants[v][0],
+             variants[v][2] == 2 ? "tensor+bulk" : variants[v][2] ? "tensor" : "CUDA", variants[v][0],
              variants[v][1] ? "fused" : "separate");
     bad += check_dense_one(B, l2, ref, ref32);
   }
@@ -836,7 +840,7 @@ static void test_dense_lse(void) {
       char label[128];
       snprintf(label, sizeof label, "lse Hq %d Hkv %d D %d %s bs %d%s", shapes[si].n_heads,
                shapes[si].n_kv_heads, shapes[si].head_dim, kvc_dtype_name((kvc_dtype)dt), bs,
-               g_mma ? " [tensor cores]" : "");
+               g_mma == 2 ? " [tensor cores + bulk]" : g_mma ? " [tensor cores]" : "");
       if (batch_make(&B, shapes[si], (kvc_dtype)dt, bs, n_req, lens, kv_rng_u64(&r), 0, &err)) {
         TEST_FAIL_AT("%s: %s", label, err.msg);
         batch_free(&B);
@@ -1131,6 +1135,30 @@ static void test_dense_mma_recorded(void) { /* dense and top-k on tensor cores (
   test_recorded_sample();
   g_mma = 0;
 }
+/* v5: the tensor-core core with 1-D bulk-copy staging (KVC_TUNE_DENSE_CORE = 2, sm_90; dense only)
+ * on the dense cases, after every other case (a fault or a hung barrier, which traps, cannot take
+ * the others with it). Skipped below sm_90 (tune_set answers KV_ENOTSUP). */
+static int bulk_supported(void) {
+  kv_error e = {0};
+  const int rc = kvc_tune_set(g_ctx, KVC_TUNE_DENSE_CORE, 2, &e);
+  kvc_tune_set(g_ctx, KVC_TUNE_DENSE_CORE, 0, &e);
+  if (rc) printf("  skip  bulk-copy core: %s\n", e.msg);
+  return rc == 0;
+}
+static void test_dense_bulk_shapes(void) {
+  NEED_GPU();
+  if (!bulk_supported()) return;
+  g_mma = 2;
+  test_dense_shapes();
+  g_mma = 0;
+}
+static void test_dense_bulk_lse(void) {
+  NEED_GPU();
+  if (!bulk_supported()) return;
+  g_mma = 2;
+  test_dense_lse();
+  g_mma = 0;
+}
 /* Top-k's attention on tensor cores (KVC_TUNE_TOPK_CORE = 1) on the random sparse cases. */
 static void test_topk_mma_random(void) {
   g_mma = 1;
@@ -1152,5 +1180,7 @@ TEST_LIST = {
     TEST(test_dense_mma_lse),
     TEST(test_dense_mma_recorded),
     TEST(test_topk_mma_random),
+    TEST(test_dense_bulk_shapes),
+    TEST(test_dense_bulk_lse),
     {0}};
 TEST_MAIN

@@ -12,6 +12,7 @@
 #include "kvc_math.h"
 #include "kvc_plan.h"
 #include "kvc_pool.h"
+#include "kvc_ring.h"
 #include "test.h"
 
 /* The split plan: every pair's blocks are covered exactly once by its splits (the kernels'
@@ -393,6 +394,62 @@ static void test_pool_hand_computed(void) {
   CHECK_STR_CONTAINS(err.msg, "layer 1");
 }
 
+/* v5 ring of bulk-copy slots (kvc_ring.h) against a model of the mbarrier: a producer that refills
+ * a slot only after its previous load was consumed, per-slot phase counters (completed phases),
+ * and try_wait.parity(P) = "the current phase's parity differs from P". The consumer's wait for
+ * load k must fail before the load's phase completed and pass after it, for every interleaving the
+ * refill rule allows (here: the producer as far ahead as it may be, and only just in time). The
+ * round-robin deal covers each item once; padded tile rows are disjoint, 16-byte aligned and 8
+ * consecutive rows at one 16-byte column fall in 8 different bank groups (ldmatrix conflict-free). */
+static void test_ring_parity_model(void) {
+  for (int stages = 1; stages <= 8; stages++) {
+    for (int ahead = 0; ahead < 2; ahead++) {
+      int64_t done_phases[8] = {0}; /* completed phases per slot */
+      const int64_t n = 40;
+      int64_t issued = 0;
+      for (int64_t k = 0; k < n; k++) {
+        /* producer: issue up to (ahead ? k + stages - 1 : k), never past the refill rule */
+        const int64_t want = ahead ? k + stages - 1 : k;
+        while (issued <= want && issued < n) {
+          CHECK(issued - stages < k); /* load issued - stages was consumed (its slot is free) */
+          issued++;
+        }
+        const int s = kvc_ring_slot(k, stages);
+        const uint32_t P = kvc_ring_parity(k, stages);
+        CHECK_EQ_INT(done_phases[s], k / stages); /* the phase of load k is the current one */
+        CHECK(((uint32_t)(done_phases[s] & 1)) == P); /* before completion: wait fails */
+        done_phases[s]++;                              /* the load's bytes arrive */
+        CHECK(((uint32_t)(done_phases[s] & 1)) != P); /* after: wait passes */
+      }
+    }
+  }
+  for (int64_t n = 0; n < 50; n++) {
+    for (int64_t grid = 1; grid < 9; grid++) {
+      int64_t tot = 0;
+      for (int64_t c = 0; c < grid; c++) {
+        const int64_t cnt = kvc_ring_count(n, c, grid);
+        tot += cnt;
+        if (cnt > 0) CHECK(c + (cnt - 1) * grid < n && c + cnt * grid >= n);
+      }
+      CHECK_EQ_INT(tot, n);
+    }
+  }
+  for (int rb = 128; rb <= 256; rb += 128) {
+    const int pitch = rb + 16;
+    for (int r = 0; r < 16; r++) {
+      CHECK(kvc_ring_tile_off(r, 0, pitch) % 16 == 0);
+      if (r > 0) CHECK(kvc_ring_tile_off(r, 0, pitch) >= kvc_ring_tile_off(r - 1, rb - 1, pitch) + 1);
+    }
+    for (int c = 0; c < rb / 16; c++) {
+      for (int r0 = 0; r0 + 8 <= 16; r0++) {
+        int seen = 0;
+        for (int r = r0; r < r0 + 8; r++) seen |= 1 << ((kvc_ring_tile_off(r, c * 16, pitch) / 16) % 8);
+        CHECK_EQ_INT(seen, 255);
+      }
+    }
+  }
+}
+
 TEST_LIST = {
     TEST(test_plan_covers_every_block_once),
     TEST(test_lse_scan_matches_sequential_fold),
@@ -402,5 +459,6 @@ TEST_LIST = {
     TEST(test_psa_decomposition_matches_reference),
     TEST(test_topk_budget_matches_reference),
     TEST(test_pool_hand_computed),
+    TEST(test_ring_parity_model),
     {0}};
 TEST_MAIN
