@@ -2,7 +2,7 @@
 """kvprof_breakdown.py - where the time of a validation iteration goes, kernel by kernel.
 
     python3 sim/profiling/kvprof_breakdown.py --out DIR [--model llama-2-7b]
-            [--points 4x1024,4x16384,1x32768] [--reps 5]
+            [--points 4x1024,4x16384,1x32768] [--prefill 1024,8192] [--reps 5]
 
 For each decode point (batch x context) of transformers' static-cache decode (the validation's
 `decode hf` rows), captures the iteration in a CUDA graph as kvprof_validate does, replays it
@@ -12,7 +12,10 @@ iteration. Kernel classes are coarse (gemm, attention, elementwise, copy, other)
 name; the CSV keeps the full name so that nothing depends on the classes being right.
 Purpose (issue 15): the measured cost model under-predicts these rows by 4-21%, more at long
 context (7B B4 L16K: 14.4 ms predicted, 18.4 ms measured); the per-kernel sums say which operator
-the operator profile misses. Also prints the top kernels per point. GPU only; exit 2 without one.
+the operator profile misses. --prefill T,...: the same for transformers' prefill of T tokens
+(batch 1, the validation's `prefill hf` rows; rows with context 0 and batch 1, `kind` prefill;
+prefill is 1-10% under the prediction, growing with T). Also prints the top kernels per point.
+GPU only; exit 2 without one.
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ def main() -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--model", default="llama-2-7b")
     ap.add_argument("--points", default="4x1024,4x16384,1x32768")
+    ap.add_argument("--prefill", default="", help="prefill token counts, e.g. 1024,8192")
     ap.add_argument("--reps", type=int, default=5)
     a = ap.parse_args()
     if not torch.cuda.is_available():
@@ -61,13 +65,16 @@ def main() -> int:
     path = a.out / "breakdown.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["model", "batch", "context", "graph_us", "class", "kernel",
+        w.writerow(["model", "kind", "batch", "tokens", "context", "graph_us", "class", "kernel",
                     "us_per_iter", "launches_per_iter"])
-        for pt in a.points.split(","):
-            B, L = (int(x) for x in pt.split("x"))
+        todo = [("decode", *(int(x) for x in pt.split("x"))) for pt in a.points.split(",") if pt]
+        todo += [("prefill", 1, int(t)) for t in a.prefill.split(",") if t]
+        for kind, B, L in todo:
             t0 = time.time()
+            T, ctx = (1, L) if kind == "decode" else (L, 0)
             try:
-                it = LL.HFDecode(model, B, L, dev)
+                it = (LL.HFDecode(model, B, L, dev) if kind == "decode"
+                      else LL.HFPrefill(model, B, L, dev))
                 r = LL.time_iteration(it, dev, reps=a.reps, warmup=2, graph=True)
                 # the same capture again, replayed under the profiler
                 with torch.inference_mode():
@@ -90,7 +97,7 @@ def main() -> int:
                         torch.cuda.synchronize(dev)
                     del g
             except Exception as ex:  # noqa: BLE001 - report, go on with the next point
-                print(f"{a.model} B{B} L{L}: FAILED {type(ex).__name__}: {str(ex)[:200]}",
+                print(f"{a.model} {kind} B{B} L{L}: FAILED {type(ex).__name__}: {str(ex)[:200]}",
                       flush=True)
                 C.free_memory(dev)
                 continue
@@ -108,9 +115,10 @@ def main() -> int:
             for us, n, name in rows:
                 c = kclass(name)
                 cls[c] = cls.get(c, 0.0) + us
-                w.writerow([a.model, B, L, f"{r['us']:.1f}", c, name, f"{us:.2f}", f"{n:g}"])
+                w.writerow([a.model, kind, B, T, ctx, f"{r['us']:.1f}", c, name, f"{us:.2f}",
+                            f"{n:g}"])
             f.flush()
-            print(f"{a.model} B{B} L{L}: graph {r['us']:.0f} us, kernels {tot:.0f} us/iter "
+            print(f"{a.model} {kind} B{B} L{L}: graph {r['us']:.0f} us, kernels {tot:.0f} us/iter "
                   f"({time.time() - t0:.0f} s); by class: "
                   + ", ".join(f"{k} {v:.0f}" for k, v in sorted(cls.items(), key=lambda x: -x[1])),
                   flush=True)
