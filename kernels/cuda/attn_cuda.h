@@ -123,7 +123,11 @@ typedef enum kvc_tune_key {
                                   ring of 3 stages under KVC_TUNE_DENSE_STAGES 3, else 4;
                                   2 (v5, sm_90 only, else KV_ENOTSUP) the tensor-core core with
                                   its K/V tiles staged by 1-D bulk copies (cp.async.bulk, one per
-                                  token row into padded rows, mbarrier completion), same stages. */
+                                  token row into padded rows, mbarrier completion), same stages;
+                                  3 (v6) the tensor-core core with its K/V tiles staged through
+                                  registers (per-thread 16-byte loads of the next step in flight
+                                  during the current one, then stores into the swizzled tiles),
+                                  always 2 slots (KVC_TUNE_DENSE_STAGES does not apply). */
   KVC_TUNE_TOPK_CORE,          /* the same choice for top-k's split-K attention over the selected
                                   blocks: 0 (default) CUDA cores, 1 tensor cores (G <= 4) */
   KVC_TUNE_N

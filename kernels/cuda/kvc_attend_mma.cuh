@@ -115,7 +115,23 @@ __device__ __forceinline__ float kvc_split_part(float x, int p) {
  * -inf, and S columns are independent). Each lane fences (fence.proxy.async) before its copy:
  * its own zero stores and the warp's ldmatrix reads of the slot (ordered by __syncwarp) precede
  * the async-proxy write. */
-template <typename T, int D, int GT, int STAGES, bool BULK = false>
+/* v6: REGS = true stages the tiles through registers (KVC_TUNE_DENSE_CORE = 3, dense only): the
+ * read path of the fastest measured probe (`read-ldg8`, 4,575 GB/s on the H200: per-thread 16-byte
+ * ld.global.cg, 8+ independent loads in flight per thread), then st.shared into the same
+ * swizzled tile the v4 core reads (kvc_swz: conflict-free ldmatrix). Ring of 2 slots (STAGES = 2).
+ * Per warp step st (warp-private tiles, no CTA barrier, as v4):
+ *   (a) issue the 2 x PPL 16-byte loads of step st + 1 (K and V pieces of the lane, the same
+ *       pieces as v4's cp.async: lane / CH + j * 32 / CH, column lane % CH) into registers;
+ *       tokens past the chunk's valid count are not loaded (the register is zero: no NaN of the
+ *       pool's unused slots reaches an mma);
+ *   (b) compute step st from slot st % 2 (the ldmatrix asm carries a "memory" clobber, so the
+ *       compiler cannot sink the loads of (a) below it: they stay in flight during (b));
+ *   (c) st.shared the registers into slot (st + 1) % 2 (read by step st - 1, whose reads precede
+ *       the __syncwarp that ended step st - 1), then __syncwarp (the stores visible to the warp's
+ *       ldmatrix of step st + 1).
+ * Prologue: step 0 loaded and stored before the loop. Bytes in flight per warp: 8 KB (D 128)
+ * during (b). */
+template <typename T, int D, int GT, int STAGES, bool BULK = false, bool REGS = false>
 struct kvc_attend_mma {
   static_assert(GT == 4, "the tensor-core core serves groups of at most 4 heads");
   static constexpr int NW = KVC_THREADS / 32;   /* warps: 4 */
@@ -135,6 +151,7 @@ struct kvc_attend_mma {
   static constexpr size_t BAR_OFF = (AREA_BYTES + 15) / 16 * 16; /* BULK: mbarriers [STAGES][NW] */
   static constexpr size_t DYN_BYTES = BULK ? BAR_OFF + (size_t)STAGES * NW * 8 : AREA_BYTES;
   static_assert(!BULK || TW == 16, "one lane per K row and per V row");
+  static_assert(!REGS || (STAGES == 2 && !BULK), "register staging: 2 slots, no bulk copies");
 
   /* Byte offset in a tile of 16-byte column c of token row t. */
   static __device__ __forceinline__ int tile_off(int t, int c) {
@@ -251,6 +268,46 @@ struct kvc_attend_mma {
     }
   }
 
+  /* REGS: the lane's pieces of the warp's chunk of step st (K then V), loaded into registers
+   * (zero for tokens past the chunk's valid count: not read). */
+  static __device__ __forceinline__ void load_regs(const smem_t &sm, const T *__restrict__ kpool,
+                                                   const T *__restrict__ vpool, int Hkv, int bs,
+                                                   int lg_bs, int kvh, int ntoks, int st,
+                                                   uint4 (&kr)[PPL], uint4 (&vr)[PPL]) {
+    constexpr int TPJ = 32 / CH;
+    const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    int pi, tok0;
+    const int nv = chunk_valid(sm, bs, lg_bs, ntoks, st * NW + w, &pi, &tok0);
+    const int t0 = lane / CH, c = lane % CH;
+    const size_t base = (nv > 0 ? (((size_t)sm.page[pi] * Hkv + kvh) * bs + tok0) * D : 0) +
+                        (size_t)t0 * D + c * 8;
+    const uint4 *kp = reinterpret_cast<const uint4 *>(kpool + base);
+    const uint4 *vp = reinterpret_cast<const uint4 *>(vpool + base);
+    constexpr int JS = TPJ * D / 8; /* uint4 stride between pieces j and j + 1 */
+#pragma unroll
+    for (int j = 0; j < PPL; j++) {
+      const bool in = t0 + TPJ * j < nv;
+      kr[j] = in ? __ldcg(kp + j * JS) : make_uint4(0, 0, 0, 0);
+      vr[j] = in ? __ldcg(vp + j * JS) : make_uint4(0, 0, 0, 0);
+    }
+  }
+  /* REGS: the registers of load_regs into slot st % STAGES (swizzled, as issue() places them). */
+  static __device__ __forceinline__ void store_regs(unsigned char *ring, int st,
+                                                    const uint4 (&kr)[PPL], const uint4 (&vr)[PPL]) {
+    constexpr int TPJ = 32 / CH;
+    const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    unsigned char *kt = ring + ((size_t)(st % STAGES) * NW + w) * 2 * TILE_SLOT;
+    unsigned char *vt = kt + TILE_SLOT;
+    const int t0 = lane / CH, c = lane % CH;
+#pragma unroll
+    for (int j = 0; j < PPL; j++) {
+      const int t = t0 + TPJ * j;
+      const int dst = t * D * 2 + kvc_swz(t, c) * 16;
+      *reinterpret_cast<uint4 *>(kt + dst) = kr[j];
+      *reinterpret_cast<uint4 *>(vt + dst) = vr[j];
+    }
+  }
+
   /* Attention over sm.page[0..nblk) (tokens sm.ntok[i] of each) of KV head kvh: the contract of
    * kvc_attend::run (sm.M, sm.L, out_o(dyn) on return, after a barrier). */
   static __device__ void run(smem_t &sm, void *dyn, const T *__restrict__ kpool,
@@ -267,7 +324,14 @@ struct kvc_attend_mma {
     for (int n = 0; n < NO; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
     float m = -CUDART_INF_F, l = 0.0f; /* the lane's head; l: this lane's tokens only */
     uint64_t *bars = reinterpret_cast<uint64_t *>(reinterpret_cast<unsigned char *>(dyn) + BAR_OFF);
-    if constexpr (BULK) {
+    uint4 kr[PPL], vr[PPL]; /* REGS: the pieces of the next step, in flight */
+    if constexpr (REGS) {
+      if (nsteps > 0) {
+        load_regs(sm, kpool, vpool, Hkv, bs, lg_bs, kvh, ntoks, 0, kr, vr);
+        store_regs(ring, 0, kr, vr);
+      }
+      __syncwarp();
+    } else if constexpr (BULK) {
       if (lane == 0) {
         for (int s = 0; s < STAGES; s++) kvc_mbar_init(bars + s * NW + w, 1);
         kvc_mbar_init_fence();
@@ -285,7 +349,10 @@ struct kvc_attend_mma {
       }
     }
     for (int st = 0; st < nsteps; st++) {
-      if constexpr (BULK) {
+      if constexpr (REGS) {
+        /* (a): slot (st + 1) % 2 is free (its reads, step st - 1, preceded the last __syncwarp) */
+        if (st + 1 < nsteps) load_regs(sm, kpool, vpool, Hkv, bs, lg_bs, kvh, ntoks, st + 1, kr, vr);
+      } else if constexpr (BULK) {
         /* step st is use st / STAGES of its slot's barrier (every lane waits: the bulk data is
          * visible to the threads that observe the phase) */
         kvc_mbar_wait(bars + kvc_ring_slot(st, STAGES) * NW + w, kvc_ring_parity(st, STAGES));
@@ -304,7 +371,13 @@ struct kvc_attend_mma {
       }
       int pi, tok0;
       const int nv = chunk_valid(sm, bs, lg_bs, ntoks, st * NW + w, &pi, &tok0);
-      if (nv <= 0) continue; /* warp-uniform */
+      if (nv <= 0) { /* warp-uniform */
+        if constexpr (REGS) {
+          if (st + 1 < nsteps) store_regs(ring, st + 1, kr, vr);
+          __syncwarp();
+        }
+        continue;
+      }
       const unsigned char *kt = ring + ((size_t)(st % STAGES) * NW + w) * 2 * TILE_SLOT;
       const unsigned char *vt = kt + TILE_SLOT;
       /* S = Q K^T: per n-tile two accumulators (even / odd k-steps) for independent chains. */
@@ -375,8 +448,12 @@ struct kvc_attend_mma {
         kvc_mma_op<T>::mma(o[n], pa, b[0], b[1]);
         kvc_mma_op<T>::mma(o[n + 1], pa, b[2], b[3]);
       }
+      if constexpr (REGS) { /* (c) */
+        if (st + 1 < nsteps) store_regs(ring, st + 1, kr, vr);
+        __syncwarp();
+      }
     }
-    if constexpr (!BULK) kvc_cp_async_wait<0>(); /* BULK: every issued step was waited for */
+    if constexpr (!BULK && !REGS) kvc_cp_async_wait<0>(); /* BULK: every issued step was waited for */
     __syncthreads(); /* the ring becomes the merge area */
     /* Warp state: l over the 4 lanes of the row (lanes ^ 16 duplicate it); O rows of the parts. */
     l += __shfl_xor_sync(0xffffffffu, l, 1);

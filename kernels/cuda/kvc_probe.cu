@@ -123,10 +123,11 @@ __global__ void __launch_bounds__(KVC_PROBE_THREADS)
   const int b0 = blockIdx.x * bpc, b1 = min(nb, b0 + bpc);
   if (b0 >= b1) return; /* the whole CTA, before any barrier */
   const int n_items = 2 * (b1 - b0);
-  auto src_of = [&](int k) {
-    const int b = b0 + k / 2;
-    const int64_t page = bt[(int64_t)r * max_blocks + b];
-    return ((k & 1) ? vp : kp) + (page * Hkv + kvh) * (int64_t)page_bytes;
+  const int32_t *bt_row = bt + (int64_t)r * max_blocks;
+  auto src_of = [&](int k) { /* kvc_ring.h, CPU-checked */
+    int is_v;
+    const int64_t off = kvc_pool_item_off(bt_row, b0, k, Hkv, kvh, page_bytes, &is_v);
+    return (is_v ? vp : kp) + off;
   };
   uint32_t x = 0;
   if (!BULK) {
@@ -255,7 +256,9 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
                                    uint32_t *xsum, kv_error *err) {
   int rc = kvc__probe_check_dev(c, mode, err);
   if (rc) return rc;
-  if (stages < 1 || stages > KVC_PROBE_MAX_STAGES) return kv_error_set(err, KV_EINVAL, "probe: stages");
+  if (!kvc_probe_pool_args_ok(mode, stages, KVC_PROBE_MAX_STAGES)) { /* v6: stages only for mode 1 */
+    return kv_error_set(err, KV_EINVAL, "probe: mode %d, stages %d", mode, stages);
+  }
   const int es = kvc_dtype_size(kv->dtype);
   const int page_bytes = kv->block_size * kv->head_dim * es;
   if (page_bytes % 16) return kv_error_set(err, KV_ENOTSUP, "probe: page of %d bytes", page_bytes);

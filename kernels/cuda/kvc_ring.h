@@ -32,4 +32,24 @@ KVC_RING_FN int64_t kvc_ring_count(int64_t n, int64_t cta, int64_t grid) {
  * row_bytes): byte offset in shared memory of byte `byte` of row `row`. */
 KVC_RING_FN int kvc_ring_tile_off(int row, int byte, int pitch) { return row * pitch + byte; }
 
+/* v6: the paged-pool probes' item mapping (kvc_probe.cu, checked on the CPU by test_kvc_host's
+ * test_pool_probe_model). The K (V) pool holds pages of n_kv_heads x block_size x head_dim
+ * elements: page p of KV head h starts at byte (p * Hkv + h) * page_bytes (page_bytes =
+ * block_size * head_dim * element size), the layout kvc_attend / kvc_attend_mma address. Item k
+ * of a probe CTA that reads blocks [b0, ...) of a request: block b0 + k / 2, K when k is even, V
+ * when odd; *is_v says which pool; the result is the byte offset in it. */
+KVC_RING_FN int64_t kvc_pool_item_off(const int32_t *bt_row, int b0, int k, int Hkv, int kvh,
+                                      int page_bytes, int *is_v) {
+  *is_v = k & 1;
+  return ((int64_t)bt_row[b0 + k / 2] * Hkv + kvh) * (int64_t)page_bytes;
+}
+
+/* v6: arguments of kvc_probe_read_pool: 0 when valid. mode 0 (per-thread loads) has no ring, so
+ * `stages` is ignored (v5 checked it for every mode, and kvbench's `pool-ldg8` passes 0: that
+ * row failed with "probe: stages" on the H200 and left the bulk rows without a reference). */
+KVC_RING_FN int kvc_probe_pool_args_ok(int mode, int stages, int max_stages) {
+  if (mode != 0 && mode != 1) return 0;
+  return mode == 0 || (stages >= 1 && stages <= max_stages);
+}
+
 #endif /* KVC_RING_H */

@@ -20,7 +20,8 @@
  * test_dense_mma_* and test_topk_mma_random cases at the end of the list (its Q and P are split
  * into three 16-bit parts, so its scores and weights carry ~2^-24 relative error like fp32).
  * v5: the same core with 1-D bulk-copy staging (KVC_TUNE_DENSE_CORE = 2, sm_90) under the same
- * tolerances in test_dense_bulk_shapes / test_dense_bulk_lse, last in the list (the pool's unused
+ * tolerances in test_dense_bulk_shapes / test_dense_bulk_lse, then (v6) with register staging
+ * (KVC_TUNE_DENSE_CORE = 3) in test_dense_regs_shapes / test_dense_regs_lse, last in the list (the pool's unused
  * slots are NaN-poisoned: a copied invalid row would show up as NaN).
  *
  * Skips (exit 77) when no CUDA device is present. KVLAB_GPU_TEST_SMALL=1 runs fewer, shorter
@@ -269,8 +270,12 @@ static int check_dense(batch_t *B, const char *label) {
   const int cuda_core[4][3] = {{4, 1, 0}, {4, 0, 0}, {3, 1, 0}, {6, 1, 0}};
   const int tensor_core[3][3] = {{4, 1, 1}, {3, 1, 1}, {3, 0, 1}};
   const int bulk_core[3][3] = {{3, 1, 2}, {4, 1, 2}, {3, 0, 2}}; /* v5: bulk-copy staging */
-  const int (*variants)[3] = g_mma == 2 ? bulk_core : g_mma ? tensor_core : cuda_core;
-  const int nvar = g_tiny ? 1 : g_mma ? 3 : 4;
+  const int regs_core[2][3] = {{4, 1, 3}, {4, 0, 3}}; /* v6: register staging (2 slots always) */
+  const int (*variants)[3] = g_mma == 3   ? regs_core
+                             : g_mma == 2 ? bulk_core
+                             : g_mma      ? tensor_core
+                                          : cuda_core;
+  const int nvar = g_tiny ? 1 : g_mma == 3 ? 2 : g_mma ? 3 : 4;
   const int Hq = B->s.n_heads, D = B->s.head_dim;
   float *ref = malloc((size_t)B->n_req * Hq * D * sizeof *ref);
   float *ref32 = malloc((size_t)B->n_req * Hq * D * sizeof *ref32);
@@ -292,7 +297,11 @@ static int check_dense(batch_t *B, const char *label) {
     }
     char l2[200];
     snprintf(l2, sizeof l2, "%s [%s cores, stages %d, %s combine]", label,
-             variants[v][2] == 2 ? "tensor+bulk" : variants[v][2] ? "tensor" : "CUDA", variants[v][0],
+             variants[v][2] == 3   ? "tensor+regs"
+             : variants[v][2] == 2 ? "tensor+bulk"
+             : variants[v][2]      ? "tensor"
+                                   : "CUDA",
+             variants[v][2] == 3 ? 2 : variants[v][0],
              variants[v][1] ? "fused" : "separate");
     bad += check_dense_one(B, l2, ref, ref32);
   }
@@ -840,7 +849,10 @@ static void test_dense_lse(void) {
       char label[128];
       snprintf(label, sizeof label, "lse Hq %d Hkv %d D %d %s bs %d%s", shapes[si].n_heads,
                shapes[si].n_kv_heads, shapes[si].head_dim, kvc_dtype_name((kvc_dtype)dt), bs,
-               g_mma == 2 ? " [tensor cores + bulk]" : g_mma ? " [tensor cores]" : "");
+               g_mma == 3   ? " [tensor cores + regs]"
+               : g_mma == 2 ? " [tensor cores + bulk]"
+               : g_mma      ? " [tensor cores]"
+                            : "");
       if (batch_make(&B, shapes[si], (kvc_dtype)dt, bs, n_req, lens, kv_rng_u64(&r), 0, &err)) {
         TEST_FAIL_AT("%s: %s", label, err.msg);
         batch_free(&B);
@@ -1159,6 +1171,18 @@ static void test_dense_bulk_lse(void) {
   test_dense_lse();
   g_mma = 0;
 }
+/* v6: the tensor-core core with register staging (KVC_TUNE_DENSE_CORE = 3; dense only) on the
+ * dense cases, last in the list (after the bulk cases: a fault cannot take the others with it). */
+static void test_dense_regs_shapes(void) {
+  g_mma = 3;
+  test_dense_shapes();
+  g_mma = 0;
+}
+static void test_dense_regs_lse(void) {
+  g_mma = 3;
+  test_dense_lse();
+  g_mma = 0;
+}
 /* Top-k's attention on tensor cores (KVC_TUNE_TOPK_CORE = 1) on the random sparse cases. */
 static void test_topk_mma_random(void) {
   g_mma = 1;
@@ -1182,5 +1206,7 @@ TEST_LIST = {
     TEST(test_topk_mma_random),
     TEST(test_dense_bulk_shapes),
     TEST(test_dense_bulk_lse),
+    TEST(test_dense_regs_shapes),
+    TEST(test_dense_regs_lse),
     {0}};
 TEST_MAIN

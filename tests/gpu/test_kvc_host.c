@@ -450,6 +450,106 @@ static void test_ring_parity_model(void) {
   }
 }
 
+/* v6: the paged-pool read probes (kvc_probe.cu) modelled on the CPU with their item mapping
+ * (kvc_ring.h kvc_pool_item_off) and loop structure: the per-thread-load probe (items in groups
+ * of 8, 16-byte words dealt to the threads) and the bulk probe (one page per item through a ring
+ * of slots) must both read every K and V page (whole page, partial last blocks too) of every
+ * (request, KV head) exactly once, and so fold to the same XOR as a direct pass over the pages;
+ * and the argument check must accept mode 0 with stages 0 (kvbench's pool-ldg8 row). */
+static void test_pool_probe_model(void) {
+  CHECK(kvc_probe_pool_args_ok(0, 0, 16)); /* the H200's "FAILED: probe: stages" */
+  CHECK(kvc_probe_pool_args_ok(1, 8, 16));
+  CHECK(kvc_probe_pool_args_ok(1, 16, 16));
+  CHECK(!kvc_probe_pool_args_ok(1, 0, 16));
+  CHECK(!kvc_probe_pool_args_ok(1, 17, 16));
+  CHECK(!kvc_probe_pool_args_ok(2, 4, 16));
+  kv_rng rng;
+  kv_rng_seed(&rng, 77);
+  for (int trial = 0; trial < 40; trial++) {
+    const int Hkv = 1 + (int)kv_rng_below(&rng, 4), bs = 4 << kv_rng_below(&rng, 2);
+    const int D = 8 << kv_rng_below(&rng, 2), es = 2;
+    const int page_bytes = bs * D * es, words = page_bytes / 16;
+    const int n_req = 1 + (int)kv_rng_below(&rng, 4), max_blocks = 9;
+    const int bpc = 1 + (int)kv_rng_below(&rng, 4); /* blocks per CTA (the kernel: 64) */
+    int len[4], nb[4], max_nb = 0;
+    const int n_pages = n_req * max_blocks;
+    int32_t *bt = malloc(sizeof *bt * (size_t)n_pages);
+    for (int i = 0; i < n_pages; i++) bt[i] = i;
+    for (int i = n_pages - 1; i > 0; i--) { /* shuffled pages, as kvbench's pool */
+      const int j = (int)kv_rng_below(&rng, (uint64_t)i + 1);
+      const int32_t t = bt[i];
+      bt[i] = bt[j], bt[j] = t;
+    }
+    for (int r = 0; r < n_req; r++) {
+      len[r] = 1 + (int)kv_rng_below(&rng, (uint64_t)max_blocks * bs);
+      nb[r] = (len[r] + bs - 1) / bs;
+      if (nb[r] > max_nb) max_nb = nb[r];
+    }
+    const size_t pool_bytes = (size_t)n_pages * Hkv * page_bytes;
+    uint32_t *kp = malloc(pool_bytes), *vp = malloc(pool_bytes);
+    unsigned char *cov_t = calloc(2 * pool_bytes / 16, 1), *cov_b = calloc(2 * pool_bytes / 16, 1);
+    for (size_t i = 0; i < pool_bytes / 4; i++) {
+      kp[i] = (uint32_t)kv_rng_u64(&rng);
+      vp[i] = (uint32_t)kv_rng_u64(&rng);
+    }
+    /* the dense kernels' address of token 0 of (page, kvh): ((page * Hkv + kvh) * bs) * D elements */
+    int is_v = -1;
+    CHECK_EQ_INT((int)kvc_pool_item_off(bt, 0, 1, Hkv, Hkv - 1, page_bytes, &is_v),
+                 (int)(((int64_t)bt[0] * Hkv + Hkv - 1) * bs * D * es));
+    CHECK_EQ_INT(is_v, 1);
+    uint32_t x_ref = 0, x_thr = 0, x_bulk = 0;
+    for (int r = 0; r < n_req; r++) {
+      for (int h = 0; h < Hkv; h++) {
+        for (int b = 0; b < nb[r]; b++) {
+          const size_t o = ((size_t)bt[r * max_blocks + b] * Hkv + h) * page_bytes / 4;
+          for (int w = 0; w < page_bytes / 4; w++) x_ref ^= kp[o + w] ^ vp[o + w];
+        }
+        /* CTAs (x, pair) of the probe's grid */
+        for (int cx = 0; cx < (max_nb + bpc - 1) / bpc; cx++) {
+          const int b0 = cx * bpc, b1 = b0 + bpc < nb[r] ? b0 + bpc : nb[r];
+          if (b0 >= b1) continue;
+          const int n_items = 2 * (b1 - b0);
+          const int32_t *row = bt + (size_t)r * max_blocks;
+          /* per-thread loads: groups of up to 8 items, word w of the group by some thread */
+          for (int k0 = 0; k0 < n_items; k0 += 8) {
+            const int ngw = (n_items - k0 < 8 ? n_items - k0 : 8) * words;
+            for (int w = 0; w < ngw; w++) {
+              const int it = w / words;
+              const int64_t off = kvc_pool_item_off(row, b0, k0 + it, Hkv, h, page_bytes, &is_v);
+              const size_t wi = (size_t)off / 16 + (size_t)(w - it * words);
+              const uint32_t *src = (is_v ? vp : kp) + wi * 4;
+              x_thr ^= src[0] ^ src[1] ^ src[2] ^ src[3];
+              cov_t[(size_t)is_v * pool_bytes / 16 + wi]++;
+            }
+          }
+          /* bulk: item k into slot k % stages, the whole page folded */
+          const int stages = 1 + (int)kv_rng_below(&rng, 8);
+          uint32_t *slots = malloc((size_t)stages * page_bytes);
+          for (int k = 0; k < n_items; k++) {
+            const int sl = kvc_ring_slot(k, stages);
+            const int64_t off = kvc_pool_item_off(row, b0, k, Hkv, h, page_bytes, &is_v);
+            memcpy(slots + (size_t)sl * page_bytes / 4, (is_v ? vp : kp) + off / 4, (size_t)page_bytes);
+            for (int w = 0; w < page_bytes / 4; w++) x_bulk ^= slots[(size_t)sl * page_bytes / 4 + w];
+            for (int w = 0; w < words; w++) cov_b[(size_t)is_v * pool_bytes / 16 + off / 16 + w]++;
+          }
+          free(slots);
+        }
+      }
+    }
+    CHECK(x_thr == x_ref);
+    CHECK(x_bulk == x_ref);
+    /* every word of every listed page once, nothing else */
+    size_t bad = 0;
+    for (size_t i = 0; i < 2 * pool_bytes / 16; i++) bad += cov_t[i] != cov_b[i] || cov_t[i] > 1;
+    size_t listed = 0, covered = 0;
+    for (int r = 0; r < n_req; r++) listed += (size_t)nb[r] * Hkv * 2 * words;
+    for (size_t i = 0; i < 2 * pool_bytes / 16; i++) covered += cov_t[i];
+    CHECK(bad == 0);
+    CHECK(covered == listed);
+    free(bt), free(kp), free(vp), free(cov_t), free(cov_b);
+  }
+}
+
 TEST_LIST = {
     TEST(test_plan_covers_every_block_once),
     TEST(test_lse_scan_matches_sequential_fold),
@@ -460,5 +560,6 @@ TEST_LIST = {
     TEST(test_topk_budget_matches_reference),
     TEST(test_pool_hand_computed),
     TEST(test_ring_parity_model),
+    TEST(test_pool_probe_model),
     {0}};
 TEST_MAIN
