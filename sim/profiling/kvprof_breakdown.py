@@ -45,6 +45,24 @@ def kclass(name: str) -> str:
     return "other"
 
 
+def parse_count(opt: str, text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise SystemExit(f"kvprof_breakdown: {opt}: '{text}' is not a positive integer")
+    return n
+
+
+def parse_point(text: str) -> tuple[int, int]:
+    """'BxL' of --points: batch x context."""
+    b, sep, l = text.partition("x")
+    if not sep:
+        raise SystemExit(f"kvprof_breakdown: --points: '{text}' is not BATCHxCONTEXT (e.g. 4x16384)")
+    return parse_count("--points batch", b), parse_count("--points context", l)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True, type=Path)
@@ -53,6 +71,8 @@ def main() -> int:
     ap.add_argument("--prefill", default="", help="prefill token counts, e.g. 1024,8192")
     ap.add_argument("--reps", type=int, default=5)
     a = ap.parse_args()
+    todo = [("decode", *parse_point(pt)) for pt in a.points.split(",") if pt]
+    todo += [("prefill", 1, parse_count("--prefill", t)) for t in a.prefill.split(",") if t]
     if not torch.cuda.is_available():
         print("kvprof_breakdown: no GPU", file=sys.stderr)
         return 2
@@ -67,8 +87,6 @@ def main() -> int:
         w = csv.writer(f)
         w.writerow(["model", "kind", "batch", "tokens", "context", "graph_us", "class", "kernel",
                     "us_per_iter", "launches_per_iter"])
-        todo = [("decode", *(int(x) for x in pt.split("x"))) for pt in a.points.split(",") if pt]
-        todo += [("prefill", 1, int(t)) for t in a.prefill.split(",") if t]
         for kind, B, L in todo:
             t0 = time.time()
             T, ctx = (1, L) if kind == "decode" else (L, 0)
@@ -78,18 +96,7 @@ def main() -> int:
                 r = LL.time_iteration(it, dev, reps=a.reps, warmup=2, graph=True)
                 # the same capture again, replayed under the profiler
                 with torch.inference_mode():
-                    g = torch.cuda.CUDAGraph()
-                    side = torch.cuda.Stream(dev)
-                    side.wait_stream(torch.cuda.current_stream(dev))
-                    with torch.cuda.stream(side):
-                        it.reset()
-                        it.step()
-                    torch.cuda.current_stream(dev).wait_stream(side)
-                    torch.cuda.synchronize(dev)
-                    it.reset()
-                    with LL.EagerMasks(), torch.cuda.graph(g):
-                        it.step()
-                    torch.cuda.synchronize(dev)
+                    g = LL.capture(it, dev)
                     with profile(activities=[ProfilerActivity.CUDA]) as prof:
                         for _ in range(a.reps):
                             it.reset()

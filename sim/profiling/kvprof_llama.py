@@ -18,6 +18,7 @@ decode sequence).
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import time
@@ -354,6 +355,27 @@ class EagerMasks:
 
 # ---- timing of whole iterations --------------------------------------------------------------
 
+def capture(it, dev: torch.device, trace=None) -> "torch.cuda.CUDAGraph":
+    """A CUDA graph of one it.step(): one warm-up step on a side stream (what capture needs),
+    then the capture under EagerMasks (the graph runs the attention eager code runs), inside
+    `trace` (an AttnTrace) when given. it.reset() runs before each step, outside the graph.
+    Synchronises the device before returning. Call inside torch.inference_mode()."""
+    g = torch.cuda.CUDAGraph()
+    side = torch.cuda.Stream(dev)
+    side.wait_stream(torch.cuda.current_stream(dev))
+    with torch.cuda.stream(side):
+        it.reset()
+        it.step()
+    torch.cuda.current_stream(dev).wait_stream(side)
+    torch.cuda.synchronize(dev)
+    it.reset()
+    with EagerMasks(), (trace if trace is not None else contextlib.nullcontext()), \
+            torch.cuda.graph(g):
+        it.step()
+    torch.cuda.synchronize(dev)
+    return g
+
+
 def time_iteration(it, dev: torch.device, reps: int, warmup: int, graph: bool) -> dict:
     """Median time of it.step() from an idle device: each repetition synchronises, runs
     it.reset() (untimed), then times one step between two events (eager: launch overhead
@@ -389,19 +411,7 @@ def time_iteration(it, dev: torch.device, reps: int, warmup: int, graph: bool) -
         g = None
         tr = AttnTrace()
         if graph:
-            it.reset()
-            g = torch.cuda.CUDAGraph()
-            side = torch.cuda.Stream(dev)
-            side.wait_stream(torch.cuda.current_stream(dev))
-            with torch.cuda.stream(side):
-                it.reset()
-                it.step()
-            torch.cuda.current_stream(dev).wait_stream(side)
-            torch.cuda.synchronize(dev)
-            it.reset()
-            with EagerMasks(), tr, torch.cuda.graph(g):
-                it.step()
-            torch.cuda.synchronize(dev)
+            g = capture(it, dev, tr)
         else:
             torch.cuda.synchronize(dev)
             it.reset()
