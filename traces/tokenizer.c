@@ -2,7 +2,6 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
-#include <math.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
