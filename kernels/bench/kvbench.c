@@ -22,7 +22,9 @@
  * them out), each checked against the default variant's output before it is timed, the dense row being
  * the fastest, named in its note; top-k: its attention on tensor cores, KVC_TUNE_TOPK_CORE, as
  * "topk-K mma" rows; PSA at eps 0.95: item size, speculation, rounds), "phase" rows the select phase of
- * top-k and PSA (scores, selection/ranking). The simulator's profile fit reads only the dense,
+ * top-k and PSA (scores, selection/ranking), "layout" rows (v7, bf16, not --quick) the dense row's
+ * variant on other page layouts (16-token pages in order, 64- and 256-token pages shuffled; the
+ * targets stay on 16-token shuffled pages). The simulator's profile fit reads only the dense,
  * topk and psa sections (and skips "attend" rows).
  * Data of topk and psa: the recorded Q/K/V (--raw DIR, kernels/bench/qkv_to_raw.py's export of
  * traces/data/qkv_sample.h5) tiled to the benchmark shape by kvc_fill_tiled (scores preserved:
@@ -211,12 +213,20 @@ static void setup_free(bench *B, setup *S) {
 
 /* n_req requests of lens[] tokens with shuffled pages; contents by `data`. For DATA_TILED,
  * request r takes recorded layer r % layers and query position (r / layers) % positions. */
+static int setup_make_paged(bench *B, setup *S, attn_shape s, kvc_dtype dt, int n_req,
+                            const int *lens, int data, uint64_t seed, int bs, int shuffle);
 static int setup_make(bench *B, setup *S, attn_shape s, kvc_dtype dt, int n_req, const int *lens,
                       int data, uint64_t seed) {
+  return setup_make_paged(B, S, s, dt, n_req, lens, data, seed, 16, 1);
+}
+
+/* The same with bs-token pages, shuffled (shuffle = 1) or in allocation order (0): the dense
+ * section's "layout" rows. */
+static int setup_make_paged(bench *B, setup *S, attn_shape s, kvc_dtype dt, int n_req,
+                            const int *lens, int data, uint64_t seed, int bs, int shuffle) {
   kv_error e_ = {0};
   memset(S, 0, sizeof *S);
   S->s = s;
-  const int bs = 16;
   int mb = 0;
   int64_t pages = 0;
   for (int r = 0; r < n_req; r++) {
@@ -232,7 +242,7 @@ static int setup_make(bench *B, setup *S, attn_shape s, kvc_dtype dt, int n_req,
   kv_rng rg;
   kv_rng_seed(&rg, seed);
   for (int64_t i = 0; i < pages; i++) perm[i] = (int32_t)i;
-  for (int64_t i = pages - 1; i > 0; i--) {
+  for (int64_t i = shuffle ? pages - 1 : 0; i > 0; i--) {
     int64_t j = (int64_t)kv_rng_below(&rg, (uint64_t)i + 1);
     int32_t t = perm[i];
     perm[i] = perm[j], perm[j] = t;
@@ -425,6 +435,38 @@ static void target(bench *B, int ok, const char *what, double have, double want)
 }
 
 /* ---- sections ---------------------------------------------------------------------------------- */
+/* v7 "layout" rows (information; the dense targets stay on 16-token shuffled pages): the
+ * fastest variant (var: stages, fused, core) again on 16-token pages in allocation order and on
+ * shuffled 64- and 256-token pages, so that the share of the gap to SDPA (which reads one
+ * contiguous tensor) owed to page scatter is measured, not guessed. us16: the dense row. */
+static void dense_layouts(bench *B, attn_shape s, int batch, const int *ls, const int var[3],
+                          double sd, double us16) {
+  static const int lay[3][2] = {{16, 0}, {64, 1}, {256, 1}};
+  for (int i = 0; i < 3; i++) {
+    setup S;
+    if (setup_make_paged(B, &S, s, KVC_DTYPE_BF16, batch, ls, DATA_RANDOM, 7000 + (uint64_t)i,
+                         lay[i][0], lay[i][1]))
+      continue;
+    kv_error e_ = {0};
+    CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_STAGES, var[0], &e_));
+    CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_FUSED_COMBINE, var[1], &e_));
+    if (!kvc_tune_set(B->c, KVC_TUNE_DENSE_CORE, var[2], &e_)) {
+      timing t = time_op(B, &S, OP_DENSE, NULL);
+      char nm[64], nt[200];
+      snprintf(nm, sizeof nm, "dense p%d%s", lay[i][0], lay[i][1] ? "" : " in-order");
+      snprintf(nt, sizeof nt, "layout: %d-token pages %s, the dense row's variant; %.3f x the "
+               "16-token shuffled time; SDPA us / this %.3f; %s", lay[i][0],
+               lay[i][1] ? "shuffled" : "in allocation order", t.ms * 1e3 / us16, sd / (t.ms * 1e3),
+               t.graphed ? "graph" : "plain launches");
+      row(B, "layout", "bf16", batch, ls[0], nm, t.ms * 1e3, (double)S.kv_bytes, sd, nt);
+    }
+    CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_STAGES, 4, &e_));
+    CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_FUSED_COMBINE, 1, &e_));
+    CK(kvc_tune_set(B->c, KVC_TUNE_DENSE_CORE, 0, &e_));
+    setup_free(B, &S);
+  }
+}
+
 static void bench_dense(bench *B) {
   const attn_shape s = {32, 8, 128};
   const int batches[5] = {1, 8, 16, 32, 64}, lens[4] = {4096, 16384, 32768, 131072};
@@ -555,6 +597,7 @@ static void bench_dense(bench *B) {
           target(B, sd / us >= need, what, sd / us, need);
         }
         setup_free(B, &S);
+        if (dt == 2 && !B->quick) dense_layouts(B, s, batch, ls, variants[bv], sd, us);
         free(ls);
       }
     }

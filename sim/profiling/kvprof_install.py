@@ -37,7 +37,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 DATA = ROOT / "sim" / "data"
 PROFILE_FILES = ["meta.ini", "gemm.csv", "attn_prefill.csv", "attn_decode.csv",
-                 "elementwise.csv", "host.csv", "copy.csv", "overlap.csv", "ceilings.csv"]
+                 "elementwise.csv", "host.csv", "copy.csv", "overlap.csv", "ceilings.csv",
+                 "sustain.csv"]
 
 
 def fail(msg: str) -> None:

@@ -32,6 +32,13 @@ out of time stops between grid points and says how many it did):
   overlap       layer-wise loading overlapped with compute: 40 layers of LLaMA-2-13B-shaped
                 GEMMs (m tokens) while each layer's history KV is copied host -> device on a
                 second stream, layer i+1 loading while layer i computes
+  sustain       the same work short (as every stage above times it: a few ms after a pause)
+                and sustained (after HEAT_S seconds of back-to-back replays, as a loaded server
+                runs it): a layer's projections at m tokens and causal prefill attention of m
+                tokens, for the validation models, with the SM clock and power read by
+                nvidia-smi while it runs. On 2026-12-03 an 8K-token prefill drove the H200 to its
+                700 W cap and the SM clock from 1,980 to 1,590-1,785 MHz: the short profile
+                under-predicted long prefills by up to 10% (docs/sim.md).
 --smoke runs all of it on the CPU with tiny shapes in seconds (flow test only: the numbers
 mean nothing and are labelled smoke = true).
 """
@@ -53,10 +60,10 @@ import kvprof_common as C  # noqa: E402
 # at two layer counts (on 2026-12-03 it ran after the big stages and got hf_decode's 2-layer
 # point only)
 STAGES = ["ceilings", "host", "gemm", "attn_prefill", "attn_decode", "elementwise", "copy",
-          "overlap"]
+          "overlap", "sustain"]
 # share of the step budget per stage (the sum may exceed 1: a fast stage leaves time to later ones)
 SHARE = {"ceilings": 0.04, "gemm": 0.30, "attn_prefill": 0.15, "attn_decode": 0.20,
-         "elementwise": 0.08, "host": 0.08, "copy": 0.08, "overlap": 0.08}
+         "elementwise": 0.08, "host": 0.08, "copy": 0.08, "overlap": 0.08, "sustain": 0.35}
 # the validation models first: their rows matter most if the budget runs out
 PRIORITY = ["llama-2-7b", "llama-2-13b"]
 
@@ -664,9 +671,139 @@ def stage_overlap(run: C.Run, tm: C.Timer, a) -> str:
     return f"ok {done}/{len(points)} points"
 
 
+HEAT_S = 1.0  # seconds of back-to-back replays before a sustained timing
+
+
+def smi_sample():
+    """Starts one nvidia-smi query (SM clock, power, throttle reasons) without waiting; None
+    where nvidia-smi is absent."""
+    import shutil  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    return subprocess.Popen([exe, "--query-gpu=clocks.sm,power.draw,clocks_event_reasons.active",
+                             "--format=csv,noheader,nounits"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+
+
+def smi_read(proc) -> list[str]:
+    """[SM MHz, power W, throttle reasons] of a smi_sample(), '' where unknown."""
+    if proc is None:
+        return ["", "", ""]
+    try:
+        out, _ = proc.communicate(timeout=10)
+        f = [x.strip() for x in out.strip().splitlines()[0].split(",")]
+        return (f + ["", "", ""])[:3]
+    except Exception:  # noqa: BLE001 - a sample is information only
+        return ["", "", ""]
+
+
+def sustained_time(dev, fn, reps: int = 7) -> dict:
+    """fn (one call) captured in a CUDA graph of `inner` calls (one replay >= 2 ms), replayed
+    back to back for HEAT_S seconds (synchronising every ~50 ms so the queue stays short), then
+    `reps` replays timed with events while nvidia-smi samples clock and power. Per-call times."""
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    fn()
+    e.record()
+    e.synchronize()
+    est_us = max(1.0, s.elapsed_time(e) * 1e3)
+    inner = int(min(256, max(1, math.ceil(2000.0 / est_us))))
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(inner):
+            fn()
+    per = max(1, int(50_000 / (est_us * inner)))
+    t_end = time.monotonic() + HEAT_S
+    while time.monotonic() < t_end:
+        for _ in range(per):
+            g.replay()
+        torch.cuda.synchronize(dev)
+    ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+          for _ in range(reps)]
+    for _ in range(per):  # keep the load on while nvidia-smi starts
+        g.replay()
+    proc = smi_sample()
+    for a, b in ev:
+        a.record()
+        g.replay()
+        b.record()
+    for _ in range(per):
+        g.replay()
+    torch.cuda.synchronize(dev)
+    clk, pw, why = smi_read(proc)
+    r = C.summarize([a.elapsed_time(b) * 1e3 / inner for a, b in ev], inner=inner,
+                    method="graph, sustained")
+    r.update(sm_mhz=clk, power_w=pw, throttle=why)
+    del g
+    return r
+
+
+def stage_sustain(run: C.Run, tm: C.Timer, a) -> str:
+    """Short vs sustained time of the prefill's compute-bound work (sustain.csv; the cost
+    model scales its GEMM and prefill-attention lookups by the measured ratio, docs/sim.md)."""
+    dev = run.dev
+    out = run.csv("sustain.csv", ["model", "op", "tokens", "short_us", "sustained_us", "ratio",
+                                  "sm_mhz_short", "sm_mhz", "power_w", "throttle", "inner",
+                                  "heat_s"])
+    toks = [256, 1024, 4096, 8192, 16384] if not a.smoke else [4, 16]
+    models = [m for m in ordered_models(a) if m.stem in PRIORITY or a.smoke]
+    done = total = 0
+    fails: list[str] = []
+    for mdl in models[:2]:
+        lo = C.layout(mdl, 1)
+        shapes = C.gemm_shapes(mdl, 1)
+        if lo is None or not shapes:
+            continue
+        H, Hk, D = lo
+        W = {op: C.randn((n, k), dev, scale=0.02) for op, n, k in shapes}
+        for T in toks:
+            for op in ("gemm", "attn_prefill"):
+                total += 1
+                if run.over():
+                    continue
+                try:
+                    if op == "gemm":  # the layer's projections, each on an input of its width
+                        X = {k: C.randn((T, k), dev) for _, _, k in shapes}
+
+                        def fn(X=X):
+                            for name, _, k in shapes:
+                                F.linear(X[k], W[name])
+                    else:
+                        q = C.randn((1, H, T, D), dev)
+                        kk, vv = C.randn((1, Hk, T, D), dev), C.randn((1, Hk, T, D), dev)
+
+                        def fn(q=q, kk=kk, vv=vv):
+                            sdpa_prefill(q, kk, vv, 0, H != Hk)
+                    if a.smoke or dev.type != "cuda":  # flow test: both timings short
+                        short = tm.time([fn], reps=3)
+                        sus, clk0 = dict(short, sm_mhz="", power_w="", throttle=""), ""
+                    else:
+                        time.sleep(0.3)  # a pause, as between the profile's grid points
+                        proc = smi_sample()
+                        short = tm.time([fn], reps=7)
+                        clk0 = smi_read(proc)[0]
+                        sus = sustained_time(dev, fn)
+                except Exception as ex:  # noqa: BLE001
+                    point_failed(dev, f"sustain {mdl.stem} {op} T={T}", ex, fails)
+                    continue
+                out.row(model=mdl.stem, op=op, tokens=T, short_us=short["us"],
+                        sustained_us=sus["us"], ratio=sus["us"] / short["us"],
+                        sm_mhz_short=clk0, sm_mhz=sus["sm_mhz"], power_w=sus["power_w"],
+                        throttle=sus["throttle"], inner=sus["inner"],
+                        heat_s=0 if a.smoke else HEAT_S)
+                done += 1
+        del W
+        C.free_memory(dev)
+    return status(done, total, fails)
+
+
+
 FUNCS = {"ceilings": stage_ceilings, "gemm": stage_gemm, "attn_prefill": stage_attn_prefill,
          "attn_decode": stage_attn_decode, "elementwise": stage_elementwise, "host": stage_host,
-         "copy": stage_copy, "overlap": stage_overlap}
+         "copy": stage_copy, "overlap": stage_overlap, "sustain": stage_sustain}
 
 
 def main() -> int:
