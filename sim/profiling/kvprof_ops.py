@@ -741,6 +741,33 @@ def sustained_time(dev, fn, reps: int = 7) -> dict:
     return r
 
 
+def layer_fn(mdl: C.ModelShape, T: int, dev, W: dict, RMSNorm, rope):
+    """One decoder layer's prefill of T tokens (batch 1, no history), composed of the operators
+    the cost model sums (the profile's own: transformers' RMSNorm and rotary, nn.Linear
+    projections, causal SDPA, SiLU(gate) * up, residual adds)."""
+    H, Hk, D = C.layout(mdl, 1)
+    n1 = RMSNorm(mdl.hidden, eps=1e-5).to(device=dev, dtype=torch.bfloat16)
+    n2 = RMSNorm(mdl.hidden, eps=1e-5).to(device=dev, dtype=torch.bfloat16)
+    x = C.randn((1, T, mdl.hidden), dev)
+    cos, sin = C.randn((1, T, D), dev), C.randn((1, T, D), dev)
+    gated = mdl.ffn_matrices == 3
+
+    def fn():
+        h = n1(x)
+        q = F.linear(h, W["q"]).view(1, T, H, D).transpose(1, 2)
+        k = F.linear(h, W["k"]).view(1, T, Hk, D).transpose(1, 2)
+        v = F.linear(h, W["v"]).view(1, T, Hk, D).transpose(1, 2)
+        q, k = rope(q, k, cos, sin)
+        o = sdpa_prefill(q, k, v, 0, H != Hk).transpose(1, 2).reshape(1, T, H * D)
+        y = x + F.linear(o, W["o"])
+        h = n2(y)
+        u = F.silu(F.linear(h, W["gate"])) * F.linear(h, W["up"]) if gated else \
+            F.gelu(F.linear(h, W["up"]))
+        return y + F.linear(u, W["down"])
+
+    return fn
+
+
 def stage_sustain(run: C.Run, tm: C.Timer, a) -> str:
     """Short vs sustained time of the prefill's compute-bound work (sustain.csv; the cost
     model scales its GEMM and prefill-attention lookups by the measured ratio, docs/sim.md)."""
@@ -748,7 +775,11 @@ def stage_sustain(run: C.Run, tm: C.Timer, a) -> str:
     out = run.csv("sustain.csv", ["model", "op", "tokens", "short_us", "sustained_us", "ratio",
                                   "sm_mhz_short", "sm_mhz", "power_w", "throttle", "inner",
                                   "heat_s"])
-    toks = [256, 1024, 4096, 8192, 16384] if not a.smoke else [4, 16]
+    # (op, tokens): whole layers first (what the cost model scales), then their parts
+    toks = [16, 128, 512, 1024, 2048, 4096, 8192, 16384] if not a.smoke else [4, 16]
+    jobs = [("layer", T) for T in toks] + [(op, T) for T in toks[3::2]
+                                           for op in ("gemm", "attn_prefill")]
+    RMSNorm, rope, _ = hf_elementwise()
     models = [m for m in ordered_models(a) if m.stem in PRIORITY or a.smoke]
     done = total = 0
     fails: list[str] = []
@@ -759,46 +790,46 @@ def stage_sustain(run: C.Run, tm: C.Timer, a) -> str:
             continue
         H, Hk, D = lo
         W = {op: C.randn((n, k), dev, scale=0.02) for op, n, k in shapes}
-        for T in toks:
-            for op in ("gemm", "attn_prefill"):
-                total += 1
-                if run.over():
-                    continue
-                try:
-                    if op == "gemm":  # the layer's projections, each on an input of its width
-                        X = {k: C.randn((T, k), dev) for _, _, k in shapes}
+        for op, T in jobs:
+            total += 1
+            if run.over():
+                continue
+            try:
+                if op == "layer":
+                    fn = layer_fn(mdl, T, dev, W, RMSNorm, rope)
+                elif op == "gemm":  # the layer's projections, each on an input of its width
+                    X = {k: C.randn((T, k), dev) for _, _, k in shapes}
 
-                        def fn(X=X):
-                            for name, _, k in shapes:
-                                F.linear(X[k], W[name])
-                    else:
-                        q = C.randn((1, H, T, D), dev)
-                        kk, vv = C.randn((1, Hk, T, D), dev), C.randn((1, Hk, T, D), dev)
+                    def fn(X=X):
+                        for name, _, k in shapes:
+                            F.linear(X[k], W[name])
+                else:
+                    q = C.randn((1, H, T, D), dev)
+                    kk, vv = C.randn((1, Hk, T, D), dev), C.randn((1, Hk, T, D), dev)
 
-                        def fn(q=q, kk=kk, vv=vv):
-                            sdpa_prefill(q, kk, vv, 0, H != Hk)
-                    if a.smoke or dev.type != "cuda":  # flow test: both timings short
-                        short = tm.time([fn], reps=3)
-                        sus, clk0 = dict(short, sm_mhz="", power_w="", throttle=""), ""
-                    else:
-                        time.sleep(0.3)  # a pause, as between the profile's grid points
-                        proc = smi_sample()
-                        short = tm.time([fn], reps=7)
-                        clk0 = smi_read(proc)[0]
-                        sus = sustained_time(dev, fn)
-                except Exception as ex:  # noqa: BLE001
-                    point_failed(dev, f"sustain {mdl.stem} {op} T={T}", ex, fails)
-                    continue
-                out.row(model=mdl.stem, op=op, tokens=T, short_us=short["us"],
-                        sustained_us=sus["us"], ratio=sus["us"] / short["us"],
-                        sm_mhz_short=clk0, sm_mhz=sus["sm_mhz"], power_w=sus["power_w"],
-                        throttle=sus["throttle"], inner=sus["inner"],
-                        heat_s=0 if a.smoke else HEAT_S)
-                done += 1
+                    def fn(q=q, kk=kk, vv=vv):
+                        sdpa_prefill(q, kk, vv, 0, H != Hk)
+                if a.smoke or dev.type != "cuda":  # flow test: both timings short
+                    short = tm.time([fn], reps=3)
+                    sus, clk0 = dict(short, sm_mhz="", power_w="", throttle=""), ""
+                else:
+                    time.sleep(0.3)  # a pause, as between the profile's grid points
+                    proc = smi_sample()
+                    short = tm.time([fn], reps=7)
+                    clk0 = smi_read(proc)[0]
+                    sus = sustained_time(dev, fn)
+            except Exception as ex:  # noqa: BLE001
+                point_failed(dev, f"sustain {mdl.stem} {op} T={T}", ex, fails)
+                continue
+            out.row(model=mdl.stem, op=op, tokens=T, short_us=short["us"],
+                    sustained_us=sus["us"], ratio=sus["us"] / short["us"],
+                    sm_mhz_short=clk0, sm_mhz=sus["sm_mhz"], power_w=sus["power_w"],
+                    throttle=sus["throttle"], inner=sus["inner"],
+                    heat_s=0 if a.smoke else HEAT_S)
+            done += 1
         del W
         C.free_memory(dev)
     return status(done, total, fails)
-
 
 
 FUNCS = {"ceilings": stage_ceilings, "gemm": stage_gemm, "attn_prefill": stage_attn_prefill,
