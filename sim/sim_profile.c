@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sim_csv.h"
 
@@ -286,6 +287,84 @@ static int sim__read_host(const char *dir, sim_profile *p, kv_error *err) {
   return rc;
 }
 
+/* sustain.csv (optional): the "layer" rows, one curve per model, sorted by tokens. */
+static int sim__read_sustain(const char *dir, sim_profile *p, kv_error *err) {
+  char path[1200];
+  snprintf(path, sizeof path, "%s/sustain.csv", dir);
+  FILE *probe = fopen(path, "r");
+  if (!probe) return 0; /* optional */
+  fclose(probe);
+  sim_csv r;
+  int rc = sim_csv_open(&r, path, err);
+  if (rc) return rc;
+  int cm, co, ct, cr;
+  if ((rc = sim_csv_col(&r, "model", &cm, err)) || (rc = sim_csv_col(&r, "op", &co, err)) ||
+      (rc = sim_csv_col(&r, "tokens", &ct, err)) || (rc = sim_csv_col(&r, "ratio", &cr, err))) {
+    sim_csv_close(&r);
+    return rc;
+  }
+  while ((rc = sim_csv_next(&r, err)) == 1) {
+    rc = 0;
+    if (strcmp(sim_csv_str(&r, co), "layer") != 0) continue;
+    const char *nm = sim_csv_str(&r, cm);
+    int64_t tok;
+    double ratio;
+    if (!nm[0] || strlen(nm) >= sizeof p->sustain[0].model) {
+      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: column 'model': '%s' must have 1 to %zu "
+                        "characters", path, (long long)r.line, nm, sizeof p->sustain[0].model - 1);
+      break;
+    }
+    if ((rc = sim_csv_i64(&r, ct, 1, (int64_t)1 << 40, &tok, err)) ||
+        (rc = sim_csv_f64(&r, cr, 0.25, 4.0, &ratio, err))) {
+      break;
+    }
+    sim_prof_sustain *cur = NULL;
+    for (int32_t i = 0; i < p->n_sustain; i++) {
+      if (!strcmp(p->sustain[i].model, nm)) cur = &p->sustain[i];
+    }
+    if (!cur) {
+      sim_prof_sustain *a = realloc(p->sustain, (size_t)(p->n_sustain + 1) * sizeof *a);
+      if (!a) {
+        rc = kv_error_set(err, KV_ENOMEM, "%s: out of memory", path);
+        break;
+      }
+      p->sustain = a;
+      cur = &p->sustain[p->n_sustain++];
+      memset(cur, 0, sizeof *cur);
+      snprintf(cur->model, sizeof cur->model, "%s", nm);
+    }
+    if (cur->n >= (int32_t)(sizeof cur->tokens / sizeof cur->tokens[0])) {
+      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: more than %zu layer rows for model '%s'", path,
+                        (long long)r.line, sizeof cur->tokens / sizeof cur->tokens[0], nm);
+      break;
+    }
+    int32_t j = cur->n; /* insertion in token order */
+    while (j > 0 && cur->tokens[j - 1] > (double)tok) {
+      cur->tokens[j] = cur->tokens[j - 1], cur->ratio[j] = cur->ratio[j - 1];
+      j--;
+    }
+    if (j > 0 && cur->tokens[j - 1] == (double)tok) {
+      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: a second layer row for model '%s' at %lld "
+                        "tokens", path, (long long)r.line, nm, (long long)tok);
+      break;
+    }
+    cur->tokens[j] = (double)tok, cur->ratio[j] = ratio;
+    cur->n++;
+  }
+  sim_csv_close(&r);
+  return rc;
+}
+
+double sim_prof_sustain_eval(const sim_prof_sustain *s, double tokens) {
+  if (s->n <= 0) return 1.0;
+  if (tokens <= s->tokens[0]) return s->ratio[0];
+  if (tokens >= s->tokens[s->n - 1]) return s->ratio[s->n - 1];
+  int32_t i = 1;
+  while (s->tokens[i] < tokens) i++;
+  double f = log(tokens / s->tokens[i - 1]) / log(s->tokens[i] / s->tokens[i - 1]);
+  return s->ratio[i - 1] + f * (s->ratio[i] - s->ratio[i - 1]);
+}
+
 static int sim__read_meta(const char *dir, sim_profile *p, kv_error *err) {
   char path[1200];
   snprintf(path, sizeof path, "%s/meta.ini", dir);
@@ -332,6 +411,7 @@ int sim_profile_load(const char *dir, sim_profile *p, kv_error *err) {
     rc = sim__read_table(dir, (sim_prof_kind)k, &p->t[k], &p->n[k], err);
   }
   if (!rc) rc = sim__read_host(dir, p, err);
+  if (!rc) rc = sim__read_sustain(dir, p, err);
   if (rc) sim_profile_free(p);
   return rc;
 }
@@ -339,6 +419,7 @@ int sim_profile_load(const char *dir, sim_profile *p, kv_error *err) {
 void sim_profile_free(sim_profile *p) {
   for (int k = 0; k < SIM_PROF_KINDS; k++) sim__tables_free(p->t[k], p->n[k]);
   free(p->host);
+  free(p->sustain);
   memset(p, 0, sizeof *p);
 }
 
@@ -468,8 +549,29 @@ int sim_prof_cost_init(sim_prof_cost *c, const char *dir, const sim_model *m, co
   snprintf(c->host_path, sizeof c->host_path, "%s",
            o && o->host_path && o->host_path[0] ? o->host_path : "none");
   c->host_derived[0] = 0;
+  const char *ps = o && o->power_state && o->power_state[0] ? o->power_state : "sustained";
+  if (strcmp(ps, "sustained") != 0 && strcmp(ps, "short") != 0) {
+    return kv_error_set(err, KV_EINVAL, "power_state '%s' (expected sustained or short)", ps);
+  }
   int rc = sim_profile_load(dir, &c->prof, err);
   if (rc) return rc;
+  c->sustained = !strcmp(ps, "sustained") && c->prof.n_sustain > 0;
+  if (!strcmp(ps, "short")) {
+    snprintf(c->sus_note, sizeof c->sus_note, "short timings (power_state = short)");
+  } else if (!c->sustained) {
+    snprintf(c->sus_note, sizeof c->sus_note, "short timings (no sustain.csv in the profile)");
+  } else {
+    for (int32_t i = 0; i < c->prof.n_sustain; i++) {
+      if (!strcasecmp(c->prof.sustain[i].model, m->name)) c->sus = &c->prof.sustain[i];
+    }
+    if (c->sus) {
+      snprintf(c->sus_note, sizeof c->sus_note, "sustained (sustain.csv: %s's layer ratios)",
+               c->sus->model);
+    } else {
+      snprintf(c->sus_note, sizeof c->sus_note, "sustained (sustain.csv: the mean of %d measured "
+               "models' layer ratios; %s not measured)", (int)c->prof.n_sustain, m->name);
+    }
+  }
   int64_t Hs = H / tp, Hks = Hk >= tp ? Hk / tp : 1, Fs = F / tp;
   int64_t Vs = (m->vocab + tp - 1) / tp;
   int64_t sh[SIM_OP_COUNT][3] = {
@@ -593,6 +695,19 @@ static int64_t sim__ns_of_us(double us) {
   return (int64_t)llround(us * 1e3);
 }
 
+/* The layer's sustained / short ratio at T tokens (1 when short timings are priced). */
+static double sim__sustain_ratio(const sim_prof_cost *c, double T) {
+  if (!c->sustained) return 1.0;
+  double r = 0;
+  if (c->sus) {
+    r = sim_prof_sustain_eval(c->sus, T);
+  } else {
+    for (int32_t i = 0; i < c->prof.n_sustain; i++) r += sim_prof_sustain_eval(&c->prof.sustain[i], T);
+    r /= (double)c->prof.n_sustain;
+  }
+  return r > 1.0 ? r : 1.0;
+}
+
 void sim_prof_cost_ops(const sim_prof_cost *c, const sim_iter_work *w, double *layer_us,
                        double *head_us, unsigned *flags) {
   unsigned fl = 0;
@@ -619,6 +734,8 @@ void sim_prof_cost_ops(const sim_prof_cost *c, const sim_iter_work *w, double *l
         c, (double)w->n_decode, (double)w->decode_ctx_sum / (double)w->n_decode, &fl);
   }
   layer_us[SIM_OP_KV_UPDATE] = sim__elem_us(c, SIM_OP_KV_UPDATE, (double)w->n_decode, &fl);
+  double ratio = sim__sustain_ratio(c, T);
+  for (int op = 0; ratio != 1.0 && op < SIM_OP_COUNT; op++) layer_us[op] *= ratio;
   head_us[SIM_OP_EMBED] = sim__elem_us(c, SIM_OP_EMBED, T, &fl);
   head_us[SIM_OP_NORM] = sim__elem_us(c, SIM_OP_NORM, T, &fl);
   head_us[SIM_OP_LM_HEAD] = sim__gemm_us(c, SIM_OP_LM_HEAD, seqs, &fl);
@@ -681,10 +798,11 @@ void sim_prof_cost_describe(const sim_prof_cost *c, char *buf, size_t cap) {
     k += (size_t)w;
   }
   snprintf(buf, cap,
-           "measured: profile %s (%s, %s, commit %.12s%s); decode attention %s; host overhead "
-           "%s%s%s%s; roofline (compute_eff %g, memory_eff %g, assumed) for: %s%s",
+           "measured: profile %s (%s, %s, commit %.12s%s); %s; decode attention %s; host "
+           "overhead %s%s%s%s; roofline (compute_eff %g, memory_eff %g, assumed) for: %s%s",
            c->prof.dir, c->prof.device, c->prof.date, c->prof.commit,
-           c->prof.smoke ? ", SMOKE TEST: CPU numbers, not a measurement" : "", c->decode_source,
+           c->prof.smoke ? ", SMOKE TEST: CPU numbers, not a measurement" : "", c->sus_note,
+           c->decode_source,
            c->host_path, c->host_derived[0] ? " (derived: " : "", c->host_derived,
            c->host_derived[0] ? ")" : "", c->compute_eff, c->memory_eff, k ? fb : "nothing",
            c->tp > 1 ? "; all-reduce assumed (roofline formula)" : "");
@@ -694,12 +812,13 @@ void sim_prof_cost_describe(const sim_prof_cost *c, char *buf, size_t cap) {
 
 int sim_cost_measured_from_config(const kv_config *cfg, const char *data_dir, const sim_model *m,
                                   const sim_hw *hw, int64_t tp, sim_cost *cost, kv_error *err) {
-  const char *name = NULL, *src = NULL, *host = NULL;
+  const char *name = NULL, *src = NULL, *host = NULL, *ps = NULL;
   double ce, me;
   int rc;
   if ((rc = kv_config_str(cfg, "cost", "profile", NULL, &name, err)) ||
       (rc = kv_config_str(cfg, "cost", "decode_attention", "sdpa", &src, err)) ||
       (rc = kv_config_str(cfg, "cost", "host_overhead", "none", &host, err)) ||
+      (rc = kv_config_str(cfg, "cost", "power_state", "sustained", &ps, err)) ||
       (rc = kv_config_double(cfg, "cost", "compute_eff", 0.6, 1e-3, 1.0, &ce, err)) ||
       (rc = kv_config_double(cfg, "cost", "memory_eff", 0.8, 1e-3, 1.0, &me, err))) {
     return rc;
@@ -711,7 +830,11 @@ int sim_cost_measured_from_config(const kv_config *cfg, const char *data_dir, co
   char dir[1200];
   if (strchr(name, '/')) snprintf(dir, sizeof dir, "%s", name);
   else snprintf(dir, sizeof dir, "%s/profiles/%s", data_dir, name);
-  sim_prof_opts o = {src, host, ce, me};
+  if (strcmp(ps, "sustained") != 0 && strcmp(ps, "short") != 0) {
+    return kv_error_set(err, KV_EINVAL, "%s: [cost] power_state = '%s' (expected sustained or "
+                        "short)", kv_config_where(cfg, "cost", "power_state"), ps);
+  }
+  sim_prof_opts o = {src, host, ce, me, ps};
   rc = sim_cost_init_measured(cost, m, hw, tp, dir, &o, err);
   if (rc) kv_error_prefix(err, "%s: [cost] profile", kv_config_where(cfg, "cost", "profile"));
   return rc;

@@ -21,6 +21,13 @@
  *                                          fixed_us + per_layer_us; a path with one measured
  *                                          point (layers, us) and no fit is derived from the
  *                                          first fitted path (sim_prof_host.derived); optional
+ *   sustain.csv       model, op, tokens, ratio   sustained / short time of the same work (op
+ *                                          "layer": one decoder layer's prefill of `tokens`
+ *                                          tokens, composed of the operators below; other ops
+ *                                          are information and ignored). The tables above are
+ *                                          short timings (a few ms after a pause, the SM at its
+ *                                          boost clock); a loaded GPU runs at its power cap
+ *                                          with a lower clock (docs/sim.md). Optional
  * `us` is a median time in microseconds (> 0). Axis values (m, new, context, tokens, batch) are
  * >= 1, hist >= 0. Every table is a set of curves of time against its x axis (m, new,
  * context, tokens) at values of a second axis z (hist for prefill attention, batch for decode
@@ -43,6 +50,11 @@
  *   transformers' prefill without a cache does none, and in a serving engine it is well under
  *   1% of a prefill of 1K tokens or more)
  *   + 2 ring all-reduces when tp > 1 (the roofline's formula: assumed, not measured)
+ * With sustain.csv and power_state "sustained" (the default) the layer's operators are scaled
+ * by the measured ratio at T tokens (piecewise linear in log T between the measured points, the
+ * edge ratio outside them, never below 1: a ratio under 1 is timing noise at the boost clock);
+ * a model the table lacks takes the mean of the measured models' ratios (named in the
+ * description). "short" prices the tables as measured.
  * and the head (once per iteration) as embedding + final rmsnorm at T tokens + the LM head at
  * m = sequences (one logit row per sequence). With a host path (an eager framework), a layer
  * costs max(its GPU time, the host's per-layer launch time) and the head max(its GPU time, the
@@ -106,6 +118,14 @@ typedef enum sim_prof_kind {
   SIM_PROF_KINDS
 } sim_prof_kind;
 
+/* One model's sustained / short ratios of a whole layer (sustain.csv, op "layer"). */
+typedef struct sim_prof_sustain {
+  char model[64];
+  int32_t n;
+  double tokens[32]; /* (n) strictly increasing, >= 1 */
+  double ratio[32];  /* (n) > 0 */
+} sim_prof_sustain;
+
 typedef struct sim_profile {
   char dir[1024];
   char device[128], date[48], commit[72], torch[48];
@@ -114,10 +134,13 @@ typedef struct sim_profile {
   sim_prof_table *t[SIM_PROF_KINDS]; /* (n[kind]) */
   int32_t n_host;
   sim_prof_host *host;               /* (n_host) */
+  int32_t n_sustain;
+  sim_prof_sustain *sustain;         /* (n_sustain); none without sustain.csv */
 } sim_profile;
 
 /* Loads the profile in dir (layout above); on error nothing is allocated and err names the
- * file and line. A missing host.csv is not an error (no host paths). */
+ * file and line. A missing host.csv or sustain.csv is not an error (no host paths; short
+ * timings only). */
 int sim_profile_load(const char *dir, sim_profile *p, kv_error *err);
 void sim_profile_free(sim_profile *p);
 /* The table of `kind` with that key (unused key entries 0) and name ("" when none); NULL when
@@ -125,6 +148,9 @@ void sim_profile_free(sim_profile *p);
 const sim_prof_table *sim_profile_find(const sim_profile *p, sim_prof_kind kind, int64_t k0,
                                        int64_t k1, int64_t k2, const char *name);
 const sim_prof_host *sim_profile_host(const sim_profile *p, const char *path);
+/* Sustained / short ratio of a layer at `tokens` on one model's curve (edge values outside,
+ * piecewise linear in log tokens inside; not clamped). */
+double sim_prof_sustain_eval(const sim_prof_sustain *s, double tokens);
 
 /* Time (us) at x on one curve; z is the curve's z (used by SIM_PROF_PAIRS). Adds to *flags. */
 double sim_prof_curve_eval(const sim_prof_curve *c, double x, sim_prof_beyond above, double z,
@@ -139,6 +165,7 @@ typedef struct sim_prof_opts {
   const char *decode_source;  /* attn_decode.csv source; NULL = "sdpa" */
   const char *host_path;      /* host.csv path; NULL or "none" = no host floor (graph replay) */
   double compute_eff, memory_eff; /* roofline of operators the profile lacks (0 = 0.6, 0.8) */
+  const char *power_state;    /* "sustained" (NULL: sustain.csv when present) or "short" */
 } sim_prof_opts;
 
 typedef enum sim_prof_op {
@@ -161,6 +188,9 @@ typedef struct sim_prof_cost {
   int64_t shape[SIM_OP_COUNT][3];       /* gemm: n, k; elementwise: width; attention: layout */
   int used[SIM_OP_COUNT];               /* the layer / head runs this operator */
   const sim_prof_table *tab[SIM_OP_COUNT]; /* NULL: roofline (when used) */
+  int sustained;                        /* scale layers by the sustain ratios (see above) */
+  const sim_prof_sustain *sus;          /* the model's curve; NULL: the mean of all curves */
+  char sus_note[160];                   /* for the description */
 } sim_prof_cost;
 
 /* Loads the profile in dir and binds it to a model on tp GPUs. KV_ENOTSUP when the heads or
@@ -190,8 +220,9 @@ int sim_cost_init_measured(sim_cost *c, const sim_model *m, const sim_hw *hw, in
                            const char *dir, const sim_prof_opts *o, kv_error *err);
 
 /* [cost] model = measured: reads `profile` (a directory, or a name under
- * <data_dir>/profiles), `decode_attention` (sdpa), `host_overhead` (none), `compute_eff` (0.6),
- * `memory_eff` (0.8) and initialises *cost (sim_cost_init_measured). */
+ * <data_dir>/profiles), `decode_attention` (sdpa), `host_overhead` (none), `power_state`
+ * (sustained | short), `compute_eff` (0.6), `memory_eff` (0.8) and initialises *cost
+ * (sim_cost_init_measured). */
 int sim_cost_measured_from_config(const kv_config *cfg, const char *data_dir, const sim_model *m,
                                   const sim_hw *hw, int64_t tp, sim_cost *cost, kv_error *err);
 

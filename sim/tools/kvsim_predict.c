@@ -1,7 +1,8 @@
 /* kvsim-predict — the simulator's predictions of iterations measured on a GPU.
  *
  *   kvsim-predict --grid grid.csv --profile DIR --hardware NAME|PATH [--models DIR]
- *                 [--compute-eff X] [--memory-eff Y] [-o validation.csv]
+ *                 [--compute-eff X] [--memory-eff Y] [--power-state sustained|short]
+ *                 [-o validation.csv]
  *
  * Reads the validation grid (sim/profiling/kvprof_validate.py: model, kind, impl, mode, batch,
  * tokens, context, read_buffer, measured_us; sim_validate.h says what each kind means) and
@@ -15,7 +16,8 @@
  * launch overhead of that path for eager rows (host.csv: hf_prefill, hf_decode, manual) and
  * none for CUDA-graph rows. When the profile lacks that source or path the row says which
  * stand-in it used (column `options`). `out_of_range` lists what the profile did not cover
- * (below, above: edge values; roofline: an operator priced by the roofline).
+ * (below, above: edge values; roofline: an operator priced by the roofline). --power-state
+ * short prices the profile's short timings without its sustain.csv ratios (sim_profile.h).
  * Models are <models>/<model>.ini (default sim/data/models). Exit codes: 0 ok, 1 error,
  * 2 usage. */
 #include <stdio.h>
@@ -40,7 +42,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: kvsim-predict --grid grid.csv --profile DIR --hardware NAME|PATH\n"
           "                     [--models DIR] [--compute-eff X] [--memory-eff Y] [-o OUT.csv]\n"
-          "                     [--ops OPS.csv]\n"
+          "                     [--ops OPS.csv] [--power-state sustained|short]\n"
           "\n"
           "Predicts each iteration of a GPU validation grid (sim/profiling) with the measured\n"
           "cost model (the profile in DIR) and with the roofline, next to the measured time.\n"
@@ -61,6 +63,7 @@ typedef struct ctx {
   int want_ops;      /* --ops: the measured model's operators per row */
   sim_hw hw;
   double ce, me;
+  const char *power_state; /* sim_prof_opts.power_state */
   cost_entry *e;
   int n;
 } ctx;
@@ -95,7 +98,7 @@ static int get_cost(ctx *x, const char *stem, const char *src, const char *host,
   if (!src) {
     sim_cost_init_roofline(&e->cost, &e->model, &x->hw, 1, x->ce, x->me);
   } else {
-    sim_prof_opts o = {src, host, x->ce, x->me};
+    sim_prof_opts o = {src, host, x->ce, x->me, x->power_state};
     rc = sim_cost_init_measured(&e->cost, &e->model, &x->hw, 1, x->profile, &o, err);
     if (rc == KV_ENOENT && strcmp(src, "sdpa") != 0) { /* that kernel was not profiled */
       o.decode_source = "sdpa";
@@ -320,6 +323,13 @@ int main(int argc, char **argv) {
       x.models_dir = argv[++i];
     } else if (more && !strcmp(a, "-o")) {
       out = argv[++i];
+    } else if (more && !strcmp(a, "--power-state")) {
+      x.power_state = argv[++i];
+      if (strcmp(x.power_state, "sustained") != 0 && strcmp(x.power_state, "short") != 0) {
+        fprintf(stderr, "kvsim-predict: --power-state %s: sustained or short is expected\n",
+                x.power_state);
+        return 2;
+      }
     } else if (more && !strcmp(a, "--ops")) {
       ops_out = argv[++i];
       x.want_ops = 1;

@@ -239,7 +239,7 @@ static void test_host_derived(void) {
   sim_hw hw;
   load_13b(&m, &hw);
   sim_cost c;
-  sim_prof_opts o = {NULL, "hf_decode", 0, 0};
+  sim_prof_opts o = {NULL, "hf_decode", 0, 0, NULL};
   REQUIRE_OK(sim_cost_init_measured(&c, &m, &hw, 1, dir, &o, &e), &e);
   char d[1536];
   sim_cost_describe(&c, d, sizeof d);
@@ -383,6 +383,86 @@ static void test_measured_by_hand(void) {
   CHECK(c.measured == NULL);
 }
 
+/* sustain.csv: the layer ratio by tokens (log-linear between points, edges outside, never
+ * below 1), the model's own curve or the mean of all, power_state = short, bad rows. */
+static void test_sustain(void) {
+  sim_model m;
+  sim_hw hw;
+  load_13b(&m, &hw); /* name LLaMA-2-13B: matches the stem-like "llama-2-13b" below */
+  const char *dir = write_profile("prof-sustain", 0);
+  /* rows out of token order, a non-layer row (information, ignored), another model */
+  put(dir, "sustain.csv",
+      "# test\nmodel,op,tokens,short_us,sustained_us,ratio\n"
+      "llama-2-13b,layer,1024,1,1,1.2\nllama-2-13b,layer,16,1,1,0.98\n"
+      "llama-2-13b,gemm,1024,1,1,3.5\nllama-2-13b,layer,4096,1,1,1.1\n"
+      "other-model,layer,16,1,1,1.0\nother-model,layer,4096,1,1,1.4\n");
+  sim_profile p;
+  kv_error e = {0};
+  REQUIRE_OK(sim_profile_load(dir, &p, &e), &e);
+  CHECK_EQ_INT(p.n_sustain, 2);
+  const sim_prof_sustain *s = &p.sustain[0];
+  CHECK_EQ_INT(s->n, 3);
+  CHECK_NEAR(sim_prof_sustain_eval(s, 1024), 1.2, 0, 1e-12);
+  CHECK_NEAR(sim_prof_sustain_eval(s, 2048), 1.15, 0, 1e-12); /* halfway in log tokens */
+  CHECK_NEAR(sim_prof_sustain_eval(s, 8), 0.98, 0, 1e-12);
+  CHECK_NEAR(sim_prof_sustain_eval(s, 1 << 20), 1.1, 0, 1e-12);
+  CHECK_NEAR(sim_prof_sustain_eval(s, 128), 0.98 + 0.5 * 0.22, 0, 1e-12); /* 128 = 16 x 8 of 16 x 64 */
+  sim_profile_free(&p);
+  /* the cost model: a prefill of 2048 tokens costs 1.15 x its short layer; a decode of 4
+   * sequences costs its short layer (0.98 -> 1); the head is not scaled */
+  sim_prof_opts shrt = {NULL, NULL, 0, 0, "short"};
+  sim_cost a, b;
+  REQUIRE_OK(sim_cost_init_measured(&a, &m, &hw, 1, dir, NULL, &e), &e);
+  REQUIRE_OK(sim_cost_init_measured(&b, &m, &hw, 1, dir, &shrt, &e), &e);
+  int64_t h0 = 0, n0 = 2048, la, ha, lb, hb;
+  sim_iter_work w = {1, &h0, &n0, 0, 0};
+  sim_cost_iter(&a, &w, &la, &ha);
+  sim_cost_iter(&b, &w, &lb, &hb);
+  CHECK_NEAR((double)la, 1.15 * (double)lb, 2, 1e-9);
+  CHECK_EQ_INT(ha, hb);
+  w = (sim_iter_work){0, NULL, NULL, 4, 4 * 1024};
+  sim_cost_iter(&a, &w, &la, &ha);
+  sim_cost_iter(&b, &w, &lb, &hb);
+  CHECK_EQ_INT(la, lb);
+  char d[1536];
+  sim_cost_describe(&a, d, sizeof d);
+  CHECK_STR_CONTAINS(d, "sustained (sustain.csv: llama-2-13b's layer ratios)");
+  sim_cost_describe(&b, d, sizeof d);
+  CHECK_STR_CONTAINS(d, "short timings (power_state = short)");
+  sim_cost_free(&a);
+  sim_cost_free(&b);
+  /* a model the table lacks: the mean of the curves (at 4096: (1.1 + 1.4) / 2) */
+  put(dir, "sustain.csv", "model,op,tokens,ratio\nm1,layer,16,1.0\nm1,layer,4096,1.1\n"
+      "m2,layer,16,1.0\nm2,layer,4096,1.4\n");
+  REQUIRE_OK(sim_cost_init_measured(&a, &m, &hw, 1, dir, NULL, &e), &e);
+  REQUIRE_OK(sim_cost_init_measured(&b, &m, &hw, 1, dir, &shrt, &e), &e);
+  n0 = 4096;
+  w = (sim_iter_work){1, &h0, &n0, 0, 0};
+  sim_cost_iter(&a, &w, &la, &ha);
+  sim_cost_iter(&b, &w, &lb, &hb);
+  CHECK_NEAR((double)la, 1.25 * (double)lb, 2, 1e-9);
+  sim_cost_describe(&a, d, sizeof d);
+  CHECK_STR_CONTAINS(d, "the mean of 2 measured models' layer ratios; LLaMA-2-13B not measured");
+  sim_cost_free(&a);
+  sim_cost_free(&b);
+  /* bad options and rows name what is wrong */
+  sim_prof_opts bad = {NULL, NULL, 0, 0, "hot"};
+  CHECK_EQ_INT(sim_cost_init_measured(&a, &m, &hw, 1, dir, &bad, &e), KV_EINVAL);
+  CHECK_STR_CONTAINS(e.msg, "power_state 'hot'");
+  check_bad("bad-sus-dup", "sustain.csv", "model,op,tokens,ratio\nx,layer,16,1\nx,layer,16,1.1\n",
+            KV_EFORMAT, "sustain.csv:3: a second layer row for model 'x' at 16 tokens");
+  check_bad("bad-sus-ratio", "sustain.csv", "model,op,tokens,ratio\nx,layer,16,9\n", KV_ERANGE,
+            "sustain.csv:2: column 'ratio'");
+  check_bad("bad-sus-col", "sustain.csv", "model,op,tokens,us\nx,layer,16,9\n", KV_EFORMAT,
+            "sustain.csv: the header has no column 'ratio'");
+  /* without sustain.csv: short timings, said so */
+  dir = write_profile("prof-nosustain", 0);
+  REQUIRE_OK(sim_cost_init_measured(&a, &m, &hw, 1, dir, NULL, &e), &e);
+  sim_cost_describe(&a, d, sizeof d);
+  CHECK_STR_CONTAINS(d, "short timings (no sustain.csv in the profile)");
+  sim_cost_free(&a);
+}
+
 /* Sources, host floors, missing operators, tensor parallelism, bad options. */
 static void test_measured_options(void) {
   sim_model m;
@@ -391,7 +471,7 @@ static void test_measured_options(void) {
   const char *dir = write_profile("prof-opts", 1);
   kv_error e = {0};
   sim_cost c;
-  sim_prof_opts o = {"kvbench", "hf_decode", 0.5, 0.9};
+  sim_prof_opts o = {"kvbench", "hf_decode", 0.5, 0.9, NULL};
   REQUIRE_OK(sim_cost_init_measured(&c, &m, &hw, 1, dir, &o, &e), &e);
   /* one decode sequence of 128 tokens: the GPU layer (~3.8 us) is under the host's 50 us per
    * layer; the LM head is missing: the roofline prices it (its 328 MB of weights at 0.9 of
@@ -419,7 +499,7 @@ static void test_measured_options(void) {
   CHECK_STR_CONTAINS(d, "compute_eff 0.5, memory_eff 0.9, assumed) for: lm_head 32000x5120");
   /* the roofline's LM head: 2 x 32000 x 5120 x 64 FLOPs vs its bytes, at the given effs */
   sim_cost_free(&c);
-  o = (sim_prof_opts){"kvbench", NULL, 0.5, 0.9};
+  o = (sim_prof_opts){"kvbench", NULL, 0.5, 0.9, NULL};
   REQUIRE_OK(sim_cost_init_measured(&c, &m, &hw, 1, dir, &o, &e), &e);
   w = (sim_iter_work){0, NULL, NULL, 64, 64 * 1024};
   sim_prof_cost_iter(c.measured, &w, &layer, &head, &f);
@@ -443,10 +523,10 @@ static void test_measured_options(void) {
   /* errors */
   CHECK_EQ_INT(sim_cost_init_measured(&c, &m, &hw, 3, dir, NULL, &e), KV_ENOTSUP);
   CHECK_STR_CONTAINS(e.msg, "do not split over 3 GPUs");
-  o = (sim_prof_opts){"flash", NULL, 0, 0};
+  o = (sim_prof_opts){"flash", NULL, 0, 0, NULL};
   CHECK_EQ_INT(sim_cost_init_measured(&c, &m, &hw, 1, dir, &o, &e), KV_ENOENT);
   CHECK_STR_CONTAINS(e.msg, "source 'flash' (present: kvbench, sdpa)");
-  o = (sim_prof_opts){NULL, "hf_prefill", 0, 0};
+  o = (sim_prof_opts){NULL, "hf_prefill", 0, 0, NULL};
   CHECK_EQ_INT(sim_cost_init_measured(&c, &m, &hw, 1, dir, &o, &e), KV_ENOENT);
   CHECK_STR_CONTAINS(e.msg, "host.csv: no fit for host path 'hf_prefill'");
   CHECK(c.measured == NULL);
@@ -573,7 +653,7 @@ static void test_validate_recurrence(void) {
    * buffer and even load-then-compute end when the last launch does: 40 x 50 us + the head
    * (the engine's serial sync would add the 400 us of copies) */
   const char *dir = write_profile("prof-recur", 0);
-  sim_prof_opts o = {NULL, "hf_decode", 0, 0};
+  sim_prof_opts o = {NULL, "hf_decode", 0, 0, NULL};
   REQUIRE_OK(sim_cost_init_measured(&c, &m, &hw, 1, dir, &o, &e), &e);
   int64_t h1 = 10, n1 = 10;
   sim_iter_work w1 = {1, &h1, &n1, 0, 0};
@@ -650,8 +730,8 @@ static void test_predict_tool(void) {
                                {SIM_VAL_MIXED, 4, 256, 1023, 0},
                                {SIM_VAL_PRELOAD, 1, 100, 1024, 5}};
   /* hf_prefill is not in the fixture's host.csv, sdpa_masked not among its sources */
-  const sim_prof_opts opts[4] = {{"sdpa", "none", 0, 0}, {"sdpa", "none", 0, 0},
-                                 {"sdpa", "manual", 0, 0}, {"sdpa", "manual", 0, 0}};
+  const sim_prof_opts opts[4] = {{"sdpa", "none", 0, 0, NULL}, {"sdpa", "none", 0, 0, NULL},
+                                 {"sdpa", "manual", 0, 0, NULL}, {"sdpa", "manual", 0, 0, NULL}};
   const char *expect_opts[4] = {"sdpa+hf_prefill;host hf_prefill absent: none",
                                 "sdpa_masked+none;sdpa_masked absent: sdpa", "sdpa+manual",
                                 "sdpa+manual"};
@@ -730,7 +810,8 @@ static void test_predict_tool(void) {
 }
 
 TEST_LIST = {TEST(test_curve_interpolation), TEST(test_table_interpolation),
-             TEST(test_host_derived), TEST(test_malformed), TEST(test_measured_by_hand), TEST(test_measured_options),
+             TEST(test_host_derived), TEST(test_malformed), TEST(test_measured_by_hand), TEST(test_sustain),
+             TEST(test_measured_options),
              TEST(test_measured_config), TEST(test_validate_recurrence),
              TEST(test_predict_tool), {0}};
 TEST_MAIN
