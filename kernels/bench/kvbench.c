@@ -493,21 +493,22 @@ static void bench_dense(bench *B) {
          * turns the tensor-core variants off for the rest of the run (a fault that leaves the
          * context unusable ends the process: device_run.sh then re-runs the section with
          * --no-mma). */
-        static const int variants[10][3] = {/* stages, fused combine, core (1 = tensor cores,
+        static const int variants[11][3] = {/* stages, fused combine, core (1 = tensor cores,
                                               2 = tensor cores + bulk-copy staging, v5, 3 = tensor
                                               cores + register staging, 2 slots, v6: its stage
                                               count is not used) */
                                            {4, 1, 0}, {3, 1, 0}, {6, 1, 0}, {4, 0, 0},
                                            {3, 1, 1}, {4, 1, 1}, {3, 0, 1}, {3, 1, 2},
-                                           {4, 1, 3}, {4, 0, 3}};
-        int vlist[10], nvar = 0;
+                                           {4, 1, 3}, {4, 0, 3}, {4, 0, 4}};
+        int vlist[11], nvar = 0;
         if (dt == 2 && !B->quick) {
-          for (int v = 0; v < 10; v++) vlist[nvar++] = v;
+          for (int v = 0; v < 11; v++) vlist[nvar++] = v;
         } else {
           vlist[nvar++] = 0;
           vlist[nvar++] = 4; /* fp16 and --quick: the default, the tensor-core s3, its bulk and */
           vlist[nvar++] = 7; /* its register-staged (v6) variant */
           vlist[nvar++] = 8;
+          vlist[nvar++] = 10;
         }
         const size_t n_out = (size_t)batch * s.n_heads * s.head_dim;
         float *ref_out = malloc(n_out * sizeof *ref_out), *var_out = malloc(n_out * sizeof *var_out);
@@ -519,8 +520,9 @@ static void bench_dense(bench *B) {
           kv_error e_ = {0};
           const char *vdt = dt == 2 ? "bf16" : "fp16";
           char nm[64], nt[160];
-          if (variants[v][2] == 3) /* v6: always 2 slots */
-            snprintf(nm, sizeof nm, "dense s2 %s mma regs", variants[v][1] ? "fused" : "comb");
+          if (variants[v][2] >= 3) /* v6 (v7: + L2::256B hint): always 2 slots */
+            snprintf(nm, sizeof nm, "dense s2 %s mma regs%s", variants[v][1] ? "fused" : "comb",
+                     variants[v][2] == 4 ? " pf" : "");
           else
             snprintf(nm, sizeof nm, "dense s%d %s%s", variants[v][0], variants[v][1] ? "fused" : "comb",
                      variants[v][2] == 2 ? " mma bulk" : variants[v][2] ? " mma" : "");
@@ -560,11 +562,12 @@ static void bench_dense(bench *B) {
           timing tv = time_op(B, &S, OP_DENSE, NULL);
           if (vi == 0) CK(kvc_d2h(B->c, ref_out, S.d_out, n_out * 4, &e_));
           snprintf(nt, sizeof nt, "variant: %s cores, ring %d stages, %s combine; %s",
-                   variants[v][2] == 3   ? "tensor (register staging)"
+                   variants[v][2] == 4   ? "tensor (register staging, L2::256B hint)"
+                   : variants[v][2] == 3 ? "tensor (register staging)"
                    : variants[v][2] == 2 ? "tensor (bulk-copy staging)"
                    : variants[v][2]      ? "tensor"
                                          : "CUDA",
-                   variants[v][2] == 3 ? 2 : variants[v][0],
+                   variants[v][2] >= 3 ? 2 : variants[v][0],
                    variants[v][1] ? "fused" : "separate", tv.graphed ? "graph" : "plain launches");
           row(B, "tune", vdt, batch, len, nm, tv.ms * 1e3, (double)S.kv_bytes,
               sdpa_lookup(B, batch, len, dt == 2), nt);
@@ -582,11 +585,12 @@ static void bench_dense(bench *B) {
         char dnote[160];
         snprintf(dnote, sizeof dnote, "%s; fastest of %d variants: %s cores, ring %d stages, %s combine",
                  t.graphed ? "graph" : "plain launches", ntimed,
-                 variants[bv][2] == 3   ? "tensor (regs)"
+                 variants[bv][2] == 4   ? "tensor (regs, pf)"
+                 : variants[bv][2] == 3 ? "tensor (regs)"
                  : variants[bv][2] == 2 ? "tensor (bulk)"
                  : variants[bv][2]      ? "tensor"
                                         : "CUDA",
-                 variants[bv][2] == 3 ? 2 : variants[bv][0], variants[bv][1] ? "fused" : "separate");
+                 variants[bv][2] >= 3 ? 2 : variants[bv][0], variants[bv][1] ? "fused" : "separate");
         row(B, "dense", dt == 2 ? "bf16" : "fp16", batch, len, "dense", us, (double)S.kv_bytes, sd,
             dnote);
         if (!isnan(sd)) {
@@ -887,6 +891,8 @@ static void bench_bw(bench *B) {
     const char *what;
   } P[] = {
       {"read-ldg8", {0, 0, 0, 0, 0, 0}, "2 GiB, per-thread 16-byte ld.global.cg, 8 in flight per thread"},
+      {"read-ldg8-pf256", {2, 0, 0, 0, 0, 0},
+       "2 GiB, per-thread 16-byte ld.global.cg.L2::256B (prefetch hint), 8 in flight per thread"},
       {"read-bulk-4k-s8", {1, 4096, 4096, 0, 8, 4}, "2 GiB, cp.async.bulk 4 KB per slot, 8 slots, 4 CTAs/SM"},
       {"read-bulk-4k-s4", {1, 4096, 4096, 0, 4, 4}, "2 GiB, cp.async.bulk 4 KB per slot, 4 slots, 4 CTAs/SM"},
       {"read-bulk-4k-s4x2", {1, 4096, 4096, 0, 4, 2}, "2 GiB, cp.async.bulk 4 KB per slot, 4 slots, 2 CTAs/SM"},
@@ -937,6 +943,7 @@ static void bench_bw(bench *B) {
     const char *what;
   } Q[] = {
       {"pool-ldg8", 0, 0, "per-thread 16-byte loads"},
+      {"pool-ldg8-pf256", 2, 0, "per-thread 16-byte loads with the L2::256B prefetch hint"},
       {"pool-bulk-4k-s8", 1, 8, "one cp.async.bulk per page and KV head (4 KB), 8 slots"},
       {"pool-bulk-4k-s4", 1, 4, "one cp.async.bulk per page and KV head (4 KB), 4 slots"},
   };

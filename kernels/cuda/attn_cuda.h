@@ -127,7 +127,9 @@ typedef enum kvc_tune_key {
                                   3 (v6) the tensor-core core with its K/V tiles staged through
                                   registers (per-thread 16-byte loads of the next step in flight
                                   during the current one, then stores into the swizzled tiles),
-                                  always 2 slots (KVC_TUNE_DENSE_STAGES does not apply). */
+                                  always 2 slots (KVC_TUNE_DENSE_STAGES does not apply);
+                                  4 (v7) as 3 with the L2::256B prefetch-size hint on its
+                                  loads. */
   KVC_TUNE_TOPK_CORE,          /* the same choice for top-k's split-K attention over the selected
                                   blocks: 0 (default) CUDA cores, 1 tensor cores (G <= 4) */
   KVC_TUNE_N
@@ -303,7 +305,8 @@ int kvc_fill_tiled(kvc_ctx *c, const attn_shape *s, const kvc_kv *kv, const kvc_
                    const attn_shape *rec, const int32_t *rec_pos, kv_error *err);
 
 /* Read-bandwidth probes (v5; kvbench's `bandwidth` rows; no op uses them). mode 0: per-thread
- * 16-byte loads (8 in flight per thread); mode 1: 1-D bulk asynchronous copies (cp.async.bulk,
+ * 16-byte loads (8 in flight per thread); mode 2 (v7): the same with the L2::256B prefetch-size
+ * hint; mode 1: 1-D bulk asynchronous copies (cp.async.bulk,
  * sm_90+, else KV_ENOTSUP) of stage_bytes per ring slot, issued as stage_bytes / piece_bytes
  * (<= 32) copies, each piece at a pitch of piece_bytes (+16 when pad: the layout a padded,
  * ldmatrix-conflict-free tile would need), `stages` slots (<= 16) per CTA of 128 threads,
@@ -320,7 +323,8 @@ int kvc_probe_read(kvc_ctx *c, const kvc_probe_cfg *cfg, size_t bytes, int reps,
                    uint32_t *xsum, kv_error *err);
 /* Reads the K and V pages (whole pages, block_size x head_dim of one KV head each) of every
  * block of every request of b, page-scattered as the dense op reads them; mode 0 / 1 as above
- * (1: one bulk copy per page and KV head, `stages` slots). *bytes = bytes read, *gbps = *bytes /
+ * (1: one bulk copy per page and KV head, `stages` slots; 2: per-thread loads with the L2::256B
+ * hint). *bytes = bytes read, *gbps = *bytes /
  * median time, *xsum = XOR of the words read. */
 int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_kv *kv, const kvc_batch *b,
                         int reps, double *gbps, double *bytes, uint32_t *xsum, kv_error *err);

@@ -131,7 +131,10 @@ __device__ __forceinline__ float kvc_split_part(float x, int p) {
  *       ldmatrix of step st + 1).
  * Prologue: step 0 loaded and stored before the loop. Bytes in flight per warp: 8 KB (D 128)
  * during (b). */
-template <typename T, int D, int GT, int STAGES, bool BULK = false, bool REGS = false>
+/* v7: PF256 = true (REGS only; KVC_TUNE_DENSE_CORE = 4) issues the same loads with the
+ * L2::256B prefetch-size hint (kvc_ldcg_pf256). */
+template <typename T, int D, int GT, int STAGES, bool BULK = false, bool REGS = false,
+          bool PF256 = false>
 struct kvc_attend_mma {
   static_assert(GT == 4, "the tensor-core core serves groups of at most 4 heads");
   static constexpr int NW = KVC_THREADS / 32;   /* warps: 4 */
@@ -287,8 +290,13 @@ struct kvc_attend_mma {
 #pragma unroll
     for (int j = 0; j < PPL; j++) {
       const bool in = t0 + TPJ * j < nv;
-      kr[j] = in ? __ldcg(kp + j * JS) : make_uint4(0, 0, 0, 0);
-      vr[j] = in ? __ldcg(vp + j * JS) : make_uint4(0, 0, 0, 0);
+      if constexpr (PF256) {
+        kr[j] = in ? kvc_ldcg_pf256(kp + j * JS) : make_uint4(0, 0, 0, 0);
+        vr[j] = in ? kvc_ldcg_pf256(vp + j * JS) : make_uint4(0, 0, 0, 0);
+      } else {
+        kr[j] = in ? __ldcg(kp + j * JS) : make_uint4(0, 0, 0, 0);
+        vr[j] = in ? __ldcg(vp + j * JS) : make_uint4(0, 0, 0, 0);
+      }
     }
   }
   /* REGS: the registers of load_regs into slot st % STAGES (swizzled, as issue() places them). */

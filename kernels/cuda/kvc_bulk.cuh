@@ -108,4 +108,15 @@ __device__ __forceinline__ void kvc_mbar_wait(uint64_t *bar, uint32_t parity) {
   }
 }
 
+/* v7: a 16-byte ld.global.cg with the L2::256B prefetch-size hint (sm_80+): the L2 fetches the
+ * 256-byte sector group around the word, not only its 32-byte sector, so neighbouring lanes' and
+ * the next pieces' loads find their lines in flight (read-only data: no memory clobber). */
+__device__ __forceinline__ uint4 kvc_ldcg_pf256(const uint4 *p) {
+  uint4 r;
+  asm("ld.global.cg.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+      : "l"(p));
+  return r;
+}
+
 #endif /* KVC_BULK_CUH */

@@ -313,7 +313,7 @@ extern "C" int kvc_tune_set(kvc_ctx *c, kvc_tune_key key, int value, kv_error *e
     case KVC_TUNE_DENSE_STAGES: ok = value == 3 || value == 4 || value == 6; break;
     case KVC_TUNE_DENSE_FUSED_COMBINE: ok = value == 0 || value == 1; break;
     case KVC_TUNE_DENSE_CORE:
-      ok = value == 0 || value == 1 || value == 2 || value == 3;
+      ok = value >= 0 && value <= 4;
       if (value == 2 && c->prop.major < 9) {
         return kv_error_set(err, KV_ENOTSUP, "tune: dense core 2 (bulk copies) needs sm_90");
       }

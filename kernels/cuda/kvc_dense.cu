@@ -217,8 +217,11 @@ static int kvc__use_bulk(const kvc_ctx *c, int dense, int GT) {
  * KVC_TUNE_DENSE_CORE = 3, dense calls only, groups of at most 4 heads; always a ring of 2 slots
  * (KVC_TUNE_DENSE_STAGES does not apply). */
 static int kvc__use_regs(const kvc_ctx *c, int dense, int GT) {
-  return dense && c->tune[KVC_TUNE_DENSE_CORE] == 3 && GT == 4;
+  return dense && (c->tune[KVC_TUNE_DENSE_CORE] == 3 || c->tune[KVC_TUNE_DENSE_CORE] == 4) &&
+         GT == 4;
 }
+/* v7: the same with the L2::256B prefetch hint on its loads (KVC_TUNE_DENSE_CORE = 4). */
+static int kvc__regs_pf(const kvc_ctx *c) { return c->tune[KVC_TUNE_DENSE_CORE] == 4; }
 
 /* The core's ring depth: KVC_TUNE_DENSE_STAGES (3, 4, 6) for kvc_attend; kvc_attend_mma has
  * 3 (KVC_TUNE_DENSE_STAGES 3) or 4 stages (4 and 6: 6 x 16 KB per warp would leave one CTA per SM
@@ -227,6 +230,10 @@ template <typename T, int D, int GT>
 static int kvc__launch_split(kvc_ctx *c, const kvc__split_params &p, int n_pairs, kv_error *err) {
   if constexpr (GT == 4) {
     if (kvc__use_regs(c, p.list == NULL, GT)) {
+      if (kvc__regs_pf(c)) {
+        return kvc__launch_split_s<T, D, GT, kvc_attend_mma<T, D, GT, 2, false, true, true>>(c, p, n_pairs,
+                                                                                            err);
+      }
       return kvc__launch_split_s<T, D, GT, kvc_attend_mma<T, D, GT, 2, false, true>>(c, p, n_pairs, err);
     }
     if (kvc__use_bulk(c, p.list == NULL, GT)) {
@@ -254,6 +261,9 @@ template <typename T, int D, int GT>
 static int kvc__slots(kvc_ctx *c, int dense, int *slots, kv_error *err) {
   if constexpr (GT == 4) {
     if (kvc__use_regs(c, dense, GT)) {
+      if (kvc__regs_pf(c)) {
+        return kvc__split_attr<T, D, GT, kvc_attend_mma<T, D, GT, 2, false, true, true>>(c, slots, err);
+      }
       return kvc__split_attr<T, D, GT, kvc_attend_mma<T, D, GT, 2, false, true>>(c, slots, err);
     }
     if (kvc__use_bulk(c, dense, GT)) {

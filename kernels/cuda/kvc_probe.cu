@@ -31,7 +31,13 @@ __global__ void kvc__probe_fill(uint32_t *p, size_t n) {
   }
 }
 
-/* Per-thread loads: 8 independent 16-byte __ldcg per iteration. */
+/* Per-thread loads: 8 independent 16-byte __ldcg per iteration (PF: with the L2::256B hint). */
+template <bool PF>
+__device__ __forceinline__ uint4 kvc__probe_ld(const uint4 *p) {
+  if constexpr (PF) return kvc_ldcg_pf256(p);
+  else return __ldcg(p);
+}
+template <bool PF>
 __global__ void __launch_bounds__(KVC_PROBE_THREADS) kvc__probe_ldg(const uint4 *__restrict__ p,
                                                                     size_t n, uint32_t *out) {
   uint32_t x = 0;
@@ -40,11 +46,11 @@ __global__ void __launch_bounds__(KVC_PROBE_THREADS) kvc__probe_ldg(const uint4 
   for (; i + 7 * stride < n; i += 8 * stride) {
     uint4 u[8];
 #pragma unroll
-    for (int j = 0; j < 8; j++) u[j] = __ldcg(p + i + j * stride);
+    for (int j = 0; j < 8; j++) u[j] = kvc__probe_ld<PF>(p + i + j * stride);
 #pragma unroll
     for (int j = 0; j < 8; j++) x ^= kvc__xor4(u[j]);
   }
-  for (; i < n; i += stride) x ^= kvc__xor4(__ldcg(p + i));
+  for (; i < n; i += stride) x ^= kvc__xor4(kvc__probe_ld<PF>(p + i));
   kvc__xor_out(x, out);
 }
 
@@ -110,7 +116,7 @@ __global__ void __launch_bounds__(KVC_PROBE_THREADS) kvc__probe_bulk(const unsig
 /* Paged pool: CTA (x, pair) reads the K and V pages of blocks [x * bpc, (x + 1) * bpc) of pair =
  * (request, KV head): item 2i = K of block i, 2i + 1 = V, each page_bytes contiguous (one page of
  * one KV head). BULK: one bulk copy per item into the ring; else per-thread 16-byte loads. */
-template <bool BULK>
+template <bool BULK, bool PF = false>
 __global__ void __launch_bounds__(KVC_PROBE_THREADS)
     kvc__probe_pool(const unsigned char *__restrict__ kp, const unsigned char *__restrict__ vp,
                     const int32_t *__restrict__ bt, const int32_t *__restrict__ seq_len,
@@ -137,7 +143,8 @@ __global__ void __launch_bounds__(KVC_PROBE_THREADS)
 #pragma unroll 8
       for (int w = threadIdx.x; w < ngw; w += KVC_PROBE_THREADS) {
         const int it = w / words;
-        x ^= kvc__xor4(__ldcg(reinterpret_cast<const uint4 *>(src_of(k0 + it)) + (w - it * words)));
+        x ^= kvc__xor4(kvc__probe_ld<PF>(reinterpret_cast<const uint4 *>(src_of(k0 + it)) +
+                                         (w - it * words)));
       }
     }
   } else {
@@ -171,7 +178,7 @@ __global__ void __launch_bounds__(KVC_PROBE_THREADS)
 }
 
 static int kvc__probe_check_dev(kvc_ctx *c, int mode, kv_error *err) {
-  if (mode != 0 && c->prop.major < 9) {
+  if (mode == 1 && c->prop.major < 9) {
     return kv_error_set(err, KV_ENOTSUP, "bulk-copy probe: needs sm_90 (device is sm_%d%d)",
                         c->prop.major, c->prop.minor);
   }
@@ -208,12 +215,13 @@ extern "C" int kvc_probe_read(kvc_ctx *c, const kvc_probe_cfg *cfg, size_t bytes
   if (rc) return rc;
   const int stage = cfg->stage_bytes, piece = cfg->piece_bytes;
   const int pitch = piece + (cfg->pad ? 16 : 0);
-  if (cfg->mode != 0 &&
+  if (cfg->mode < 0 || cfg->mode > 2) return kv_error_set(err, KV_EINVAL, "probe: mode %d", cfg->mode);
+  if (cfg->mode == 1 &&
       (stage < 16 || piece < 16 || stage % piece || piece % 16 || stage / piece > 32 ||
        cfg->stages < 1 || cfg->stages > KVC_PROBE_MAX_STAGES || cfg->ctas_per_sm < 1)) {
     return kv_error_set(err, KV_EINVAL, "probe: bad configuration");
   }
-  bytes -= bytes % (size_t)(cfg->mode != 0 ? stage : 16);
+  bytes -= bytes % (size_t)(cfg->mode == 1 ? stage : 16);
   void *a = NULL;
   uint32_t *d_x = NULL;
   double ms = 0;
@@ -221,10 +229,14 @@ extern "C" int kvc_probe_read(kvc_ctx *c, const kvc_probe_cfg *cfg, size_t bytes
   KVC_CHECK_GO(err, rc, done, cudaMalloc(&d_x, 4));
   kvc__probe_fill<<<4 * c->prop.multiProcessorCount, 256, 0, c->stream>>>((uint32_t *)a, bytes / 4);
   KVC_CHECK_GO(err, rc, done, cudaGetLastError());
-  if (cfg->mode == 0) {
+  if (cfg->mode != 1) {
     const int grid = 8 * c->prop.multiProcessorCount;
     rc = kvc__probe_time(c, reps, d_x, [&] {
-      kvc__probe_ldg<<<grid, KVC_PROBE_THREADS, 0, c->stream>>>((const uint4 *)a, bytes / 16, d_x);
+      if (cfg->mode == 2) {
+        kvc__probe_ldg<true><<<grid, KVC_PROBE_THREADS, 0, c->stream>>>((const uint4 *)a, bytes / 16, d_x);
+      } else {
+        kvc__probe_ldg<false><<<grid, KVC_PROBE_THREADS, 0, c->stream>>>((const uint4 *)a, bytes / 16, d_x);
+      }
     }, &ms, xsum, err);
   } else {
     const size_t dyn = (size_t)cfg->stages * (stage / piece) * pitch;
@@ -271,16 +283,20 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
   }
   const int bpc = 64; /* blocks per CTA: 512 KB of K+V at 4 KB pages */
   const dim3 grid((max_nb + bpc - 1) / bpc, b->n_req * kv->n_kv_heads);
-  const size_t dyn = mode ? (size_t)stages * page_bytes : 0;
+  const size_t dyn = mode == 1 ? (size_t)stages * page_bytes : 0;
   uint32_t *d_x = NULL;
   double ms = 0;
   KVC_CHECK_GO(err, rc, done, cudaMalloc(&d_x, 4));
-  if (mode) {
+  if (mode == 1) {
     KVC_CHECK_GO(err, rc, done, cudaFuncSetAttribute(kvc__probe_pool<true>,
                                                      cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn));
   }
   rc = kvc__probe_time(c, reps, d_x, [&] {
-    if (mode) {
+    if (mode == 2) {
+      kvc__probe_pool<false, true><<<grid, KVC_PROBE_THREADS, 0, c->stream>>>(
+          (const unsigned char *)kv->k, (const unsigned char *)kv->v, b->block_table, b->seq_len,
+          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, d_x);
+    } else if (mode == 1) {
       kvc__probe_pool<true><<<grid, KVC_PROBE_THREADS, dyn, c->stream>>>(
           (const unsigned char *)kv->k, (const unsigned char *)kv->v, b->block_table, b->seq_len,
           b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, d_x);

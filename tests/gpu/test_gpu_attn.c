@@ -270,12 +270,13 @@ static int check_dense(batch_t *B, const char *label) {
   const int cuda_core[4][3] = {{4, 1, 0}, {4, 0, 0}, {3, 1, 0}, {6, 1, 0}};
   const int tensor_core[3][3] = {{4, 1, 1}, {3, 1, 1}, {3, 0, 1}};
   const int bulk_core[3][3] = {{3, 1, 2}, {4, 1, 2}, {3, 0, 2}}; /* v5: bulk-copy staging */
-  const int regs_core[2][3] = {{4, 1, 3}, {4, 0, 3}}; /* v6: register staging (2 slots always) */
+  /* v6: register staging (2 slots always); v7: the same with the L2::256B load hint (core 4) */
+  const int regs_core[3][3] = {{4, 1, 3}, {4, 0, 4}, {4, 0, 3}}; /* tiny (racecheck): the first two */
   const int (*variants)[3] = g_mma == 3   ? regs_core
                              : g_mma == 2 ? bulk_core
                              : g_mma      ? tensor_core
                                           : cuda_core;
-  const int nvar = g_tiny ? 1 : g_mma == 3 ? 2 : g_mma ? 3 : 4;
+  const int nvar = g_tiny ? (g_mma == 3 ? 2 : 1) : g_mma ? 3 : 4;
   const int Hq = B->s.n_heads, D = B->s.head_dim;
   float *ref = malloc((size_t)B->n_req * Hq * D * sizeof *ref);
   float *ref32 = malloc((size_t)B->n_req * Hq * D * sizeof *ref32);
@@ -297,11 +298,12 @@ static int check_dense(batch_t *B, const char *label) {
     }
     char l2[200];
     snprintf(l2, sizeof l2, "%s [%s cores, stages %d, %s combine]", label,
-             variants[v][2] == 3   ? "tensor+regs"
+             variants[v][2] == 4   ? "tensor+regs+pf256"
+             : variants[v][2] == 3 ? "tensor+regs"
              : variants[v][2] == 2 ? "tensor+bulk"
              : variants[v][2]      ? "tensor"
                                    : "CUDA",
-             variants[v][2] == 3 ? 2 : variants[v][0],
+             variants[v][2] >= 3 ? 2 : variants[v][0],
              variants[v][1] ? "fused" : "separate");
     bad += check_dense_one(B, l2, ref, ref32);
   }

@@ -462,7 +462,9 @@ static void test_pool_probe_model(void) {
   CHECK(kvc_probe_pool_args_ok(1, 16, 16));
   CHECK(!kvc_probe_pool_args_ok(1, 0, 16));
   CHECK(!kvc_probe_pool_args_ok(1, 17, 16));
-  CHECK(!kvc_probe_pool_args_ok(2, 4, 16));
+  CHECK(kvc_probe_pool_args_ok(2, 4, 16)); /* v7: per-thread loads with a hint; no ring */
+  CHECK(!kvc_probe_pool_args_ok(3, 4, 16));
+  CHECK(!kvc_probe_pool_args_ok(-1, 0, 16));
   kv_rng rng;
   kv_rng_seed(&rng, 77);
   for (int trial = 0; trial < 40; trial++) {
