@@ -592,6 +592,15 @@ static void test_measured_config(void) {
   CHECK_EQ_INT(sim_params_from_config(cfg, &p, &e), KV_ENOENT);
   CHECK_STR_CONTAINS(e.msg, "needs [cost] profile");
   kv_config_free(cfg);
+  /* power_state: a value it does not know names the config line */
+  snprintf(text, sizeof text,
+           "[sim]\nmodel = llama-2-13b\nhardware = h100\ndata_dir = %s/sim/data\n"
+           "[cost]\nmodel = measured\nprofile = %s\npower_state = warm\n",
+           test_source_dir(), dir);
+  REQUIRE_OK(kv_config_parse(text, "test.ini", &cfg, &e), &e);
+  CHECK_EQ_INT(sim_params_from_config(cfg, &p, &e), KV_EINVAL);
+  CHECK_STR_CONTAINS(e.msg, "test.ini:8: [cost] power_state = 'warm'");
+  kv_config_free(cfg);
 }
 
 /* The validation kinds through a linear cost model, where every time is exact: the iteration
@@ -807,6 +816,29 @@ static void test_predict_tool(void) {
   CHECK_STR_CONTAINS(out, "prof-tool-grid.csv:7: kind 'bogus'");
   CHECK_EQ_INT(run_tool("--grid x.csv", out, sizeof out), 2);
   CHECK_STR_CONTAINS(out, "--grid, --profile and --hardware are required");
+  /* --power-state: sustain.csv scales the prefill row by its ratio unless "short" */
+  put(dir, "sustain.csv", "model,op,tokens,ratio\nllama-2-13b,layer,16,1.5\n");
+  const char *grid2 = test_tmp_path("prof-tool-grid2.csv");
+  g = fopen(grid2, "w");
+  REQUIRE(g != NULL);
+  fprintf(g, "model,kind,impl,mode,batch,tokens,context,read_buffer,measured_us,note\n"
+             "llama-2-13b,prefill,hf,graph,1,256,0,,1000,x\n");
+  fclose(g);
+  double pv[2];
+  for (int k = 0; k < 2; k++) {
+    snprintf(args, sizeof args, "--grid %s --profile %s --hardware h100 -o %s%s", grid2, dir, res,
+             k ? " --power-state short" : "");
+    REQUIRE_EQ_INT(run_tool(args, out, sizeof out), 0);
+    REQUIRE_OK(sim_csv_open(&r, res, &e), &e);
+    REQUIRE_OK(sim_csv_col(&r, "predicted_us", &cp, &e), &e);
+    REQUIRE(sim_csv_next(&r, &e) == 1);
+    REQUIRE_OK(sim_csv_f64(&r, cp, 0, 1e15, &pv[k], &e), &e);
+    sim_csv_close(&r);
+  }
+  CHECK(pv[0] > 1.4 * pv[1] && pv[0] < 1.5 * pv[1]); /* the layers x 1.5, the head not */
+  CHECK_EQ_INT(run_tool("--grid x.csv --profile y --hardware h100 --power-state hot", out,
+                        sizeof out), 2);
+  CHECK_STR_CONTAINS(out, "--power-state hot: sustained or short is expected");
 }
 
 TEST_LIST = {TEST(test_curve_interpolation), TEST(test_table_interpolation),
