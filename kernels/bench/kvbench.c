@@ -39,65 +39,17 @@
  * The CSV files go through the output helper (common/kv_fs.h): written beside the target and
  * renamed over it at the end, so a run that dies or is killed leaves no partial CSV (the printed
  * rows stay in the log).
+ * Sources: this file (the harness, the dense and GEMM sections, main), kvbench_sparse.c (top-k,
+ * PSA, recorded), kvbench_bw.c (probes); what they share is declared in kvbench.h.
  */
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "attn.h"
-#include "attn_cuda.h"
-#include "kv_fs.h"
-#include "kv_rng.h"
-#include "kvc_math.h"
-
-#define MAX_SDPA 1024
-#define MAX_LAYERS 16
-
-typedef struct {
-  int n_layers;
-  attn_shape s;
-  int64_t n_tokens[MAX_LAYERS], n_pos[MAX_LAYERS];
-  int64_t *pos[MAX_LAYERS];
-  float *Kh[MAX_LAYERS], *Vh[MAX_LAYERS], *Qh[MAX_LAYERS]; /* host */
-  void *Kd[MAX_LAYERS], *Vd[MAX_LAYERS];                   /* device copies of K, V */
-} recording;
-
-typedef struct {
-  kvc_ctx *c;
-  int reps, quick, graphs;
-  double copy_gbps, read_gbps;
-  FILE *csv;              /* csv_out.f with --csv: written through the output helper */
-  kv_atomic_file csv_out;
-  int n_sdpa;
-  int sdpa_key[MAX_SDPA][3];
-  double sdpa_us[MAX_SDPA];
-  int targets_checked, targets_missed;
-  char missed[64][200];
-  recording rec;
-  int have_rec;
-  int no_mma;             /* --no-mma, or a tensor-core variant failed: time only CUDA-core ones */
-} bench;
-
-#define DIE(...)                      \
-  do {                                \
-    fprintf(stderr, "kvbench: ");     \
-    fprintf(stderr, __VA_ARGS__);     \
-    fprintf(stderr, "\n");            \
-    exit(1);                          \
-  } while (0)
-/* Dies with the message of the kv_error named e_ (declared by the calling function). */
-#define CK(call)                                         \
-  do {                                                   \
-    if ((call) != 0) DIE("%s: %s", #call, e_.msg);       \
-  } while (0)
+#include "kvbench.h"
 
 static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
 }
 
-static double sdpa_lookup(const bench *B, int batch, int len, int dtype_bf16) {
+double sdpa_lookup(const bench *B, int batch, int len, int dtype_bf16) {
   for (int i = 0; i < B->n_sdpa; i++) {
     if (B->sdpa_key[i][0] == batch && B->sdpa_key[i][1] == len && B->sdpa_key[i][2] == dtype_bf16) return B->sdpa_us[i];
   }
@@ -192,19 +144,7 @@ static void free_recording(bench *B) {
   memset(R, 0, sizeof *R);
 }
 
-/* ---- a batch of requests on the device --------------------------------------------------------- */
-typedef struct {
-  attn_shape s;
-  kvc_kv kv;
-  kvc_batch b;
-  int32_t *h_len, *h_bt;
-  void *d_len, *d_bt, *d_q, *d_out;
-  int64_t kv_bytes;
-} setup;
-
-enum { DATA_RANDOM, DATA_SYNTH, DATA_TILED };
-
-static void setup_free(bench *B, setup *S) {
+void setup_free(bench *B, setup *S) {
   kvc_kv_free(B->c, &S->kv);
   kvc_free(B->c, S->d_len), kvc_free(B->c, S->d_bt), kvc_free(B->c, S->d_q), kvc_free(B->c, S->d_out);
   free(S->h_len), free(S->h_bt);
@@ -213,17 +153,15 @@ static void setup_free(bench *B, setup *S) {
 
 /* n_req requests of lens[] tokens with shuffled pages; contents by `data`. For DATA_TILED,
  * request r takes recorded layer r % layers and query position (r / layers) % positions. */
-static int setup_make_paged(bench *B, setup *S, attn_shape s, kvc_dtype dt, int n_req,
-                            const int *lens, int data, uint64_t seed, int bs, int shuffle);
-static int setup_make(bench *B, setup *S, attn_shape s, kvc_dtype dt, int n_req, const int *lens,
-                      int data, uint64_t seed) {
+int setup_make(bench *B, setup *S, attn_shape s, kvc_dtype dt, int n_req, const int *lens,
+               int data, uint64_t seed) {
   return setup_make_paged(B, S, s, dt, n_req, lens, data, seed, 16, 1);
 }
 
 /* The same with bs-token pages, shuffled (shuffle = 1) or in allocation order (0): the dense
  * section's "layout" rows. */
-static int setup_make_paged(bench *B, setup *S, attn_shape s, kvc_dtype dt, int n_req,
-                            const int *lens, int data, uint64_t seed, int bs, int shuffle) {
+int setup_make_paged(bench *B, setup *S, attn_shape s, kvc_dtype dt, int n_req, const int *lens,
+                     int data, uint64_t seed, int bs, int shuffle) {
   kv_error e_ = {0};
   memset(S, 0, sizeof *S);
   S->s = s;
@@ -307,20 +245,11 @@ static int setup_make_paged(bench *B, setup *S, attn_shape s, kvc_dtype dt, int 
 }
 
 /* ---- timing ------------------------------------------------------------------------------------ */
-enum { OP_DENSE, OP_TOPK, OP_PSA_PIPE, OP_PSA_HOST };
-
-typedef struct {
-  double ms, sel_ms, att_ms;          /* medians */
-  double blocks_read, blocks_fetched; /* mean per pair */
-  int graphed;
-} timing;
-
 /* PSA execution options of the next timed runs (kvbench varies them in the "tune" rows). */
-static kvc_psa_opts g_psa_opts;
-static int g_psa_opts_set;
+kvc_psa_opts g_psa_opts;
+int g_psa_opts_set;
 
-static int run_op(bench *B, setup *S, int op, const attn_method *m, kvc_sparse_out *so,
-                  kv_error *err) {
+int run_op(bench *B, setup *S, int op, const attn_method *m, kvc_sparse_out *so, kv_error *err) {
   if (op == OP_DENSE) return kvc_dense(B->c, &S->s, &S->kv, &S->b, S->d_out, NULL, err);
   if (op == OP_TOPK) return kvc_topk(B->c, &S->s, m, &S->kv, &S->b, S->d_out, so, err);
   kvc_psa_opts o;
@@ -330,7 +259,7 @@ static int run_op(bench *B, setup *S, int op, const attn_method *m, kvc_sparse_o
   return kvc_psa(B->c, &S->s, m, &S->kv, &S->b, &o, S->d_out, so, NULL, err);
 }
 
-static timing time_op(bench *B, setup *S, int op, const attn_method *m) {
+timing time_op(bench *B, setup *S, int op, const attn_method *m) {
   kv_error e_ = {0};
   timing t = {0};
   const int pairs = S->b.n_req * S->s.n_kv_heads;
@@ -409,8 +338,8 @@ static timing time_op(bench *B, setup *S, int op, const attn_method *m) {
   return t;
 }
 
-static void row(bench *B, const char *sec, const char *dt, int batch, int len, const char *method,
-                double us, double bytes, double sdpa_us, const char *note) {
+void row(bench *B, const char *sec, const char *dt, int batch, int len, const char *method,
+         double us, double bytes, double sdpa_us, const char *note) {
   const double gbps = bytes / (us * 1e-6) / 1e9;
   printf("%-6s %-4s %4d %7d %-24s %10.1f %10.2f %8.0f %6.2f %9.1f  %s\n", sec, dt, batch, len,
          method, us, bytes / 1e6, gbps, gbps / B->copy_gbps, sdpa_us, note);
@@ -422,7 +351,7 @@ static void row(bench *B, const char *sec, const char *dt, int batch, int len, c
 }
 
 /* Records a target: ok, what, have vs want (units in the text). */
-static void target(bench *B, int ok, const char *what, double have, double want) {
+void target(bench *B, int ok, const char *what, double have, double want) {
   B->targets_checked++;
   if (!ok) {
     if (B->targets_missed < 64) {
@@ -467,7 +396,7 @@ static void dense_layouts(bench *B, attn_shape s, int batch, const int *ls, cons
   }
 }
 
-static void bench_dense(bench *B) {
+void bench_dense(bench *B) {
   const attn_shape s = {32, 8, 128};
   const int batches[5] = {1, 8, 16, 32, 64}, lens[4] = {4096, 16384, 32768, 131072};
   printf("\n== dense decode (Hq 32 / Hkv 8 / D 128, random normal K/V; bytes = K+V read) ==\n");
@@ -608,239 +537,7 @@ static void bench_dense(bench *B) {
   }
 }
 
-/* Metadata bytes a sparse op scans (every block of every pair, the vectors it reads). */
-static double meta_bytes(const setup *S, const attn_method *m) {
-  int vecs = 0, set = kvc_method_meta(m);
-  for (int i = 0; i < 4; i++) vecs += (set >> i) & 1;
-  double nb = 0;
-  for (int r = 0; r < S->b.n_req; r++) nb += (double)kvc_n_blocks(S->h_len[r], 16);
-  return nb * S->s.n_kv_heads * vecs * S->s.head_dim * 2;
-}
-
-static int sparse_data(const bench *B) { return B->have_rec ? DATA_TILED : DATA_SYNTH; }
-static const char *sparse_data_name(const bench *B) {
-  return B->have_rec ? "recorded (tiled)" : "synthetic (no recording given)";
-}
-
-static void bench_topk(bench *B) {
-  const attn_shape s = {32, 8, 128};
-  const int batches[3] = {1, 8, 32}, budgets[4] = {512, 1024, 2048, 4096};
-  const int len = 32768;
-  printf("\n== top-k (bf16, L 32K, %s; bytes: selected K+V + min/max metadata of every block) ==\n",
-         sparse_data_name(B));
-  for (int bi = 0; bi < 3; bi++) {
-    int *ls = malloc((size_t)batches[bi] * sizeof *ls);
-    for (int i = 0; i < batches[bi]; i++) ls[i] = len;
-    setup S;
-    if (setup_make(B, &S, s, KVC_DTYPE_BF16, batches[bi], ls, sparse_data(B), 2000 + (uint64_t)bi)) {
-      free(ls);
-      continue;
-    }
-    const int pairs = batches[bi] * 8;
-    for (int k = 0; k < 4; k++) {
-      if (B->quick && (budgets[k] == 1024 || budgets[k] == 4096)) continue;
-      attn_method m;
-      attn_method_defaults(&m, ATTN_TOPK);
-      m.token_budget = budgets[k];
-      timing t = time_op(B, &S, OP_TOPK, &m);
-      const double kvb = t.blocks_read * 16 * 128 * 2 * 2 * pairs;
-      const double sd_k = sdpa_lookup(B, batches[bi], budgets[k], 1);
-      char name[64], note[160];
-      snprintf(name, sizeof name, "topk-%d", budgets[k]);
-      snprintf(note, sizeof note, "whole op, %s; %s; SDPA column: dense SDPA at L=%d",
-               t.graphed ? "graph" : "plain launches", sparse_data_name(B), budgets[k]);
-      row(B, "topk", "bf16", batches[bi], len, name, t.ms * 1e3, kvb + meta_bytes(&S, &m), sd_k, note);
-      snprintf(name, sizeof name, "topk-%d attend", budgets[k]);
-      row(B, "topk", "bf16", batches[bi], len, name, t.att_ms * 1e3, kvb, NAN,
-          "attention phase (plain launches)");
-      snprintf(name, sizeof name, "topk-%d select", budgets[k]);
-      row(B, "phase", "bf16", batches[bi], len, name, t.sel_ms * 1e3, meta_bytes(&S, &m), NAN,
-          "scores over the metadata + radix select (plain launches); bytes: metadata");
-      if (!B->no_mma) { /* tune row: the attention on tensor cores, checked before it is timed */
-        const size_t n_out = (size_t)batches[bi] * s.n_heads * s.head_dim;
-        float *ref_out = malloc(n_out * 4), *var_out = malloc(n_out * 4);
-        if (!ref_out || !var_out) DIE("out of memory");
-        kv_error ev = {0};
-        int rc = kvc_d2h(B->c, ref_out, S.d_out, n_out * 4, &ev); /* the default's output */
-        if (!rc) rc = kvc_tune_set(B->c, KVC_TUNE_TOPK_CORE, 1, &ev);
-        if (!rc) rc = kvc_memset(B->c, S.d_out, 0xff, n_out * 4, &ev);
-        if (!rc) rc = run_op(B, &S, OP_TOPK, &m, NULL, &ev);
-        if (!rc) rc = kvc_sync(B->c, &ev);
-        if (!rc) rc = kvc_d2h(B->c, var_out, S.d_out, n_out * 4, &ev);
-        size_t nbad = 0;
-        for (size_t i = 0; !rc && i < n_out; i++) {
-          nbad += !(fabs((double)var_out[i] - ref_out[i]) <= 1e-4 + 1e-3 * fabs((double)ref_out[i]));
-        }
-        snprintf(name, sizeof name, "topk-%d mma", budgets[k]);
-        if (rc || nbad) {
-          if (rc) snprintf(note, sizeof note, "FAILED (not timed): %s", ev.msg);
-          else snprintf(note, sizeof note, "FAILED (not timed): %zu of %zu outputs differ from the "
-                        "CUDA-core run's", nbad, n_out);
-          for (char *c = note; *c; c++) {
-            if (*c == '"') *c = '\'';
-          }
-          fprintf(stderr, "kvbench: %s B%d: %s\n", name, batches[bi], note);
-          row(B, "tune", "bf16", batches[bi], len, name, NAN, kvb + meta_bytes(&S, &m), NAN, note);
-          B->no_mma = 1;
-        } else {
-          timing tm = time_op(B, &S, OP_TOPK, &m);
-          snprintf(note, sizeof note, "variant: attention on tensor cores (KVC_TUNE_TOPK_CORE 1), "
-                   "whole op, %s; attend %.1f us", tm.graphed ? "graph" : "plain launches",
-                   tm.att_ms * 1e3);
-          row(B, "tune", "bf16", batches[bi], len, name, tm.ms * 1e3, kvb + meta_bytes(&S, &m), sd_k,
-              note);
-        }
-        kv_error e0 = {0};
-        kvc_tune_set(B->c, KVC_TUNE_TOPK_CORE, 0, &e0);
-        free(ref_out), free(var_out);
-      }
-      if (!isnan(sd_k)) {
-        char what[160];
-        const double want = 1.3 * sd_k + 15.0;
-        snprintf(what, sizeof what, "topk-%d B%d whole op <= 1.3 x SDPA(L=k) + 15 (us)", budgets[k], batches[bi]);
-        target(B, t.ms * 1e3 <= want, what, t.ms * 1e3, want);
-      }
-    }
-    setup_free(B, &S);
-    free(ls);
-  }
-}
-
-static void bench_psa_one(bench *B, setup *S, const char *dt, int len, double eps,
-                          const char *data, int check) {
-  attn_method m;
-  attn_method_defaults(&m, ATTN_PSA);
-  m.epsilon = eps;
-  timing tp = time_op(B, S, OP_PSA_PIPE, &m);
-  timing th = time_op(B, S, OP_PSA_HOST, &m);
-  const int pairs = S->b.n_req * S->s.n_kv_heads;
-  const double blk = 16.0 * S->s.head_dim * 2 * 2;
-  const double nb = (double)kvc_n_blocks(len, 16);
-  const double read = tp.blocks_read * blk * pairs + meta_bytes(S, &m); /* needed */
-  const double fetched = tp.blocks_fetched * blk * pairs;
-  const double frac = tp.blocks_read / nb;
-  char name[96], note[256];
-  snprintf(name, sizeof name, "psa-%.2f pipelined", eps);
-  snprintf(note, sizeof note, "%s; blocks/pair read %.1f (%.3f of KV) fetched %.1f; plain launches; "
-           "select %.1f us", data, tp.blocks_read, frac, tp.blocks_fetched, tp.sel_ms * 1e3);
-  const double sd = sdpa_lookup(B, S->b.n_req, len, 1);
-  row(B, "psa", dt, S->b.n_req, len, name, tp.ms * 1e3, read, sd, note);
-  snprintf(name, sizeof name, "psa-%.2f pipe attend", eps);
-  row(B, "psa", dt, S->b.n_req, len, name, tp.att_ms * 1e3, fetched, NAN,
-      "attention rounds + combine over bytes fetched (speculation included)");
-  snprintf(name, sizeof name, "psa-%.2f select", eps);
-  row(B, "phase", dt, S->b.n_req, len, name, tp.sel_ms * 1e3, meta_bytes(S, &m), NAN,
-      "scores + rank (keys, sort, suffix sums, speculation; plain launches); bytes: metadata");
-  snprintf(name, sizeof name, "psa-%.2f hostsync", eps);
-  snprintf(note, sizeof note, "%s; plain launches; %.2fx the pipelined time", data, th.ms / tp.ms);
-  row(B, "psa", dt, S->b.n_req, len, name, th.ms * 1e3, read, sd, note);
-  if (!check) return;
-  char what[160];
-  if (frac <= 0.25 && !isnan(sd)) {
-    snprintf(what, sizeof what, "psa-%.2f B%d L%d (reads %.2f of KV) faster than SDPA dense (us)",
-             eps, S->b.n_req, len, frac);
-    target(B, tp.ms * 1e3 < sd, what, tp.ms * 1e3, sd);
-  }
-  if (S->b.n_req >= 8 && len == 32768) {
-    const double want = 1.5 * read / (B->read_gbps * 1e9) * 1e6 + 20.0;
-    snprintf(what, sizeof what, "psa-%.2f B%d step <= 1.5 x bytes read / read BW + 20 (us)", eps,
-             S->b.n_req);
-    target(B, tp.ms * 1e3 <= want, what, tp.ms * 1e3, want);
-  }
-}
-
-/* PSA pipelined under other execution options (kvc_psa_opts): items of 1-8 iterations, less or
- * more speculation, one round. "tune" rows; the psa rows above use the defaults. */
-static void bench_psa_variants(bench *B, setup *S, double eps) {
-  /* window, spec_iters, spec_scale x 100, rounds, grow_pct */
-  const int var[7][5] = {{1, 2, 100, 4, 50}, {4, 2, 100, 4, 50}, {8, 2, 100, 4, 50},
-                         {2, 2, 60, 4, 50},  {2, 2, 80, 6, 30},  {2, 8, 125, 4, 50},
-                         {2, 0, 100, 1, 50}};
-  attn_method m;
-  attn_method_defaults(&m, ATTN_PSA);
-  m.epsilon = eps;
-  const int pairs = S->b.n_req * S->s.n_kv_heads;
-  const double blk = 16.0 * S->s.head_dim * 2 * 2;
-  for (int v = 0; v < (B->quick ? 3 : 7); v++) {
-    kvc_psa_opts_defaults(&g_psa_opts);
-    g_psa_opts.window = var[v][0];
-    g_psa_opts.spec_iters = var[v][1];
-    g_psa_opts.spec_scale = (float)var[v][2] / 100.0f;
-    g_psa_opts.rounds = var[v][3];
-    g_psa_opts.grow_pct = var[v][4];
-    g_psa_opts_set = 1;
-    timing t = time_op(B, S, OP_PSA_PIPE, &m);
-    g_psa_opts_set = 0;
-    char name[96], note[256];
-    snprintf(name, sizeof name, "psa-%.2f w%d s%d+%.2fx r%d g%d", eps, var[v][0], var[v][1],
-             var[v][2] / 100.0, var[v][3], var[v][4]);
-    snprintf(note, sizeof note, "variant (window, spec_iters + spec_scale x estimate, rounds, "
-             "grow %%); blocks/pair read %.1f fetched %.1f (%.2fx); attend %.1f us, select %.1f us",
-             t.blocks_read, t.blocks_fetched, t.blocks_fetched / (t.blocks_read > 0 ? t.blocks_read : 1),
-             t.att_ms * 1e3, t.sel_ms * 1e3);
-    row(B, "tune", "bf16", S->b.n_req, 32768, name, t.ms * 1e3,
-        t.blocks_read * blk * pairs + meta_bytes(S, &m), sdpa_lookup(B, S->b.n_req, 32768, 1), note);
-  }
-}
-
-static void bench_psa(bench *B) {
-  const attn_shape s = {32, 8, 128};
-  const int batches[3] = {1, 8, 32};
-  const double eps[3] = {0.9, 0.95, 0.99};
-  printf("\n== PSA (bf16, L 32K, %s; bytes: K+V of the blocks read + metadata) ==\n",
-         sparse_data_name(B));
-  for (int bi = 0; bi < 3; bi++) {
-    int *ls = malloc((size_t)batches[bi] * sizeof *ls);
-    for (int i = 0; i < batches[bi]; i++) ls[i] = 32768;
-    setup S;
-    if (setup_make(B, &S, s, KVC_DTYPE_BF16, batches[bi], ls, sparse_data(B), 3000 + (uint64_t)bi)) {
-      free(ls);
-      continue;
-    }
-    for (int e = 0; e < 3; e++) {
-      if (B->quick && e == 2) continue;
-      bench_psa_one(B, &S, "bf16", 32768, eps[e], sparse_data_name(B), 1);
-    }
-    bench_psa_variants(B, &S, 0.95);
-    setup_free(B, &S);
-    free(ls);
-  }
-}
-
-/* PSA at the recording's own shape: every recorded position of layer l is one request. */
-static void bench_recorded(bench *B) {
-  const recording *R = &B->rec;
-  const attn_shape s = R->s;
-  if ((s.head_dim != 64 && s.head_dim != 128) || s.n_heads / s.n_kv_heads > 8) {
-    printf("\n(recorded shape not supported by the kernels: section skipped)\n");
-    return;
-  }
-  printf("\n== PSA on the recording at its own shape (Hq %d / Hkv %d / D %d, bf16) ==\n",
-         s.n_heads, s.n_kv_heads, s.head_dim);
-  for (int l = 0; l < R->n_layers; l++) {
-    if (B->quick && l > 0) break;
-    const int n_req = (int)R->n_pos[l];
-    int *ls = malloc((size_t)n_req * sizeof *ls);
-    for (int i = 0; i < n_req; i++) ls[i] = (int)R->pos[l][i] + 1;
-    setup S;
-    if (setup_make(B, &S, s, KVC_DTYPE_BF16, n_req, ls, DATA_RANDOM, 4000 + (uint64_t)l) == 0) {
-      kv_error e_ = {0};
-      for (int i = 0; i < n_req; i++) {
-        CK(kvc_kv_upload(B->c, &S.kv, S.h_bt + (size_t)i * S.b.max_blocks, R->Kh[l], R->Vh[l], ls[i], &e_));
-      }
-      CK(kvc_h2d(B->c, S.d_q, R->Qh[l], (size_t)n_req * s.n_heads * s.head_dim * 4, &e_));
-      CK(kvc_meta_build(B->c, &S.kv, &S.b, &e_));
-      char data[64];
-      snprintf(data, sizeof data, "recorded layer %d, own shape", l);
-      const double eps[2] = {0.9, 0.95};
-      for (int e = 0; e < 2; e++) bench_psa_one(B, &S, "bf16", ls[n_req - 1], eps[e], data, 0);
-      setup_free(B, &S);
-    }
-    free(ls);
-  }
-}
-
-static void bench_gemm(bench *B, const char *path) {
+void bench_gemm(bench *B, const char *path) {
   kv_atomic_file out;
   FILE *f = NULL;
   if (path) {
@@ -867,117 +564,6 @@ static void bench_gemm(bench *B, const char *path) {
     kv_error e_ = {0};
     CK(kv_atomic_commit(&out, &e_));
   }
-}
-
-/* ---- v5: read-bandwidth probes (section "bw", only when named: --sections bw) ---------------- */
-static void bw_row(bench *B, const char *method, double gbps, const char *note) {
-  printf("bandwidth %-22s %8.0f GB/s  %5.2f x read  %s\n", method, gbps, gbps / B->read_gbps, note);
-  if (B->csv) {
-    fprintf(B->csv, "bandwidth,-,0,0,%s,0,0,%.1f,%.4f,nan,\"%s\"\n", method, gbps,
-            gbps / B->copy_gbps, note);
-    fflush(B->csv);
-  }
-}
-
-/* Every probe is checked by its checksum (XOR of the words read) against the per-thread-load
- * probe of the same bytes; a probe that fails or mismatches gets a FAILED row (gbps nan) and the
- * rest go on (a fault that leaves the context unusable fails the rest: this section runs in its
- * own process in device_run.sh, before the others). */
-static void bench_bw(bench *B) {
-  printf("\n== read-bandwidth probes (v5): per-thread loads vs 1-D bulk copies (cp.async.bulk) ==\n");
-  static const struct {
-    const char *name;
-    kvc_probe_cfg cfg;
-    const char *what;
-  } P[] = {
-      {"read-ldg8", {0, 0, 0, 0, 0, 0}, "2 GiB, per-thread 16-byte ld.global.cg, 8 in flight per thread"},
-      {"read-ldg8-pf256", {2, 0, 0, 0, 0, 0},
-       "2 GiB, per-thread 16-byte ld.global.cg.L2::256B (prefetch hint), 8 in flight per thread"},
-      {"read-bulk-4k-s8", {1, 4096, 4096, 0, 8, 4}, "2 GiB, cp.async.bulk 4 KB per slot, 8 slots, 4 CTAs/SM"},
-      {"read-bulk-4k-s4", {1, 4096, 4096, 0, 4, 4}, "2 GiB, cp.async.bulk 4 KB per slot, 4 slots, 4 CTAs/SM"},
-      {"read-bulk-4k-s4x2", {1, 4096, 4096, 0, 4, 2}, "2 GiB, cp.async.bulk 4 KB per slot, 4 slots, 2 CTAs/SM"},
-      {"read-bulk-16k-s4", {1, 16384, 16384, 0, 4, 2}, "2 GiB, cp.async.bulk 16 KB per slot, 4 slots, 2 CTAs/SM"},
-      {"read-bulk-256pad-s8", {1, 4096, 256, 1, 8, 4},
-       "2 GiB, 4 KB slots as 16 cp.async.bulk of 256 B at a 272 B pitch (padded rows), 8 slots, 4 CTAs/SM"},
-  };
-  const size_t bytes = (size_t)2 << 30;
-  uint32_t ref = 0;
-  int have_ref = 0, dead = 0; /* dead: a device error (the context may be unusable) */
-  for (size_t i = 0; i < sizeof P / sizeof P[0]; i++) {
-    kv_error e = {0};
-    double g = NAN;
-    uint32_t x = 0;
-    char note[256];
-    int rc = kvc_probe_read(B->c, &P[i].cfg, bytes, B->reps, &g, &x, &e);
-    if (rc == KV_EDEVICE) dead = 1;
-    if (!rc && i == 0) ref = x, have_ref = 1;
-    if (rc) snprintf(note, sizeof note, "FAILED: %s", e.msg);
-    else if (i > 0 && (!have_ref || x != ref))
-      snprintf(note, sizeof note, "FAILED: checksum %08x vs per-thread loads' %08x", x, ref);
-    else snprintf(note, sizeof note, "%s; checksum %08x", P[i].what, x);
-    for (char *c = note; *c; c++) {
-      if (*c == '"') *c = '\'';
-    }
-    if (rc || (i > 0 && x != ref)) {
-      fprintf(stderr, "kvbench: probe %s: %s\n", P[i].name, note);
-      g = NAN;
-    }
-    bw_row(B, P[i].name, g, note);
-    if (dead) break;
-  }
-  if (dead) { /* keep the rows so far: no further device work (setup would end the process) */
-    fprintf(stderr, "kvbench: bw section stopped after a device error\n");
-    return;
-  }
-  /* The page-scattered pool of a dense shape (bf16, Hkv 8, D 128, 16-token pages shuffled as in
-   * the dense section): B16 L32K = 2.15 GB of K+V, about the size of the contiguous probe. */
-  const attn_shape s = {32, 8, 128};
-  const int batch = 16, len = 32768;
-  int ls[16];
-  for (int i = 0; i < batch; i++) ls[i] = len;
-  setup S;
-  if (setup_make(B, &S, s, KVC_DTYPE_BF16, batch, ls, DATA_RANDOM, 5000)) return;
-  static const struct {
-    const char *name;
-    int mode, stages;
-    const char *what;
-  } Q[] = {
-      {"pool-ldg8", 0, 0, "per-thread 16-byte loads"},
-      {"pool-ldg8-pf256", 2, 0, "per-thread 16-byte loads with the L2::256B prefetch hint"},
-      {"pool-bulk-4k-s8", 1, 8, "one cp.async.bulk per page and KV head (4 KB), 8 slots"},
-      {"pool-bulk-4k-s4", 1, 4, "one cp.async.bulk per page and KV head (4 KB), 4 slots"},
-  };
-  /* v6: the pool rows' reference is pool-ldg8's checksum only. v5 kept the contiguous probe's
-   * `ref` when pool-ldg8 failed and compared the bulk pool rows with it (the H200's "checksum
-   * 43fd3cb1 vs per-thread loads' 59d59d00": 59d59d00 is read-ldg8's checksum of the 2 GiB buffer,
-   * a different byte range; both bulk pool rows agreed with each other). */
-  ref = 0, have_ref = 0;
-  for (size_t i = 0; i < sizeof Q / sizeof Q[0]; i++) {
-    kv_error e = {0};
-    double g = NAN, nb = 0;
-    uint32_t x = 0;
-    char note[256];
-    int rc = kvc_probe_read_pool(B->c, Q[i].mode, Q[i].stages, &S.kv, &S.b, B->reps, &g, &nb, &x, &e);
-    if (rc == KV_EDEVICE) dead = 1;
-    if (!rc && i == 0) ref = x, have_ref = 1;
-    if (rc) snprintf(note, sizeof note, "FAILED: %s", e.msg);
-    else if (i > 0 && !have_ref)
-      snprintf(note, sizeof note, "FAILED: checksum %08x, no reference (pool-ldg8 failed)", x);
-    else if (i > 0 && x != ref)
-      snprintf(note, sizeof note, "FAILED: checksum %08x vs pool-ldg8's %08x", x, ref);
-    else snprintf(note, sizeof note, "paged pool bf16 B%d L%d (%.2f GB K+V, pages shuffled), %s; checksum %08x",
-                  batch, len, nb / 1e9, Q[i].what, x);
-    for (char *c = note; *c; c++) {
-      if (*c == '"') *c = '\'';
-    }
-    if (rc || (i > 0 && (!have_ref || x != ref))) {
-      fprintf(stderr, "kvbench: probe %s: %s\n", Q[i].name, note);
-      g = NAN;
-    }
-    bw_row(B, Q[i].name, g, note);
-    if (dead) break;
-  }
-  setup_free(B, &S);
 }
 
 static int has_section(const char *list, const char *name) {
