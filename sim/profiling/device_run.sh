@@ -15,7 +15,8 @@
 # DIR/profile-results.tar.gz (DIR = --out, else $OUT), holding profile/, validate/, logs/ and
 # summary.txt; the summary table is printed last.
 # KVLAB_COMMIT names the commit where the tree has no .git (recorded in every output);
-# KVLAB_PYTHON picks the interpreter (default python3). --smoke: CPU, tiny shapes, seconds.
+# KVLAB_PYTHON picks the interpreter (default python3); KVLAB_PIN_CPU=N pins each step to CPU N
+# (kvprof_common.pin_from_env; recorded as pinned_cpu in meta.ini). --smoke: CPU, tiny shapes, seconds.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 here=sim/profiling

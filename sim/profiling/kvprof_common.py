@@ -78,6 +78,22 @@ def git_commit() -> str:
         return "unknown"
 
 
+def pin_from_env() -> str:
+    """KVLAB_PIN_CPU=N pins this process to CPU N (os.sched_setaffinity) before anything is
+    timed: the host's launch speed drifts on the lent machine (docs/sim.md, eager rows), and
+    kvprof_hostnoise.py measures whether pinning steadies it. Returns the CPU pinned, or "none"
+    (unset); a value that is not a CPU of this process's set is an error naming it."""
+    v = os.environ.get("KVLAB_PIN_CPU", "").strip()
+    if not v:
+        return "none"
+    allowed = os.sched_getaffinity(0)
+    if not v.isdigit() or int(v) not in allowed:
+        raise SystemExit(f"KVLAB_PIN_CPU={v}: not a CPU this process may run on "
+                         f"({min(allowed)}..{max(allowed)})")
+    os.sched_setaffinity(0, {int(v)})
+    return v
+
+
 def device_meta(dev: torch.device) -> dict[str, str]:
     """Identity of the machine and software; every value a string (INI and CSV '#' lines)."""
     m: dict[str, str] = {
@@ -144,12 +160,14 @@ class Run:
         self.step = step
         self.dev = dev
         self.smoke = smoke
+        pinned = pin_from_env()  # before the folder exists: a bad value leaves nothing behind
         self.out.mkdir(parents=True, exist_ok=True)
         self.meta = device_meta(dev)
         self.meta["step"] = step
         self.meta["smoke"] = "true" if smoke else "false"
         self.meta["format"] = "kvlab-gpu-profile"
         self.meta["version"] = str(FORMAT_VERSION)
+        self.meta["pinned_cpu"] = pinned
         self.budget_s = budget_s
         self.t_start = time.monotonic()
         self.stage_deadline = math.inf
