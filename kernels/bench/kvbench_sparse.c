@@ -16,6 +16,48 @@ static const char *sparse_data_name(const bench *B) {
   return B->have_rec ? "recorded (tiled)" : "synthetic (no recording given)";
 }
 
+/* v8 "tune" row: op under KVC_TUNE_SCORE_HEADS = 1 (the block scores with every KV head of a
+ * request in one CTA), checked against the default run's output first (S->d_out holds it on
+ * entry; the scores are the same arithmetic, so outputs agree to the tolerance of the other
+ * variant checks), then timed; the note carries its select phase. Leaves the key at 0. */
+static void score_heads_row(bench *B, setup *S, int op, const attn_method *m, const char *name,
+                            double bytes, double sd) {
+  const size_t n_out = (size_t)S->b.n_req * S->s.n_heads * S->s.head_dim;
+  float *ref_out = malloc(n_out * 4), *var_out = malloc(n_out * 4);
+  if (!ref_out || !var_out) DIE("out of memory");
+  kv_error ev = {0};
+  int rc = kvc_d2h(B->c, ref_out, S->d_out, n_out * 4, &ev);
+  if (!rc) rc = kvc_tune_set(B->c, KVC_TUNE_SCORE_HEADS, 1, &ev);
+  if (!rc) rc = kvc_memset(B->c, S->d_out, 0xff, n_out * 4, &ev);
+  if (!rc) rc = run_op(B, S, op, m, NULL, &ev);
+  if (!rc) rc = kvc_sync(B->c, &ev);
+  if (!rc) rc = kvc_d2h(B->c, var_out, S->d_out, n_out * 4, &ev);
+  size_t nbad = 0;
+  for (size_t i = 0; !rc && i < n_out; i++) {
+    nbad += !(fabs((double)var_out[i] - ref_out[i]) <= 1e-4 + 1e-3 * fabs((double)ref_out[i]));
+  }
+  char note[200];
+  if (rc || nbad) {
+    if (rc) snprintf(note, sizeof note, "FAILED (not timed): %s", ev.msg);
+    else snprintf(note, sizeof note, "FAILED (not timed): %zu of %zu outputs differ from the "
+                  "default scores' run", nbad, n_out);
+    for (char *c = note; *c; c++) {
+      if (*c == '"') *c = '\'';
+    }
+    fprintf(stderr, "kvbench: %s B%d: %s\n", name, S->b.n_req, note);
+    row(B, "tune", "bf16", S->b.n_req, 32768, name, NAN, bytes, NAN, note);
+  } else {
+    timing t = time_op(B, S, op, m);
+    snprintf(note, sizeof note, "variant: block scores with all KV heads of a request per CTA "
+             "(KVC_TUNE_SCORE_HEADS 1), whole op, %s; select %.1f us, attend %.1f us",
+             t.graphed ? "graph" : "plain launches", t.sel_ms * 1e3, t.att_ms * 1e3);
+    row(B, "tune", "bf16", S->b.n_req, 32768, name, t.ms * 1e3, bytes, sd, note);
+  }
+  kv_error e0 = {0};
+  kvc_tune_set(B->c, KVC_TUNE_SCORE_HEADS, 0, &e0);
+  free(ref_out), free(var_out);
+}
+
 void bench_topk(bench *B) {
   const attn_shape s = {32, 8, 128};
   const int batches[3] = {1, 8, 32}, budgets[4] = {512, 1024, 2048, 4096};
@@ -88,6 +130,13 @@ void bench_topk(bench *B) {
         kvc_tune_set(B->c, KVC_TUNE_TOPK_CORE, 0, &e0);
         free(ref_out), free(var_out);
       }
+      snprintf(name, sizeof name, "topk-%d heads", budgets[k]);
+      { /* the default's output in d_out again (the mma row above overwrote it) */
+        kv_error e_ = {0};
+        CK(run_op(B, &S, OP_TOPK, &m, NULL, &e_));
+        CK(kvc_sync(B->c, &e_));
+      }
+      score_heads_row(B, &S, OP_TOPK, &m, name, kvb + meta_bytes(&S, &m), sd_k);
       if (!isnan(sd_k)) {
         char what[160];
         const double want = 1.3 * sd_k + 15.0;
@@ -196,6 +245,16 @@ void bench_psa(bench *B) {
       bench_psa_one(B, &S, "bf16", 32768, eps[e], sparse_data_name(B), 1);
     }
     bench_psa_variants(B, &S, 0.95);
+    { /* v8: the scores with all heads per CTA, at eps 0.95 (the psa row's default options) */
+      attn_method m;
+      attn_method_defaults(&m, ATTN_PSA);
+      m.epsilon = 0.95;
+      timing t = time_op(B, &S, OP_PSA_PIPE, &m); /* blocks read; the default's output in d_out */
+      const double blk = 16.0 * s.head_dim * 2 * 2;
+      score_heads_row(B, &S, OP_PSA_PIPE, &m, "psa-0.95 heads",
+                      t.blocks_read * blk * batches[bi] * s.n_kv_heads + meta_bytes(&S, &m),
+                      sdpa_lookup(B, batches[bi], 32768, 1));
+    }
     setup_free(B, &S);
     free(ls);
   }

@@ -132,6 +132,11 @@ typedef enum kvc_tune_key {
                                   loads. */
   KVC_TUNE_TOPK_CORE,          /* the same choice for top-k's split-K attention over the selected
                                   blocks: 0 (default) CUDA cores, 1 tensor cores (G <= 4) */
+  KVC_TUNE_SCORE_HEADS,        /* block scores of top-k and PSA (v8): 0 (default) one CTA per
+                                  (request, KV head) pair; 1 one CTA per request for all its KV
+                                  heads, so a page's metadata rows of every head are read
+                                  together (used where 128 / (head_dim / 8) is a multiple of the
+                                  KV heads, else 0 runs); the same scores either way */
   KVC_TUNE_N
 } kvc_tune_key;
 int kvc_tune_set(kvc_ctx *c, kvc_tune_key key, int value, kv_error *err);

@@ -1185,6 +1185,20 @@ static void test_dense_regs_lse(void) {
   test_dense_lse();
   g_mma = 0;
 }
+/* v8: block scores with every KV head of a request in one CTA (KVC_TUNE_SCORE_HEADS = 1; all
+ * three shapes of the random sparse cases qualify: Hkv 2 at D 64 and 128, Hkv 8 at D 128), top-k
+ * and PSA against the C reference as in test_sparse_random. */
+static void test_sparse_score_heads(void) {
+  NEED_GPU();
+  kv_error e = {0};
+  if (kvc_tune_set(g_ctx, KVC_TUNE_SCORE_HEADS, 1, &e)) {
+    printf("  KVC_TUNE_SCORE_HEADS: %s\n", e.msg);
+    CHECK(0);
+    return;
+  }
+  test_sparse_random();
+  kvc_tune_set(g_ctx, KVC_TUNE_SCORE_HEADS, 0, &e);
+}
 /* Top-k's attention on tensor cores (KVC_TUNE_TOPK_CORE = 1) on the random sparse cases. */
 static void test_topk_mma_random(void) {
   g_mma = 1;
@@ -1210,5 +1224,6 @@ TEST_LIST = {
     TEST(test_dense_bulk_lse),
     TEST(test_dense_regs_shapes),
     TEST(test_dense_regs_lse),
+    TEST(test_sparse_score_heads),
     {0}};
 TEST_MAIN

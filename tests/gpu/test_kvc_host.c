@@ -465,6 +465,13 @@ static void test_pool_probe_model(void) {
   CHECK(kvc_probe_pool_args_ok(2, 4, 16)); /* v7: per-thread loads with a hint; no ring */
   CHECK(!kvc_probe_pool_args_ok(3, 4, 16));
   CHECK(!kvc_probe_pool_args_ok(-1, 0, 16));
+  /* v8: the heads-per-CTA score kernel runs where a CTA's row groups cover the KV heads evenly */
+  CHECK(kvc_score_heads_ok(1, 8, 8));   /* D 128 (8 row groups), Hkv 8 */
+  CHECK(kvc_score_heads_ok(1, 16, 2));  /* D 64, Hkv 2 */
+  CHECK(!kvc_score_heads_ok(0, 8, 8));  /* the default */
+  CHECK(!kvc_score_heads_ok(1, 8, 32)); /* MHA with 32 KV heads: one pair per CTA */
+  CHECK(!kvc_score_heads_ok(1, 8, 3));
+  CHECK(!kvc_score_heads_ok(1, 8, 0));
   kv_rng rng;
   kv_rng_seed(&rng, 77);
   for (int trial = 0; trial < 40; trial++) {
