@@ -47,12 +47,4 @@ typedef struct kvc_arena {
 } kvc_arena;
 uint64_t kvc_arena_take(kvc_arena *a, uint64_t bytes);
 
-/* Block scores (v8, KVC_TUNE_SCORE_HEADS): whether a launch whose CTA holds `rows` row groups
- * (128 threads / (head_dim / 8)) scores all n_kv_heads heads of a request per CTA: tune = 1 and
- * rows a multiple of n_kv_heads (each row group keeps one head for all its units); else the
- * one-pair-per-CTA kernel runs. */
-static inline int kvc_score_heads_ok(int tune, int rows, int n_kv_heads) {
-  return tune == 1 && n_kv_heads >= 1 && rows >= n_kv_heads && rows % n_kv_heads == 0;
-}
-
 #endif /* KVC_PLAN_H */

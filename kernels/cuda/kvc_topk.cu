@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "kvc_dense.cuh"
+#include "kvc_score_map.h"
 #include "kvc_topk.cuh"
 
 struct kvc__score_params {
@@ -81,28 +82,27 @@ __device__ __forceinline__ int kvc__red_src(int g) {
  * PER blocks per row group with every load issued before any arithmetic. Quest bound as
  * q+ . max + q- . min (q+ = max(q, 0), q- = min(q, 0): the per-dimension max of q min and q max),
  * q . mean, q^2 . var; only the quantities the method uses are loaded and reduced.
- * HI = false: CTA (x, pair) scores blocks [x * ROWS * PER, +ROWS * PER) of one (request, KV head)
- * pair, row group `row` block x * ROWS * PER + u * ROWS + row: each metadata read is one head's
- * isolated D-element row (256 B at D 128, bf16) of a scattered page.
- * HI = true (v8, KVC_TUNE_SCORE_HEADS = 1; needs ROWS % Hkv == 0): CTA (x, request) scores
- * blocks [x * ROWS * PER / Hkv, +ROWS * PER / Hkv) for every KV head, row group `row` taking head
- * row % Hkv of block x * ROWS * PER / Hkv + (u * ROWS + row) / Hkv: the row groups of a CTA read
- * a page's rows of all heads together, Hkv x 256 B contiguous ([page][Hkv][D]). Same arithmetic
- * per (pair, block), same outputs. */
+ * Which (request, head, block) a thread scores: kvc_score_map.h. HI = false: one (request, KV
+ * head) pair per CTA, each metadata read one head's isolated D-element row (256 B at D 128,
+ * bf16) of a scattered page. HI = true (v8, KVC_TUNE_SCORE_HEADS = 1): all KV heads of a request
+ * per CTA, the row groups of a unit reading a page's rows of all heads together (Hkv x 256 B
+ * contiguous, [page][Hkv][D]). Same arithmetic per (pair, block), same outputs. */
 template <typename T, int D, int GT, bool HI = false>
 __global__ void __launch_bounds__(128) kvc__score_kernel(kvc__score_params p) {
   constexpr int VEC = 8, LANES = D / VEC, ROWS = 128 / LANES, PER = 4;
   const int lane = threadIdx.x % LANES, row = threadIdx.x / LANES;
-  const int r = HI ? (int)blockIdx.y : (int)blockIdx.y / p.Hkv;
-  const int h = HI ? row % p.Hkv : (int)blockIdx.y % p.Hkv;
+  int r, h, b0; /* kvc_score_map.h: request, head (fixed per row group) and unit 0's block */
+  kvc_score_map(HI, ROWS, PER, p.Hkv, blockIdx.x, blockIdx.y, row, 0, &r, &h, &b0);
   const int pair = r * p.Hkv + h;
-  const int bpc = HI ? ROWS * PER / p.Hkv : ROWS * PER; /* blocks per CTA */
   const int len = p.seq_len[r];
   const int nb = (int)kvc_n_blocks(len, p.bs);
-  const int bfirst = blockIdx.x * bpc;
-  if (bfirst >= nb) return;
+  if ((int)blockIdx.x * kvc_score_blocks_per_cta(HI, ROWS, PER, p.Hkv) >= nb) return; /* whole CTA */
   /* block of unit u of this row group */
-  auto blk = [&](int u) { return HI ? bfirst + (u * ROWS + row) / p.Hkv : bfirst + u * ROWS + row; };
+  auto blk = [&](int u) {
+    int rr, hh, bb;
+    kvc_score_map(HI, ROWS, PER, p.Hkv, blockIdx.x, blockIdx.y, row, u, &rr, &hh, &bb);
+    return bb;
+  };
   float q[GT][VEC];
   const float *qg = p.q + ((size_t)r * p.Hq + h * p.G) * D + lane * VEC;
 #pragma unroll
@@ -213,14 +213,11 @@ __global__ void __launch_bounds__(128) kvc__score_kernel(kvc__score_params p) {
 template <typename T, int D, int GT>
 static int kvc__launch_score(kvc_ctx *c, const kvc__score_params &p, int n_pairs, kv_error *err) {
   constexpr int ROWS = 128 / (D / 8);
-  if (kvc_score_heads_ok(c->tune[KVC_TUNE_SCORE_HEADS], ROWS, p.Hkv)) { /* v8: heads per CTA */
-    const int bpc = ROWS * 4 / p.Hkv;
-    dim3 grid((p.max_blocks + bpc - 1) / bpc, n_pairs / p.Hkv);
-    kvc__score_kernel<T, D, GT, true><<<grid, 128, 0, c->stream>>>(p);
-  } else {
-    dim3 grid((p.max_blocks + ROWS * 4 - 1) / (ROWS * 4), n_pairs); /* PER = 4 blocks per row group */
-    kvc__score_kernel<T, D, GT><<<grid, 128, 0, c->stream>>>(p);
-  }
+  const int hi = kvc_score_heads_ok(c->tune[KVC_TUNE_SCORE_HEADS], ROWS, p.Hkv); /* v8 */
+  const int bpc = kvc_score_blocks_per_cta(hi, ROWS, 4, p.Hkv); /* PER = 4 units per row group */
+  const dim3 grid((p.max_blocks + bpc - 1) / bpc, hi ? n_pairs / p.Hkv : n_pairs);
+  if (hi) kvc__score_kernel<T, D, GT, true><<<grid, 128, 0, c->stream>>>(p);
+  else kvc__score_kernel<T, D, GT><<<grid, 128, 0, c->stream>>>(p);
   KVC_CHECK(err, cudaGetLastError());
   return 0;
 }

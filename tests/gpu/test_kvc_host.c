@@ -13,6 +13,7 @@
 #include "kvc_plan.h"
 #include "kvc_pool.h"
 #include "kvc_ring.h"
+#include "kvc_score_map.h"
 #include "test.h"
 
 /* The split plan: every pair's blocks are covered exactly once by its splits (the kernels'
@@ -559,8 +560,65 @@ static void test_pool_probe_model(void) {
   }
 }
 
+/* v8: the block-score kernel's thread mapping (kvc_score_map.h), both launch shapes, over the
+ * launch grid kvc__launch_score builds: every (request, head, block < blocks of that request) is
+ * scored exactly once, nothing outside is, and in the all-heads shape the row groups of one unit
+ * of a CTA cover one block's heads 0..Hkv-1 (the contiguous metadata rows). */
+static void test_score_map_covers_each_pair_block_once(void) {
+  const int shapes[5][2] = {{8, 8}, {16, 2}, {8, 2}, {8, 1}, {8, 32}}; /* rows, Hkv */
+  const int per = 4;
+  for (int si = 0; si < 5; si++) {
+    const int rows = shapes[si][0], Hkv = shapes[si][1];
+    const int lens[3] = {37, 1, 129}; /* blocks per request; max 129 */
+    const int n_req = 3, mb = 129;
+    for (int tune = 0; tune <= 1; tune++) {
+      const int hi = kvc_score_heads_ok(tune, rows, Hkv);
+      CHECK(hi == (tune == 1 && Hkv <= rows)); /* the shapes above: rows % Hkv == 0 iff Hkv <= rows */
+      const int bpc = kvc_score_blocks_per_cta(hi, rows, per, Hkv);
+      const int gx = (mb + bpc - 1) / bpc, gy = hi ? n_req : n_req * Hkv;
+      int *seen = calloc((size_t)n_req * Hkv * mb, sizeof *seen);
+      REQUIRE(seen != NULL);
+      int bad = 0, unit_heads_ok = 1;
+      for (int y = 0; y < gy; y++) {
+        for (int x = 0; x < gx; x++) {
+          for (int u = 0; u < per; u++) {
+            int b_first = -1;
+            for (int row = 0; row < rows; row++) {
+              int r, h, b;
+              kvc_score_map(hi, rows, per, Hkv, x, y, row, u, &r, &h, &b);
+              if (r < 0 || r >= n_req || h < 0 || h >= Hkv || b < 0) {
+                bad++;
+                continue;
+              }
+              /* all heads: row groups row0 .. row0 + Hkv - 1 (row0 a multiple of Hkv) share a
+               * block and take heads 0 .. Hkv - 1 in order */
+              if (hi && row % Hkv == 0) b_first = b;
+              if (hi && (h != row % Hkv || b != b_first)) unit_heads_ok = 0;
+              if (b >= lens[r]) continue; /* past the request's blocks: not written */
+              seen[((size_t)r * Hkv + h) * mb + b]++;
+            }
+          }
+        }
+      }
+      for (int r = 0; r < n_req; r++) {
+        for (int h = 0; h < Hkv; h++) {
+          for (int b = 0; b < mb; b++) {
+            const int want = b < lens[r];
+            if (seen[((size_t)r * Hkv + h) * mb + b] != want) bad++;
+          }
+        }
+      }
+      CHECK(bad == 0);
+      CHECK(unit_heads_ok);
+      if (bad) printf("  rows %d Hkv %d tune %d: %d bad\n", rows, Hkv, tune, bad);
+      free(seen);
+    }
+  }
+}
+
 TEST_LIST = {
     TEST(test_plan_covers_every_block_once),
+    TEST(test_score_map_covers_each_pair_block_once),
     TEST(test_lse_scan_matches_sequential_fold),
     TEST(test_psa_lookahead_bounds),
     TEST(test_forced_and_budget_brute_force),
