@@ -193,15 +193,25 @@ static int sim__read_table(const char *dir, sim_prof_kind kind, sim_prof_table *
   return rc;
 }
 
-static int sim__read_host(const char *dir, sim_profile *p, kv_error *err) {
+/* Opens dir/file, an optional table: *present = 0 (and 0 returned) when it does not exist,
+ * else the result of sim_csv_open (r->path names it in later messages, also after close). */
+static int sim__open_optional(const char *dir, const char *file, sim_csv *r, int *present,
+                              kv_error *err) {
   char path[1200];
-  snprintf(path, sizeof path, "%s/host.csv", dir);
+  snprintf(path, sizeof path, "%s/%s", dir, file);
   FILE *probe = fopen(path, "r");
-  if (!probe) return 0; /* optional */
+  *present = probe != NULL;
+  if (!probe) return 0;
   fclose(probe);
+  return sim_csv_open(r, path, err);
+}
+
+static int sim__read_host(const char *dir, sim_profile *p, kv_error *err) {
   sim_csv r;
-  int rc = sim_csv_open(&r, path, err);
-  if (rc) return rc;
+  int present;
+  int rc = sim__open_optional(dir, "host.csv", &r, &present, err);
+  if (rc || !present) return rc;
+  const char *path = r.path;
   int cp, cl, cf, cpl;
   if ((rc = sim_csv_col(&r, "path", &cp, err)) || (rc = sim_csv_col(&r, "layers", &cl, err)) ||
       (rc = sim_csv_col(&r, "fixed_us", &cf, err)) ||
@@ -289,14 +299,11 @@ static int sim__read_host(const char *dir, sim_profile *p, kv_error *err) {
 
 /* sustain.csv (optional): the "layer" rows, one curve per model, sorted by tokens. */
 static int sim__read_sustain(const char *dir, sim_profile *p, kv_error *err) {
-  char path[1200];
-  snprintf(path, sizeof path, "%s/sustain.csv", dir);
-  FILE *probe = fopen(path, "r");
-  if (!probe) return 0; /* optional */
-  fclose(probe);
   sim_csv r;
-  int rc = sim_csv_open(&r, path, err);
-  if (rc) return rc;
+  int present;
+  int rc = sim__open_optional(dir, "sustain.csv", &r, &present, err);
+  if (rc || !present) return rc;
+  const char *path = r.path;
   int cm, co, ct, cr;
   if ((rc = sim_csv_col(&r, "model", &cm, err)) || (rc = sim_csv_col(&r, "op", &co, err)) ||
       (rc = sim_csv_col(&r, "tokens", &ct, err)) || (rc = sim_csv_col(&r, "ratio", &cr, err))) {
@@ -812,13 +819,15 @@ void sim_prof_cost_describe(const sim_prof_cost *c, char *buf, size_t cap) {
 
 int sim_cost_measured_from_config(const kv_config *cfg, const char *data_dir, const sim_model *m,
                                   const sim_hw *hw, int64_t tp, sim_cost *cost, kv_error *err) {
-  const char *name = NULL, *src = NULL, *host = NULL, *ps = NULL;
+  static const char *const power_states[] = {"sustained", "short", NULL};
+  const char *name = NULL, *src = NULL, *host = NULL;
+  int ps;
   double ce, me;
   int rc;
   if ((rc = kv_config_str(cfg, "cost", "profile", NULL, &name, err)) ||
       (rc = kv_config_str(cfg, "cost", "decode_attention", "sdpa", &src, err)) ||
       (rc = kv_config_str(cfg, "cost", "host_overhead", "none", &host, err)) ||
-      (rc = kv_config_str(cfg, "cost", "power_state", "sustained", &ps, err)) ||
+      (rc = kv_config_enum(cfg, "cost", "power_state", 0, power_states, &ps, err)) ||
       (rc = kv_config_double(cfg, "cost", "compute_eff", 0.6, 1e-3, 1.0, &ce, err)) ||
       (rc = kv_config_double(cfg, "cost", "memory_eff", 0.8, 1e-3, 1.0, &me, err))) {
     return rc;
@@ -830,11 +839,7 @@ int sim_cost_measured_from_config(const kv_config *cfg, const char *data_dir, co
   char dir[1200];
   if (strchr(name, '/')) snprintf(dir, sizeof dir, "%s", name);
   else snprintf(dir, sizeof dir, "%s/profiles/%s", data_dir, name);
-  if (strcmp(ps, "sustained") != 0 && strcmp(ps, "short") != 0) {
-    return kv_error_set(err, KV_EINVAL, "%s: [cost] power_state = '%s' (expected sustained or "
-                        "short)", kv_config_where(cfg, "cost", "power_state"), ps);
-  }
-  sim_prof_opts o = {src, host, ce, me, ps};
+  sim_prof_opts o = {src, host, ce, me, power_states[ps]};
   rc = sim_cost_init_measured(cost, m, hw, tp, dir, &o, err);
   if (rc) kv_error_prefix(err, "%s: [cost] profile", kv_config_where(cfg, "cost", "profile"));
   return rc;

@@ -16,18 +16,22 @@ static const char *sparse_data_name(const bench *B) {
   return B->have_rec ? "recorded (tiled)" : "synthetic (no recording given)";
 }
 
-/* v8 "tune" row: op under KVC_TUNE_SCORE_HEADS = 1 (the block scores with every KV head of a
- * request in one CTA), checked against the default run's output first (S->d_out holds it on
- * entry; the scores are the same arithmetic, so outputs agree to the tolerance of the other
- * variant checks), then timed; the note carries its select phase. Leaves the key at 0. */
-static void score_heads_row(bench *B, setup *S, int op, const attn_method *m, const char *name,
-                            double bytes, double sd) {
+/* A "tune" row: op under one execution variant (key = value; the default restored after),
+ * first run once under the current settings for the reference output, then under the variant,
+ * compared (|a - b| <= 1e-4 + 1e-3 |b|), and timed only when every output agrees; `what` opens
+ * the note. A failed or differing variant gets a FAILED row (not timed). Rows at L 32K (the
+ * sections that call it). Returns 0 when timed. */
+static int tune_row(bench *B, setup *S, int op, const attn_method *m, kvc_tune_key key, int value,
+                    const char *name, const char *what, double bytes, double sd) {
   const size_t n_out = (size_t)S->b.n_req * S->s.n_heads * S->s.head_dim;
+  const int dflt = kvc_tune_get(B->c, key);
   float *ref_out = malloc(n_out * 4), *var_out = malloc(n_out * 4);
   if (!ref_out || !var_out) DIE("out of memory");
   kv_error ev = {0};
-  int rc = kvc_d2h(B->c, ref_out, S->d_out, n_out * 4, &ev);
-  if (!rc) rc = kvc_tune_set(B->c, KVC_TUNE_SCORE_HEADS, 1, &ev);
+  int rc = run_op(B, S, op, m, NULL, &ev);
+  if (!rc) rc = kvc_sync(B->c, &ev);
+  if (!rc) rc = kvc_d2h(B->c, ref_out, S->d_out, n_out * 4, &ev);
+  if (!rc) rc = kvc_tune_set(B->c, key, value, &ev);
   if (!rc) rc = kvc_memset(B->c, S->d_out, 0xff, n_out * 4, &ev);
   if (!rc) rc = run_op(B, S, op, m, NULL, &ev);
   if (!rc) rc = kvc_sync(B->c, &ev);
@@ -36,11 +40,11 @@ static void score_heads_row(bench *B, setup *S, int op, const attn_method *m, co
   for (size_t i = 0; !rc && i < n_out; i++) {
     nbad += !(fabs((double)var_out[i] - ref_out[i]) <= 1e-4 + 1e-3 * fabs((double)ref_out[i]));
   }
-  char note[200];
+  char note[256];
   if (rc || nbad) {
     if (rc) snprintf(note, sizeof note, "FAILED (not timed): %s", ev.msg);
     else snprintf(note, sizeof note, "FAILED (not timed): %zu of %zu outputs differ from the "
-                  "default scores' run", nbad, n_out);
+                  "default run's", nbad, n_out);
     for (char *c = note; *c; c++) {
       if (*c == '"') *c = '\'';
     }
@@ -48,14 +52,22 @@ static void score_heads_row(bench *B, setup *S, int op, const attn_method *m, co
     row(B, "tune", "bf16", S->b.n_req, 32768, name, NAN, bytes, NAN, note);
   } else {
     timing t = time_op(B, S, op, m);
-    snprintf(note, sizeof note, "variant: block scores with all KV heads of a request per CTA "
-             "(KVC_TUNE_SCORE_HEADS 1), whole op, %s; select %.1f us, attend %.1f us",
+    snprintf(note, sizeof note, "%s, whole op, %s; select %.1f us, attend %.1f us", what,
              t.graphed ? "graph" : "plain launches", t.sel_ms * 1e3, t.att_ms * 1e3);
     row(B, "tune", "bf16", S->b.n_req, 32768, name, t.ms * 1e3, bytes, sd, note);
   }
   kv_error e0 = {0};
-  kvc_tune_set(B->c, KVC_TUNE_SCORE_HEADS, 0, &e0);
+  kvc_tune_set(B->c, key, dflt, &e0);
   free(ref_out), free(var_out);
+  return rc || nbad;
+}
+
+/* v8: KVC_TUNE_SCORE_HEADS = 1, the block scores with every KV head of a request in one CTA. */
+static void score_heads_row(bench *B, setup *S, int op, const attn_method *m, const char *name,
+                            double bytes, double sd) {
+  (void)tune_row(B, S, op, m, KVC_TUNE_SCORE_HEADS, 1, name,
+                 "variant: block scores with all KV heads of a request per CTA "
+                 "(KVC_TUNE_SCORE_HEADS 1)", bytes, sd);
 }
 
 void bench_topk(bench *B) {
@@ -93,49 +105,14 @@ void bench_topk(bench *B) {
       row(B, "phase", "bf16", batches[bi], len, name, t.sel_ms * 1e3, meta_bytes(&S, &m), NAN,
           "scores over the metadata + radix select (plain launches); bytes: metadata");
       if (!B->no_mma) { /* tune row: the attention on tensor cores, checked before it is timed */
-        const size_t n_out = (size_t)batches[bi] * s.n_heads * s.head_dim;
-        float *ref_out = malloc(n_out * 4), *var_out = malloc(n_out * 4);
-        if (!ref_out || !var_out) DIE("out of memory");
-        kv_error ev = {0};
-        int rc = kvc_d2h(B->c, ref_out, S.d_out, n_out * 4, &ev); /* the default's output */
-        if (!rc) rc = kvc_tune_set(B->c, KVC_TUNE_TOPK_CORE, 1, &ev);
-        if (!rc) rc = kvc_memset(B->c, S.d_out, 0xff, n_out * 4, &ev);
-        if (!rc) rc = run_op(B, &S, OP_TOPK, &m, NULL, &ev);
-        if (!rc) rc = kvc_sync(B->c, &ev);
-        if (!rc) rc = kvc_d2h(B->c, var_out, S.d_out, n_out * 4, &ev);
-        size_t nbad = 0;
-        for (size_t i = 0; !rc && i < n_out; i++) {
-          nbad += !(fabs((double)var_out[i] - ref_out[i]) <= 1e-4 + 1e-3 * fabs((double)ref_out[i]));
-        }
         snprintf(name, sizeof name, "topk-%d mma", budgets[k]);
-        if (rc || nbad) {
-          if (rc) snprintf(note, sizeof note, "FAILED (not timed): %s", ev.msg);
-          else snprintf(note, sizeof note, "FAILED (not timed): %zu of %zu outputs differ from the "
-                        "CUDA-core run's", nbad, n_out);
-          for (char *c = note; *c; c++) {
-            if (*c == '"') *c = '\'';
-          }
-          fprintf(stderr, "kvbench: %s B%d: %s\n", name, batches[bi], note);
-          row(B, "tune", "bf16", batches[bi], len, name, NAN, kvb + meta_bytes(&S, &m), NAN, note);
+        if (tune_row(B, &S, OP_TOPK, &m, KVC_TUNE_TOPK_CORE, 1, name,
+                     "variant: attention on tensor cores (KVC_TUNE_TOPK_CORE 1)",
+                     kvb + meta_bytes(&S, &m), sd_k)) {
           B->no_mma = 1;
-        } else {
-          timing tm = time_op(B, &S, OP_TOPK, &m);
-          snprintf(note, sizeof note, "variant: attention on tensor cores (KVC_TUNE_TOPK_CORE 1), "
-                   "whole op, %s; attend %.1f us", tm.graphed ? "graph" : "plain launches",
-                   tm.att_ms * 1e3);
-          row(B, "tune", "bf16", batches[bi], len, name, tm.ms * 1e3, kvb + meta_bytes(&S, &m), sd_k,
-              note);
         }
-        kv_error e0 = {0};
-        kvc_tune_set(B->c, KVC_TUNE_TOPK_CORE, 0, &e0);
-        free(ref_out), free(var_out);
       }
       snprintf(name, sizeof name, "topk-%d heads", budgets[k]);
-      { /* the default's output in d_out again (the mma row above overwrote it) */
-        kv_error e_ = {0};
-        CK(run_op(B, &S, OP_TOPK, &m, NULL, &e_));
-        CK(kvc_sync(B->c, &e_));
-      }
       score_heads_row(B, &S, OP_TOPK, &m, name, kvb + meta_bytes(&S, &m), sd_k);
       if (!isnan(sd_k)) {
         char what[160];
@@ -249,7 +226,7 @@ void bench_psa(bench *B) {
       attn_method m;
       attn_method_defaults(&m, ATTN_PSA);
       m.epsilon = 0.95;
-      timing t = time_op(B, &S, OP_PSA_PIPE, &m); /* blocks read; the default's output in d_out */
+      timing t = time_op(B, &S, OP_PSA_PIPE, &m); /* blocks read */
       const double blk = 16.0 * s.head_dim * 2 * 2;
       score_heads_row(B, &S, OP_PSA_PIPE, &m, "psa-0.95 heads",
                       t.blocks_read * blk * batches[bi] * s.n_kv_heads + meta_bytes(&S, &m),

@@ -73,13 +73,11 @@ def main() -> int:
     a = ap.parse_args()
     todo = [("decode", *parse_point(pt)) for pt in a.points.split(",") if pt]
     todo += [("prefill", 1, parse_count("--prefill", t)) for t in a.prefill.split(",") if t]
-    if not torch.cuda.is_available():
-        print("kvprof_breakdown: no GPU", file=sys.stderr)
+    got = LL.gpu_model("kvprof_breakdown", a.model)
+    if got is None:
         return 2
-    dev = torch.device("cuda")
+    dev, model = got
     a.out.mkdir(parents=True, exist_ok=True)
-    shape = C.load_models([a.model], smoke=False)[0]
-    model = LL.build_model(shape, dev)
     from torch.profiler import ProfilerActivity, profile  # noqa: PLC0415
 
     path = a.out / "breakdown.csv"

@@ -28,7 +28,6 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import kvprof_common as C  # noqa: E402
 import kvprof_llama as LL  # noqa: E402
 
 
@@ -64,13 +63,11 @@ def main() -> int:
     if a.batch < 1 or a.context < 1 or a.block_s <= 0 or a.blocks < 1:
         print("kvprof_hostnoise: --batch, --context, --blocks >= 1 and --block-s > 0", file=sys.stderr)
         return 2
-    if not torch.cuda.is_available():
-        print("kvprof_hostnoise: no GPU", file=sys.stderr)
+    got = LL.gpu_model("kvprof_hostnoise", a.model)
+    if got is None:
         return 2
-    dev = torch.device("cuda")
+    dev, model = got
     a.out.mkdir(parents=True, exist_ok=True)
-    shape = C.load_models([a.model], smoke=False)[0]
-    model = LL.build_model(shape, dev)
     it = LL.HFDecode(model, a.batch, a.context, dev)
     every = os.sched_getaffinity(0)
     pin = {max(every)}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import sys
 import time
 import types
 
@@ -604,6 +605,16 @@ def run_checks(model, dev: torch.device) -> list[tuple[str, float, str]]:
 
 
 # ---- host-overhead probes (kvprof_ops.py, stage host) ----------------------------------------
+
+def gpu_model(who: str, stem: str):
+    """(device, model) of a GPU-only diagnosis script: the model file `stem` built with random
+    bf16 weights on the first CUDA device; None (after saying so on stderr) without a GPU."""
+    if not torch.cuda.is_available():
+        print(f"{who}: no GPU", file=sys.stderr)
+        return None
+    dev = torch.device("cuda")
+    return dev, build_model(C.load_models([stem], smoke=False)[0], dev)
+
 
 def host_probe(model, path: str, dev: torch.device):
     """A callable running one iteration of `path` on a (tiny) model, for wall-clock timing of
