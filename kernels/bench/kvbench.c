@@ -22,7 +22,9 @@
  * them out), each checked against the default variant's output before it is timed, the dense row being
  * the fastest, named in its note; top-k: its attention on tensor cores, KVC_TUNE_TOPK_CORE, as
  * "topk-K mma" rows; v8: the block scores with every KV head of a request per CTA,
- * KVC_TUNE_SCORE_HEADS, as "topk-K heads" and "psa-0.95 heads" rows; PSA at eps 0.95: item
+ * KVC_TUNE_SCORE_HEADS, as "topk-K heads" and "psa-0.95 heads" rows; the v2-v8 block-score
+ * kernel that v9 replaced (KVC_TUNE_SCORE_LOOP 0) as "topk-K v2score" and "psa-0.95 v2score"
+ * rows; PSA at eps 0.95: item
  * size, speculation, rounds), "phase" rows the select phase of top-k and PSA (scores, selection/ranking), "layout" rows (v7, bf16, not --quick) the dense row's
  * variant on other page layouts (16-token pages in order, 64- and 256-token pages shuffled; the
  * targets stay on 16-token shuffled pages). The simulator's profile fit reads only the dense,

@@ -62,12 +62,20 @@ static int tune_row(bench *B, setup *S, int op, const attn_method *m, kvc_tune_k
   return rc || nbad;
 }
 
-/* v8: KVC_TUNE_SCORE_HEADS = 1, the block scores with every KV head of a request in one CTA. */
-static void score_heads_row(bench *B, setup *S, int op, const attn_method *m, const char *name,
-                            double bytes, double sd) {
+/* The block-score variants, as tune rows named `<base> heads` and `<base> v2score`: v8's
+ * KVC_TUNE_SCORE_HEADS = 1 (every KV head of a request in one CTA) and the v2-v8 kernel that v9
+ * replaced as the default (KVC_TUNE_SCORE_LOOP = 0). */
+static void score_rows(bench *B, setup *S, int op, const attn_method *m, const char *base,
+                       double bytes, double sd) {
+  char name[64];
+  snprintf(name, sizeof name, "%s heads", base);
   (void)tune_row(B, S, op, m, KVC_TUNE_SCORE_HEADS, 1, name,
                  "variant: block scores with all KV heads of a request per CTA "
                  "(KVC_TUNE_SCORE_HEADS 1)", bytes, sd);
+  snprintf(name, sizeof name, "%s v2score", base);
+  (void)tune_row(B, S, op, m, KVC_TUNE_SCORE_LOOP, 0, name,
+                 "variant: the v2-v8 block-score kernel, one batch per CTA, metadata chosen at run "
+                 "time (KVC_TUNE_SCORE_LOOP 0)", bytes, sd);
 }
 
 void bench_topk(bench *B) {
@@ -112,8 +120,8 @@ void bench_topk(bench *B) {
           B->no_mma = 1;
         }
       }
-      snprintf(name, sizeof name, "topk-%d heads", budgets[k]);
-      score_heads_row(B, &S, OP_TOPK, &m, name, kvb + meta_bytes(&S, &m), sd_k);
+      snprintf(name, sizeof name, "topk-%d", budgets[k]);
+      score_rows(B, &S, OP_TOPK, &m, name, kvb + meta_bytes(&S, &m), sd_k);
       if (!isnan(sd_k)) {
         char what[160];
         const double want = 1.3 * sd_k + 15.0;
@@ -222,13 +230,13 @@ void bench_psa(bench *B) {
       bench_psa_one(B, &S, "bf16", 32768, eps[e], sparse_data_name(B), 1);
     }
     bench_psa_variants(B, &S, 0.95);
-    { /* v8: the scores with all heads per CTA, at eps 0.95 (the psa row's default options) */
+    { /* the block-score variants (v8, v2) at eps 0.95 (the psa row's default options) */
       attn_method m;
       attn_method_defaults(&m, ATTN_PSA);
       m.epsilon = 0.95;
       timing t = time_op(B, &S, OP_PSA_PIPE, &m); /* blocks read */
       const double blk = 16.0 * s.head_dim * 2 * 2;
-      score_heads_row(B, &S, OP_PSA_PIPE, &m, "psa-0.95 heads",
+      score_rows(B, &S, OP_PSA_PIPE, &m, "psa-0.95",
                       t.blocks_read * blk * batches[bi] * s.n_kv_heads + meta_bytes(&S, &m),
                       sdpa_lookup(B, batches[bi], 32768, 1));
     }

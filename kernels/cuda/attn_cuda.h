@@ -137,6 +137,12 @@ typedef enum kvc_tune_key {
                                   heads, so a page's metadata rows of every head are read
                                   together (used where 128 / (head_dim / 8) is a multiple of the
                                   KV heads, else 0 runs); the same scores either way */
+  KVC_TUNE_SCORE_LOOP,         /* block scores (v9): 1 (default) the kernel instantiated for the
+                                  method's metadata (Quest min/max, or the mean; other
+                                  estimates run 0) with several batches of blocks per CTA
+                                  (kvc_score_iters); 0 the v2-v8 kernel (metadata chosen at run
+                                  time, one batch per CTA). KVC_TUNE_SCORE_HEADS = 1 runs the v8
+                                  shape whatever this is. Same scores either way */
   KVC_TUNE_N
 } kvc_tune_key;
 int kvc_tune_set(kvc_ctx *c, kvc_tune_key key, int value, kv_error *err);

@@ -45,4 +45,18 @@ KVC_MAP_FN void kvc_score_map(int hi, int rows, int per, int n_kv_heads, int x, 
   }
 }
 
+/* v9: batches (of blocks_per_cta blocks of one pair) each CTA scores in turn, so that a grid of
+ * `batches` x `n_pairs` batches runs as about two waves of `resident` CTAs (the device's SMs x
+ * CTAs per SM): 1 while the grid is small (short contexts, B 1), up to 16 (a CTA's query stays
+ * in registers for all of them), never more than a pair has. CTA x of a pair scores batches
+ * x * iters .. x * iters + iters - 1 (kvc_score_map with x * iters + it); the grid is
+ * ceil(batches / iters) x n_pairs. */
+KVC_MAP_FN int kvc_score_iters(int batches, int n_pairs, int resident) {
+  if (batches < 1 || n_pairs < 1 || resident < 1) return 1;
+  long long it = (long long)batches * n_pairs / (2LL * resident);
+  if (it > 16) it = 16;
+  if (it > batches) it = batches;
+  return it < 1 ? 1 : (int)it;
+}
+
 #endif /* KVC_SCORE_MAP_H */

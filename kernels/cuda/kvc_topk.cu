@@ -37,6 +37,7 @@ struct kvc__score_params {
   const float *q;
   float scale;
   int mode, rank, combine, estimate, sink, recent;
+  int iters; /* v9 kernel: batches of ROWS x 4 blocks each CTA scores in turn (kvc_score_iters) */
   double *key;
   float *logit, *est;
   int32_t *idx;
@@ -76,6 +77,54 @@ __device__ __forceinline__ int kvc__red_src(int g) {
     off /= 2;
   }
   return src;
+}
+
+/* The metadata a v9 score kernel reads (template NEED), fixed at compile time. */
+#define KVC_NEED_MINMAX 1 /* Quest's bound: kmin and kmax */
+#define KVC_NEED_MEAN 2   /* q . mean: kmean */
+
+/* Writes one block's result from the row group's reduced sums (lane holds head g's sums in
+ * element 0 where kvc__red_src<GT, LANES>(g) == lane): top-k's group-combined key (forced blocks
+ * +inf), or PSA's per-head logit and estimate (ln = log of the block's token count). Shared by the v2 and v9 score kernels; every lane
+ * of the row group calls it (the shuffles are full-warp); `live` = b < nb. */
+template <int GT, int LANES>
+__device__ __forceinline__ void kvc__score_store(const kvc__score_params &p, int lane, bool live,
+                                                 int pair, int b, int nb, double ln,
+                                                 const float *quest, const float *dmean,
+                                                 const float *qvar) {
+  const double sc = p.scale;
+  if (p.mode == KVC_SCORE_TOPK) {
+    /* the group's key: every head's score into lane 0 of the row group, combined there */
+    float x = p.rank == ATTN_RANK_QUEST ? quest[0] : dmean[0];
+    double k = p.combine == ATTN_GQA_MAX ? -CUDART_INF : 0.0;
+#pragma unroll
+    for (int g = 0; g < GT; g++) {
+      const float y = __shfl_sync(0xffffffffu, x, kvc__red_src<GT, LANES>(g), LANES);
+      if (g < p.G) {
+        const double v = sc * (double)y;
+        k = p.combine == ATTN_GQA_MAX ? fmax(k, v) : k + v;
+      }
+    }
+    if (!live || lane != 0) return;
+    const size_t kb = (size_t)pair * p.max_blocks + b;
+    if (p.idx) p.idx[kb] = b;
+    if (kvc_is_forced(b, nb, p.sink, p.recent)) k = CUDART_INF;
+    p.key[kb] = k;
+  } else {
+    if (!live) return;
+#pragma unroll
+    for (int g = 0; g < GT; g++) {
+      if (g >= p.G || lane != kvc__red_src<GT, LANES>(g)) continue;
+      const size_t o = ((size_t)pair * p.G + g) * p.max_blocks + b;
+      p.logit[o] = (float)(ln + sc * (p.rank == ATTN_RANK_QUEST ? quest[0] : dmean[0]));
+      double e;
+      if (p.estimate == ATTN_EST_BOUND) e = ln + sc * quest[0];
+      else if (p.estimate == ATTN_EST_MEAN) e = ln + sc * dmean[0];
+      else e = ln + sc * dmean[0] + 0.5 * sc * sc * qvar[0];
+      p.est[o] = (float)e;
+    }
+    if (p.idx && lane == 0) p.idx[(size_t)pair * p.max_blocks + b] = b;
+  }
 }
 
 /* Scores of blocks: a row group (D / 8 lanes, 16 bytes of each metadata row per lane) per block,
@@ -127,7 +176,6 @@ __global__ void __launch_bounds__(128) kvc__score_kernel(kvc__score_params p) {
     rmu[u] = live && need_mean ? __ldg(reinterpret_cast<const uint4 *>((const T *)p.kmean + off)) : z4;
     rva[u] = live && need_var ? __ldg(reinterpret_cast<const uint4 *>((const T *)p.kvar + off)) : z4;
   }
-  const double sc = p.scale;
 #pragma unroll
   for (int u = 0; u < PER; u++) {
     const int b = blk(u);
@@ -173,47 +221,165 @@ __global__ void __launch_bounds__(128) kvc__score_kernel(kvc__score_params p) {
       }
       kvc__red<GT, LANES / 2>::run(qvar, lane);
     }
-    /* lane holds head g's sums in element 0 where kvc__red_src<GT, LANES>(g) == lane */
-    if (p.mode == KVC_SCORE_TOPK) {
-      /* the group's key: every head's score into lane 0 of the row group, combined there */
-      float x = p.rank == ATTN_RANK_QUEST ? quest[0] : dmean[0];
-      double k = p.combine == ATTN_GQA_MAX ? -CUDART_INF : 0.0;
-#pragma unroll
-      for (int g = 0; g < GT; g++) {
-        const float y = __shfl_sync(0xffffffffu, x, kvc__red_src<GT, LANES>(g), LANES);
-        if (g < p.G) {
-          const double v = sc * (double)y;
-          k = p.combine == ATTN_GQA_MAX ? fmax(k, v) : k + v;
-        }
+    const double ln = psa && live ? log((double)kvc_block_tokens(len, p.bs, b)) : 0.0;
+    kvc__score_store<GT, LANES>(p, lane, live, pair, b, nb, ln, quest, dmean, qvar);
+  }
+}
+
+
+/* v9 block scores (KVC_TUNE_SCORE_LOOP = 1, the default): the v2 kernel's arithmetic and outputs
+ * for the two common metadata sets, with what v8's measurements showed limiting it removed. The
+ * v2 kernel allocates registers for all four metadata arrays and the query (119 per thread at
+ * D 128, G 4: 4 CTAs of 128 threads per SM), and each CTA lives for one batch of loads, so at
+ * B 32 it read metadata at ~1.4 TB/s (ncu, 2026-12-03). Here:
+ *   - NEED (KVC_NEED_MINMAX: Quest's q+ . max + q- . min; KVC_NEED_MEAN: q . mean) is fixed at
+ *     compile time: only the arrays used are loaded (PER x 1 or 2 16-byte registers sets);
+ *   - the query lives in shared memory, split into q+ and q- for Quest, as [part][g][half][lane]
+ *     float4s (lane-consecutive: conflict-free), read per unit instead of held in registers;
+ *   - a CTA scores p.iters batches of ROWS x PER blocks of its (request, KV head) pair in turn
+ *     (kvc_score_iters: about two waves of resident CTAs), software-pipelined: batch it + 1's
+ *     metadata and batch it + 2's block-table entries are loaded before batch it's arithmetic,
+ *     so a CTA keeps loads in flight for its whole life instead of one batch at its start.
+ * Grid: (ceil(batches / iters), n_pairs); CTA (x, y) is pair y (request y / Hkv, head y % Hkv);
+ * row group `row`, unit u of batch xi = x * iters + it scores block xi * ROWS * PER + u * ROWS +
+ * row (kvc_score_map, hi = 0). */
+template <typename T, int D, int GT, int NEED>
+__global__ void __launch_bounds__(128, 3) kvc__score_loop_kernel(kvc__score_params p) {
+  constexpr int VEC = 8, LANES = D / VEC, ROWS = 128 / LANES, PER = 4;
+  constexpr int NQ = NEED == KVC_NEED_MINMAX ? 2 : 1; /* q+ and q-, or q */
+  __shared__ float4 sq[NQ][GT][2][LANES];
+  const int lane = threadIdx.x % LANES, row = threadIdx.x / LANES;
+  const int pair = blockIdx.y, r = pair / p.Hkv, h = pair % p.Hkv;
+  const int len = p.seq_len[r];
+  const int nb = (int)kvc_n_blocks(len, p.bs);
+  const int bpc = ROWS * PER;
+  const int x0 = (int)blockIdx.x * p.iters;
+  if (x0 * bpc >= nb) return; /* whole CTA */
+  {
+    const float *qg = p.q + ((size_t)r * p.Hq + h * p.G) * D;
+    for (int i = threadIdx.x; i < GT * D; i += 128) {
+      const int g = i / D, d = i % D;
+      const float v = g < p.G ? qg[(size_t)g * D + d] : 0.0f;
+      const int l = d / VEC, half = (d % VEC) / 4, e = d % 4;
+      if (NQ == 2) {
+        reinterpret_cast<float *>(&sq[0][g][half][l])[e] = fmaxf(v, 0.0f);
+        reinterpret_cast<float *>(&sq[NQ - 1][g][half][l])[e] = fminf(v, 0.0f);
+      } else {
+        reinterpret_cast<float *>(&sq[0][g][half][l])[e] = v;
       }
-      if (!live || lane != 0) continue;
-      const size_t kb = (size_t)pair * p.max_blocks + b;
-      if (p.idx) p.idx[kb] = b;
-      if (kvc_is_forced(b, nb, p.sink, p.recent)) k = CUDART_INF;
-      p.key[kb] = k;
-    } else {
-      if (!live) continue;
-      const double ln = log((double)kvc_block_tokens(len, p.bs, b));
-#pragma unroll
-      for (int g = 0; g < GT; g++) {
-        if (g >= p.G || lane != kvc__red_src<GT, LANES>(g)) continue;
-        const size_t o = ((size_t)pair * p.G + g) * p.max_blocks + b;
-        p.logit[o] = (float)(ln + sc * (p.rank == ATTN_RANK_QUEST ? quest[0] : dmean[0]));
-        double e;
-        if (p.estimate == ATTN_EST_BOUND) e = ln + sc * quest[0];
-        else if (p.estimate == ATTN_EST_MEAN) e = ln + sc * dmean[0];
-        else e = ln + sc * dmean[0] + 0.5 * sc * sc * qvar[0];
-        p.est[o] = (float)e;
-      }
-      if (p.idx && lane == 0) p.idx[(size_t)pair * p.max_blocks + b] = b;
     }
   }
+  __syncthreads();
+  /* PSA's log of a block's token count: every block but the last holds bs tokens */
+  const bool psa = p.mode == KVC_SCORE_PSA;
+  const double ln_full = psa ? log((double)p.bs) : 0.0;
+  const double ln_last = psa ? log((double)kvc_block_tokens(len, p.bs, nb - 1)) : 0.0;
+  const T *arr_a = (const T *)(NEED == KVC_NEED_MINMAX ? p.kmax : p.kmean);
+  const T *arr_b = (const T *)p.kmin; /* Quest only */
+  const int32_t *bt = p.block_table + (size_t)r * p.max_blocks;
+  const uint4 z4 = make_uint4(0u, 0u, 0u, 0u);
+  /* Software pipeline over the batches: while batch it is scored, batch it + 1's metadata and
+   * batch it + 2's block-table entries are in flight (pages: the entries of the batch whose
+   * metadata is loaded next). */
+  auto bt_load = [&](int k, int *pages) { /* block-table entries of batch x0 + k */
+#pragma unroll
+    for (int u = 0; u < PER; u++) {
+      const int b = (x0 + k) * bpc + u * ROWS + row;
+      pages[u] = k < p.iters && b < nb ? __ldg(&bt[b]) : 0;
+    }
+  };
+  auto meta_load = [&](int k, const int *pages, uint4 *a, uint4 *bb) { /* metadata of batch x0 + k */
+#pragma unroll
+    for (int u = 0; u < PER; u++) {
+      const int b = (x0 + k) * bpc + u * ROWS + row;
+      const bool live = k < p.iters && b < nb;
+      const size_t off = ((size_t)pages[u] * p.Hkv + h) * D + lane * VEC;
+      a[u] = live ? __ldg(reinterpret_cast<const uint4 *>(arr_a + off)) : z4;
+      if (NQ == 2) bb[u] = live ? __ldg(reinterpret_cast<const uint4 *>(arr_b + off)) : z4;
+    }
+  };
+  int page[PER];
+  uint4 ra[PER], rb[PER];
+  bt_load(0, page);
+  meta_load(0, page, ra, rb);
+  bt_load(1, page);
+  for (int it = 0; it < p.iters; it++) {
+    const int xi = x0 + it;
+    if (xi * bpc >= nb) break; /* uniform over the CTA */
+    uint4 na[PER], nb4[PER];
+    meta_load(it + 1, page, na, nb4);
+    bt_load(it + 2, page);
+#pragma unroll
+    for (int u = 0; u < PER; u++) {
+      const int b = xi * bpc + u * ROWS + row;
+      const bool live = b < nb; /* uniform within a row group; shuffles stay full-warp */
+      float acc[GT];
+      float fa[VEC], fb[VEC];
+      kvc_unpack8<T>(ra[u], fa);
+      if (NQ == 2) kvc_unpack8<T>(rb[u], fb);
+#pragma unroll
+      for (int g = 0; g < GT; g++) {
+        /* compiler barrier: the query of one head at a time in registers, re-read from shared
+         * memory, instead of all GT heads' (16 x GT registers for Quest) hoisted ahead */
+        asm volatile("" ::: "memory");
+        float a = 0.0f;
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+          /* the v2 kernel's order: per dimension, q+ . max then q- . min (bitwise the same) */
+          const float4 qa4 = sq[0][g][hf][lane], qb4 = sq[NQ - 1][g][hf][lane];
+          const float qa[4] = {qa4.x, qa4.y, qa4.z, qa4.w}, qb[4] = {qb4.x, qb4.y, qb4.z, qb4.w};
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            a = fmaf(qa[e], fa[4 * hf + e], a);
+            if (NQ == 2) a = fmaf(qb[e], fb[4 * hf + e], a);
+          }
+        }
+        acc[g] = a;
+      }
+      kvc__red<GT, LANES / 2>::run(acc, lane);
+      const float zero[1] = {0.0f};
+      const double ln = b == nb - 1 ? ln_last : ln_full;
+      if (NQ == 2) kvc__score_store<GT, LANES>(p, lane, live, pair, b, nb, ln, acc, zero, zero);
+      else kvc__score_store<GT, LANES>(p, lane, live, pair, b, nb, ln, zero, acc, zero);
+    }
+#pragma unroll
+    for (int u = 0; u < PER; u++) {
+      ra[u] = na[u];
+      if (NQ == 2) rb[u] = nb4[u];
+    }
+  }
+}
+
+/* v9 launch: batches per CTA from the occupancy the runtime reports for this instantiation (a
+ * host-side query at each launch; capturable). */
+template <typename T, int D, int GT, int NEED>
+static int kvc__launch_score_loop(kvc_ctx *c, kvc__score_params p, int n_pairs, kv_error *err) {
+  constexpr int ROWS = 128 / (D / 8);
+  int occ = 0;
+  KVC_CHECK(err, cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                     &occ, kvc__score_loop_kernel<T, D, GT, NEED>, 128, 0));
+  const int bpc = kvc_score_blocks_per_cta(0, ROWS, 4, p.Hkv);
+  const int batches = (p.max_blocks + bpc - 1) / bpc; /* per pair */
+  p.iters = kvc_score_iters(batches, n_pairs, c->prop.multiProcessorCount * (occ < 1 ? 1 : occ));
+  const dim3 grid((batches + p.iters - 1) / p.iters, n_pairs);
+  kvc__score_loop_kernel<T, D, GT, NEED><<<grid, 128, 0, c->stream>>>(p);
+  KVC_CHECK(err, cudaGetLastError());
+  return 0;
 }
 
 template <typename T, int D, int GT>
 static int kvc__launch_score(kvc_ctx *c, const kvc__score_params &p, int n_pairs, kv_error *err) {
   constexpr int ROWS = 128 / (D / 8);
   const int hi = kvc_score_heads_ok(c->tune[KVC_TUNE_SCORE_HEADS], ROWS, p.Hkv); /* v8 */
+  if (!hi && c->tune[KVC_TUNE_SCORE_LOOP] == 1) { /* v9, for the two common metadata sets */
+    const bool psa = p.mode == KVC_SCORE_PSA;
+    if (p.rank == ATTN_RANK_QUEST && (!psa || p.estimate == ATTN_EST_BOUND)) {
+      return kvc__launch_score_loop<T, D, GT, KVC_NEED_MINMAX>(c, p, n_pairs, err);
+    }
+    if (p.rank == ATTN_RANK_MEAN && (!psa || p.estimate == ATTN_EST_MEAN)) {
+      return kvc__launch_score_loop<T, D, GT, KVC_NEED_MEAN>(c, p, n_pairs, err);
+    }
+  }
   const int bpc = kvc_score_blocks_per_cta(hi, ROWS, 4, p.Hkv); /* PER = 4 units per row group */
   const dim3 grid((p.max_blocks + bpc - 1) / bpc, hi ? n_pairs / p.Hkv : n_pairs);
   if (hi) kvc__score_kernel<T, D, GT, true><<<grid, 128, 0, c->stream>>>(p);
@@ -250,6 +416,7 @@ int kvc__block_scores(kvc_ctx *c, const attn_shape *s, const attn_method *m, con
   p.logit = logit;
   p.est = est;
   p.idx = idx;
+  p.iters = 1;
   const int need = kvc_method_meta(m);
   if ((need & kv->meta_mask) != need) {
     return kv_error_set(err, KV_EINVAL, "block scores: method needs metadata 0x%x, pool keeps 0x%x",

@@ -602,7 +602,8 @@ static void run_sparse_suite(batch_t *B, const char *label, sparse_tally *t) {
     TEST_FAIL_AT("%s: %s", label, err.msg);
   } else {
     const char *methods[] = {"topk:512", "topk:2048:mean", "topk:1024:sum", "psa:0.9", "psa:0.95",
-                             "psa:0.99:lognormal", "psa:0.95:bound", "psa:0.9:group=2:recent=0"};
+                             "psa:0.99:lognormal", "psa:0.95:bound", "psa:0.9:group=2:recent=0",
+                             "psa:0.95:bound:rank=quest"};
     const char *tiny[] = {"topk:128", "psa:0.9", "psa:0.95:bound"};
     const char **meths = g_tiny ? tiny : methods;
     const size_t n_meths = g_tiny ? sizeof tiny / sizeof *tiny : sizeof methods / sizeof *methods;
@@ -1199,6 +1200,20 @@ static void test_sparse_score_heads(void) {
   test_sparse_random();
   kvc_tune_set(g_ctx, KVC_TUNE_SCORE_HEADS, 0, &e);
 }
+/* The v2-v8 block-score kernel (KVC_TUNE_SCORE_LOOP = 0) on the random sparse cases: v9's
+ * kernel is the default, so test_sparse_random covers it (Quest min/max and the mean; the other
+ * estimates run this one); this keeps the kernel it replaced covered. */
+static void test_sparse_score_v2(void) {
+  NEED_GPU();
+  kv_error e = {0};
+  if (kvc_tune_set(g_ctx, KVC_TUNE_SCORE_LOOP, 0, &e)) {
+    printf("  KVC_TUNE_SCORE_LOOP: %s\n", e.msg);
+    CHECK(0);
+    return;
+  }
+  test_sparse_random();
+  kvc_tune_set(g_ctx, KVC_TUNE_SCORE_LOOP, 1, &e);
+}
 /* Top-k's attention on tensor cores (KVC_TUNE_TOPK_CORE = 1) on the random sparse cases. */
 static void test_topk_mma_random(void) {
   g_mma = 1;
@@ -1225,5 +1240,6 @@ TEST_LIST = {
     TEST(test_dense_regs_shapes),
     TEST(test_dense_regs_lse),
     TEST(test_sparse_score_heads),
+    TEST(test_sparse_score_v2),
     {0}};
 TEST_MAIN

@@ -616,9 +616,55 @@ static void test_score_map_covers_each_pair_block_once(void) {
   }
 }
 
+/* v9: batches per CTA (kvc_score_iters) and the loop kernel's walk over them (CTA x of a pair
+ * scores batches x * iters + it while their first block is below the request's blocks, units
+ * mapped by kvc_score_map with hi = 0, as kvc__score_loop_kernel does): every (request, head,
+ * block) is scored exactly once for every iteration count the launch can choose; the count is
+ * 1 for small grids, at most 16 and never more than the batches of a pair. */
+static void test_score_loop_covers_each_block_once(void) {
+  CHECK(kvc_score_iters(64, 8, 132 * 3) == 1);      /* B1 L32K (D 128): 512 batches, 1 wave */
+  CHECK(kvc_score_iters(64, 256, 132 * 3) == 16);   /* B32: 16,384 batches, capped */
+  CHECK(kvc_score_iters(64, 64, 132 * 3) == 5);     /* B8: 4,096 / (2 x 396) */
+  CHECK(kvc_score_iters(3, 4096, 132) == 3);        /* never more than a pair's batches */
+  CHECK(kvc_score_iters(0, 8, 132) == 1 && kvc_score_iters(8, 8, 0) == 1);
+  const int rows = 8, per = 4, Hkv = 2, n_req = 3, mb = 129, bpc = rows * per;
+  const int lens[3] = {37, 1, 129}; /* blocks per request */
+  const int batches = (mb + bpc - 1) / bpc;
+  for (int iters = 1; iters <= batches + 1; iters++) {
+    const int gx = (batches + iters - 1) / iters, gy = n_req * Hkv;
+    int *seen = calloc((size_t)n_req * Hkv * mb, sizeof *seen);
+    REQUIRE(seen != NULL);
+    int bad = 0;
+    for (int y = 0; y < gy; y++) {
+      for (int x = 0; x < gx; x++) {
+        for (int it = 0; it < iters; it++) {
+          const int xi = x * iters + it;
+          if (xi * bpc >= lens[y / Hkv]) break; /* the kernel's per-batch stop */
+          for (int u = 0; u < per; u++) {
+            for (int row = 0; row < rows; row++) {
+              int r, h, b;
+              kvc_score_map(0, rows, per, Hkv, xi, y, row, u, &r, &h, &b);
+              if (r != y / Hkv || h != y % Hkv || b < 0) bad++;
+              else if (b < lens[r]) seen[((size_t)r * Hkv + h) * mb + b]++;
+            }
+          }
+        }
+      }
+    }
+    for (int i = 0; i < n_req * Hkv * mb; i++) {
+      const int r = i / (Hkv * mb), b = i % mb;
+      if (seen[i] != (b < lens[r])) bad++;
+    }
+    CHECK(bad == 0);
+    if (bad) printf("  iters %d: %d bad\n", iters, bad);
+    free(seen);
+  }
+}
+
 TEST_LIST = {
     TEST(test_plan_covers_every_block_once),
     TEST(test_score_map_covers_each_pair_block_once),
+    TEST(test_score_loop_covers_each_block_once),
     TEST(test_lse_scan_matches_sequential_fold),
     TEST(test_psa_lookahead_bounds),
     TEST(test_forced_and_budget_brute_force),
