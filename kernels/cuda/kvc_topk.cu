@@ -351,7 +351,9 @@ __global__ void __launch_bounds__(128, 3) kvc__score_loop_kernel(kvc__score_para
 }
 
 /* v9 launch: batches per CTA from the occupancy the runtime reports for this instantiation (a
- * host-side query at each launch; capturable). */
+ * host-side query at each launch; capturable). Where that is one batch (about one wave of CTAs:
+ * B 1 at L 32K) the v2 kernel runs instead: the first v9 run (2026-12-03 17:45 UTC) measured the
+ * loop kernel 2-3 us slower there (its query staging and barrier), and 15% faster at B 32. */
 template <typename T, int D, int GT, int NEED>
 static int kvc__launch_score_loop(kvc_ctx *c, kvc__score_params p, int n_pairs, kv_error *err) {
   constexpr int ROWS = 128 / (D / 8);
@@ -361,6 +363,12 @@ static int kvc__launch_score_loop(kvc_ctx *c, kvc__score_params p, int n_pairs, 
   const int bpc = kvc_score_blocks_per_cta(0, ROWS, 4, p.Hkv);
   const int batches = (p.max_blocks + bpc - 1) / bpc; /* per pair */
   p.iters = kvc_score_iters(batches, n_pairs, c->prop.multiProcessorCount * (occ < 1 ? 1 : occ));
+  if (p.iters < 2) { /* a grid of about one wave: the v2 kernel (measured 2-3 us faster at B 1) */
+    p.iters = 1;
+    kvc__score_kernel<T, D, GT><<<dim3(batches, n_pairs), 128, 0, c->stream>>>(p);
+    KVC_CHECK(err, cudaGetLastError());
+    return 0;
+  }
   const dim3 grid((batches + p.iters - 1) / p.iters, n_pairs);
   kvc__score_loop_kernel<T, D, GT, NEED><<<grid, 128, 0, c->stream>>>(p);
   KVC_CHECK(err, cudaGetLastError());
