@@ -26,7 +26,8 @@
 # Usage (repository root): kernels/bench/device_run.sh [--quick] [--stages build,test,...]
 #                                                      [--budget SECONDS] [--reps N]
 #   --quick: small test sizes, fewer benchmark shapes and reps (a re-run in a few minutes).
-# Environment: OUT (default out/device), KVLAB_COMMIT (names the commit when .git is absent).
+# Environment: OUT (default out/device), KVLAB_COMMIT (names the commit when .git is absent),
+# KVLAB_SAN_CASES (the sanitized test cases, in order; default: every case).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -191,7 +192,7 @@ fi
 # ---- sanitizers (small sizes) -------------------------------------------------------------------
 if want sanitize; then
   if [ $HAVE_BIN = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
-    CASES="test_sparse_random test_psa_options test_dense_shapes test_dense_lse test_meta_build_and_append test_fill_tiled test_dense_mma_shapes test_dense_mma_lse test_topk_mma_random test_dense_bulk_shapes test_dense_bulk_lse test_dense_regs_shapes test_dense_regs_lse test_sparse_score_heads test_sparse_score_v2"
+    CASES="${KVLAB_SAN_CASES:-test_sparse_random test_psa_options test_dense_shapes test_dense_lse test_meta_build_and_append test_fill_tiled test_dense_mma_shapes test_dense_mma_lse test_topk_mma_random test_dense_bulk_shapes test_dense_bulk_lse test_dense_regs_shapes test_dense_regs_lse test_sparse_score_heads test_sparse_score_v2 test_sparse_score_loop}"
     for tool in racecheck memcheck synccheck; do
       SIZE=KVLAB_GPU_TEST_SMALL; [ $tool = racecheck ] && SIZE=KVLAB_GPU_TEST_TINY
       for t in $CASES; do

@@ -140,9 +140,11 @@ typedef enum kvc_tune_key {
   KVC_TUNE_SCORE_LOOP,         /* block scores (v9): 1 (default) the kernel instantiated for the
                                   method's metadata (Quest min/max, or the mean; other
                                   estimates run 0) with several batches of blocks per CTA
-                                  (kvc_score_iters); 0 the v2-v8 kernel (metadata chosen at run
-                                  time, one batch per CTA). KVC_TUNE_SCORE_HEADS = 1 runs the v8
-                                  shape whatever this is. Same scores either way */
+                                  (kvc_score_iters; where that gives one, the v2 kernel); 0 the
+                                  v2-v8 kernel (metadata chosen at run time, one batch per CTA);
+                                  2 (for tests) the loop kernel always, 3 batches per CTA, so
+                                  small cases exercise its pipeline. KVC_TUNE_SCORE_HEADS = 1
+                                  runs the v8 shape whatever this is. Same scores either way */
   KVC_TUNE_N
 } kvc_tune_key;
 int kvc_tune_set(kvc_ctx *c, kvc_tune_key key, int value, kv_error *err);

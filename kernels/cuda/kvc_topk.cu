@@ -363,7 +363,8 @@ static int kvc__launch_score_loop(kvc_ctx *c, kvc__score_params p, int n_pairs, 
   const int bpc = kvc_score_blocks_per_cta(0, ROWS, 4, p.Hkv);
   const int batches = (p.max_blocks + bpc - 1) / bpc; /* per pair */
   p.iters = kvc_score_iters(batches, n_pairs, c->prop.multiProcessorCount * (occ < 1 ? 1 : occ));
-  if (p.iters < 2) { /* a grid of about one wave: the v2 kernel (measured 2-3 us faster at B 1) */
+  if (c->tune[KVC_TUNE_SCORE_LOOP] == 2) p.iters = batches < 3 ? batches : 3; /* tests: forced */
+  else if (p.iters < 2) { /* a grid of about one wave: the v2 kernel (measured 2-3 us faster at B 1) */
     p.iters = 1;
     kvc__score_kernel<T, D, GT><<<dim3(batches, n_pairs), 128, 0, c->stream>>>(p);
     KVC_CHECK(err, cudaGetLastError());
@@ -379,7 +380,7 @@ template <typename T, int D, int GT>
 static int kvc__launch_score(kvc_ctx *c, const kvc__score_params &p, int n_pairs, kv_error *err) {
   constexpr int ROWS = 128 / (D / 8);
   const int hi = kvc_score_heads_ok(c->tune[KVC_TUNE_SCORE_HEADS], ROWS, p.Hkv); /* v8 */
-  if (!hi && c->tune[KVC_TUNE_SCORE_LOOP] == 1) { /* v9, for the two common metadata sets */
+  if (!hi && c->tune[KVC_TUNE_SCORE_LOOP] >= 1) { /* v9, for the two common metadata sets */
     const bool psa = p.mode == KVC_SCORE_PSA;
     if (p.rank == ATTN_RANK_QUEST && (!psa || p.estimate == ATTN_EST_BOUND)) {
       return kvc__launch_score_loop<T, D, GT, KVC_NEED_MINMAX>(c, p, n_pairs, err);

@@ -1200,13 +1200,28 @@ static void test_sparse_score_heads(void) {
   test_sparse_random();
   kvc_tune_set(g_ctx, KVC_TUNE_SCORE_HEADS, 0, &e);
 }
-/* The v2-v8 block-score kernel (KVC_TUNE_SCORE_LOOP = 0) on the random sparse cases: v9's
- * kernel is the default, so test_sparse_random covers it (Quest min/max and the mean; the other
- * estimates run this one); this keeps the kernel it replaced covered. */
+/* The v2-v8 block-score kernel (KVC_TUNE_SCORE_LOOP = 0) on the random sparse cases, every
+ * method through it (by default the other estimates and the small grids run it; Quest min/max
+ * and the mean at large grids run v9's loop kernel: test_sparse_score_loop). */
 static void test_sparse_score_v2(void) {
   NEED_GPU();
   kv_error e = {0};
   if (kvc_tune_set(g_ctx, KVC_TUNE_SCORE_LOOP, 0, &e)) {
+    printf("  KVC_TUNE_SCORE_LOOP: %s\n", e.msg);
+    CHECK(0);
+    return;
+  }
+  test_sparse_random();
+  kvc_tune_set(g_ctx, KVC_TUNE_SCORE_LOOP, 1, &e);
+}
+/* v9's loop kernel with 3 batches per CTA forced (KVC_TUNE_SCORE_LOOP = 2: the automatic choice
+ * runs the v2 kernel on these small grids), so its software pipeline (next batch's metadata and
+ * block-table entries in flight, the last batch partial, batches past a request's blocks) runs
+ * on the random sparse cases. */
+static void test_sparse_score_loop(void) {
+  NEED_GPU();
+  kv_error e = {0};
+  if (kvc_tune_set(g_ctx, KVC_TUNE_SCORE_LOOP, 2, &e)) {
     printf("  KVC_TUNE_SCORE_LOOP: %s\n", e.msg);
     CHECK(0);
     return;
@@ -1241,5 +1256,6 @@ TEST_LIST = {
     TEST(test_dense_regs_lse),
     TEST(test_sparse_score_heads),
     TEST(test_sparse_score_v2),
+    TEST(test_sparse_score_loop),
     {0}};
 TEST_MAIN
