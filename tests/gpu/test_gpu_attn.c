@@ -1186,48 +1186,36 @@ static void test_dense_regs_lse(void) {
   test_dense_lse();
   g_mma = 0;
 }
-/* v8: block scores with every KV head of a request in one CTA (KVC_TUNE_SCORE_HEADS = 1; all
- * three shapes of the random sparse cases qualify: Hkv 2 at D 64 and 128, Hkv 8 at D 128), top-k
- * and PSA against the C reference as in test_sparse_random. */
-static void test_sparse_score_heads(void) {
+/* The random sparse cases (top-k and PSA against the C reference) with one execution variant
+ * set, then the default restored (`dflt`); a variant the context refuses fails the case. */
+static void sparse_random_with(kvc_tune_key key, int value, int dflt, const char *name) {
   NEED_GPU();
   kv_error e = {0};
-  if (kvc_tune_set(g_ctx, KVC_TUNE_SCORE_HEADS, 1, &e)) {
-    printf("  KVC_TUNE_SCORE_HEADS: %s\n", e.msg);
+  if (kvc_tune_set(g_ctx, key, value, &e)) {
+    printf("  %s: %s\n", name, e.msg);
     CHECK(0);
     return;
   }
   test_sparse_random();
-  kvc_tune_set(g_ctx, KVC_TUNE_SCORE_HEADS, 0, &e);
+  kvc_tune_set(g_ctx, key, dflt, &e);
 }
-/* The v2-v8 block-score kernel (KVC_TUNE_SCORE_LOOP = 0) on the random sparse cases, every
- * method through it (by default the other estimates and the small grids run it; Quest min/max
- * and the mean at large grids run v9's loop kernel: test_sparse_score_loop). */
+/* v8: block scores with every KV head of a request in one CTA (KVC_TUNE_SCORE_HEADS = 1; all
+ * three shapes of the random sparse cases qualify: Hkv 2 at D 64 and 128, Hkv 8 at D 128). */
+static void test_sparse_score_heads(void) {
+  sparse_random_with(KVC_TUNE_SCORE_HEADS, 1, 0, "KVC_TUNE_SCORE_HEADS");
+}
+/* The v2-v8 block-score kernel (KVC_TUNE_SCORE_LOOP = 0), every method through it (by default the
+ * other estimates and the small grids run it; Quest min/max and the mean at large grids run v9's
+ * loop kernel: test_sparse_score_loop). */
 static void test_sparse_score_v2(void) {
-  NEED_GPU();
-  kv_error e = {0};
-  if (kvc_tune_set(g_ctx, KVC_TUNE_SCORE_LOOP, 0, &e)) {
-    printf("  KVC_TUNE_SCORE_LOOP: %s\n", e.msg);
-    CHECK(0);
-    return;
-  }
-  test_sparse_random();
-  kvc_tune_set(g_ctx, KVC_TUNE_SCORE_LOOP, 1, &e);
+  sparse_random_with(KVC_TUNE_SCORE_LOOP, 0, 1, "KVC_TUNE_SCORE_LOOP");
 }
 /* v9's loop kernel with 3 batches per CTA forced (KVC_TUNE_SCORE_LOOP = 2: the automatic choice
  * runs the v2 kernel on these small grids), so its software pipeline (next batch's metadata and
  * block-table entries in flight, the last batch partial, batches past a request's blocks) runs
  * on the random sparse cases. */
 static void test_sparse_score_loop(void) {
-  NEED_GPU();
-  kv_error e = {0};
-  if (kvc_tune_set(g_ctx, KVC_TUNE_SCORE_LOOP, 2, &e)) {
-    printf("  KVC_TUNE_SCORE_LOOP: %s\n", e.msg);
-    CHECK(0);
-    return;
-  }
-  test_sparse_random();
-  kvc_tune_set(g_ctx, KVC_TUNE_SCORE_LOOP, 1, &e);
+  sparse_random_with(KVC_TUNE_SCORE_LOOP, 2, 1, "KVC_TUNE_SCORE_LOOP");
 }
 /* Top-k's attention on tensor cores (KVC_TUNE_TOPK_CORE = 1) on the random sparse cases. */
 static void test_topk_mma_random(void) {
