@@ -109,5 +109,21 @@ void bench_bw(bench *B) {
     bw_row(B, Q[i].name, g, note);
     if (dead) break;
   }
+  if (!dead) { /* v10: the block metadata as the score kernel reads it (its own bytes: no ref) */
+    kv_error e = {0};
+    double g = NAN, nb = 0;
+    uint32_t x = 0;
+    char note[256];
+    if (kvc_probe_read_pool(B->c, 3, 0, &S.kv, &S.b, B->reps, &g, &nb, &x, &e)) {
+      snprintf(note, sizeof note, "FAILED: %s", e.msg);
+      fprintf(stderr, "kvbench: probe pool-meta-ldg8: %s\n", note);
+      g = NAN;
+    } else {
+      snprintf(note, sizeof note, "paged pool bf16 B%d L%d: kmin + kmax rows of every block and KV "
+               "head (%.0f MB, 256 B each, pages shuffled), per-thread loads, 32 blocks per CTA as "
+               "the v2 score kernel; checksum %08x", batch, len, nb / 1e6, x);
+    }
+    bw_row(B, "pool-meta-ldg8", g, note);
+  }
   setup_free(B, &S);
 }

@@ -337,7 +337,10 @@ int kvc_probe_read(kvc_ctx *c, const kvc_probe_cfg *cfg, size_t bytes, int reps,
 /* Reads the K and V pages (whole pages, block_size x head_dim of one KV head each) of every
  * block of every request of b, page-scattered as the dense op reads them; mode 0 / 1 as above
  * (1: one bulk copy per page and KV head, `stages` slots; 2: per-thread loads with the L2::256B
- * hint). *bytes = bytes read, *gbps = *bytes /
+ * hint); mode 3 (v10) reads instead the kmin and kmax rows (head_dim elements of one KV head,
+ * 256 B at D 128 bf16) of every block as the block-score kernel does (one (request, KV head) per
+ * CTA, 32 blocks per CTA, per-thread loads): what the top-k select phase must read, with no
+ * arithmetic (KV_EINVAL without kmin and kmax). *bytes = bytes read, *gbps = *bytes /
  * median time, *xsum = XOR of the words read. */
 int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_kv *kv, const kvc_batch *b,
                         int reps, double *gbps, double *bytes, uint32_t *xsum, kv_error *err);

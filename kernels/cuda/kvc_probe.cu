@@ -115,13 +115,14 @@ __global__ void __launch_bounds__(KVC_PROBE_THREADS) kvc__probe_bulk(const unsig
 
 /* Paged pool: CTA (x, pair) reads the K and V pages of blocks [x * bpc, (x + 1) * bpc) of pair =
  * (request, KV head): item 2i = K of block i, 2i + 1 = V, each page_bytes contiguous (one page of
- * one KV head). BULK: one bulk copy per item into the ring; else per-thread 16-byte loads. */
+ * one KV head; or kmin / kmax rows of one KV head, v10). BULK: one bulk copy per item into the
+ * ring; else per-thread 16-byte loads, `group` items' words per step. */
 template <bool BULK, bool PF = false>
 __global__ void __launch_bounds__(KVC_PROBE_THREADS)
     kvc__probe_pool(const unsigned char *__restrict__ kp, const unsigned char *__restrict__ vp,
                     const int32_t *__restrict__ bt, const int32_t *__restrict__ seq_len,
                     int max_blocks, int Hkv, int bs, int page_bytes, int bpc, int stages,
-                    uint32_t *out) {
+                    int group, uint32_t *out) {
   extern __shared__ __align__(128) unsigned char kvc__probe_dyn[];
   __shared__ __align__(8) uint64_t full[KVC_PROBE_MAX_STAGES];
   const int r = blockIdx.y / Hkv, kvh = blockIdx.y % Hkv;
@@ -138,8 +139,8 @@ __global__ void __launch_bounds__(KVC_PROBE_THREADS)
   uint32_t x = 0;
   if (!BULK) {
     const int words = page_bytes / 16;
-    for (int k0 = 0; k0 < n_items; k0 += 8) {
-      const int ngw = min(8, n_items - k0) * words; /* 16-byte words of up to 8 items */
+    for (int k0 = 0; k0 < n_items; k0 += group) {
+      const int ngw = min(group, n_items - k0) * words; /* 16-byte words of up to `group` items */
 #pragma unroll 8
       for (int w = threadIdx.x; w < ngw; w += KVC_PROBE_THREADS) {
         const int it = w / words;
@@ -272,7 +273,13 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
     return kv_error_set(err, KV_EINVAL, "probe: mode %d, stages %d", mode, stages);
   }
   const int es = kvc_dtype_size(kv->dtype);
-  const int page_bytes = kv->block_size * kv->head_dim * es;
+  const bool meta = mode == 3; /* v10: kmin / kmax rows in the places of K / V pages */
+  if (meta && (!kv->kmin || !kv->kmax)) {
+    return kv_error_set(err, KV_EINVAL, "probe: the pool keeps no kmin / kmax");
+  }
+  const int page_bytes = (meta ? 1 : kv->block_size) * kv->head_dim * es;
+  const unsigned char *kp = (const unsigned char *)(meta ? kv->kmin : kv->k);
+  const unsigned char *vp = (const unsigned char *)(meta ? kv->kmax : kv->v);
   if (page_bytes % 16) return kv_error_set(err, KV_ENOTSUP, "probe: page of %d bytes", page_bytes);
   int max_nb = 0;
   double tot = 0;
@@ -281,7 +288,10 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
     max_nb = std::max(max_nb, nb);
     tot += 2.0 * nb * kv->n_kv_heads * page_bytes;
   }
-  const int bpc = 64; /* blocks per CTA: 512 KB of K+V at 4 KB pages */
+  const int group = meta ? 64 : 8; /* items per step: 8 (K/V pages) or 64 (metadata rows) x 16-byte
+                                      words / 128 threads = 16 or 8 loads per thread in flight */
+  const int bpc = meta ? 32 : 64; /* K+V: 512 KB per CTA at 4 KB pages; metadata: the v2 score
+                                     kernel's 32 blocks per CTA */
   const dim3 grid((max_nb + bpc - 1) / bpc, b->n_req * kv->n_kv_heads);
   const size_t dyn = mode == 1 ? (size_t)stages * page_bytes : 0;
   uint32_t *d_x = NULL;
@@ -294,16 +304,16 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
   rc = kvc__probe_time(c, reps, d_x, [&] {
     if (mode == 2) {
       kvc__probe_pool<false, true><<<grid, KVC_PROBE_THREADS, 0, c->stream>>>(
-          (const unsigned char *)kv->k, (const unsigned char *)kv->v, b->block_table, b->seq_len,
-          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, d_x);
+          kp, vp, b->block_table, b->seq_len,
+          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, d_x);
     } else if (mode == 1) {
       kvc__probe_pool<true><<<grid, KVC_PROBE_THREADS, dyn, c->stream>>>(
-          (const unsigned char *)kv->k, (const unsigned char *)kv->v, b->block_table, b->seq_len,
-          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, d_x);
+          kp, vp, b->block_table, b->seq_len,
+          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, d_x);
     } else {
       kvc__probe_pool<false><<<grid, KVC_PROBE_THREADS, 0, c->stream>>>(
-          (const unsigned char *)kv->k, (const unsigned char *)kv->v, b->block_table, b->seq_len,
-          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, d_x);
+          kp, vp, b->block_table, b->seq_len,
+          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, d_x);
     }
   }, &ms, xsum, err);
   if (!rc) {
