@@ -319,8 +319,9 @@ __global__ void __launch_bounds__(128, 3) kvc__score_loop_kernel(kvc__score_para
       if (NQ == 2) kvc_unpack8<T>(rb[u], fb);
 #pragma unroll
       for (int g = 0; g < GT; g++) {
-        /* compiler barrier: the query of one head at a time in registers, re-read from shared
-         * memory, instead of all GT heads' (16 x GT registers for Quest) hoisted ahead */
+        /* compiler barrier meant to keep one head's query at a time in registers (re-read from
+         * shared memory) rather than all GT heads' hoisted ahead; ptxas reported the same
+         * register count with and without it (2026-12-03), and the measured v9 code has it */
         asm volatile("" ::: "memory");
         float a = 0.0f;
 #pragma unroll
