@@ -242,7 +242,9 @@ __global__ void __launch_bounds__(128) kvc__score_kernel(kvc__score_params p) {
  *     so a CTA keeps loads in flight for its whole life instead of one batch at its start.
  * Grid: (ceil(batches / iters), n_pairs); CTA (x, y) is pair y (request y / Hkv, head y % Hkv);
  * row group `row`, unit u of batch xi = x * iters + it scores block xi * ROWS * PER + u * ROWS +
- * row (kvc_score_map, hi = 0). */
+ * row (kvc_score_map, hi = 0). __launch_bounds__(128, 3) caps registers at 168 (three CTAs per
+ * SM): uncapped, ptxas took 201 for Quest at G 4; capped it spills 12 bytes (G 8: ~800).
+ * Measured (docs/kernels.md): 12-15% faster than the v2 kernel at B 32, the same at B 8. */
 template <typename T, int D, int GT, int NEED>
 __global__ void __launch_bounds__(128, 3) kvc__score_loop_kernel(kvc__score_params p) {
   constexpr int VEC = 8, LANES = D / VEC, ROWS = 128 / LANES, PER = 4;
