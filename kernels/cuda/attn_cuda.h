@@ -340,7 +340,10 @@ int kvc_probe_read(kvc_ctx *c, const kvc_probe_cfg *cfg, size_t bytes, int reps,
  * hint); mode 3 (v10) reads instead the kmin and kmax rows (head_dim elements of one KV head,
  * 256 B at D 128 bf16) of every block as the block-score kernel does (one (request, KV head) per
  * CTA, 32 blocks per CTA, per-thread loads): what the top-k select phase must read, with no
- * arithmetic (KV_EINVAL without kmin and kmax). *bytes = bytes read, *gbps = *bytes /
+ * arithmetic (KV_EINVAL without kmin and kmax); mode 4 (v10) the same bytes in the pattern of an
+ * interleaved [page][Hkv][min|max][D] layout (one 2 x head_dim-element piece per block and KV
+ * head, taken from the K array as a stand-in: a bandwidth pattern, not the metadata's values).
+ * *bytes = bytes read, *gbps = *bytes /
  * median time, *xsum = XOR of the words read. */
 int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_kv *kv, const kvc_batch *b,
                         int reps, double *gbps, double *bytes, uint32_t *xsum, kv_error *err);

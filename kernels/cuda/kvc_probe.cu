@@ -122,17 +122,18 @@ __global__ void __launch_bounds__(KVC_PROBE_THREADS)
     kvc__probe_pool(const unsigned char *__restrict__ kp, const unsigned char *__restrict__ vp,
                     const int32_t *__restrict__ bt, const int32_t *__restrict__ seq_len,
                     int max_blocks, int Hkv, int bs, int page_bytes, int bpc, int stages,
-                    int group, uint32_t *out) {
+                    int group, int per_block, uint32_t *out) {
   extern __shared__ __align__(128) unsigned char kvc__probe_dyn[];
   __shared__ __align__(8) uint64_t full[KVC_PROBE_MAX_STAGES];
   const int r = blockIdx.y / Hkv, kvh = blockIdx.y % Hkv;
   const int nb = (seq_len[r] + bs - 1) / bs;
   const int b0 = blockIdx.x * bpc, b1 = min(nb, b0 + bpc);
   if (b0 >= b1) return; /* the whole CTA, before any barrier */
-  const int n_items = 2 * (b1 - b0);
+  const int n_items = per_block * (b1 - b0);
   const int32_t *bt_row = bt + (int64_t)r * max_blocks;
   auto src_of = [&](int k) { /* kvc_ring.h, CPU-checked */
     int is_v;
+    if (per_block == 1) return kp + kvc_pool_item_off(bt_row, b0, 2 * k, Hkv, kvh, page_bytes, &is_v);
     const int64_t off = kvc_pool_item_off(bt_row, b0, k, Hkv, kvh, page_bytes, &is_v);
     return (is_v ? vp : kp) + off;
   };
@@ -274,10 +275,15 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
   }
   const int es = kvc_dtype_size(kv->dtype);
   const bool meta = mode == 3; /* v10: kmin / kmax rows in the places of K / V pages */
+  const bool inter = mode == 4; /* v10: one min|max piece per block and head (from K's bytes) */
   if (meta && (!kv->kmin || !kv->kmax)) {
     return kv_error_set(err, KV_EINVAL, "probe: the pool keeps no kmin / kmax");
   }
-  const int page_bytes = (meta ? 1 : kv->block_size) * kv->head_dim * es;
+  if (inter && kv->block_size < 2) {
+    return kv_error_set(err, KV_ENOTSUP, "probe: block size %d < 2", kv->block_size);
+  }
+  const int page_bytes = (meta ? 1 : inter ? 2 : kv->block_size) * kv->head_dim * es;
+  const int per_block = inter ? 1 : 2;
   const unsigned char *kp = (const unsigned char *)(meta ? kv->kmin : kv->k);
   const unsigned char *vp = (const unsigned char *)(meta ? kv->kmax : kv->v);
   if (page_bytes % 16) return kv_error_set(err, KV_ENOTSUP, "probe: page of %d bytes", page_bytes);
@@ -286,11 +292,12 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
   for (int r = 0; r < b->n_req; r++) {
     const int nb = (b->h_seq_len[r] + kv->block_size - 1) / kv->block_size;
     max_nb = std::max(max_nb, nb);
-    tot += 2.0 * nb * kv->n_kv_heads * page_bytes;
+    tot += (double)per_block * nb * kv->n_kv_heads * page_bytes;
   }
-  const int group = meta ? 64 : 8; /* items per step: 8 (K/V pages) or 64 (metadata rows) x 16-byte
-                                      words / 128 threads = 16 or 8 loads per thread in flight */
-  const int bpc = meta ? 32 : 64; /* K+V: 512 KB per CTA at 4 KB pages; metadata: the v2 score
+  /* items per step: 8 K/V pages, 64 metadata rows or 32 interleaved pieces: 16, 8 and 8 loads of
+   * 16 bytes per thread in flight */
+  const int group = meta ? 64 : inter ? 32 : 8;
+  const int bpc = meta || inter ? 32 : 64; /* K+V: 512 KB per CTA at 4 KB pages; metadata: the v2 score
                                      kernel's 32 blocks per CTA */
   const dim3 grid((max_nb + bpc - 1) / bpc, b->n_req * kv->n_kv_heads);
   const size_t dyn = mode == 1 ? (size_t)stages * page_bytes : 0;
@@ -305,15 +312,15 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
     if (mode == 2) {
       kvc__probe_pool<false, true><<<grid, KVC_PROBE_THREADS, 0, c->stream>>>(
           kp, vp, b->block_table, b->seq_len,
-          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, d_x);
+          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
     } else if (mode == 1) {
       kvc__probe_pool<true><<<grid, KVC_PROBE_THREADS, dyn, c->stream>>>(
           kp, vp, b->block_table, b->seq_len,
-          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, d_x);
+          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
     } else {
       kvc__probe_pool<false><<<grid, KVC_PROBE_THREADS, 0, c->stream>>>(
           kp, vp, b->block_table, b->seq_len,
-          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, d_x);
+          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
     }
   }, &ms, xsum, err);
   if (!rc) {
