@@ -10,8 +10,10 @@
 #   nsys    nsys profile of `kvbench --sections topk,psa --reps 5`; exports the kernel trace
 #           (trace.csv: start, duration, grid and block of every kernel, graph nodes included)
 #           and the per-kernel summary (kern_sum.csv)
-#   ncu     one launch per (kernel, launch configuration) of kvc__score_kernel,
-#           kvc__select_kernel and the PSA ranking kernels: SpeedOfLight, Occupancy, LaunchStats,
+#   ncu     one launch per (kernel, launch configuration) of the block-score kernels
+#           (kvc__score_kernel, kvc__score_loop_kernel), kvc__select_kernel, the PSA ranking
+#           kernels and (since v9) PSA's rounds (kvc__psa_attend_kernel, kvc__psa_combine_kernel,
+#           where PSA's time at B >= 8 goes): SpeedOfLight, Occupancy, LaunchStats,
 #           MemoryWorkloadAnalysis (ncu.txt)
 # run-info.txt records device, date, commit (KVLAB_COMMIT where there is no .git) and command.
 # Why: v8's all-heads score kernel (contiguous metadata runs) made the select phase slower, not
@@ -72,7 +74,7 @@ else
 fi
 if command -v ncu >/dev/null 2>&1; then
   stage ncu 150 "$D/ncu.txt" ncu --filter-mode per-launch-config --launch-count 1 \
-    -k 'regex:kvc__(score|select|psa_rank|psa_keys|psa_prep|block_sort)' \
+    -k 'regex:kvc__(score|select|psa_rank|psa_keys|psa_prep|block_sort|psa_attend|psa_combine)' \
     --section SpeedOfLight --section Occupancy --section LaunchStats \
     --section MemoryWorkloadAnalysis "$B/bin/kvbench" --reps 1 --no-graphs --sections topk,psa \
     --csv "$D/bench-ncu.csv"
