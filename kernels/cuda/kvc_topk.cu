@@ -353,19 +353,33 @@ __global__ void __launch_bounds__(128, 3) kvc__score_loop_kernel(kvc__score_para
   }
 }
 
-/* v9 launch: batches per CTA from the occupancy the runtime reports for this instantiation (a
- * host-side query at each launch; capturable). Where that is one batch (about one wave of CTAs:
- * B 1 at L 32K) the v2 kernel runs instead: the first v9 run (2026-12-03 17:45 UTC) measured the
- * loop kernel 2-3 us slower there (its query staging and barrier), and 15% faster at B 32. */
+/* Per instantiation, once (as kvc__split_attr): how many CTAs of the loop kernel one
+ * multiprocessor holds. */
+template <typename T, int D, int GT, int NEED>
+static int kvc__score_loop_per_sm(int *per_sm_out, kv_error *err) {
+  static int per_sm = 0;
+  if (per_sm == 0) {
+    int n = 0;
+    KVC_CHECK(err, cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                       &n, kvc__score_loop_kernel<T, D, GT, NEED>, 128, 0));
+    per_sm = n < 1 ? 1 : n;
+  }
+  *per_sm_out = per_sm;
+  return 0;
+}
+
+/* v9 launch: batches per CTA from the occupancy of this instantiation. Where that gives one batch
+ * (about one wave of CTAs: B 1 at L 32K) the v2 kernel runs instead: the first v9 run
+ * (2026-12-03 17:10 UTC) measured the loop kernel 2-3 us slower there (its query staging and
+ * barrier), and 12-15% faster at B 32. */
 template <typename T, int D, int GT, int NEED>
 static int kvc__launch_score_loop(kvc_ctx *c, kvc__score_params p, int n_pairs, kv_error *err) {
   constexpr int ROWS = 128 / (D / 8);
   int occ = 0;
-  KVC_CHECK(err, cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                     &occ, kvc__score_loop_kernel<T, D, GT, NEED>, 128, 0));
+  KVC_TRY((kvc__score_loop_per_sm<T, D, GT, NEED>(&occ, err)));
   const int bpc = kvc_score_blocks_per_cta(0, ROWS, 4, p.Hkv);
   const int batches = (p.max_blocks + bpc - 1) / bpc; /* per pair */
-  p.iters = kvc_score_iters(batches, n_pairs, c->prop.multiProcessorCount * (occ < 1 ? 1 : occ));
+  p.iters = kvc_score_iters(batches, n_pairs, c->prop.multiProcessorCount * occ);
   if (c->tune[KVC_TUNE_SCORE_LOOP] == 2) p.iters = batches < 3 ? batches : 3; /* tests: forced */
   else if (p.iters < 2) { /* a grid of about one wave: the v2 kernel (measured 2-3 us faster at B 1) */
     p.iters = 1;

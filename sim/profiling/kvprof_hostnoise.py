@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kvprof_common as C  # noqa: E402
 import kvprof_llama as LL  # noqa: E402
 
 
@@ -44,11 +44,6 @@ def cpu_mhz(cpu: int) -> str:
     except (OSError, ValueError):
         pass
     return ""
-
-
-def q(xs: list[float], p: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(p * (len(s) - 1) + 0.5))]
 
 
 def main() -> int:
@@ -98,8 +93,9 @@ def main() -> int:
                 w.writerow([b, cond, f"{h0 - t0:.3f}", f"{(h1 - h0) * 1e6:.1f}",
                             f"{(h2 - h0) * 1e6:.1f}", cpu_mhz(min(pin))])
             f.flush()
-            print(f"block {b} {cond:6s}: {len(hs)} steps, host median {statistics.median(hs):8.0f} us "
-                  f"(p10 {q(hs, 0.1):8.0f}, p90 {q(hs, 0.9):8.0f})", flush=True)
+            st = C.summarize(hs)
+            print(f"block {b} {cond:6s}: {len(hs)} steps, host median {st['us']:8.0f} us "
+                  f"(p10 {st['p10_us']:8.0f}, p90 {st['p90_us']:8.0f})", flush=True)
     os.sched_setaffinity(0, every)
     print(f"kvprof_hostnoise: {path}", flush=True)
     return 0

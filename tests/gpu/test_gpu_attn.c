@@ -1134,21 +1134,17 @@ static void test_unsupported_shapes_are_errors(void) {
   batch_free(&B);
 }
 
+/* Runs a case with g_mma = core (the attend core the cases select), then back to 0. */
+static void with_core(int core, void (*test)(void)) {
+  g_mma = core;
+  test();
+  g_mma = 0;
+}
 /* The tensor-core dense core (KVC_TUNE_DENSE_CORE = 1) on the dense cases: last in the list. */
-static void test_dense_mma_shapes(void) {
-  g_mma = 1;
-  test_dense_shapes();
-  g_mma = 0;
-}
-static void test_dense_mma_lse(void) {
-  g_mma = 1;
-  test_dense_lse();
-  g_mma = 0;
-}
+static void test_dense_mma_shapes(void) { with_core(1, test_dense_shapes); }
+static void test_dense_mma_lse(void) { with_core(1, test_dense_lse); }
 static void test_dense_mma_recorded(void) { /* dense and top-k on tensor cores (PSA: its own) */
-  g_mma = 1;
-  test_recorded_sample();
-  g_mma = 0;
+  with_core(1, test_recorded_sample);
 }
 /* v5: the tensor-core core with 1-D bulk-copy staging (KVC_TUNE_DENSE_CORE = 2, sm_90; dense only)
  * on the dense cases, after every other case (a fault or a hung barrier, which traps, cannot take
@@ -1162,30 +1158,16 @@ static int bulk_supported(void) {
 }
 static void test_dense_bulk_shapes(void) {
   NEED_GPU();
-  if (!bulk_supported()) return;
-  g_mma = 2;
-  test_dense_shapes();
-  g_mma = 0;
+  if (bulk_supported()) with_core(2, test_dense_shapes);
 }
 static void test_dense_bulk_lse(void) {
   NEED_GPU();
-  if (!bulk_supported()) return;
-  g_mma = 2;
-  test_dense_lse();
-  g_mma = 0;
+  if (bulk_supported()) with_core(2, test_dense_lse);
 }
 /* v6: the tensor-core core with register staging (KVC_TUNE_DENSE_CORE = 3; dense only) on the
  * dense cases, last in the list (after the bulk cases: a fault cannot take the others with it). */
-static void test_dense_regs_shapes(void) {
-  g_mma = 3;
-  test_dense_shapes();
-  g_mma = 0;
-}
-static void test_dense_regs_lse(void) {
-  g_mma = 3;
-  test_dense_lse();
-  g_mma = 0;
-}
+static void test_dense_regs_shapes(void) { with_core(3, test_dense_shapes); }
+static void test_dense_regs_lse(void) { with_core(3, test_dense_lse); }
 /* The random sparse cases (top-k and PSA against the C reference) with one execution variant
  * set, then the default restored (`dflt`); a variant the context refuses fails the case. */
 static void sparse_random_with(kvc_tune_key key, int value, int dflt, const char *name) {
@@ -1218,11 +1200,7 @@ static void test_sparse_score_loop(void) {
   sparse_random_with(KVC_TUNE_SCORE_LOOP, 2, 1, "KVC_TUNE_SCORE_LOOP");
 }
 /* Top-k's attention on tensor cores (KVC_TUNE_TOPK_CORE = 1) on the random sparse cases. */
-static void test_topk_mma_random(void) {
-  g_mma = 1;
-  test_sparse_random();
-  g_mma = 0;
-}
+static void test_topk_mma_random(void) { with_core(1, test_sparse_random); }
 
 TEST_LIST = {
     TEST(test_dense_shapes),
