@@ -120,6 +120,8 @@ void bench_bw(bench *B) {
       {"pool-meta-ldg8", 3, "kmin + kmax rows of every block and KV head (256 B each, two arrays)"},
       {"pool-meta512-ldg8", 4, "one 512 B piece per block and KV head (an interleaved min|max "
                                "layout's pattern; K's bytes stand in)"},
+      {"pool-meta-b256-ldg8", 5, "kmin + kmax rows as pool-meta-ldg8, 256 blocks per CTA "
+                                 "(8 steps of 64 rows)"},
   };
   for (size_t i = 0; !dead && i < sizeof M / sizeof M[0]; i++) {
     kv_error e = {0};
@@ -134,8 +136,8 @@ void bench_bw(bench *B) {
       g = NAN;
     } else {
       snprintf(note, sizeof note, "paged pool bf16 B%d L%d: %s, %.0f MB, pages shuffled, "
-               "per-thread loads, 32 blocks per CTA as the v2 score kernel; checksum %08x", batch,
-               len, M[i].what, nb / 1e6, x);
+               "per-thread loads, %d blocks per CTA%s; checksum %08x", batch, len, M[i].what,
+               nb / 1e6, M[i].mode == 5 ? 256 : 32, M[i].mode == 5 ? "" : " as the v2 score kernel", x);
     }
     bw_row(B, M[i].name, g, note);
   }

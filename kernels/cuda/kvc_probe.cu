@@ -274,7 +274,7 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
     return kv_error_set(err, KV_EINVAL, "probe: mode %d, stages %d", mode, stages);
   }
   const int es = kvc_dtype_size(kv->dtype);
-  const bool meta = mode == 3; /* v10: kmin / kmax rows in the places of K / V pages */
+  const bool meta = mode == 3 || mode == 5; /* v10: kmin / kmax rows in the places of K / V pages */
   const bool inter = mode == 4; /* v10: one min|max piece per block and head (from K's bytes) */
   if (meta && (!kv->kmin || !kv->kmax)) {
     return kv_error_set(err, KV_EINVAL, "probe: the pool keeps no kmin / kmax");
@@ -297,8 +297,9 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
   /* items per step: 8 K/V pages, 64 metadata rows or 32 interleaved pieces: 16, 8 and 8 loads of
    * 16 bytes per thread in flight */
   const int group = meta ? 64 : inter ? 32 : 8;
-  const int bpc = meta || inter ? 32 : 64; /* K+V: 512 KB per CTA at 4 KB pages; metadata: the v2 score
-                                     kernel's 32 blocks per CTA */
+  /* K+V: 512 KB per CTA at 4 KB pages; metadata: the v2 score kernel's 32 blocks per CTA (16 KB),
+   * or 256 (mode 5: 128 KB per CTA, 8 steps; is the metadata read bound by CTA churn?) */
+  const int bpc = mode == 5 ? 256 : meta || inter ? 32 : 64;
   const dim3 grid((max_nb + bpc - 1) / bpc, b->n_req * kv->n_kv_heads);
   const size_t dyn = mode == 1 ? (size_t)stages * page_bytes : 0;
   uint32_t *d_x = NULL;
