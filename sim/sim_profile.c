@@ -10,7 +10,7 @@
 
 const char *const sim_prof_op_names[] = {
     "q", "k", "v", "o", "gate", "up", "down", "lm_head", "rmsnorm", "rope", "act", "add",
-    "embed", "kv_update", "attn_prefill", "attn_decode"};
+    "embed", "kv_update", "attn_prefill", "attn_decode", "launch_gap"};
 
 /* ---- loading ------------------------------------------------------------------------------ */
 
@@ -297,79 +297,96 @@ static int sim__read_host(const char *dir, sim_profile *p, kv_error *err) {
   return rc;
 }
 
-/* sustain.csv (optional): the "layer" rows, one curve per model, sorted by tokens. */
-static int sim__read_sustain(const char *dir, sim_profile *p, kv_error *err) {
+/* A curve table (optional): one curve per model of column `vcol` (in [lo, hi]) against
+ * `tokens`, sorted by tokens; with `op`, only the rows whose column "op" is that value.
+ * `what` names a row in errors ("layer", "gap"). */
+static int sim__read_tcurves(const char *dir, const char *file, const char *op, const char *vcol,
+                             double lo, double hi, const char *what, sim_prof_tcurve **out,
+                             int32_t *n_out, kv_error *err) {
   sim_csv r;
   int present;
-  int rc = sim__open_optional(dir, "sustain.csv", &r, &present, err);
+  int rc = sim__open_optional(dir, file, &r, &present, err);
   if (rc || !present) return rc;
   const char *path = r.path;
-  int cm, co, ct, cr;
-  if ((rc = sim_csv_col(&r, "model", &cm, err)) || (rc = sim_csv_col(&r, "op", &co, err)) ||
-      (rc = sim_csv_col(&r, "tokens", &ct, err)) || (rc = sim_csv_col(&r, "ratio", &cr, err))) {
+  int cm, co = -1, ct, cv;
+  if ((rc = sim_csv_col(&r, "model", &cm, err)) ||
+      (op && (rc = sim_csv_col(&r, "op", &co, err))) ||
+      (rc = sim_csv_col(&r, "tokens", &ct, err)) || (rc = sim_csv_col(&r, vcol, &cv, err))) {
     sim_csv_close(&r);
     return rc;
   }
+  sim_prof_tcurve *cv_all = NULL;
+  int32_t n = 0;
   while ((rc = sim_csv_next(&r, err)) == 1) {
     rc = 0;
-    if (strcmp(sim_csv_str(&r, co), "layer") != 0) continue;
+    if (op && strcmp(sim_csv_str(&r, co), op) != 0) continue;
     const char *nm = sim_csv_str(&r, cm);
     int64_t tok;
-    double ratio;
-    if (!nm[0] || strlen(nm) >= sizeof p->sustain[0].model) {
+    double v;
+    if (!nm[0] || strlen(nm) >= sizeof cv_all[0].model) {
       rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: column 'model': '%s' must have 1 to %zu "
-                        "characters", path, (long long)r.line, nm, sizeof p->sustain[0].model - 1);
+                        "characters", path, (long long)r.line, nm, sizeof cv_all[0].model - 1);
       break;
     }
     if ((rc = sim_csv_i64(&r, ct, 1, (int64_t)1 << 40, &tok, err)) ||
-        (rc = sim_csv_f64(&r, cr, 0.25, 4.0, &ratio, err))) {
+        (rc = sim_csv_f64(&r, cv, lo, hi, &v, err))) {
       break;
     }
-    sim_prof_sustain *cur = NULL;
-    for (int32_t i = 0; i < p->n_sustain; i++) {
-      if (!strcmp(p->sustain[i].model, nm)) cur = &p->sustain[i];
+    sim_prof_tcurve *cur = NULL;
+    for (int32_t i = 0; i < n; i++) {
+      if (!strcmp(cv_all[i].model, nm)) cur = &cv_all[i];
     }
     if (!cur) {
-      sim_prof_sustain *a = realloc(p->sustain, (size_t)(p->n_sustain + 1) * sizeof *a);
+      sim_prof_tcurve *a = realloc(cv_all, (size_t)(n + 1) * sizeof *a);
       if (!a) {
         rc = kv_error_set(err, KV_ENOMEM, "%s: out of memory", path);
         break;
       }
-      p->sustain = a;
-      cur = &p->sustain[p->n_sustain++];
+      cv_all = a;
+      cur = &cv_all[n++];
       memset(cur, 0, sizeof *cur);
       snprintf(cur->model, sizeof cur->model, "%s", nm);
     }
     if (cur->n >= (int32_t)(sizeof cur->tokens / sizeof cur->tokens[0])) {
-      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: more than %zu layer rows for model '%s'", path,
-                        (long long)r.line, sizeof cur->tokens / sizeof cur->tokens[0], nm);
+      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: more than %zu %s rows for model '%s'", path,
+                        (long long)r.line, sizeof cur->tokens / sizeof cur->tokens[0], what, nm);
       break;
     }
     int32_t j = cur->n; /* insertion in token order */
     while (j > 0 && cur->tokens[j - 1] > (double)tok) {
-      cur->tokens[j] = cur->tokens[j - 1], cur->ratio[j] = cur->ratio[j - 1];
+      cur->tokens[j] = cur->tokens[j - 1], cur->v[j] = cur->v[j - 1];
       j--;
     }
     if (j > 0 && cur->tokens[j - 1] == (double)tok) {
-      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: a second layer row for model '%s' at %lld "
-                        "tokens", path, (long long)r.line, nm, (long long)tok);
+      rc = kv_error_set(err, KV_EFORMAT, "%s:%lld: a second %s row for model '%s' at %lld "
+                        "tokens", path, (long long)r.line, what, nm, (long long)tok);
       break;
     }
-    cur->tokens[j] = (double)tok, cur->ratio[j] = ratio;
+    cur->tokens[j] = (double)tok, cur->v[j] = v;
     cur->n++;
   }
   sim_csv_close(&r);
-  return rc;
+  if (rc) {
+    free(cv_all);
+    return rc;
+  }
+  *out = cv_all;
+  *n_out = n;
+  return 0;
 }
 
-double sim_prof_sustain_eval(const sim_prof_sustain *s, double tokens) {
+double sim_prof_tcurve_eval(const sim_prof_tcurve *s, double tokens) {
   if (s->n <= 0) return 1.0;
-  if (tokens <= s->tokens[0]) return s->ratio[0];
-  if (tokens >= s->tokens[s->n - 1]) return s->ratio[s->n - 1];
+  if (tokens <= s->tokens[0]) return s->v[0];
+  if (tokens >= s->tokens[s->n - 1]) return s->v[s->n - 1];
   int32_t i = 1;
   while (s->tokens[i] < tokens) i++;
   double f = log(tokens / s->tokens[i - 1]) / log(s->tokens[i] / s->tokens[i - 1]);
-  return s->ratio[i - 1] + f * (s->ratio[i] - s->ratio[i - 1]);
+  return s->v[i - 1] + f * (s->v[i] - s->v[i - 1]);
+}
+
+double sim_prof_sustain_eval(const sim_prof_sustain *s, double tokens) {
+  return sim_prof_tcurve_eval(s, tokens);
 }
 
 static int sim__read_meta(const char *dir, sim_profile *p, kv_error *err) {
@@ -418,7 +435,14 @@ int sim_profile_load(const char *dir, sim_profile *p, kv_error *err) {
     rc = sim__read_table(dir, (sim_prof_kind)k, &p->t[k], &p->n[k], err);
   }
   if (!rc) rc = sim__read_host(dir, p, err);
-  if (!rc) rc = sim__read_sustain(dir, p, err);
+  if (!rc) {
+    rc = sim__read_tcurves(dir, "sustain.csv", "layer", "ratio", 0.25, 4.0, "layer", &p->sustain,
+                           &p->n_sustain, err);
+  }
+  if (!rc) {
+    rc = sim__read_tcurves(dir, "launch_gap.csv", NULL, "gap_us", 0.0, 1e5, "gap", &p->gap,
+                           &p->n_gap, err);
+  }
   if (rc) sim_profile_free(p);
   return rc;
 }
@@ -427,6 +451,7 @@ void sim_profile_free(sim_profile *p) {
   for (int k = 0; k < SIM_PROF_KINDS; k++) sim__tables_free(p->t[k], p->n[k]);
   free(p->host);
   free(p->sustain);
+  free(p->gap);
   memset(p, 0, sizeof *p);
 }
 
@@ -560,8 +585,28 @@ int sim_prof_cost_init(sim_prof_cost *c, const char *dir, const sim_model *m, co
   if (strcmp(ps, "sustained") != 0 && strcmp(ps, "short") != 0) {
     return kv_error_set(err, KV_EINVAL, "power_state '%s' (expected sustained or short)", ps);
   }
+  const char *lg = o && o->launch_gaps && o->launch_gaps[0] ? o->launch_gaps : "measured";
+  if (strcmp(lg, "measured") != 0 && strcmp(lg, "none") != 0) {
+    return kv_error_set(err, KV_EINVAL, "launch_gaps '%s' (expected measured or none)", lg);
+  }
   int rc = sim_profile_load(dir, &c->prof, err);
   if (rc) return rc;
+  c->gaps = !strcmp(lg, "measured") && c->prof.n_gap > 0;
+  if (!strcmp(lg, "none")) {
+    snprintf(c->gap_note, sizeof c->gap_note, "no launch gaps (launch_gaps = none)");
+  } else if (!c->gaps) {
+    snprintf(c->gap_note, sizeof c->gap_note, "no launch gaps (no launch_gap.csv in the profile)");
+  } else {
+    for (int32_t i = 0; i < c->prof.n_gap; i++) {
+      if (!strcasecmp(c->prof.gap[i].model, m->name)) c->gap = &c->prof.gap[i];
+    }
+    if (c->gap) {
+      snprintf(c->gap_note, sizeof c->gap_note, "launch gaps (launch_gap.csv: %s's)", c->gap->model);
+    } else {
+      snprintf(c->gap_note, sizeof c->gap_note, "launch gaps (launch_gap.csv: the mean of %d "
+               "measured models'; %s not measured)", (int)c->prof.n_gap, m->name);
+    }
+  }
   c->sustained = !strcmp(ps, "sustained") && c->prof.n_sustain > 0;
   if (!strcmp(ps, "short")) {
     snprintf(c->sus_note, sizeof c->sus_note, "short timings (power_state = short)");
@@ -589,7 +634,7 @@ int sim_prof_cost_init(sim_prof_cost *c, const char *dir, const sim_model *m, co
       [SIM_OP_EMBED] = {h}, [SIM_OP_KV_UPDATE] = {2 * Hks * D}, [SIM_OP_ATTN_PREFILL] = {Hs, Hks, D},
       [SIM_OP_ATTN_DECODE] = {Hs, Hks, D}};
   memcpy(c->shape, sh, sizeof sh);
-  for (int op = 0; op < SIM_OP_COUNT; op++) {
+  for (int op = 0; op < SIM_OP_LAUNCH_GAP; op++) { /* the gap is no table's (c->gaps) */
     c->used[op] = op != SIM_OP_GATE || m->ffn_matrices == 3;
     const int64_t *s = c->shape[op];
     if (sim__is_gemm((sim_prof_op)op)) {
@@ -702,6 +747,15 @@ static int64_t sim__ns_of_us(double us) {
   return (int64_t)llround(us * 1e3);
 }
 
+/* The layer's measured gaps between kernels at T tokens (us; 0 without them). */
+static double sim__launch_gap(const sim_prof_cost *c, double T) {
+  if (!c->gaps) return 0.0;
+  if (c->gap) return sim_prof_tcurve_eval(c->gap, T);
+  double g = 0;
+  for (int32_t i = 0; i < c->prof.n_gap; i++) g += sim_prof_tcurve_eval(&c->prof.gap[i], T);
+  return g / (double)c->prof.n_gap;
+}
+
 /* The layer's sustained / short ratio at T tokens (1 when short timings are priced). */
 static double sim__sustain_ratio(const sim_prof_cost *c, double T) {
   if (!c->sustained) return 1.0;
@@ -743,6 +797,7 @@ void sim_prof_cost_ops(const sim_prof_cost *c, const sim_iter_work *w, double *l
   layer_us[SIM_OP_KV_UPDATE] = sim__elem_us(c, SIM_OP_KV_UPDATE, (double)w->n_decode, &fl);
   double ratio = sim__sustain_ratio(c, T);
   for (int op = 0; ratio != 1.0 && op < SIM_OP_COUNT; op++) layer_us[op] *= ratio;
+  layer_us[SIM_OP_LAUNCH_GAP] = sim__launch_gap(c, T); /* idle time: not scaled */
   head_us[SIM_OP_EMBED] = sim__elem_us(c, SIM_OP_EMBED, T, &fl);
   head_us[SIM_OP_NORM] = sim__elem_us(c, SIM_OP_NORM, T, &fl);
   head_us[SIM_OP_LM_HEAD] = sim__gemm_us(c, SIM_OP_LM_HEAD, seqs, &fl);
@@ -805,11 +860,11 @@ void sim_prof_cost_describe(const sim_prof_cost *c, char *buf, size_t cap) {
     k += (size_t)w;
   }
   snprintf(buf, cap,
-           "measured: profile %s (%s, %s, commit %.12s%s); %s; decode attention %s; host "
+           "measured: profile %s (%s, %s, commit %.12s%s); %s; %s; decode attention %s; host "
            "overhead %s%s%s%s; roofline (compute_eff %g, memory_eff %g, assumed) for: %s%s",
            c->prof.dir, c->prof.device, c->prof.date, c->prof.commit,
            c->prof.smoke ? ", SMOKE TEST: CPU numbers, not a measurement" : "", c->sus_note,
-           c->decode_source,
+           c->gap_note, c->decode_source,
            c->host_path, c->host_derived[0] ? " (derived: " : "", c->host_derived,
            c->host_derived[0] ? ")" : "", c->compute_eff, c->memory_eff, k ? fb : "nothing",
            c->tp > 1 ? "; all-reduce assumed (roofline formula)" : "");
@@ -820,14 +875,16 @@ void sim_prof_cost_describe(const sim_prof_cost *c, char *buf, size_t cap) {
 int sim_cost_measured_from_config(const kv_config *cfg, const char *data_dir, const sim_model *m,
                                   const sim_hw *hw, int64_t tp, sim_cost *cost, kv_error *err) {
   static const char *const power_states[] = {"sustained", "short", NULL};
+  static const char *const gap_modes[] = {"measured", "none", NULL};
   const char *name = NULL, *src = NULL, *host = NULL;
-  int ps;
+  int ps, lg;
   double ce, me;
   int rc;
   if ((rc = kv_config_str(cfg, "cost", "profile", NULL, &name, err)) ||
       (rc = kv_config_str(cfg, "cost", "decode_attention", "sdpa", &src, err)) ||
       (rc = kv_config_str(cfg, "cost", "host_overhead", "none", &host, err)) ||
       (rc = kv_config_enum(cfg, "cost", "power_state", 0, power_states, &ps, err)) ||
+      (rc = kv_config_enum(cfg, "cost", "launch_gaps", 0, gap_modes, &lg, err)) ||
       (rc = kv_config_double(cfg, "cost", "compute_eff", 0.6, 1e-3, 1.0, &ce, err)) ||
       (rc = kv_config_double(cfg, "cost", "memory_eff", 0.8, 1e-3, 1.0, &me, err))) {
     return rc;
@@ -839,7 +896,7 @@ int sim_cost_measured_from_config(const kv_config *cfg, const char *data_dir, co
   char dir[1200];
   if (strchr(name, '/')) snprintf(dir, sizeof dir, "%s", name);
   else snprintf(dir, sizeof dir, "%s/profiles/%s", data_dir, name);
-  sim_prof_opts o = {src, host, ce, me, power_states[ps]};
+  sim_prof_opts o = {src, host, ce, me, power_states[ps], gap_modes[lg]};
   rc = sim_cost_init_measured(cost, m, hw, tp, dir, &o, err);
   if (rc) kv_error_prefix(err, "%s: [cost] profile", kv_config_where(cfg, "cost", "profile"));
   return rc;

@@ -28,6 +28,13 @@
  *                                          short timings (a few ms after a pause, the SM at its
  *                                          boost clock); a loaded GPU runs at its power cap
  *                                          with a lower clock (docs/sim.md). Optional
+ *   launch_gap.csv    model, tokens, gap_us   GPU time per layer between a layer's kernels in a
+ *                                          CUDA-graph replay of the framework's iteration
+ *                                          (replay time minus the sum of its kernels' times, per
+ *                                          layer; kvprof_gap.py from kvprof_breakdown.py's
+ *                                          per-kernel trace at calibration points outside the
+ *                                          validation grid). Per-operator timings do not see
+ *                                          it. Optional
  * `us` is a median time in microseconds (> 0). Axis values (m, new, context, tokens, batch) are
  * >= 1, hist >= 0. Every table is a set of curves of time against its x axis (m, new,
  * context, tokens) at values of a second axis z (hist for prefill attention, batch for decode
@@ -58,7 +65,10 @@
  * and the head (once per iteration) as embedding + final rmsnorm at T tokens + the LM head at
  * m = sequences (one logit row per sequence). With a host path (an eager framework), a layer
  * costs max(its GPU time, the host's per-layer launch time) and the head max(its GPU time, the
- * fixed host time). An operator whose shape the profile lacks is priced by the roofline
+ * fixed host time). With launch_gap.csv and launch_gaps "measured" (the default) the layer
+ * adds the model's measured gap at T tokens (piecewise linear in log T, edges outside; not
+ * scaled by the sustain ratio: idle time, not work; a model the table lacks takes the mean of
+ * the measured models', named in the description); "none" leaves it out. An operator whose shape the profile lacks is priced by the roofline
  * (compute_eff, memory_eff) and named in the description: nothing is mixed in silently.
  */
 #ifndef SIM_PROFILE_H
@@ -118,13 +128,15 @@ typedef enum sim_prof_kind {
   SIM_PROF_KINDS
 } sim_prof_kind;
 
-/* One model's sustained / short ratios of a whole layer (sustain.csv, op "layer"). */
-typedef struct sim_prof_sustain {
+/* One model's curve of a value against the iteration's token count: sustain.csv's layer
+ * ratios (sustained / short, op "layer") and launch_gap.csv's gaps (us per layer). */
+typedef struct sim_prof_tcurve {
   char model[64];
   int32_t n;
   double tokens[32]; /* (n) strictly increasing, >= 1 */
-  double ratio[32];  /* (n) > 0 */
-} sim_prof_sustain;
+  double v[32];      /* (n) ratio (> 0) or us per layer (>= 0) */
+} sim_prof_tcurve;
+typedef sim_prof_tcurve sim_prof_sustain;
 
 typedef struct sim_profile {
   char dir[1024];
@@ -136,11 +148,13 @@ typedef struct sim_profile {
   sim_prof_host *host;               /* (n_host) */
   int32_t n_sustain;
   sim_prof_sustain *sustain;         /* (n_sustain); none without sustain.csv */
+  int32_t n_gap;
+  sim_prof_tcurve *gap;              /* (n_gap); none without launch_gap.csv */
 } sim_profile;
 
 /* Loads the profile in dir (layout above); on error nothing is allocated and err names the
- * file and line. A missing host.csv or sustain.csv is not an error (no host paths; short
- * timings only). */
+ * file and line. A missing host.csv, sustain.csv or launch_gap.csv is not an error (no host
+ * paths; short timings only; no launch gaps). */
 int sim_profile_load(const char *dir, sim_profile *p, kv_error *err);
 void sim_profile_free(sim_profile *p);
 /* The table of `kind` with that key (unused key entries 0) and name ("" when none); NULL when
@@ -148,8 +162,9 @@ void sim_profile_free(sim_profile *p);
 const sim_prof_table *sim_profile_find(const sim_profile *p, sim_prof_kind kind, int64_t k0,
                                        int64_t k1, int64_t k2, const char *name);
 const sim_prof_host *sim_profile_host(const sim_profile *p, const char *path);
-/* Sustained / short ratio of a layer at `tokens` on one model's curve (edge values outside,
- * piecewise linear in log tokens inside; not clamped). */
+/* A curve's value at `tokens` (edge values outside, piecewise linear in log tokens inside; not
+ * clamped); sim_prof_sustain_eval is the same on a sustain curve. */
+double sim_prof_tcurve_eval(const sim_prof_tcurve *s, double tokens);
 double sim_prof_sustain_eval(const sim_prof_sustain *s, double tokens);
 
 /* Time (us) at x on one curve; z is the curve's z (used by SIM_PROF_PAIRS). Adds to *flags. */
@@ -166,12 +181,15 @@ typedef struct sim_prof_opts {
   const char *host_path;      /* host.csv path; NULL or "none" = no host floor (graph replay) */
   double compute_eff, memory_eff; /* roofline of operators the profile lacks (0 = 0.6, 0.8) */
   const char *power_state;    /* "sustained" (NULL: sustain.csv when present) or "short" */
+  const char *launch_gaps;    /* "measured" (NULL: launch_gap.csv when present) or "none" */
 } sim_prof_opts;
 
 typedef enum sim_prof_op {
   SIM_OP_Q = 0, SIM_OP_K, SIM_OP_V, SIM_OP_O, SIM_OP_GATE, SIM_OP_UP, SIM_OP_DOWN,
   SIM_OP_LM_HEAD, SIM_OP_NORM, SIM_OP_ROPE, SIM_OP_ACT, SIM_OP_ADD, SIM_OP_EMBED, SIM_OP_KV_UPDATE,
-  SIM_OP_ATTN_PREFILL, SIM_OP_ATTN_DECODE, SIM_OP_COUNT
+  SIM_OP_ATTN_PREFILL, SIM_OP_ATTN_DECODE,
+  SIM_OP_LAUNCH_GAP, /* not an operator: the layer's measured gaps between kernels */
+  SIM_OP_COUNT
 } sim_prof_op;
 
 extern const char *const sim_prof_op_names[]; /* (SIM_OP_COUNT) */
@@ -191,6 +209,9 @@ typedef struct sim_prof_cost {
   int sustained;                        /* scale layers by the sustain ratios (see above) */
   const sim_prof_sustain *sus;          /* the model's curve; NULL: the mean of all curves */
   char sus_note[160];                   /* for the description */
+  int gaps;                             /* add launch_gap.csv's gap per layer (see above) */
+  const sim_prof_tcurve *gap;           /* the model's curve; NULL: the mean of all curves */
+  char gap_note[160];                   /* for the description */
 } sim_prof_cost;
 
 /* Loads the profile in dir and binds it to a model on tp GPUs. KV_ENOTSUP when the heads or
@@ -221,7 +242,8 @@ int sim_cost_init_measured(sim_cost *c, const sim_model *m, const sim_hw *hw, in
 
 /* [cost] model = measured: reads `profile` (a directory, or a name under
  * <data_dir>/profiles), `decode_attention` (sdpa), `host_overhead` (none), `power_state`
- * (sustained | short), `compute_eff` (0.6), `memory_eff` (0.8) and initialises *cost
+ * (sustained | short), `launch_gaps` (measured | none), `compute_eff` (0.6), `memory_eff`
+ * (0.8) and initialises *cost
  * (sim_cost_init_measured). */
 int sim_cost_measured_from_config(const kv_config *cfg, const char *data_dir, const sim_model *m,
                                   const sim_hw *hw, int64_t tp, sim_cost *cost, kv_error *err);

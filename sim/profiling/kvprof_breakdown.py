@@ -12,7 +12,11 @@ iteration. Kernel classes are coarse (gemm, attention, elementwise, copy, other)
 name; the CSV keeps the full name so that nothing depends on the classes being right.
 Purpose (issue 15): the measured cost model under-predicts these rows by 4-21%, more at long
 context (7B B4 L16K: 14.4 ms predicted, 18.4 ms measured); the per-kernel sums say which operator
-the operator profile misses. --prefill T,...: the same for transformers' prefill of T tokens
+the operator profile misses. Per point also (since 2026-12-03 18:40 UTC) `span_us`, `idle_us`,
+`kernels`: single replays profiled alone (median of --reps), the device span from the first
+kernel's start to the last's end and the idle time in it (span minus the union of the kernels'
+intervals): the gaps between dependent kernels that per-operator timings do not see
+(kvprof_gap.py turns them into the profile's launch_gap.csv). --prefill T,...: the same for transformers' prefill of T tokens
 (batch 1, the validation's `prefill hf` rows; rows with context 0 and batch 1, `kind` prefill;
 prefill is 1-10% under the prediction, growing with T). Also prints the top kernels per point.
 GPU only; exit 2 without one.
@@ -43,6 +47,48 @@ def kclass(name: str) -> str:
     if "elementwise" in n or "reduce" in n or "vectorized" in n:
         return "elementwise"
     return "other"
+
+
+def idle_in_span(iv: list[tuple[float, float]]) -> tuple[float, float]:
+    """(span, idle) of one replay's device intervals (start, end in us): span from the first
+    start to the last end, idle = span minus the union of the intervals (overlapping kernels
+    count once, so idle is never negative)."""
+    if not iv:
+        return 0.0, 0.0
+    iv = sorted(iv)
+    busy, cur_s, cur_e = 0.0, iv[0][0], iv[0][1]
+    for s, e in iv[1:]:
+        if s > cur_e:
+            busy += cur_e - cur_s
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+    busy += cur_e - cur_s
+    span = max(e for _, e in iv) - iv[0][0]
+    return span, span - busy
+
+
+def replay_gaps(it, g, dev, reps: int, profile, activity) -> tuple[float, float, float]:
+    """Median over `reps` single replays, each profiled alone (the cache reset outside the
+    window): the replay's device span, its idle time between kernels, and its kernel count."""
+    from torch.autograd import DeviceType  # noqa: PLC0415
+
+    spans, idles, counts = [], [], []
+    for _ in range(reps):
+        it.reset()
+        torch.cuda.synchronize(dev)
+        with profile(activities=[activity]) as p1:
+            g.replay()
+            torch.cuda.synchronize(dev)
+        iv = [(e.time_range.start, e.time_range.end) for e in p1.events()
+              if getattr(e, "device_type", None) == DeviceType.CUDA
+              and e.time_range.end > e.time_range.start]
+        s, i = idle_in_span(iv)
+        spans.append(s)
+        idles.append(i)
+        counts.append(len(iv))
+    mid = len(spans) // 2
+    return sorted(spans)[mid], sorted(idles)[mid], sorted(counts)[mid]
 
 
 def parse_count(opt: str, text: str) -> int:
@@ -83,8 +129,8 @@ def main() -> int:
     path = a.out / "breakdown.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["model", "kind", "batch", "tokens", "context", "graph_us", "class", "kernel",
-                    "us_per_iter", "launches_per_iter"])
+        w.writerow(["model", "kind", "batch", "tokens", "context", "graph_us", "span_us",
+                    "idle_us", "kernels", "class", "kernel", "us_per_iter", "launches_per_iter"])
         for kind, B, L in todo:
             t0 = time.time()
             T, ctx = (1, L) if kind == "decode" else (L, 0)
@@ -100,6 +146,7 @@ def main() -> int:
                             it.reset()
                             g.replay()
                         torch.cuda.synchronize(dev)
+                    span, idle, nk = replay_gaps(it, g, dev, a.reps, profile, ProfilerActivity.CUDA)
                     del g
             except Exception as ex:  # noqa: BLE001 - report, go on with the next point
                 print(f"{a.model} {kind} B{B} L{L}: FAILED {type(ex).__name__}: {str(ex)[:200]}",
@@ -120,10 +167,12 @@ def main() -> int:
             for us, n, name in rows:
                 c = kclass(name)
                 cls[c] = cls.get(c, 0.0) + us
-                w.writerow([a.model, kind, B, T, ctx, f"{r['us']:.1f}", c, name, f"{us:.2f}",
-                            f"{n:g}"])
+                w.writerow([a.model, kind, B, T, ctx, f"{r['us']:.1f}", f"{span:.1f}",
+                            f"{idle:.1f}", nk, c, name, f"{us:.2f}", f"{n:g}"])
             f.flush()
-            print(f"{a.model} {kind} B{B} L{L}: graph {r['us']:.0f} us, kernels {tot:.0f} us/iter "
+            print(f"{a.model} {kind} B{B} L{L}: graph {r['us']:.0f} us, one replay's span "
+                  f"{span:.0f} us of which idle {idle:.0f} us between {nk} kernels, "
+                  f"kernels {tot:.0f} us/iter "
                   f"({time.time() - t0:.0f} s); by class: "
                   + ", ".join(f"{k} {v:.0f}" for k, v in sorted(cls.items(), key=lambda x: -x[1])),
                   flush=True)

@@ -2,6 +2,7 @@
  *
  *   kvsim-predict --grid grid.csv --profile DIR --hardware NAME|PATH [--models DIR]
  *                 [--compute-eff X] [--memory-eff Y] [--power-state sustained|short]
+ *                 [--launch-gaps measured|none]
  *                 [-o validation.csv]
  *
  * Reads the validation grid (sim/profiling/kvprof_validate.py: model, kind, impl, mode, batch,
@@ -17,7 +18,8 @@
  * none for CUDA-graph rows. When the profile lacks that source or path the row says which
  * stand-in it used (column `options`). `out_of_range` lists what the profile did not cover
  * (below, above: edge values; roofline: an operator priced by the roofline). --power-state
- * short prices the profile's short timings without its sustain.csv ratios (sim_profile.h).
+ * short prices the profile's short timings without its sustain.csv ratios, --launch-gaps none
+ * leaves out its launch_gap.csv gaps (sim_profile.h).
  * Models are <models>/<model>.ini (default sim/data/models). Exit codes: 0 ok, 1 error,
  * 2 usage. */
 #include <stdio.h>
@@ -43,6 +45,7 @@ static void usage(FILE *f) {
           "usage: kvsim-predict --grid grid.csv --profile DIR --hardware NAME|PATH\n"
           "                     [--models DIR] [--compute-eff X] [--memory-eff Y] [-o OUT.csv]\n"
           "                     [--ops OPS.csv] [--power-state sustained|short]\n"
+          "                     [--launch-gaps measured|none]\n"
           "\n"
           "Predicts each iteration of a GPU validation grid (sim/profiling) with the measured\n"
           "cost model (the profile in DIR) and with the roofline, next to the measured time.\n"
@@ -64,6 +67,7 @@ typedef struct ctx {
   sim_hw hw;
   double ce, me;
   const char *power_state; /* sim_prof_opts.power_state */
+  const char *launch_gaps; /* sim_prof_opts.launch_gaps */
   cost_entry *e;
   int n;
 } ctx;
@@ -98,7 +102,7 @@ static int get_cost(ctx *x, const char *stem, const char *src, const char *host,
   if (!src) {
     sim_cost_init_roofline(&e->cost, &e->model, &x->hw, 1, x->ce, x->me);
   } else {
-    sim_prof_opts o = {src, host, x->ce, x->me, x->power_state};
+    sim_prof_opts o = {src, host, x->ce, x->me, x->power_state, x->launch_gaps};
     rc = sim_cost_init_measured(&e->cost, &e->model, &x->hw, 1, x->profile, &o, err);
     if (rc == KV_ENOENT && strcmp(src, "sdpa") != 0) { /* that kernel was not profiled */
       o.decode_source = "sdpa";
@@ -328,6 +332,13 @@ int main(int argc, char **argv) {
       if (strcmp(x.power_state, "sustained") != 0 && strcmp(x.power_state, "short") != 0) {
         fprintf(stderr, "kvsim-predict: --power-state %s: sustained or short is expected\n",
                 x.power_state);
+        return 2;
+      }
+    } else if (more && !strcmp(a, "--launch-gaps")) {
+      x.launch_gaps = argv[++i];
+      if (strcmp(x.launch_gaps, "measured") != 0 && strcmp(x.launch_gaps, "none") != 0) {
+        fprintf(stderr, "kvsim-predict: --launch-gaps %s: measured or none is expected\n",
+                x.launch_gaps);
         return 2;
       }
     } else if (more && !strcmp(a, "--ops")) {

@@ -239,7 +239,7 @@ static void test_host_derived(void) {
   sim_hw hw;
   load_13b(&m, &hw);
   sim_cost c;
-  sim_prof_opts o = {NULL, "hf_decode", 0, 0, NULL};
+  sim_prof_opts o = {NULL, "hf_decode", 0, 0, NULL, NULL};
   REQUIRE_OK(sim_cost_init_measured(&c, &m, &hw, 1, dir, &o, &e), &e);
   char d[1536];
   sim_cost_describe(&c, d, sizeof d);
@@ -410,7 +410,7 @@ static void test_sustain(void) {
   sim_profile_free(&p);
   /* the cost model: a prefill of 2048 tokens costs 1.15 x its short layer; a decode of 4
    * sequences costs its short layer (0.98 -> 1); the head is not scaled */
-  sim_prof_opts shrt = {NULL, NULL, 0, 0, "short"};
+  sim_prof_opts shrt = {NULL, NULL, 0, 0, "short", NULL};
   sim_cost a, b;
   REQUIRE_OK(sim_cost_init_measured(&a, &m, &hw, 1, dir, NULL, &e), &e);
   REQUIRE_OK(sim_cost_init_measured(&b, &m, &hw, 1, dir, &shrt, &e), &e);
@@ -446,7 +446,7 @@ static void test_sustain(void) {
   sim_cost_free(&a);
   sim_cost_free(&b);
   /* bad options and rows name what is wrong */
-  sim_prof_opts bad = {NULL, NULL, 0, 0, "hot"};
+  sim_prof_opts bad = {NULL, NULL, 0, 0, "hot", NULL};
   CHECK_EQ_INT(sim_cost_init_measured(&a, &m, &hw, 1, dir, &bad, &e), KV_EINVAL);
   CHECK_STR_CONTAINS(e.msg, "power_state 'hot'");
   check_bad("bad-sus-dup", "sustain.csv", "model,op,tokens,ratio\nx,layer,16,1\nx,layer,16,1.1\n",
@@ -463,6 +463,91 @@ static void test_sustain(void) {
   sim_cost_free(&a);
 }
 
+/* launch_gap.csv: the layer's gap by tokens (log-linear between points, edges outside), added
+ * to the layer after the sustain ratio and not scaled by it; the model's own curve or the mean
+ * of all; launch_gaps = none; the operator breakdown shows it; bad rows and options. */
+static void test_launch_gap(void) {
+  sim_model m;
+  sim_hw hw;
+  load_13b(&m, &hw);
+  const char *dir = write_profile("prof-gap", 0);
+  put(dir, "sustain.csv", "model,op,tokens,ratio\nllama-2-13b,layer,1,2.0\n");
+  put(dir, "launch_gap.csv",
+      "# test\nmodel,kind,batch,context,tokens,kernels_per_layer,gap_per_kernel_us,gap_us\n"
+      "llama-2-13b,decode,8,8192,8,50,0.4,20\nllama-2-13b,decode,2,2048,2,50,0.2,10\n"
+      "llama-2-13b,prefill,1,0,2048,40,0,0\nother-model,decode,2,2048,2,50,1,50\n");
+  sim_profile p;
+  kv_error e = {0};
+  REQUIRE_OK(sim_profile_load(dir, &p, &e), &e);
+  CHECK_EQ_INT(p.n_gap, 2);
+  const sim_prof_tcurve *g = &p.gap[0];
+  CHECK_EQ_INT(g->n, 3);
+  CHECK_NEAR(sim_prof_tcurve_eval(g, 1), 10, 0, 1e-12);
+  CHECK_NEAR(sim_prof_tcurve_eval(g, 4), 15, 0, 1e-12);   /* halfway in log tokens */
+  CHECK_NEAR(sim_prof_tcurve_eval(g, 128), 10, 0, 1e-12); /* 128 = 8 x 16 of 8 x 256: 20 - 10 x 1/2 */
+  CHECK_NEAR(sim_prof_tcurve_eval(g, 1 << 20), 0, 0, 1e-12);
+  sim_profile_free(&p);
+  /* a decode step of 4 sequences: the layer is 2 x its short operators + 15 us, by hand */
+  sim_prof_opts none = {NULL, NULL, 0, 0, NULL, "none"};
+  sim_prof_opts shrt = {NULL, NULL, 0, 0, "short", "none"};
+  sim_cost a, b, s;
+  REQUIRE_OK(sim_cost_init_measured(&a, &m, &hw, 1, dir, NULL, &e), &e);
+  REQUIRE_OK(sim_cost_init_measured(&b, &m, &hw, 1, dir, &none, &e), &e);
+  REQUIRE_OK(sim_cost_init_measured(&s, &m, &hw, 1, dir, &shrt, &e), &e);
+  sim_iter_work w = {0, NULL, NULL, 4, 4 * 1024};
+  int64_t la, ha, lb, hb, ls, hs;
+  sim_cost_iter(&a, &w, &la, &ha);
+  sim_cost_iter(&b, &w, &lb, &hb);
+  sim_cost_iter(&s, &w, &ls, &hs);
+  CHECK_NEAR((double)lb, 2.0 * (double)ls, 2, 1e-9);
+  CHECK_NEAR((double)la, (double)lb + 15000.0, 2, 1e-9);
+  CHECK_EQ_INT(ha, hb);
+  double lo[SIM_OP_COUNT], ho[SIM_OP_COUNT];
+  sim_prof_cost_ops(a.measured, &w, lo, ho, NULL);
+  CHECK_NEAR(lo[SIM_OP_LAUNCH_GAP], 15.0, 0, 1e-12);
+  CHECK_NEAR(ho[SIM_OP_LAUNCH_GAP], 0.0, 0, 0);
+  CHECK(!strcmp(sim_prof_op_names[SIM_OP_LAUNCH_GAP], "launch_gap"));
+  char d[1536];
+  sim_cost_describe(&a, d, sizeof d);
+  CHECK_STR_CONTAINS(d, "launch gaps (launch_gap.csv: llama-2-13b's)");
+  CHECK(strstr(d, "launch_gap") == NULL || strstr(d, "for: nothing") != NULL); /* not a roofline op */
+  sim_cost_describe(&b, d, sizeof d);
+  CHECK_STR_CONTAINS(d, "no launch gaps (launch_gaps = none)");
+  sim_cost_free(&a);
+  sim_cost_free(&b);
+  sim_cost_free(&s);
+  /* a model the table lacks: the mean of the curves (at 2 tokens: (10 + 50) / 2) */
+  put(dir, "launch_gap.csv", "model,tokens,gap_us\nm1,2,10\nm2,2,50\n");
+  REQUIRE_OK(sim_cost_init_measured(&a, &m, &hw, 1, dir, NULL, &e), &e);
+  REQUIRE_OK(sim_cost_init_measured(&b, &m, &hw, 1, dir, &none, &e), &e);
+  w = (sim_iter_work){0, NULL, NULL, 2, 2 * 1024};
+  sim_cost_iter(&a, &w, &la, &ha);
+  sim_cost_iter(&b, &w, &lb, &hb);
+  CHECK_NEAR((double)la, (double)lb + 30000.0, 2, 1e-9);
+  sim_cost_describe(&a, d, sizeof d);
+  CHECK_STR_CONTAINS(d, "the mean of 2 measured models'; LLaMA-2-13B not measured");
+  sim_cost_free(&a);
+  sim_cost_free(&b);
+  /* bad options and rows name what is wrong */
+  sim_prof_opts bad = {NULL, NULL, 0, 0, NULL, "some"};
+  CHECK_EQ_INT(sim_cost_init_measured(&a, &m, &hw, 1, dir, &bad, &e), KV_EINVAL);
+  CHECK_STR_CONTAINS(e.msg, "launch_gaps 'some'");
+  check_bad("bad-gap-dup", "launch_gap.csv", "model,tokens,gap_us\nx,16,1\nx,16,2\n",
+            KV_EFORMAT, "launch_gap.csv:3: a second gap row for model 'x' at 16 tokens");
+  check_bad("bad-gap-neg", "launch_gap.csv", "model,tokens,gap_us\nx,16,-1\n", KV_ERANGE,
+            "launch_gap.csv:2: column 'gap_us'");
+  check_bad("bad-gap-col", "launch_gap.csv", "model,tokens,us\nx,16,9\n", KV_EFORMAT,
+            "launch_gap.csv: the header has no column 'gap_us'");
+  check_bad("bad-gap-tok", "launch_gap.csv", "model,tokens,gap_us\nx,0,1\n", KV_ERANGE,
+            "launch_gap.csv:2: column 'tokens'");
+  /* without launch_gap.csv: no gaps, said so */
+  dir = write_profile("prof-nogap", 0);
+  REQUIRE_OK(sim_cost_init_measured(&a, &m, &hw, 1, dir, NULL, &e), &e);
+  sim_cost_describe(&a, d, sizeof d);
+  CHECK_STR_CONTAINS(d, "no launch gaps (no launch_gap.csv in the profile)");
+  sim_cost_free(&a);
+}
+
 /* Sources, host floors, missing operators, tensor parallelism, bad options. */
 static void test_measured_options(void) {
   sim_model m;
@@ -471,7 +556,7 @@ static void test_measured_options(void) {
   const char *dir = write_profile("prof-opts", 1);
   kv_error e = {0};
   sim_cost c;
-  sim_prof_opts o = {"kvbench", "hf_decode", 0.5, 0.9, NULL};
+  sim_prof_opts o = {"kvbench", "hf_decode", 0.5, 0.9, NULL, NULL};
   REQUIRE_OK(sim_cost_init_measured(&c, &m, &hw, 1, dir, &o, &e), &e);
   /* one decode sequence of 128 tokens: the GPU layer (~3.8 us) is under the host's 50 us per
    * layer; the LM head is missing: the roofline prices it (its 328 MB of weights at 0.9 of
@@ -499,7 +584,7 @@ static void test_measured_options(void) {
   CHECK_STR_CONTAINS(d, "compute_eff 0.5, memory_eff 0.9, assumed) for: lm_head 32000x5120");
   /* the roofline's LM head: 2 x 32000 x 5120 x 64 FLOPs vs its bytes, at the given effs */
   sim_cost_free(&c);
-  o = (sim_prof_opts){"kvbench", NULL, 0.5, 0.9, NULL};
+  o = (sim_prof_opts){"kvbench", NULL, 0.5, 0.9, NULL, NULL};
   REQUIRE_OK(sim_cost_init_measured(&c, &m, &hw, 1, dir, &o, &e), &e);
   w = (sim_iter_work){0, NULL, NULL, 64, 64 * 1024};
   sim_prof_cost_iter(c.measured, &w, &layer, &head, &f);
@@ -523,10 +608,10 @@ static void test_measured_options(void) {
   /* errors */
   CHECK_EQ_INT(sim_cost_init_measured(&c, &m, &hw, 3, dir, NULL, &e), KV_ENOTSUP);
   CHECK_STR_CONTAINS(e.msg, "do not split over 3 GPUs");
-  o = (sim_prof_opts){"flash", NULL, 0, 0, NULL};
+  o = (sim_prof_opts){"flash", NULL, 0, 0, NULL, NULL};
   CHECK_EQ_INT(sim_cost_init_measured(&c, &m, &hw, 1, dir, &o, &e), KV_ENOENT);
   CHECK_STR_CONTAINS(e.msg, "source 'flash' (present: kvbench, sdpa)");
-  o = (sim_prof_opts){NULL, "hf_prefill", 0, 0, NULL};
+  o = (sim_prof_opts){NULL, "hf_prefill", 0, 0, NULL, NULL};
   CHECK_EQ_INT(sim_cost_init_measured(&c, &m, &hw, 1, dir, &o, &e), KV_ENOENT);
   CHECK_STR_CONTAINS(e.msg, "host.csv: no fit for host path 'hf_prefill'");
   CHECK(c.measured == NULL);
@@ -662,7 +747,7 @@ static void test_validate_recurrence(void) {
    * buffer and even load-then-compute end when the last launch does: 40 x 50 us + the head
    * (the engine's serial sync would add the 400 us of copies) */
   const char *dir = write_profile("prof-recur", 0);
-  sim_prof_opts o = {NULL, "hf_decode", 0, 0, NULL};
+  sim_prof_opts o = {NULL, "hf_decode", 0, 0, NULL, NULL};
   REQUIRE_OK(sim_cost_init_measured(&c, &m, &hw, 1, dir, &o, &e), &e);
   int64_t h1 = 10, n1 = 10;
   sim_iter_work w1 = {1, &h1, &n1, 0, 0};
@@ -739,8 +824,8 @@ static void test_predict_tool(void) {
                                {SIM_VAL_MIXED, 4, 256, 1023, 0},
                                {SIM_VAL_PRELOAD, 1, 100, 1024, 5}};
   /* hf_prefill is not in the fixture's host.csv, sdpa_masked not among its sources */
-  const sim_prof_opts opts[4] = {{"sdpa", "none", 0, 0, NULL}, {"sdpa", "none", 0, 0, NULL},
-                                 {"sdpa", "manual", 0, 0, NULL}, {"sdpa", "manual", 0, 0, NULL}};
+  const sim_prof_opts opts[4] = {{"sdpa", "none", 0, 0, NULL, NULL}, {"sdpa", "none", 0, 0, NULL, NULL},
+                                 {"sdpa", "manual", 0, 0, NULL, NULL}, {"sdpa", "manual", 0, 0, NULL, NULL}};
   const char *expect_opts[4] = {"sdpa+hf_prefill;host hf_prefill absent: none",
                                 "sdpa_masked+none;sdpa_masked absent: sdpa", "sdpa+manual",
                                 "sdpa+manual"};
@@ -843,6 +928,7 @@ static void test_predict_tool(void) {
 
 TEST_LIST = {TEST(test_curve_interpolation), TEST(test_table_interpolation),
              TEST(test_host_derived), TEST(test_malformed), TEST(test_measured_by_hand), TEST(test_sustain),
+             TEST(test_launch_gap),
              TEST(test_measured_options),
              TEST(test_measured_config), TEST(test_validate_recurrence),
              TEST(test_predict_tool), {0}};
