@@ -12,11 +12,12 @@ iteration. Kernel classes are coarse (gemm, attention, elementwise, copy, other)
 name; the CSV keeps the full name so that nothing depends on the classes being right.
 Purpose (issue 15): the measured cost model under-predicts these rows by 4-21%, more at long
 context (7B B4 L16K: 14.4 ms predicted, 18.4 ms measured); the per-kernel sums say which operator
-the operator profile misses. Per point also (since 2026-12-03 18:40 UTC) `span_us`, `idle_us`,
-`kernels`: single replays profiled alone (median of --reps), the device span from the first
-kernel's start to the last's end and the idle time in it (span minus the union of the kernels'
-intervals): the gaps between dependent kernels that per-operator timings do not see
-(kvprof_gap.py turns them into the profile's launch_gap.csv). --prefill T,...: the same for transformers' prefill of T tokens
+the operator profile misses. Per point also (since 2026-12-03 18:40 UTC; replay_gaps): single
+replays timed by events without and with the profiler (`t0_us`, `t1_us`), the profiled replay's
+device span and idle time (`span_us`, `idle_us`: span minus the union of its kernels'
+intervals), its kernel count, and `idle_est_us` = idle_us minus the profiler's inflation
+t1_us - t0_us: the gaps between dependent kernels that per-operator timings do not see
+(kvprof_gap.py turns them into a launch_gap.csv). --prefill T,...: the same for transformers' prefill of T tokens
 (batch 1, the validation's `prefill hf` rows; rows with context 0 and batch 1, `kind` prefill;
 prefill is 1-10% under the prediction, growing with T). Also prints the top kernels per point.
 GPU only; exit 2 without one.
@@ -68,27 +69,47 @@ def idle_in_span(iv: list[tuple[float, float]]) -> tuple[float, float]:
     return span, span - busy
 
 
-def replay_gaps(it, g, dev, reps: int, profile, activity) -> tuple[float, float, float]:
-    """Median over `reps` single replays, each profiled alone (the cache reset outside the
-    window): the replay's device span, its idle time between kernels, and its kernel count."""
+def replay_gaps(it, g, dev, reps: int, profile, activity) -> dict:
+    """Single replays from an idle device (sync, cache reset, then one replay between two
+    events), alternating unprofiled and profiled, `reps` of each; medians of: t0_us (the
+    unprofiled replay's event time), t1_us (the profiled one's), span_us and idle_us (the
+    profiled replay's device span and the idle time in it: span minus the union of its device
+    intervals) and kernels. The profiler's own cost per kernel inflates idle_us; t1_us - t0_us
+    measures that inflation, so idle_est_us = max(0, idle_us - max(0, t1_us - t0_us)) is the
+    idle time of an unprofiled replay."""
     from torch.autograd import DeviceType  # noqa: PLC0415
 
-    spans, idles, counts = [], [], []
-    for _ in range(reps):
-        it.reset()
+    t0s, t1s, spans, idles, counts = [], [], [], [], []
+
+    def one(timed: list) -> None:
         torch.cuda.synchronize(dev)
+        it.reset()
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        g.replay()
+        e.record()
+        e.synchronize()
+        timed.append(s.elapsed_time(e) * 1e3)
+
+    for _ in range(reps):
+        one(t0s)
         with profile(activities=[activity]) as p1:
-            g.replay()
-            torch.cuda.synchronize(dev)
+            one(t1s)
         iv = [(e.time_range.start, e.time_range.end) for e in p1.events()
               if getattr(e, "device_type", None) == DeviceType.CUDA
               and e.time_range.end > e.time_range.start]
-        s, i = idle_in_span(iv)
-        spans.append(s)
-        idles.append(i)
+        sp, idle = idle_in_span(iv)
+        spans.append(sp)
+        idles.append(idle)
         counts.append(len(iv))
-    mid = len(spans) // 2
-    return sorted(spans)[mid], sorted(idles)[mid], sorted(counts)[mid]
+
+    def med(x: list) -> float:
+        return sorted(x)[len(x) // 2]
+
+    r = {"t0_us": med(t0s), "t1_us": med(t1s), "span_us": med(spans), "idle_us": med(idles),
+         "kernels": med(counts)}
+    r["idle_est_us"] = max(0.0, r["idle_us"] - max(0.0, r["t1_us"] - r["t0_us"]))
+    return r
 
 
 def parse_count(opt: str, text: str) -> int:
@@ -129,8 +150,9 @@ def main() -> int:
     path = a.out / "breakdown.csv"
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["model", "kind", "batch", "tokens", "context", "graph_us", "span_us",
-                    "idle_us", "kernels", "class", "kernel", "us_per_iter", "launches_per_iter"])
+        gcols = ["t0_us", "t1_us", "span_us", "idle_us", "kernels", "idle_est_us"]
+        w.writerow(["model", "kind", "batch", "tokens", "context", "graph_us", *gcols, "class",
+                    "kernel", "us_per_iter", "launches_per_iter"])
         for kind, B, L in todo:
             t0 = time.time()
             T, ctx = (1, L) if kind == "decode" else (L, 0)
@@ -146,7 +168,7 @@ def main() -> int:
                             it.reset()
                             g.replay()
                         torch.cuda.synchronize(dev)
-                    span, idle, nk = replay_gaps(it, g, dev, a.reps, profile, ProfilerActivity.CUDA)
+                    gp = replay_gaps(it, g, dev, max(a.reps, 7), profile, ProfilerActivity.CUDA)
                     del g
             except Exception as ex:  # noqa: BLE001 - report, go on with the next point
                 print(f"{a.model} {kind} B{B} L{L}: FAILED {type(ex).__name__}: {str(ex)[:200]}",
@@ -167,12 +189,14 @@ def main() -> int:
             for us, n, name in rows:
                 c = kclass(name)
                 cls[c] = cls.get(c, 0.0) + us
-                w.writerow([a.model, kind, B, T, ctx, f"{r['us']:.1f}", f"{span:.1f}",
-                            f"{idle:.1f}", nk, c, name, f"{us:.2f}", f"{n:g}"])
+                w.writerow([a.model, kind, B, T, ctx, f"{r['us']:.1f}",
+                            *(f"{gp[k]:g}" if k == "kernels" else f"{gp[k]:.1f}" for k in gcols),
+                            c, name, f"{us:.2f}", f"{n:g}"])
             f.flush()
-            print(f"{a.model} {kind} B{B} L{L}: graph {r['us']:.0f} us, one replay's span "
-                  f"{span:.0f} us of which idle {idle:.0f} us between {nk} kernels, "
-                  f"kernels {tot:.0f} us/iter "
+            print(f"{a.model} {kind} B{B} L{L}: graph {r['us']:.0f} us; single replays "
+                  f"{gp['t0_us']:.0f} us, profiled {gp['t1_us']:.0f} us (span {gp['span_us']:.0f}, "
+                  f"idle {gp['idle_us']:.0f} between {gp['kernels']} kernels, without the "
+                  f"profiler's cost {gp['idle_est_us']:.0f}); kernels {tot:.0f} us/iter "
                   f"({time.time() - t0:.0f} s); by class: "
                   + ", ".join(f"{k} {v:.0f}" for k, v in sorted(cls.items(), key=lambda x: -x[1])),
                   flush=True)

@@ -13,9 +13,10 @@ launches per iteration under torch.profiler) and writes one row per measured poi
 
 The idle time of an iteration is the time the GPU spends between dependent kernels of a graph
 replay (the next kernel's launch and ramp-up), which a sum of per-operator timings does not see.
-Where the breakdown has `idle_us` and `kernels` (one replay profiled alone: its device span
-minus the union of its kernels' intervals; kvprof_breakdown.py since 2026-12-03 18:40 UTC) that
-is the idle time and `launches` its kernel count (method "trace"); older breakdowns give only
+Where the breakdown has `idle_est_us` and `kernels` (one replay profiled alone: its device span
+minus the union of its kernels' intervals, less the profiler's own inflation of the replay;
+kvprof_breakdown.py since 2026-12-03 18:40 UTC) that is the idle time and `launches` its kernel
+count (method "trace"); older breakdowns give only
 max(0, graph_us - kernel_us) over `launches` (method "difference": the event-timed replay minus
 the profiler's per-kernel sums, two different replays, noisy by a few percent of the
 iteration). gap_per_kernel_us = idle / launches; gap_us = idle / layers, the idle time per
@@ -98,8 +99,8 @@ def read_points(path: Path) -> dict[tuple, dict]:
             key = (row["model"], kind, B, ctx, T)
             g = num(path, i, row, "graph_us", 1e-9)
             p = pts.setdefault(key, {"graph_us": g, "kernel_us": 0.0, "launches": 0.0})
-            if row.get("idle_us"):
-                p["idle_us"] = num(path, i, row, "idle_us", 0)
+            if row.get("idle_est_us"):
+                p["idle_us"] = num(path, i, row, "idle_est_us", 0)
                 p["kernels"] = num(path, i, row, "kernels", 1)
             if abs(p["graph_us"] - g) > 1e-6 * g:
                 raise BadInput(f"{path}:{i}: graph_us {g} differs from the point's first row "
