@@ -117,7 +117,7 @@ __global__ void __launch_bounds__(KVC_PROBE_THREADS) kvc__probe_bulk(const unsig
  * (request, KV head): item 2i = K of block i, 2i + 1 = V, each page_bytes contiguous (one page of
  * one KV head; or kmin / kmax rows of one KV head, v10). BULK: one bulk copy per item into the
  * ring; else per-thread 16-byte loads, `group` items' words per step. */
-template <bool BULK, bool PF = false>
+template <bool BULK, bool PF = false, int UNR = 8>
 __global__ void __launch_bounds__(KVC_PROBE_THREADS)
     kvc__probe_pool(const unsigned char *__restrict__ kp, const unsigned char *__restrict__ vp,
                     const int32_t *__restrict__ bt, const int32_t *__restrict__ seq_len,
@@ -142,7 +142,7 @@ __global__ void __launch_bounds__(KVC_PROBE_THREADS)
     const int words = page_bytes / 16;
     for (int k0 = 0; k0 < n_items; k0 += group) {
       const int ngw = min(group, n_items - k0) * words; /* 16-byte words of up to `group` items */
-#pragma unroll 8
+#pragma unroll UNR
       for (int w = threadIdx.x; w < ngw; w += KVC_PROBE_THREADS) {
         const int it = w / words;
         x ^= kvc__xor4(kvc__probe_ld<PF>(reinterpret_cast<const uint4 *>(src_of(k0 + it)) +
@@ -274,7 +274,7 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
     return kv_error_set(err, KV_EINVAL, "probe: mode %d, stages %d", mode, stages);
   }
   const int es = kvc_dtype_size(kv->dtype);
-  const bool meta = mode == 3 || mode == 5; /* v10: kmin / kmax rows in the places of K / V pages */
+  const bool meta = mode == 3 || mode >= 5; /* v10: kmin / kmax rows in the places of K / V pages */
   const bool inter = mode == 4; /* v10: one min|max piece per block and head (from K's bytes) */
   if (meta && (!kv->kmin || !kv->kmax)) {
     return kv_error_set(err, KV_EINVAL, "probe: the pool keeps no kmin / kmax");
@@ -294,12 +294,12 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
     max_nb = std::max(max_nb, nb);
     tot += (double)per_block * nb * kv->n_kv_heads * page_bytes;
   }
-  /* items per step: 8 K/V pages, 64 metadata rows or 32 interleaved pieces: 16, 8 and 8 loads of
-   * 16 bytes per thread in flight */
-  const int group = meta ? 64 : inter ? 32 : 8;
+  /* items per step: 8 K/V pages, 64 metadata rows (128 in mode 6) or 32 interleaved pieces: 16,
+   * 8 (16) and 8 loads of 16 bytes per thread in flight */
+  const int group = mode == 6 ? 128 : meta ? 64 : inter ? 32 : 8;
   /* K+V: 512 KB per CTA at 4 KB pages; metadata: the v2 score kernel's 32 blocks per CTA (16 KB),
    * or 256 (mode 5: 128 KB per CTA, 8 steps; is the metadata read bound by CTA churn?) */
-  const int bpc = mode == 5 ? 256 : meta || inter ? 32 : 64;
+  const int bpc = mode >= 5 ? 256 : meta || inter ? 32 : 64;
   const dim3 grid((max_nb + bpc - 1) / bpc, b->n_req * kv->n_kv_heads);
   const size_t dyn = mode == 1 ? (size_t)stages * page_bytes : 0;
   uint32_t *d_x = NULL;
@@ -316,6 +316,10 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
           b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
     } else if (mode == 1) {
       kvc__probe_pool<true><<<grid, KVC_PROBE_THREADS, dyn, c->stream>>>(
+          kp, vp, b->block_table, b->seq_len,
+          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
+    } else if (mode == 6) { /* 16 loads per thread issued before the first is used */
+      kvc__probe_pool<false, false, 16><<<grid, KVC_PROBE_THREADS, 0, c->stream>>>(
           kp, vp, b->block_table, b->seq_len,
           b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
     } else {

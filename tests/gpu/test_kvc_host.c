@@ -467,7 +467,8 @@ static void test_pool_probe_model(void) {
   CHECK(kvc_probe_pool_args_ok(3, 0, 16)); /* v10: the metadata rows; no ring */
   CHECK(kvc_probe_pool_args_ok(4, 0, 16)); /* v10: the same bytes, min|max interleaved */
   CHECK(kvc_probe_pool_args_ok(5, 0, 16)); /* v10: the metadata, 256 blocks per CTA */
-  CHECK(!kvc_probe_pool_args_ok(6, 0, 16));
+  CHECK(kvc_probe_pool_args_ok(6, 0, 16));  /* v10: and 16 loads per thread in flight */
+  CHECK(!kvc_probe_pool_args_ok(8, 0, 16));
   CHECK(!kvc_probe_pool_args_ok(7, 4, 16));
   CHECK(!kvc_probe_pool_args_ok(-1, 0, 16));
   /* v8: the heads-per-CTA score kernel runs where a CTA's row groups cover the KV heads evenly */
