@@ -124,6 +124,8 @@ void bench_bw(bench *B) {
                                  "(8 steps of 64 rows)"},
       {"pool-meta-b256-ldg16", 6, "kmin + kmax rows as pool-meta-ldg8, 256 blocks per CTA "
                                   "(4 steps of 128 rows: 16 loads per thread in flight)"},
+      {"pool-meta-heads-ldg8", 7, "kmin + kmax rows of all KV heads of a block as one piece each "
+                                  "(2 KB at Hkv 8, D 128: v8's pattern), 8 pieces per step"},
   };
   for (size_t i = 0; !dead && i < sizeof M / sizeof M[0]; i++) {
     kv_error e = {0};
@@ -139,7 +141,8 @@ void bench_bw(bench *B) {
     } else {
       snprintf(note, sizeof note, "paged pool bf16 B%d L%d: %s, %.0f MB, pages shuffled, "
                "per-thread loads, %d blocks per CTA%s; checksum %08x", batch, len, M[i].what,
-               nb / 1e6, M[i].mode >= 5 ? 256 : 32, M[i].mode >= 5 ? "" : " as the v2 score kernel", x);
+               nb / 1e6, M[i].mode == 5 || M[i].mode == 6 ? 256 : 32,
+               M[i].mode >= 5 ? "" : " as the v2 score kernel", x);
     }
     bw_row(B, M[i].name, g, note);
   }

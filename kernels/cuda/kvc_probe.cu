@@ -275,6 +275,9 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
   }
   const int es = kvc_dtype_size(kv->dtype);
   const bool meta = mode == 3 || mode >= 5; /* v10: kmin / kmax rows in the places of K / V pages */
+  /* v10, mode 7: one piece per page holding every KV head's row (kmin's and kmax's layout
+   * [page][Hkv][D] read as Hkv x D contiguous elements: the all-heads pattern of v8) */
+  const int hkv = mode == 7 ? 1 : kv->n_kv_heads;
   const bool inter = mode == 4; /* v10: one min|max piece per block and head (from K's bytes) */
   if (meta && (!kv->kmin || !kv->kmax)) {
     return kv_error_set(err, KV_EINVAL, "probe: the pool keeps no kmin / kmax");
@@ -282,7 +285,8 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
   if (inter && kv->block_size < 2) {
     return kv_error_set(err, KV_ENOTSUP, "probe: block size %d < 2", kv->block_size);
   }
-  const int page_bytes = (meta ? 1 : inter ? 2 : kv->block_size) * kv->head_dim * es;
+  const int page_bytes = (meta ? (mode == 7 ? kv->n_kv_heads : 1) : inter ? 2 : kv->block_size) *
+                         kv->head_dim * es;
   const int per_block = inter ? 1 : 2;
   const unsigned char *kp = (const unsigned char *)(meta ? kv->kmin : kv->k);
   const unsigned char *vp = (const unsigned char *)(meta ? kv->kmax : kv->v);
@@ -292,15 +296,15 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
   for (int r = 0; r < b->n_req; r++) {
     const int nb = (b->h_seq_len[r] + kv->block_size - 1) / kv->block_size;
     max_nb = std::max(max_nb, nb);
-    tot += (double)per_block * nb * kv->n_kv_heads * page_bytes;
+    tot += (double)per_block * nb * hkv * page_bytes;
   }
   /* items per step: 8 K/V pages, 64 metadata rows (128 in mode 6) or 32 interleaved pieces: 16,
    * 8 (16) and 8 loads of 16 bytes per thread in flight */
-  const int group = mode == 6 ? 128 : meta ? 64 : inter ? 32 : 8;
+  const int group = mode == 6 ? 128 : mode == 7 ? 8 : meta ? 64 : inter ? 32 : 8;
   /* K+V: 512 KB per CTA at 4 KB pages; metadata: the v2 score kernel's 32 blocks per CTA (16 KB),
    * or 256 (mode 5: 128 KB per CTA, 8 steps; is the metadata read bound by CTA churn?) */
-  const int bpc = mode >= 5 ? 256 : meta || inter ? 32 : 64;
-  const dim3 grid((max_nb + bpc - 1) / bpc, b->n_req * kv->n_kv_heads);
+  const int bpc = mode == 7 ? 32 : mode >= 5 ? 256 : meta || inter ? 32 : 64;
+  const dim3 grid((max_nb + bpc - 1) / bpc, b->n_req * hkv);
   const size_t dyn = mode == 1 ? (size_t)stages * page_bytes : 0;
   uint32_t *d_x = NULL;
   double ms = 0;
@@ -313,19 +317,19 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
     if (mode == 2) {
       kvc__probe_pool<false, true><<<grid, KVC_PROBE_THREADS, 0, c->stream>>>(
           kp, vp, b->block_table, b->seq_len,
-          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
+          b->max_blocks, hkv, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
     } else if (mode == 1) {
       kvc__probe_pool<true><<<grid, KVC_PROBE_THREADS, dyn, c->stream>>>(
           kp, vp, b->block_table, b->seq_len,
-          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
+          b->max_blocks, hkv, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
     } else if (mode == 6) { /* 16 loads per thread issued before the first is used */
       kvc__probe_pool<false, false, 16><<<grid, KVC_PROBE_THREADS, 0, c->stream>>>(
           kp, vp, b->block_table, b->seq_len,
-          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
+          b->max_blocks, hkv, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
     } else {
       kvc__probe_pool<false><<<grid, KVC_PROBE_THREADS, 0, c->stream>>>(
           kp, vp, b->block_table, b->seq_len,
-          b->max_blocks, kv->n_kv_heads, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
+          b->max_blocks, hkv, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
     }
   }, &ms, xsum, err);
   if (!rc) {
