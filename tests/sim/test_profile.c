@@ -924,6 +924,9 @@ static void test_predict_tool(void) {
   CHECK_EQ_INT(run_tool("--grid x.csv --profile y --hardware h100 --power-state hot", out,
                         sizeof out), 2);
   CHECK_STR_CONTAINS(out, "--power-state hot: sustained or short is expected");
+  CHECK_EQ_INT(run_tool("--grid x.csv --profile y --hardware h100 --launch-gaps some", out,
+                        sizeof out), 2);
+  CHECK_STR_CONTAINS(out, "--launch-gaps some: measured or none is expected");
 }
 
 TEST_LIST = {TEST(test_curve_interpolation), TEST(test_table_interpolation),

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Tests of sim/profiling/kvprof_gap.py (breakdowns -> launch_gap.csv) on hand-written inputs
+whose expected gaps are computed by hand here; the result is loaded by the C loader in
+test_profile.c's format (model, tokens, gap_us). usage: test_kvprof_gap.py SRC_DIR"""
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+
+SRC = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
+                      os.path.join(os.path.dirname(__file__), "..", ".."))
+GAP = os.path.join(SRC, "sim", "profiling", "kvprof_gap.py")
+failures = 0
+
+
+def check(cond, what):
+    global failures
+    if not cond:
+        failures += 1
+        print(f"FAIL: {what}", file=sys.stderr)
+
+
+def run(*args):
+    p = subprocess.run([sys.executable, GAP, *args], capture_output=True, text=True)
+    return p.returncode, p.stdout, p.stderr
+
+
+def put(d, name, text):
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+with tempfile.TemporaryDirectory() as d:
+    models = os.path.join(d, "models")
+    os.mkdir(models)
+    put(models, "m4.ini", "[model]\nname = M4\nlayers = 4\n")
+    # a trace point (decode B2: idle_est 80 us over 40 kernels) and an old-style point
+    # (prefill 64 tokens: graph 1000 - kernels 900 = 100 us over 50 launches); two kernel rows each
+    hdr = ("model,kind,batch,tokens,context,graph_us,t0_us,t1_us,span_us,idle_us,kernels,"
+           "idle_est_us,class,kernel,us_per_iter,launches_per_iter\n")
+    bd1 = put(d, "bd1.csv", hdr +
+              "m4,decode,2,1,2048,500,510,600,560,170,40,80,gemm,a,300,20\n"
+              "m4,decode,2,1,2048,500,510,600,560,170,40,80,copy,b,100,20\n")
+    bd2 = put(d, "bd2.csv", "model,kind,batch,tokens,context,graph_us,class,kernel,us_per_iter,"
+              "launches_per_iter\n"
+              "m4,prefill,1,64,0,1000,gemm,a,600,30\nm4,prefill,1,64,0,1000,other,c,300,20\n")
+    out = os.path.join(d, "launch_gap.csv")
+    rc, so, se = run("--out", out, "--models", models, "--source", "test", bd1, bd2)
+    check(rc == 0, f"exit {rc}: {se}")
+    rows = list(csv.DictReader(line for line in open(out) if not line.startswith("#")))
+    check(len(rows) == 2, f"{len(rows)} rows")
+    by = {r["kind"]: r for r in rows}
+    dec, pre = by.get("decode", {}), by.get("prefill", {})
+    check(dec.get("method") == "trace" and dec.get("tokens") == "2", f"decode row {dec}")
+    check(abs(float(dec.get("gap_us", "nan")) - 20.0) < 1e-9, "decode gap 80 us / 4 layers = 20")
+    check(abs(float(dec.get("gap_per_kernel_us", "nan")) - 2.0) < 1e-9, "80 us / 40 kernels = 2")
+    check(pre.get("method") == "difference" and pre.get("tokens") == "64", f"prefill row {pre}")
+    check(abs(float(pre.get("gap_us", "nan")) - 25.0) < 1e-9, "prefill gap 100 us / 4 layers = 25")
+    check(abs(float(pre.get("kernels_per_layer", "nan")) - 12.5) < 1e-9, "50 launches / 4 layers")
+    check("# source: test" in open(out).read(), "provenance line")
+    # the validation grid's points are refused, and nothing is replaced
+    before = open(out).read()
+    grid = put(d, "grid.csv", "model,kind,impl,mode,batch,tokens,context,measured_us\n"
+               "m4,decode,hf,graph,2,1,2048,1\n")
+    rc, so, se = run("--out", out, "--models", models, "--grid", grid, bd1)
+    check(rc == 1 and "the validation grid has the calibration point" in se, f"grid: {rc} {se}")
+    check(open(out).read() == before, "a refused run leaves the earlier output alone")
+    # bad input names the file and line
+    bad = put(d, "bad.csv", hdr + "m4,decode,2,1,2048,x,510,600,560,170,40,80,gemm,a,300,20\n")
+    rc, so, se = run("--out", out, "--models", models, bad)
+    check(rc == 1 and "bad.csv:2: column 'graph_us': 'x' is not a number" in se, f"bad: {se}")
+    rc, so, se = run("--out", out, "--models", models, os.path.join(d, "none.csv"))
+    check(rc == 1 and "none.csv" in se, f"missing file: {se}")
+    nomodel = put(d, "nm.csv", hdr.replace("m4", "zz") +
+                  "zz,decode,2,1,2048,500,510,600,560,170,40,80,gemm,a,300,20\n")
+    rc, so, se = run("--out", out, "--models", models, nomodel)
+    check(rc == 1 and "zz.ini: no such model file" in se, f"unknown model: {se}")
+    dup = put(d, "dup.csv", open(bd1).read())
+    rc, so, se = run("--out", out, "--models", models, bd1, dup)
+    check(rc == 1 and "also in an earlier file" in se, f"duplicate point: {se}")
+
+print("test_kvprof_gap:", "FAILED" if failures else "ok")
+sys.exit(1 if failures else 0)
