@@ -562,6 +562,25 @@ static const char *sim__elem_name(const sim_prof_cost *c, sim_prof_op op) {
 static int sim__is_gemm(sim_prof_op op) { return op <= SIM_OP_LM_HEAD; }
 static int sim__is_elem(sim_prof_op op) { return op >= SIM_OP_NORM && op <= SIM_OP_KV_UPDATE; }
 
+/* The curve of `model` (case-insensitive; the last if repeated), NULL when none. */
+static const sim_prof_tcurve *sim__model_curve(const sim_prof_tcurve *cv, int32_t n,
+                                               const char *model) {
+  const sim_prof_tcurve *hit = NULL;
+  for (int32_t i = 0; i < n; i++) {
+    if (!strcasecmp(cv[i].model, model)) hit = &cv[i];
+  }
+  return hit;
+}
+
+/* A model's curve at T, or the mean of all n curves when it has none (one == NULL). */
+static double sim__curve_or_mean(const sim_prof_tcurve *one, const sim_prof_tcurve *all,
+                                 int32_t n, double T) {
+  if (one) return sim_prof_tcurve_eval(one, T);
+  double v = 0;
+  for (int32_t i = 0; i < n; i++) v += sim_prof_tcurve_eval(&all[i], T);
+  return v / (double)n;
+}
+
 int sim_prof_cost_init(sim_prof_cost *c, const char *dir, const sim_model *m, const sim_hw *hw,
                        int64_t tp, const sim_prof_opts *o, kv_error *err) {
   memset(c, 0, sizeof *c);
@@ -597,9 +616,7 @@ int sim_prof_cost_init(sim_prof_cost *c, const char *dir, const sim_model *m, co
   } else if (!c->gaps) {
     snprintf(c->gap_note, sizeof c->gap_note, "no launch gaps (no launch_gap.csv in the profile)");
   } else {
-    for (int32_t i = 0; i < c->prof.n_gap; i++) {
-      if (!strcasecmp(c->prof.gap[i].model, m->name)) c->gap = &c->prof.gap[i];
-    }
+    c->gap = sim__model_curve(c->prof.gap, c->prof.n_gap, m->name);
     if (c->gap) {
       snprintf(c->gap_note, sizeof c->gap_note, "launch gaps (launch_gap.csv: %s's)", c->gap->model);
     } else {
@@ -613,9 +630,7 @@ int sim_prof_cost_init(sim_prof_cost *c, const char *dir, const sim_model *m, co
   } else if (!c->sustained) {
     snprintf(c->sus_note, sizeof c->sus_note, "short timings (no sustain.csv in the profile)");
   } else {
-    for (int32_t i = 0; i < c->prof.n_sustain; i++) {
-      if (!strcasecmp(c->prof.sustain[i].model, m->name)) c->sus = &c->prof.sustain[i];
-    }
+    c->sus = sim__model_curve(c->prof.sustain, c->prof.n_sustain, m->name);
     if (c->sus) {
       snprintf(c->sus_note, sizeof c->sus_note, "sustained (sustain.csv: %s's layer ratios)",
                c->sus->model);
@@ -749,23 +764,13 @@ static int64_t sim__ns_of_us(double us) {
 
 /* The layer's measured gaps between kernels at T tokens (us; 0 without them). */
 static double sim__launch_gap(const sim_prof_cost *c, double T) {
-  if (!c->gaps) return 0.0;
-  if (c->gap) return sim_prof_tcurve_eval(c->gap, T);
-  double g = 0;
-  for (int32_t i = 0; i < c->prof.n_gap; i++) g += sim_prof_tcurve_eval(&c->prof.gap[i], T);
-  return g / (double)c->prof.n_gap;
+  return c->gaps ? sim__curve_or_mean(c->gap, c->prof.gap, c->prof.n_gap, T) : 0.0;
 }
 
 /* The layer's sustained / short ratio at T tokens (1 when short timings are priced). */
 static double sim__sustain_ratio(const sim_prof_cost *c, double T) {
   if (!c->sustained) return 1.0;
-  double r = 0;
-  if (c->sus) {
-    r = sim_prof_sustain_eval(c->sus, T);
-  } else {
-    for (int32_t i = 0; i < c->prof.n_sustain; i++) r += sim_prof_sustain_eval(&c->prof.sustain[i], T);
-    r /= (double)c->prof.n_sustain;
-  }
+  const double r = sim__curve_or_mean(c->sus, c->prof.sustain, c->prof.n_sustain, T);
   return r > 1.0 ? r : 1.0;
 }
 
