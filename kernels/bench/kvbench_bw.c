@@ -126,6 +126,8 @@ void bench_bw(bench *B) {
                                   "(4 steps of 128 rows: 16 loads per thread in flight)"},
       {"pool-meta-heads-ldg8", 7, "kmin + kmax rows of all KV heads of a block as one piece each "
                                   "(2 KB at Hkv 8, D 128: v8's pattern), 8 pieces per step"},
+      {"pool-small-ldg8", 8, "K and V pages (4 KB pieces) of 1/16 of the requests, as pool-ldg8: "
+                             "the metadata's byte count"},
   };
   for (size_t i = 0; !dead && i < sizeof M / sizeof M[0]; i++) {
     kv_error e = {0};
@@ -141,7 +143,7 @@ void bench_bw(bench *B) {
     } else {
       snprintf(note, sizeof note, "paged pool bf16 B%d L%d: %s, %.0f MB, pages shuffled, "
                "per-thread loads, %d blocks per CTA%s; checksum %08x", batch, len, M[i].what,
-               nb / 1e6, M[i].mode == 5 || M[i].mode == 6 ? 256 : 32,
+               nb / 1e6, M[i].mode == 5 || M[i].mode == 6 ? 256 : M[i].mode == 8 ? 64 : 32,
                M[i].mode >= 5 ? "" : " as the v2 score kernel", x);
     }
     bw_row(B, M[i].name, g, note);

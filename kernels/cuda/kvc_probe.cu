@@ -274,10 +274,13 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
     return kv_error_set(err, KV_EINVAL, "probe: mode %d, stages %d", mode, stages);
   }
   const int es = kvc_dtype_size(kv->dtype);
-  const bool meta = mode == 3 || mode >= 5; /* v10: kmin / kmax rows in the places of K / V pages */
+  const bool meta = mode == 3 || (mode >= 5 && mode <= 7); /* v10: kmin / kmax rows as pages */
   /* v10, mode 7: one piece per page holding every KV head's row (kmin's and kmax's layout
    * [page][Hkv][D] read as Hkv x D contiguous elements: the all-heads pattern of v8) */
   const int hkv = mode == 7 ? 1 : kv->n_kv_heads;
+  /* v10, mode 8: mode 0 (K and V pages, 4 KB pieces) over the first n_req / 16 requests only:
+   * the metadata's byte count in K pages' pieces (does a 134 MB read reach full speed at all?) */
+  const int n_req = mode == 8 ? (b->n_req + 15) / 16 : b->n_req;
   const bool inter = mode == 4; /* v10: one min|max piece per block and head (from K's bytes) */
   if (meta && (!kv->kmin || !kv->kmax)) {
     return kv_error_set(err, KV_EINVAL, "probe: the pool keeps no kmin / kmax");
@@ -293,7 +296,7 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
   if (page_bytes % 16) return kv_error_set(err, KV_ENOTSUP, "probe: page of %d bytes", page_bytes);
   int max_nb = 0;
   double tot = 0;
-  for (int r = 0; r < b->n_req; r++) {
+  for (int r = 0; r < n_req; r++) {
     const int nb = (b->h_seq_len[r] + kv->block_size - 1) / kv->block_size;
     max_nb = std::max(max_nb, nb);
     tot += (double)per_block * nb * hkv * page_bytes;
@@ -303,8 +306,8 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
   const int group = mode == 6 ? 128 : mode == 7 ? 8 : meta ? 64 : inter ? 32 : 8;
   /* K+V: 512 KB per CTA at 4 KB pages; metadata: the v2 score kernel's 32 blocks per CTA (16 KB),
    * or 256 (mode 5: 128 KB per CTA, 8 steps; is the metadata read bound by CTA churn?) */
-  const int bpc = mode == 7 ? 32 : mode >= 5 ? 256 : meta || inter ? 32 : 64;
-  const dim3 grid((max_nb + bpc - 1) / bpc, b->n_req * hkv);
+  const int bpc = mode == 7 ? 32 : mode == 5 || mode == 6 ? 256 : meta || inter ? 32 : 64;
+  const dim3 grid((max_nb + bpc - 1) / bpc, n_req * hkv);
   const size_t dyn = mode == 1 ? (size_t)stages * page_bytes : 0;
   uint32_t *d_x = NULL;
   double ms = 0;

@@ -469,7 +469,8 @@ static void test_pool_probe_model(void) {
   CHECK(kvc_probe_pool_args_ok(5, 0, 16)); /* v10: the metadata, 256 blocks per CTA */
   CHECK(kvc_probe_pool_args_ok(6, 0, 16));  /* v10: and 16 loads per thread in flight */
   CHECK(kvc_probe_pool_args_ok(7, 0, 16));  /* v10: a page's rows of every head as one piece */
-  CHECK(!kvc_probe_pool_args_ok(8, 0, 16));
+  CHECK(kvc_probe_pool_args_ok(8, 0, 16));  /* v10: K/V pages of 1/16 of the requests */
+  CHECK(!kvc_probe_pool_args_ok(10, 0, 16));
   CHECK(!kvc_probe_pool_args_ok(9, 4, 16));
   CHECK(!kvc_probe_pool_args_ok(-1, 0, 16));
   /* v8: the heads-per-CTA score kernel runs where a CTA's row groups cover the KV heads evenly */
