@@ -316,6 +316,84 @@ struct kvc_attend_mma {
     }
   }
 
+  /* One warp step: the chunk of nv > 0 valid tokens in tiles kt (K) and vt (V) into the lane's
+   * state (m: its head's running max, log2 units; l: the sum over this lane's tokens; o: the O
+   * accumulator fragments of the 16 rows). plo / phi: kvc_lane_part_lo_row / _hi_row. Shared by
+   * run() and PSA's tensor-core items (kvc_psa.cu). */
+  static __device__ __forceinline__ void chunk(const unsigned char *kt, const unsigned char *vt,
+                                               int nv, const qreg_t &qf, int plo, int phi,
+                                               float &m, float &l, float (&o)[NO][4]) {
+    const int lane = threadIdx.x % 32;
+    /* S = Q K^T: per n-tile two accumulators (even / odd k-steps) for independent chains. */
+    float sacc[2][2][4];
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+#pragma unroll
+      for (int a = 0; a < 2; a++) sacc[j][a][0] = sacc[j][a][1] = sacc[j][a][2] = sacc[j][a][3] = 0.0f;
+    }
+#pragma unroll
+    for (int kk = 0; kk < KS; kk += 2) {
+#pragma unroll
+      for (int j = 0; j < 2; j++) {
+        int t, c;
+        kvc_ldsm_k_addr(lane, j, 2 * kk, &t, &c);
+        uint32_t b[4];
+        kvc_ldsm_x4(b, kt + tile_off(t, c));
+        kvc_mma_op<T>::mma(sacc[j][0], qf[kk], b[0], b[1]);
+        kvc_mma_op<T>::mma(sacc[j][1], qf[kk + 1], b[2], b[3]);
+      }
+    }
+    /* Full scores of the lane's head for tokens kvc_s_token(lane, j, h): rows of its parts on
+     * this lane (c_h + c_{h+2}) plus the other parts on lane ^ 16. Masked tokens: -inf. */
+    float s[2][2];
+    float mx = -CUDART_INF_F;
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        float x = (sacc[j][0][h] + sacc[j][1][h]) + (sacc[j][0][h + 2] + sacc[j][1][h + 2]);
+        x += __shfl_xor_sync(0xffffffffu, x, 16);
+        s[j][h] = kvc_s_token(lane, j, h) < nv ? x : -CUDART_INF_F;
+        mx = fmaxf(mx, s[j][h]);
+      }
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float mn = fmaxf(m, mx); /* finite: token 0 of the chunk is valid (nv > 0) */
+    const float alpha = exp2f(m - mn); /* 0 when m was -inf */
+    m = mn;
+    float p[2][2];
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+#pragma unroll
+      for (int h = 0; h < 2; h++) p[j][h] = exp2f(s[j][h] - mn); /* masked: exp2(-inf) = 0 */
+    }
+    l = fmaf(l, alpha, (p[0][0] + p[0][1]) + (p[1][0] + p[1][1]));
+    if (__any_sync(0xffffffffu, alpha != 1.0f)) {
+#pragma unroll
+      for (int n = 0; n < NO; n++) {
+        o[n][0] *= alpha, o[n][1] *= alpha, o[n][2] *= alpha, o[n][3] *= alpha;
+      }
+    }
+    /* P A-fragment: register 2j + r holds row groupID (+8 if r) for tokens of n-tile j. */
+    uint32_t pa[4];
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+      pa[2 * j] = kvc_mma_op<T>::pack(kvc_split_part<T>(p[j][0], plo), kvc_split_part<T>(p[j][1], plo));
+      pa[2 * j + 1] = kvc_mma_op<T>::pack(kvc_split_part<T>(p[j][0], phi), kvc_split_part<T>(p[j][1], phi));
+    }
+    /* O += P V: two output n-tiles per ldmatrix.x4.trans. */
+#pragma unroll
+    for (int n = 0; n < NO; n += 2) {
+      int t, c;
+      kvc_ldsm_v_addr(lane, n, &t, &c);
+      uint32_t b[4];
+      kvc_ldsm_x4_trans(b, vt + tile_off(t, c));
+      kvc_mma_op<T>::mma(o[n], pa, b[0], b[1]);
+      kvc_mma_op<T>::mma(o[n + 1], pa, b[2], b[3]);
+    }
+  }
+
   /* Attention over sm.page[0..nblk) (tokens sm.ntok[i] of each) of KV head kvh: the contract of
    * kvc_attend::run (sm.M, sm.L, out_o(dyn) on return, after a barrier). */
   static __device__ void run(smem_t &sm, void *dyn, const T *__restrict__ kpool,
@@ -388,74 +466,7 @@ struct kvc_attend_mma {
       }
       const unsigned char *kt = ring + ((size_t)(st % STAGES) * NW + w) * 2 * TILE_SLOT;
       const unsigned char *vt = kt + TILE_SLOT;
-      /* S = Q K^T: per n-tile two accumulators (even / odd k-steps) for independent chains. */
-      float sacc[2][2][4];
-#pragma unroll
-      for (int j = 0; j < 2; j++) {
-#pragma unroll
-        for (int a = 0; a < 2; a++) sacc[j][a][0] = sacc[j][a][1] = sacc[j][a][2] = sacc[j][a][3] = 0.0f;
-      }
-#pragma unroll
-      for (int kk = 0; kk < KS; kk += 2) {
-#pragma unroll
-        for (int j = 0; j < 2; j++) {
-          int t, c;
-          kvc_ldsm_k_addr(lane, j, 2 * kk, &t, &c);
-          uint32_t b[4];
-          kvc_ldsm_x4(b, kt + tile_off(t, c));
-          kvc_mma_op<T>::mma(sacc[j][0], qf[kk], b[0], b[1]);
-          kvc_mma_op<T>::mma(sacc[j][1], qf[kk + 1], b[2], b[3]);
-        }
-      }
-      /* Full scores of the lane's head for tokens kvc_s_token(lane, j, h): rows of its parts on
-       * this lane (c_h + c_{h+2}) plus the other parts on lane ^ 16. Masked tokens: -inf. */
-      float s[2][2];
-      float mx = -CUDART_INF_F;
-#pragma unroll
-      for (int j = 0; j < 2; j++) {
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-          float x = (sacc[j][0][h] + sacc[j][1][h]) + (sacc[j][0][h + 2] + sacc[j][1][h + 2]);
-          x += __shfl_xor_sync(0xffffffffu, x, 16);
-          s[j][h] = kvc_s_token(lane, j, h) < nv ? x : -CUDART_INF_F;
-          mx = fmaxf(mx, s[j][h]);
-        }
-      }
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float mn = fmaxf(m, mx); /* finite: token 0 of the chunk is valid (nv > 0) */
-      const float alpha = exp2f(m - mn); /* 0 when m was -inf */
-      m = mn;
-      float p[2][2];
-#pragma unroll
-      for (int j = 0; j < 2; j++) {
-#pragma unroll
-        for (int h = 0; h < 2; h++) p[j][h] = exp2f(s[j][h] - mn); /* masked: exp2(-inf) = 0 */
-      }
-      l = fmaf(l, alpha, (p[0][0] + p[0][1]) + (p[1][0] + p[1][1]));
-      if (__any_sync(0xffffffffu, alpha != 1.0f)) {
-#pragma unroll
-        for (int n = 0; n < NO; n++) {
-          o[n][0] *= alpha, o[n][1] *= alpha, o[n][2] *= alpha, o[n][3] *= alpha;
-        }
-      }
-      /* P A-fragment: register 2j + r holds row groupID (+8 if r) for tokens of n-tile j. */
-      uint32_t pa[4];
-#pragma unroll
-      for (int j = 0; j < 2; j++) {
-        pa[2 * j] = kvc_mma_op<T>::pack(kvc_split_part<T>(p[j][0], plo), kvc_split_part<T>(p[j][1], plo));
-        pa[2 * j + 1] = kvc_mma_op<T>::pack(kvc_split_part<T>(p[j][0], phi), kvc_split_part<T>(p[j][1], phi));
-      }
-      /* O += P V: two output n-tiles per ldmatrix.x4.trans. */
-#pragma unroll
-      for (int n = 0; n < NO; n += 2) {
-        int t, c;
-        kvc_ldsm_v_addr(lane, n, &t, &c);
-        uint32_t b[4];
-        kvc_ldsm_x4_trans(b, vt + tile_off(t, c));
-        kvc_mma_op<T>::mma(o[n], pa, b[0], b[1]);
-        kvc_mma_op<T>::mma(o[n + 1], pa, b[2], b[3]);
-      }
+      chunk(kt, vt, nv, qf, plo, phi, m, l, o);
       if constexpr (REGS) { /* (c) */
         if (st + 1 < nsteps) store_regs(ring, st + 1, kr, vr);
         __syncwarp();

@@ -47,6 +47,7 @@
 #include <math_constants.h>
 
 #include "kvc_attend.cuh"
+#include "kvc_attend_mma.cuh"
 #include "kvc_topk.cuh"
 
 enum { KVC_INFO_NB = 0, KVC_INFO_NFORCED, KVC_INFO_NITERS, KVC_INFO_POSLAST, KVC_INFO_N = 4 };
@@ -414,6 +415,7 @@ __global__ void __launch_bounds__(KVC_RANK_THREADS) kvc__psa_prep_kernel(kvc__ps
 template <typename T, int D, int GT>
 struct kvc__psa_warp {
   using A = kvc_attend<T, D, GT>;
+  static constexpr size_t DYN = A::RING_BYTES; /* dynamic shared memory of the attend kernel */
   static constexpr int VEC = A::VEC, LANES = A::LANES, NT = A::NT, VALS = A::VALS;
   static constexpr int RGW = 32 / LANES;  /* row groups per warp */
   static constexpr int WSTEP = RGW * NT;  /* tokens per warp step; divides 16 */
@@ -478,8 +480,9 @@ struct kvc__psa_warp {
   }
 
   /* One item: iterations [i0, i1) of a pair, by the calling warp. */
-  static __device__ void item(const kvc__psa_params &p, smem_t &sm, uint4 *ring, int pair, int i0,
-                              int i1) {
+  static __device__ void item(const kvc__psa_params &p, smem_t &sm, unsigned char *dyn, int pair,
+                              int i0, int i1) {
+    uint4 *ring = reinterpret_cast<uint4 *>(dyn);
     const int w = threadIdx.x / 32, wl = threadIdx.x % 32;
     const int lane = threadIdx.x % LANES, rg = threadIdx.x / LANES;
     const int r = pair / p.Hkv, h = pair - r * p.Hkv;
@@ -538,6 +541,149 @@ struct kvc__psa_warp {
     kvc_cp_async_wait<0>();
     __syncwarp(); /* the page list and ring slots are rewritten by the next item */
     if (wl == 0) atomicAdd(&p.fetched[pair], nblk);
+  }
+};
+
+/* v11: a PSA item on the tensor-core core (KVC_TUNE_PSA_CORE = 1; groups of at most 4 heads,
+ * block size a multiple of 16). The same item contract as kvc__psa_warp: the calling warp streams
+ * the blocks of iterations [i0, i1) of a pair in visit order, 16 tokens per step through its own
+ * KVC_PSA_MMA_STAGES-deep cp.async ring of swizzled K and V tiles (kvc_attend_mma's tile layout),
+ * computes each step with kvc_attend_mma::chunk (mma.sync, Q and P split into three 16-bit parts:
+ * fp32-level accuracy) and writes the state after each iteration as its snapshot. Why: the
+ * CUDA-core step read K + V at 2.2-2.9 TB/s with every block fetched in one round, 1.5-1.9x the
+ * dense kernel's time per byte (kernels/bench/NOTES.md). Ring: STAGES x 4 warps x 2 tiles x 16
+ * tokens x D x 2 bytes (96 KB at D 128, 3 stages: 2 CTAs per SM). */
+#define KVC_PSA_MMA_STAGES 3
+template <typename T, int D>
+struct kvc__psa_warp_mma {
+  using M = kvc_attend_mma<T, D, 4, KVC_PSA_MMA_STAGES>;
+  static constexpr int NW = KVC_WARPS, TW = 16, NO = M::NO, CH = M::CH, PPL = M::PPL;
+  static constexpr int STAGES = KVC_PSA_MMA_STAGES;
+  static constexpr int TILE_SLOT = M::TILE_SLOT;
+  static constexpr size_t DYN = (size_t)STAGES * NW * 2 * TILE_SLOT;
+
+  struct smem_t {
+    int32_t page[NW][KVC_MAX_SPLIT_BLOCKS];
+    int32_t ntok[NW][KVC_MAX_SPLIT_BLOCKS];
+  };
+
+  /* Valid tokens (may be <= 0) of chunk ci of the warp's list; *pi, *tok0 its block and first
+   * token in it. bs is a multiple of 16, so a chunk never crosses a block. */
+  static __device__ __forceinline__ int chunk_valid(const int32_t *ntok, int bs, int ntoks, int ci,
+                                                    int *pi, int *tok0) {
+    const int tau0 = ci * TW, i = tau0 / bs;
+    *pi = i;
+    *tok0 = tau0 - i * bs;
+    return tau0 < ntoks ? min(TW, ntok[i] - *tok0) : 0;
+  }
+
+  /* cp.async of chunk st of the warp's list into its slot (K tile, then V tile); invalid tokens
+   * zero-filled without a read (as kvc_attend_mma::issue, with the warp's own list). */
+  static __device__ __forceinline__ void issue(const int32_t *page, const int32_t *ntok,
+                                               unsigned char *ring, const T *__restrict__ kpool,
+                                               const T *__restrict__ vpool, int Hkv, int bs,
+                                               int kvh, int ntoks, int st) {
+    constexpr int TPJ = 32 / CH;
+    const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    int pi, tok0;
+    const int nv = chunk_valid(ntok, bs, ntoks, st, &pi, &tok0);
+    unsigned char *kt = ring + ((size_t)(st % STAGES) * NW + w) * 2 * TILE_SLOT;
+    unsigned char *vt = kt + TILE_SLOT;
+    const int t0 = lane / CH, c = lane % CH;
+    const size_t base = (nv > 0 ? (((size_t)page[pi] * Hkv + kvh) * bs + tok0) * D : 0) +
+                        (size_t)t0 * D + c * 8;
+    const T *kp = kpool + base, *vp = vpool + base;
+#pragma unroll
+    for (int j = 0; j < PPL; j++) {
+      const int t = t0 + TPJ * j;
+      const int bytes = t < nv ? 16 : 0;
+      const int dst = M::tile_off(t, c);
+      kvc_cp_async16(kt + dst, kp + j * TPJ * D, bytes);
+      kvc_cp_async16(vt + dst, vp + j * TPJ * D, bytes);
+    }
+  }
+
+  /* The lane's state as iteration it's snapshot: per head, max (log2 units), sum over the warp's
+   * tokens, and the unnormalised output (rows of the head's three parts summed), as
+   * kvc__psa_warp::snapshot writes them. The state itself is not changed. */
+  static __device__ __forceinline__ void snapshot(const kvc__psa_params &p, int pair, int it,
+                                                  bool last, float m, float l,
+                                                  const float (&o)[NO][4]) {
+    const int lane = threadIdx.x % 32;
+    const size_t sbase = (size_t)pair * p.max_iters + it;
+    float L = l + __shfl_xor_sync(0xffffffffu, l, 1);
+    L += __shfl_xor_sync(0xffffffffu, L, 2);
+    const int g = kvc_lane_head(lane);
+    const bool writer = lane < 16 && g < p.G;
+    int row, col;
+    kvc_mma_c_rc(lane, 0, &row, &col);
+#pragma unroll
+    for (int n = 0; n < NO; n++) {
+      float y0 = o[n][0] + o[n][2], y1 = o[n][1] + o[n][3];
+      y0 += __shfl_xor_sync(0xffffffffu, y0, 16);
+      y1 += __shfl_xor_sync(0xffffffffu, y1, 16);
+      if (writer) {
+        __stcg(reinterpret_cast<float2 *>(p.snap_o + (sbase * p.G + g) * D + n * 8 + col),
+               make_float2(y0, y1));
+      }
+    }
+    if (writer && (lane & 3) == 0) __stcg(&p.snap_ml[sbase * p.G + g], make_float2(m, L));
+    if (lane == 0) p.item_end[sbase] = last ? 1 : 0;
+  }
+
+  static __device__ void item(const kvc__psa_params &p, smem_t &sm, unsigned char *ring, int pair,
+                              int i0, int i1) {
+    const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int r = pair / p.Hkv, h = pair - r * p.Hkv;
+    const int32_t *inf = p.info + (size_t)pair * KVC_INFO_N;
+    const int nb = inf[KVC_INFO_NB], nforced = inf[KVC_INFO_NFORCED];
+    const int b0 = (int)kvc_psa_iter_begin(i0, nforced, p.gb, nb);
+    const int b1 = (int)kvc_psa_iter_end(i1 - 1, nforced, p.gb, nb);
+    const int nblk = b1 - b0, len = p.seq_len[r];
+    for (int i = lane; i < nblk; i += 32) {
+      const int lb = p.order[(size_t)pair * p.mb + b0 + i];
+      sm.page[w][i] = p.block_table[(size_t)r * p.mb + lb];
+      sm.ntok[w][i] = kvc_block_tokens(len, p.bs, lb);
+    }
+    typename M::qreg_t qf;
+    M::load_q(p.q + ((size_t)r * p.Hq + h * p.G) * D, p.G, p.scale_log2, qf);
+    __syncwarp();
+    const T *kp = (const T *)p.k, *vp = (const T *)p.v;
+    const int ntoks = nblk * p.bs, nsteps = ntoks / TW;
+    const int plo = kvc_lane_part_lo_row(lane), phi = kvc_lane_part_hi_row(lane);
+    float o[NO][4];
+#pragma unroll
+    for (int n = 0; n < NO; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float m = -CUDART_INF_F, l = 0.0f;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+      if (s < nsteps) issue(sm.page[w], sm.ntok[w], ring, kp, vp, p.Hkv, p.bs, h, ntoks, s);
+      kvc_cp_async_commit();
+    }
+    int cur = i0;
+    int cur_end = ((int)kvc_psa_iter_end(cur, nforced, p.gb, nb) - b0) * p.bs / TW;
+    for (int st = 0; st < nsteps; st++) {
+      kvc_cp_async_wait<STAGES - 2>(); /* this lane's copies of step st have landed */
+      __syncwarp();                    /* ... and every lane's (ldmatrix reads them all) */
+      if (st + STAGES - 1 < nsteps) { /* the slot refilled was read in the previous step */
+        issue(sm.page[w], sm.ntok[w], ring, kp, vp, p.Hkv, p.bs, h, ntoks, st + STAGES - 1);
+      }
+      kvc_cp_async_commit();
+      int pi, tok0;
+      const int nv = chunk_valid(sm.ntok[w], p.bs, ntoks, st, &pi, &tok0);
+      if (nv > 0) { /* warp-uniform */
+        const unsigned char *kt = ring + ((size_t)(st % STAGES) * NW + w) * 2 * TILE_SLOT;
+        M::chunk(kt, kt + TILE_SLOT, nv, qf, plo, phi, m, l, o);
+      }
+      if (st + 1 == cur_end) { /* iteration cur is complete */
+        snapshot(p, pair, cur, cur == i1 - 1, m, l, o);
+        cur++;
+        if (cur < i1) cur_end = ((int)kvc_psa_iter_end(cur, nforced, p.gb, nb) - b0) * p.bs / TW;
+      }
+    }
+    kvc_cp_async_wait<0>();
+    __syncwarp(); /* the page list and ring slots are rewritten by the next item */
+    if (lane == 0) atomicAdd(&p.fetched[pair], nblk);
   }
 };
 
@@ -695,13 +841,12 @@ __device__ void kvc__psa_stop_check(const kvc__psa_params &p, int pair, int r, d
   }
 }
 
-template <typename T, int D, int GT>
+/* W: the warp's item (kvc__psa_warp: CUDA cores; kvc__psa_warp_mma: tensor cores). */
+template <typename W>
 __global__ void __launch_bounds__(KVC_THREADS) kvc__psa_attend_kernel(kvc__psa_params p, int r) {
-  using W = kvc__psa_warp<T, D, GT>;
-  extern __shared__ __align__(16) unsigned char kvc_dyn[];
+  extern __shared__ __align__(128) unsigned char kvc_dyn[];
   __shared__ typename W::smem_t sm;
   __shared__ double car[KVC_WARPS][8][2], ncar[KVC_WARPS][8][2];
-  uint4 *ring = reinterpret_cast<uint4 *>(kvc_dyn);
   const int wl = threadIdx.x % 32, par = r & 1, w = threadIdx.x / 32;
   const int n = p.cnt[r];
   const uint2 *list = p.items + (size_t)par * p.pairs * p.max_iters;
@@ -712,7 +857,7 @@ __global__ void __launch_bounds__(KVC_THREADS) kvc__psa_attend_kernel(kvc__psa_p
     if (idx >= n) return;
     const uint2 it = list[idx];
     const int pair = (int)it.x, i0 = (int)(it.y & 0xffffu), i1 = (int)(it.y >> 16);
-    W::item(p, sm, ring, pair, i0, i1);
+    W::item(p, sm, kvc_dyn, pair, i0, i1);
     /* publish the snapshots, count the item; the last of the pair's round tests the stop */
     __threadfence();
     __syncwarp();
@@ -794,17 +939,17 @@ __global__ void __launch_bounds__(KVC_COMB_THREADS) kvc__psa_combine_kernel(kvc_
 }
 
 /* ---- host --------------------------------------------------------------------------------- */
-template <typename T, int D, int GT>
+/* The attend kernel of item type W: its dynamic shared memory set once and its CTAs per SM
+ * (asked once per instantiation), as slots over the device. */
+template <typename W>
 static int kvc__psa_attr(kvc_ctx *c, int *slots, kv_error *err) {
-  using A = kvc_attend<T, D, GT>;
   static int per_sm = 0;
   if (per_sm == 0) {
-    KVC_CHECK(err, cudaFuncSetAttribute(kvc__psa_attend_kernel<T, D, GT>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)A::RING_BYTES));
+    KVC_CHECK(err, cudaFuncSetAttribute(kvc__psa_attend_kernel<W>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)W::DYN));
     int n = 0;
     KVC_CHECK(err, cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                       &n, kvc__psa_attend_kernel<T, D, GT>, KVC_THREADS, A::RING_BYTES));
+                       &n, kvc__psa_attend_kernel<W>, KVC_THREADS, W::DYN));
     if (n < 1) return kv_error_set(err, KV_EDEVICE, "PSA attend kernel: no CTA fits a multiprocessor");
     per_sm = n;
   }
@@ -812,20 +957,38 @@ static int kvc__psa_attr(kvc_ctx *c, int *slots, kv_error *err) {
   return 0;
 }
 
+/* v11: PSA's items on tensor cores (KVC_TUNE_PSA_CORE = 1) where the core applies: groups of
+ * at most 4 heads (GT 4) and blocks of a multiple of 16 tokens; else the CUDA-core items. */
+template <int GT>
+static bool kvc__psa_mma(const kvc_ctx *c, int bs) {
+  return GT == 4 && c->tune[KVC_TUNE_PSA_CORE] == 1 && bs % 16 == 0;
+}
+
 template <typename T, int D, int GT>
-static int kvc__psa_slots(kvc_ctx *c, int *slots, kv_error *err) {
-  return kvc__psa_attr<T, D, GT>(c, slots, err);
+static int kvc__psa_slots(kvc_ctx *c, int bs, int *slots, kv_error *err) {
+  if constexpr (GT == 4) {
+    if (kvc__psa_mma<GT>(c, bs)) return kvc__psa_attr<kvc__psa_warp_mma<T, D>>(c, slots, err);
+  }
+  return kvc__psa_attr<kvc__psa_warp<T, D, GT>>(c, slots, err);
+}
+
+template <typename W>
+static int kvc__psa_launch_as(kvc_ctx *c, const kvc__psa_params &p, int r, int grid,
+                              kv_error *err) {
+  int slots = 0;
+  KVC_TRY((kvc__psa_attr<W>(c, &slots, err)));
+  kvc__psa_attend_kernel<W><<<grid, KVC_THREADS, W::DYN, c->stream>>>(p, r);
+  KVC_CHECK(err, cudaGetLastError());
+  return 0;
 }
 
 template <typename T, int D, int GT>
 static int kvc__psa_launch_round(kvc_ctx *c, const kvc__psa_params &p, int r, int grid,
                                  kv_error *err) {
-  using A = kvc_attend<T, D, GT>;
-  int slots = 0;
-  KVC_TRY((kvc__psa_attr<T, D, GT>(c, &slots, err)));
-  kvc__psa_attend_kernel<T, D, GT><<<grid, KVC_THREADS, A::RING_BYTES, c->stream>>>(p, r);
-  KVC_CHECK(err, cudaGetLastError());
-  return 0;
+  if constexpr (GT == 4) {
+    if (kvc__psa_mma<GT>(c, p.bs)) return kvc__psa_launch_as<kvc__psa_warp_mma<T, D>>(c, p, r, grid, err);
+  }
+  return kvc__psa_launch_as<kvc__psa_warp<T, D, GT>>(c, p, r, grid, err);
 }
 
 extern "C" int kvc_psa(kvc_ctx *c, const attn_shape *s, const attn_method *m, const kvc_kv *kv,
@@ -883,7 +1046,7 @@ extern "C" int kvc_psa(kvc_ctx *c, const attn_shape *s, const attn_method *m, co
   if (kw < 1) kw = 1;
   const int rounds_cap = hostsync ? (int)max_iters + 2 : o->rounds + 1;
   int slots = 1;
-  KVC_TRY(KVC_DISPATCH(kv->dtype, D, G, kvc__psa_slots, c, &slots, err));
+  KVC_TRY(KVC_DISPATCH(kv->dtype, D, G, kvc__psa_slots, c, kv->block_size, &slots, err));
   const int64_t want = o->ctas_per_pair > 0 ? (int64_t)pairs * o->ctas_per_pair : slots;
   const int grid = (int)(want > (1 << 20) ? (1 << 20) : want);
 

@@ -262,6 +262,7 @@ static int check_dense_one(batch_t *B, const char *label, const float *ref, cons
  * the CUDA-core path under it). The tensor-core checks are separate cases at the end of the list
  * (test_dense_mma_*), so that a fault of that newer core cannot take the other cases with it. */
 static int g_mma;
+static int g_psa_core; /* KVC_TUNE_PSA_CORE of the PSA calls (v11: 1 = tensor cores) */
 
 /* Dense under every execution variant of the selected core (kvc_tune_set): each must match the
  * reference (computed once). Leaves the defaults set. */
@@ -494,7 +495,10 @@ static void check_sparse(batch_t *B, attn_blockmeta *metas, const attn_method *m
       kv_error e0 = {0};
       kvc_tune_set(g_ctx, KVC_TUNE_TOPK_CORE, 0, &e0);
     } else {
-      rc = kvc_psa(g_ctx, &B->s, m, &B->kv, &B->b, opts, B->d_out, &so, NULL, &err);
+      rc = kvc_tune_set(g_ctx, KVC_TUNE_PSA_CORE, g_psa_core, &err);
+      if (!rc) rc = kvc_psa(g_ctx, &B->s, m, &B->kv, &B->b, opts, B->d_out, &so, NULL, &err);
+      kv_error e0 = {0};
+      kvc_tune_set(g_ctx, KVC_TUNE_PSA_CORE, 0, &e0);
     }
   }
   if (!rc) rc = kvc_d2h(g_ctx, out, B->d_out, (size_t)n_out * 4, &err);
@@ -617,9 +621,11 @@ static void run_sparse_suite(batch_t *B, const char *label, sparse_tally *t) {
         continue;
       }
       if (g_mma && m.kind != ATTN_TOPK) continue; /* tensor-core cases: top-k only */
+      if (g_psa_core && m.kind != ATTN_PSA) continue; /* PSA on tensor cores: PSA only */
       m.block_size = B->bs;
       char l2[256];
-      snprintf(l2, sizeof l2, "%s %s%s", label, meths[k], g_mma ? " [tensor cores]" : "");
+      snprintf(l2, sizeof l2, "%s %s%s", label, meths[k],
+               g_mma || g_psa_core ? " [tensor cores]" : "");
       kvc_psa_opts op;
       kvc_psa_opts_defaults(&op);
       check_sparse(B, metas, &m, &op, l2, t, b1, e1);
@@ -951,6 +957,7 @@ static void test_psa_options(void) {
           kvc_psa_opts_defaults(&op);
           char l2[256];
           if (m.kind == ATTN_TOPK) {
+            if (g_psa_core) continue; /* PSA on tensor cores: PSA only */
             snprintf(l2, sizeof l2, "%s %s", label, methods[k]);
             check_sparse(&B, metas, &m, &op, l2, &t, b1, e1);
             continue;
@@ -1201,6 +1208,16 @@ static void test_sparse_score_loop(void) {
 }
 /* Top-k's attention on tensor cores (KVC_TUNE_TOPK_CORE = 1) on the random sparse cases. */
 static void test_topk_mma_random(void) { with_core(1, test_sparse_random); }
+/* v11: PSA's items on tensor cores (KVC_TUNE_PSA_CORE = 1) on the random sparse cases and on
+ * every option case (block sizes 16 and 32, head dims 64 and 128, fp16 and bf16, several
+ * windows, speculation and rounds, host-synchronised against pipelined). */
+static void with_psa_core(void (*test)(void)) {
+  g_psa_core = 1;
+  test();
+  g_psa_core = 0;
+}
+static void test_psa_mma_random(void) { with_psa_core(test_sparse_random); }
+static void test_psa_mma_options(void) { with_psa_core(test_psa_options); }
 
 TEST_LIST = {
     TEST(test_dense_shapes),
@@ -1223,5 +1240,7 @@ TEST_LIST = {
     TEST(test_sparse_score_heads),
     TEST(test_sparse_score_v2),
     TEST(test_sparse_score_loop),
+    TEST(test_psa_mma_random),  /* v11, new: last, so that a fault cannot take the rest */
+    TEST(test_psa_mma_options),
     {0}};
 TEST_MAIN
