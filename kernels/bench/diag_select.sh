@@ -14,7 +14,8 @@
 #           (kvc__score_kernel, kvc__score_loop_kernel), kvc__select_kernel, the PSA ranking
 #           kernels and (since v9) PSA's rounds (kvc__psa_attend_kernel, kvc__psa_combine_kernel,
 #           where PSA's time at B >= 8 goes): SpeedOfLight, Occupancy, LaunchStats,
-#           MemoryWorkloadAnalysis (ncu.txt)
+#           MemoryWorkloadAnalysis (ncu.txt); then PSA's attend kernel alone, its first 4 launches
+#           at batch 8 and at batch 32 (ncu-attend-b8.txt, ncu-attend-b32.txt: kvbench --psa-batch)
 # run-info.txt records device, date, commit (KVLAB_COMMIT where there is no .git) and command.
 # Why: v8's all-heads score kernel (contiguous metadata runs) made the select phase slower, not
 # faster, so the 256 B-piece explanation of NOTES.md ("Next for top-k") was wrong; this splits the
@@ -78,6 +79,14 @@ if command -v ncu >/dev/null 2>&1; then
     --section SpeedOfLight --section Occupancy --section LaunchStats \
     --section MemoryWorkloadAnalysis "$B/bin/kvbench" --reps 1 --no-graphs --sections topk,psa \
     --csv "$D/bench-ncu.csv"
+  # PSA's attend kernel launches the same grid at every batch, so the per-launch-config filter
+  # above profiles it at B1 only: its first 4 launches (the rounds of one op) at B8 and at B32
+  for b in 8 32; do
+    stage "ncu-attend-b$b" 60 "$D/ncu-attend-b$b.txt" ncu -k 'regex:kvc__psa_attend_kernel' \
+      --launch-count 4 --section SpeedOfLight --section Occupancy --section LaunchStats \
+      --section MemoryWorkloadAnalysis "$B/bin/kvbench" --reps 1 --no-graphs --sections psa \
+      --psa-batch "$b" --csv "$D/bench-ncu-attend-b$b.csv"
+  done
 else
   echo "no ncu on this machine"
 fi

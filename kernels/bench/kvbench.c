@@ -38,7 +38,8 @@
  * after a warm-up is reported. Targets of issue 12 are checked and printed at the end.
  *
  * Usage: kvbench [--quick] [--reps N] [--no-graphs] [--no-mma] [--sdpa FILE] [--csv FILE]
- *                [--gemm-csv FILE] [--raw DIR] [--sections LIST]
+ *                [--gemm-csv FILE] [--raw DIR] [--sections LIST] [--psa-batch 1|8|32]
+ * --psa-batch: the PSA section at one of its batches only (diag_select.sh profiles each alone).
  * The CSV files go through the output helper (common/kv_fs.h): written beside the target and
  * renamed over it at the end, so a run that dies or is killed leaves no partial CSV (the printed
  * rows stay in the log).
@@ -594,11 +595,17 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--gemm-csv") && i + 1 < argc) gemm = argv[++i];
     else if (!strcmp(argv[i], "--raw") && i + 1 < argc) raw = argv[++i];
     else if (!strcmp(argv[i], "--sections") && i + 1 < argc) sections = argv[++i];
+    else if (!strcmp(argv[i], "--psa-batch") && i + 1 < argc) B.psa_batch = atoi(argv[++i]);
     else {
       fprintf(stderr, "usage: kvbench [--quick] [--reps N] [--no-graphs] [--no-mma] [--sdpa FILE] [--csv FILE] "
-                      "[--gemm-csv FILE] [--raw DIR] [--sections dense,topk,psa,rec,gemm,bw]\n");
+                      "[--gemm-csv FILE] [--raw DIR] [--sections dense,topk,psa,rec,gemm,bw] "
+                      "[--psa-batch 1|8|32]\n");
       return 2;
     }
+  }
+  if (B.psa_batch != 0 && B.psa_batch != 1 && B.psa_batch != 8 && B.psa_batch != 32) {
+    fprintf(stderr, "kvbench: --psa-batch %d: the PSA section runs batch 1, 8 or 32\n", B.psa_batch);
+    return 2;
   }
   if (B.reps < 3) B.reps = 3;
   if (kvc_device_count() < 1) {

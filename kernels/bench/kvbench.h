@@ -42,6 +42,7 @@ typedef struct {
   recording rec;
   int have_rec;
   int no_mma;             /* --no-mma, or a tensor-core variant failed: time only CUDA-core ones */
+  int psa_batch;          /* --psa-batch N: the PSA section at that batch only (0: 1, 8, 32) */
 } bench;
 
 #define DIE(...)                      \

@@ -218,6 +218,7 @@ void bench_psa(bench *B) {
   printf("\n== PSA (bf16, L 32K, %s; bytes: K+V of the blocks read + metadata) ==\n",
          sparse_data_name(B));
   for (int bi = 0; bi < 3; bi++) {
+    if (B->psa_batch && batches[bi] != B->psa_batch) continue; /* --psa-batch (diag_select.sh) */
     int *ls = malloc((size_t)batches[bi] * sizeof *ls);
     for (int i = 0; i < batches[bi]; i++) ls[i] = 32768;
     setup S;
