@@ -7,7 +7,9 @@
  *     element through the maps, shuffles as lane permutations; bf16 rounding as the GPU's) over
  *     chunks with masked tails whose unused pool slots hold NaN, against the attention computed
  *     directly in double: the composition of the layouts (S accumulators reused as P's A
- *     fragment, hi / mid / lo rows, lane ^ 16 sums) gives fp32-level results and no NaN.
+ *     fragment, hi / mid / lo rows, lane ^ 16 sums) gives fp32-level results and no NaN; the
+ *     state composed after every chunk but the last (as PSA's tensor-core snapshot composes it,
+ *     v11) is the attention over the chunks so far.
  * What this cannot check: that the PTX maps written in kvc_mma_layout.h are the hardware's (they
  * were transcribed from the PTX ISA; the GPU test test_gpu_attn checks the kernel end to end). */
 #include <math.h>
@@ -185,6 +187,55 @@ static void emu_mma(float acc[32][4], float a[32][4][2], float b[32][2][2]) {
   }
 }
 
+/* The warp's state composed per head as the end of run() and kvc__psa_warp_mma::snapshot compose
+ * it (v11): L = the lane's sum over lanes ^ 1, ^ 2; O rows of the head's parts summed with lane
+ * ^ 16's; lanes < 16 hold head kvc_lane_head(lane). out[g][d] = O / L (NaN when L is 0); seen
+ * counts the writes of each element. The state is only read. */
+static void emu_compose(float o[32][ENO][4], const float lsum[32], float out[4][ED],
+                        int seen[4][ED]) {
+  float l1[32], l2[32];
+  for (int l = 0; l < 32; l++) l1[l] = lsum[l] + lsum[l ^ 1];
+  for (int l = 0; l < 32; l++) l2[l] = l1[l] + l1[l ^ 2];
+  for (int l = 0; l < 16; l++) {
+    const int g = kvc_lane_head(l);
+    for (int n = 0; n < ENO; n++) {
+      int row, col;
+      kvc_mma_c_rc(l, 0, &row, &col);
+      const float y0 = (o[l][n][0] + o[l][n][2]) + (o[l ^ 16][n][0] + o[l ^ 16][n][2]);
+      const float y1 = (o[l][n][1] + o[l][n][3]) + (o[l ^ 16][n][1] + o[l ^ 16][n][3]);
+      out[g][n * 8 + col] = l2[l] > 0 ? y0 / l2[l] : NAN;
+      out[g][n * 8 + col + 1] = l2[l] > 0 ? y1 / l2[l] : NAN;
+      seen[g][n * 8 + col]++, seen[g][n * 8 + col + 1]++;
+    }
+  }
+}
+
+/* Attention of head g over the valid tokens of chunks 0..upto, in double; NaN when none. */
+static double emu_direct(const float q[4][ED], float K[3][16][ED], float V[3][16][ED],
+                         const int nvalid[3], int upto, float scale_log2, int g, int d) {
+  double mxs = -INFINITY, sc[48];
+  int n = 0;
+  for (int ci = 0; ci <= upto; ci++) {
+    for (int t = 0; t < nvalid[ci]; t++) {
+      double a = 0;
+      for (int e = 0; e < ED; e++) a += (double)q[g][e] * scale_log2 * K[ci][t][e];
+      sc[n++] = a;
+      if (a > mxs) mxs = a;
+    }
+  }
+  if (n == 0) return NAN;
+  double num = 0, den = 0;
+  int k = 0;
+  for (int ci = 0; ci <= upto; ci++) {
+    for (int t = 0; t < nvalid[ci]; t++, k++) {
+      const double w = exp2(sc[k] - mxs);
+      num += w * V[ci][t][d];
+      den += w;
+    }
+  }
+  return num / den;
+}
+
 static void test_emulated_warp_matches_direct(void) {
   kv_rng rng;
   kv_rng_seed(&rng, 2026);
@@ -336,49 +387,31 @@ static void test_emulated_warp_matches_direct(void) {
           memcpy(o[l][n], on0[l], sizeof on0[l]), memcpy(o[l][n + 1], on1[l], sizeof on1[l]);
         }
       }
-    }
-    /* the end of run(): l over the row's 4 lanes, O rows summed over the parts */
-    float l1[32], l2[32];
-    for (int l = 0; l < 32; l++) l1[l] = lsum[l] + lsum[l ^ 1];
-    for (int l = 0; l < 32; l++) l2[l] = l1[l] + l1[l ^ 2];
-    float out[4][ED];
-    int seen[4][ED] = {{0}};
-    for (int l = 0; l < 16; l++) {
-      const int g = kvc_lane_head(l);
-      for (int n = 0; n < ENO; n++) {
-        int row, col;
-        kvc_mma_c_rc(l, 0, &row, &col);
-        const float y0 = (o[l][n][0] + o[l][n][2]) + (o[l ^ 16][n][0] + o[l ^ 16][n][2]);
-        const float y1 = (o[l][n][1] + o[l][n][3]) + (o[l ^ 16][n][1] + o[l ^ 16][n][3]);
-        out[g][n * 8 + col] = y0 / l2[l];
-        out[g][n * 8 + col + 1] = y1 / l2[l];
-        seen[g][n * 8 + col]++, seen[g][n * 8 + col + 1]++;
-      }
-    }
-    /* direct attention in double over the valid tokens */
-    int bad = 0;
-    for (int g = 0; g < G; g++) {
-      double mxs = -INFINITY, sc[48];
-      int n = 0;
-      for (int ci = 0; ci < nchunks; ci++) {
-        for (int t = 0; t < nvalid[ci]; t++) {
-          double a = 0;
-          for (int d = 0; d < ED; d++) a += (double)q[g][d] * scale_log2 * K[ci][t][d];
-          sc[n++] = a;
-          if (a > mxs) mxs = a;
-        }
-      }
-      for (int d = 0; d < ED; d++) {
-        double num = 0, den = 0;
-        int k = 0;
-        for (int ci = 0; ci < nchunks; ci++) {
-          for (int t = 0; t < nvalid[ci]; t++, k++) {
-            const double w = exp2(sc[k] - mxs);
-            num += w * V[ci][t][d];
-            den += w;
+      /* v11: PSA snapshots the state after every iteration and goes on with it: the state after
+       * chunk ci, composed without changing it, is the attention over chunks 0..ci */
+      if (ci < nchunks - 1) {
+        float snap[4][ED];
+        int sseen[4][ED] = {{0}};
+        emu_compose(o, lsum, snap, sseen);
+        int sbad = 0;
+        for (int g = 0; g < G; g++) {
+          for (int d = 0; d < ED; d++) {
+            const double ref = emu_direct(q, K, V, nvalid, ci, scale_log2, g, d);
+            sbad += !(fabs(snap[g][d] - ref) <= 2e-6 + 2e-5 * fabs(ref));
           }
         }
-        const double ref = num / den;
+        if (sbad) printf("  trial %d after chunk %d: %d snapshot values off\n", trial, ci, sbad);
+        CHECK_EQ_INT(sbad, 0);
+      }
+    }
+    /* the end of run(): l over the row's 4 lanes, O rows summed over the parts */
+    float out[4][ED];
+    int seen[4][ED] = {{0}};
+    emu_compose(o, lsum, out, seen);
+    int bad = 0;
+    for (int g = 0; g < G; g++) {
+      for (int d = 0; d < ED; d++) {
+        const double ref = emu_direct(q, K, V, nvalid, nchunks - 1, scale_log2, g, d);
         CHECK_EQ_INT(seen[g][d], 1);
         if (!(fabs(out[g][d] - ref) <= 2e-6 + 2e-5 * fabs(ref))) {
           if (bad < 5) printf("  trial %d head %d dim %d: emulated %.9g direct %.9g\n", trial, g, d, out[g][d], ref);
