@@ -412,6 +412,27 @@ __global__ void __launch_bounds__(KVC_RANK_THREADS) kvc__psa_prep_kernel(kvc__ps
 }
 
 /* ---- 3. the rounds ------------------------------------------------------------------------- */
+/* An item's block list, by the calling warp: the blocks of iterations [i0, i1) of a pair in
+ * visit order, as physical page and valid tokens each (page, ntok: the warp's lists); *b0 the
+ * first block's position in the order, *nb and *nforced the pair's block and forced counts (for
+ * the iteration ends). Returns the number of blocks. The caller __syncwarp()s before use. */
+__device__ __forceinline__ int kvc__psa_item_blocks(const kvc__psa_params &p, int pair, int i0,
+                                                    int i1, int32_t *page, int32_t *ntok,
+                                                    int *b0, int *nb, int *nforced) {
+  const int wl = threadIdx.x % 32, r = pair / p.Hkv;
+  const int32_t *inf = p.info + (size_t)pair * KVC_INFO_N;
+  *nb = inf[KVC_INFO_NB], *nforced = inf[KVC_INFO_NFORCED];
+  *b0 = (int)kvc_psa_iter_begin(i0, *nforced, p.gb, *nb);
+  const int b1 = (int)kvc_psa_iter_end(i1 - 1, *nforced, p.gb, *nb);
+  const int nblk = b1 - *b0, len = p.seq_len[r];
+  for (int i = wl; i < nblk; i += 32) {
+    const int lb = p.order[(size_t)pair * p.mb + *b0 + i];
+    page[i] = p.block_table[(size_t)r * p.mb + lb];
+    ntok[i] = kvc_block_tokens(len, p.bs, lb);
+  }
+  return nblk;
+}
+
 template <typename T, int D, int GT>
 struct kvc__psa_warp {
   using A = kvc_attend<T, D, GT>;
@@ -486,16 +507,8 @@ struct kvc__psa_warp {
     const int w = threadIdx.x / 32, wl = threadIdx.x % 32;
     const int lane = threadIdx.x % LANES, rg = threadIdx.x / LANES;
     const int r = pair / p.Hkv, h = pair - r * p.Hkv;
-    const int32_t *inf = p.info + (size_t)pair * KVC_INFO_N;
-    const int nb = inf[KVC_INFO_NB], nforced = inf[KVC_INFO_NFORCED];
-    const int b0 = (int)kvc_psa_iter_begin(i0, nforced, p.gb, nb);
-    const int b1 = (int)kvc_psa_iter_end(i1 - 1, nforced, p.gb, nb);
-    const int nblk = b1 - b0, len = p.seq_len[r];
-    for (int i = wl; i < nblk; i += 32) {
-      const int lb = p.order[(size_t)pair * p.mb + b0 + i];
-      sm.page[w][i] = p.block_table[(size_t)r * p.mb + lb];
-      sm.ntok[w][i] = kvc_block_tokens(len, p.bs, lb);
-    }
+    int b0, nb, nforced;
+    const int nblk = kvc__psa_item_blocks(p, pair, i0, i1, sm.page[w], sm.ntok[w], &b0, &nb, &nforced);
     float q[GT][VEC];
     A::load_q(p.q + ((size_t)r * p.Hq + h * p.G) * D, p.G, p.scale_log2, q);
     __syncwarp();
@@ -635,16 +648,8 @@ struct kvc__psa_warp_mma {
                               int i0, int i1) {
     const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int r = pair / p.Hkv, h = pair - r * p.Hkv;
-    const int32_t *inf = p.info + (size_t)pair * KVC_INFO_N;
-    const int nb = inf[KVC_INFO_NB], nforced = inf[KVC_INFO_NFORCED];
-    const int b0 = (int)kvc_psa_iter_begin(i0, nforced, p.gb, nb);
-    const int b1 = (int)kvc_psa_iter_end(i1 - 1, nforced, p.gb, nb);
-    const int nblk = b1 - b0, len = p.seq_len[r];
-    for (int i = lane; i < nblk; i += 32) {
-      const int lb = p.order[(size_t)pair * p.mb + b0 + i];
-      sm.page[w][i] = p.block_table[(size_t)r * p.mb + lb];
-      sm.ntok[w][i] = kvc_block_tokens(len, p.bs, lb);
-    }
+    int b0, nb, nforced;
+    const int nblk = kvc__psa_item_blocks(p, pair, i0, i1, sm.page[w], sm.ntok[w], &b0, &nb, &nforced);
     typename M::qreg_t qf;
     M::load_q(p.q + ((size_t)r * p.Hq + h * p.G) * D, p.G, p.scale_log2, qf);
     __syncwarp();
