@@ -591,7 +591,10 @@ struct kvc__psa_warp_mma {
   }
 
   /* cp.async of chunk st of the warp's list into its slot (K tile, then V tile); invalid tokens
-   * zero-filled without a read (as kvc_attend_mma::issue, with the warp's own list). */
+   * zero-filled without a read (as kvc_attend_mma::issue, with the warp's own list). A copy of
+   * that function's body rather than a shared one: generalising it over the list changed the
+   * dense kernels' code (cuobjdump: 80 instead of 96 registers in one variant), and the dense
+   * kernels were not re-run on a GPU after it; share it when they are. */
   static __device__ __forceinline__ void issue(const int32_t *page, const int32_t *ntok,
                                                unsigned char *ring, const T *__restrict__ kpool,
                                                const T *__restrict__ vpool, int Hkv, int bs,
