@@ -111,23 +111,28 @@ void bench_bw(bench *B) {
   }
   /* v10: the block metadata as the score kernel reads it (two 256 B rows per block and head, in
    * kmin and kmax), and the same bytes as one 512 B piece per block and head (the pattern of an
-   * interleaved [page][Hkv][min|max][D] layout): their own bytes, no checksum reference */
+   * interleaved [page][Hkv][min|max][D] layout), then the probes that split the metadata read's
+ * cost (results/h200/meta-probes/): their own bytes, no checksum reference */
   static const struct {
     const char *name;
     int mode;
-    const char *what;
+    const char *what, *cta; /* what is read; blocks per CTA (kvc_probe.cu's mode table) */
   } M[] = {
-      {"pool-meta-ldg8", 3, "kmin + kmax rows of every block and KV head (256 B each, two arrays)"},
+      {"pool-meta-ldg8", 3, "kmin + kmax rows of every block and KV head (256 B each, two arrays)",
+       "32 blocks per CTA as the v2 score kernel"},
       {"pool-meta512-ldg8", 4, "one 512 B piece per block and KV head (an interleaved min|max "
-                               "layout's pattern; K's bytes stand in)"},
+                               "layout's pattern; K's bytes stand in)",
+       "32 blocks per CTA as the v2 score kernel"},
       {"pool-meta-b256-ldg8", 5, "kmin + kmax rows as pool-meta-ldg8, 256 blocks per CTA "
-                                 "(8 steps of 64 rows)"},
+                                 "(8 steps of 64 rows)", "256 blocks per CTA"},
       {"pool-meta-b256-ldg16", 6, "kmin + kmax rows as pool-meta-ldg8, 256 blocks per CTA "
-                                  "(4 steps of 128 rows: 16 loads per thread in flight)"},
+                                  "(4 steps of 128 rows: 16 loads per thread in flight)",
+       "256 blocks per CTA"},
       {"pool-meta-heads-ldg8", 7, "kmin + kmax rows of all KV heads of a block as one piece each "
-                                  "(2 KB at Hkv 8, D 128: v8's pattern), 8 pieces per step"},
+                                  "(2 KB at Hkv 8, D 128: v8's pattern), 8 pieces per step",
+       "32 blocks per CTA"},
       {"pool-small-ldg8", 8, "K and V pages (4 KB pieces) of 1/16 of the requests, as pool-ldg8: "
-                             "the metadata's byte count"},
+                             "the metadata's byte count", "64 blocks per CTA"},
   };
   for (size_t i = 0; !dead && i < sizeof M / sizeof M[0]; i++) {
     kv_error e = {0};
@@ -142,9 +147,8 @@ void bench_bw(bench *B) {
       g = NAN;
     } else {
       snprintf(note, sizeof note, "paged pool bf16 B%d L%d: %s, %.0f MB, pages shuffled, "
-               "per-thread loads, %d blocks per CTA%s; checksum %08x", batch, len, M[i].what,
-               nb / 1e6, M[i].mode == 5 || M[i].mode == 6 ? 256 : M[i].mode == 8 ? 64 : 32,
-               M[i].mode >= 5 ? "" : " as the v2 score kernel", x);
+               "per-thread loads, %s; checksum %08x", batch, len, M[i].what, nb / 1e6, M[i].cta,
+               x);
     }
     bw_row(B, M[i].name, g, note);
   }

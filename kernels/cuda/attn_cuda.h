@@ -346,8 +346,10 @@ int kvc_probe_read(kvc_ctx *c, const kvc_probe_cfg *cfg, size_t bytes, int reps,
  * CTA, 32 blocks per CTA, per-thread loads): what the top-k select phase must read, with no
  * arithmetic (KV_EINVAL without kmin and kmax); mode 4 (v10) the same bytes in the pattern of an
  * interleaved [page][Hkv][min|max][D] layout (one 2 x head_dim-element piece per block and KV
- * head, taken from the K array as a stand-in: a bandwidth pattern, not the metadata's values).
- * *bytes = bytes read, *gbps = *bytes /
+ * head, taken from the K array as a stand-in: a bandwidth pattern, not the metadata's values);
+ * mode 5 the metadata rows with 256 blocks per CTA, 6 the same with 16 loads per thread in
+ * flight, 7 a page's rows of every KV head as one piece (v8's pattern), 8 mode 0 over 1/16 of
+ * the requests (the metadata's byte count in K and V pages). *bytes = bytes read, *gbps = *bytes /
  * median time, *xsum = XOR of the words read. */
 int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_kv *kv, const kvc_batch *b,
                         int reps, double *gbps, double *bytes, uint32_t *xsum, kv_error *err);

@@ -273,23 +273,42 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
   if (!kvc_probe_pool_args_ok(mode, stages, KVC_PROBE_MAX_STAGES)) { /* v6: stages only for mode 1 */
     return kv_error_set(err, KV_EINVAL, "probe: mode %d, stages %d", mode, stages);
   }
+  /* What each mode reads and how (attn_cuda.h): the metadata arrays or K and V; a piece of
+   * `rows` elements x head_dim per (block, KV head) (heads: 1 = every KV head of a page as one
+   * piece); `group` pieces per step (with 8 per-thread 16-byte loads in flight; 16 in mode 6,
+   * unroll 16); `bpc` blocks per CTA; 1/`req_div` of the requests. K+V pages: 512 KB per CTA at
+   * 4 KB pages; metadata: the v2 score kernel's 32 blocks per CTA (16 KB), or 256 (modes 5, 6:
+   * is the metadata read bound by CTA churn?). */
+  struct pool_mode {
+    bool meta, inter; /* kmin / kmax rows as pages; one min|max piece per block and head (mode 4) */
+    bool all_heads;   /* one piece per page holding every KV head's row (mode 7) */
+    int group, bpc, req_div;
+  };
+  static const pool_mode modes[] = {
+      {false, false, false, 8, 64, 1},   /* 0 K and V pages, per-thread loads */
+      {false, false, false, 8, 64, 1},   /* 1 the same by bulk copies */
+      {false, false, false, 8, 64, 1},   /* 2 per-thread loads with the L2::256B hint */
+      {true, false, false, 64, 32, 1},   /* 3 the metadata rows */
+      {false, true, false, 32, 32, 1},   /* 4 their bytes as interleaved 512 B pieces */
+      {true, false, false, 64, 256, 1},  /* 5 the metadata, 256 blocks per CTA */
+      {true, false, false, 128, 256, 1}, /* 6 the same, 16 loads per thread in flight */
+      {true, false, true, 8, 32, 1},     /* 7 a page's rows of every KV head as one piece */
+      {false, false, false, 8, 64, 16},  /* 8 K and V pages of 1/16 of the requests */
+  };
+  static_assert(sizeof modes / sizeof modes[0] == KVC_PROBE_POOL_MODES, "one row per mode");
+  const pool_mode &md = modes[mode];
   const int es = kvc_dtype_size(kv->dtype);
-  const bool meta = mode == 3 || (mode >= 5 && mode <= 7); /* v10: kmin / kmax rows as pages */
-  /* v10, mode 7: one piece per page holding every KV head's row (kmin's and kmax's layout
-   * [page][Hkv][D] read as Hkv x D contiguous elements: the all-heads pattern of v8) */
-  const int hkv = mode == 7 ? 1 : kv->n_kv_heads;
-  /* v10, mode 8: mode 0 (K and V pages, 4 KB pieces) over the first n_req / 16 requests only:
-   * the metadata's byte count in K pages' pieces (does a 134 MB read reach full speed at all?) */
-  const int n_req = mode == 8 ? (b->n_req + 15) / 16 : b->n_req;
-  const bool inter = mode == 4; /* v10: one min|max piece per block and head (from K's bytes) */
+  const bool meta = md.meta, inter = md.inter;
+  const int hkv = md.all_heads ? 1 : kv->n_kv_heads;
+  const int n_req = (b->n_req + md.req_div - 1) / md.req_div;
   if (meta && (!kv->kmin || !kv->kmax)) {
     return kv_error_set(err, KV_EINVAL, "probe: the pool keeps no kmin / kmax");
   }
   if (inter && kv->block_size < 2) {
     return kv_error_set(err, KV_ENOTSUP, "probe: block size %d < 2", kv->block_size);
   }
-  const int page_bytes = (meta ? (mode == 7 ? kv->n_kv_heads : 1) : inter ? 2 : kv->block_size) *
-                         kv->head_dim * es;
+  const int rows = meta ? (md.all_heads ? kv->n_kv_heads : 1) : inter ? 2 : kv->block_size;
+  const int page_bytes = rows * kv->head_dim * es;
   const int per_block = inter ? 1 : 2;
   const unsigned char *kp = (const unsigned char *)(meta ? kv->kmin : kv->k);
   const unsigned char *vp = (const unsigned char *)(meta ? kv->kmax : kv->v);
@@ -301,12 +320,7 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
     max_nb = std::max(max_nb, nb);
     tot += (double)per_block * nb * hkv * page_bytes;
   }
-  /* items per step: 8 K/V pages, 64 metadata rows (128 in mode 6) or 32 interleaved pieces: 16,
-   * 8 (16) and 8 loads of 16 bytes per thread in flight */
-  const int group = mode == 6 ? 128 : mode == 7 ? 8 : meta ? 64 : inter ? 32 : 8;
-  /* K+V: 512 KB per CTA at 4 KB pages; metadata: the v2 score kernel's 32 blocks per CTA (16 KB),
-   * or 256 (mode 5: 128 KB per CTA, 8 steps; is the metadata read bound by CTA churn?) */
-  const int bpc = mode == 7 ? 32 : mode == 5 || mode == 6 ? 256 : meta || inter ? 32 : 64;
+  const int group = md.group, bpc = md.bpc;
   const dim3 grid((max_nb + bpc - 1) / bpc, n_req * hkv);
   const size_t dyn = mode == 1 ? (size_t)stages * page_bytes : 0;
   uint32_t *d_x = NULL;
@@ -317,23 +331,14 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
                                                      cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dyn));
   }
   rc = kvc__probe_time(c, reps, d_x, [&] {
-    if (mode == 2) {
-      kvc__probe_pool<false, true><<<grid, KVC_PROBE_THREADS, 0, c->stream>>>(
-          kp, vp, b->block_table, b->seq_len,
-          b->max_blocks, hkv, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
-    } else if (mode == 1) {
-      kvc__probe_pool<true><<<grid, KVC_PROBE_THREADS, dyn, c->stream>>>(
-          kp, vp, b->block_table, b->seq_len,
-          b->max_blocks, hkv, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
-    } else if (mode == 6) { /* 16 loads per thread issued before the first is used */
-      kvc__probe_pool<false, false, 16><<<grid, KVC_PROBE_THREADS, 0, c->stream>>>(
-          kp, vp, b->block_table, b->seq_len,
-          b->max_blocks, hkv, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
-    } else {
-      kvc__probe_pool<false><<<grid, KVC_PROBE_THREADS, 0, c->stream>>>(
-          kp, vp, b->block_table, b->seq_len,
-          b->max_blocks, hkv, kv->block_size, page_bytes, bpc, stages, group, per_block, d_x);
-    }
+    auto *kern = mode == 1 ? kvc__probe_pool<true>
+                 : mode == 2 ? kvc__probe_pool<false, true>
+                 : mode == 6 ? kvc__probe_pool<false, false, 16> /* 16 loads issued before use */
+                             : kvc__probe_pool<false>;
+    kern<<<grid, KVC_PROBE_THREADS, dyn, c->stream>>>(kp, vp, b->block_table, b->seq_len,
+                                                      b->max_blocks, hkv, kv->block_size,
+                                                      page_bytes, bpc, stages, group, per_block,
+                                                      d_x);
   }, &ms, xsum, err);
   if (!rc) {
     *bytes = tot;

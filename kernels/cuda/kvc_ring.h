@@ -47,13 +47,9 @@ KVC_RING_FN int64_t kvc_pool_item_off(const int32_t *bt_row, int b0, int k, int 
 /* v6: arguments of kvc_probe_read_pool: 0 when valid. mode 0 (per-thread loads) has no ring, so
  * `stages` is ignored (v5 checked it for every mode, and kvbench's `pool-ldg8` passes 0: that
  * row failed with "probe: stages" on the H200 and left the bulk rows without a reference). */
+#define KVC_PROBE_POOL_MODES 9 /* kvc_probe_read_pool's modes 0..8 */
 KVC_RING_FN int kvc_probe_pool_args_ok(int mode, int stages, int max_stages) {
-  if (mode < 0 || mode > 8) return 0; /* v7: 2 = per-thread loads with the L2::256B hint;
-                                        v10: 3 = the block metadata, 4 = its interleaved pattern,
-                                        5 = the metadata with 256 blocks per CTA, 6 = the same
-                                        with 16 loads per thread in flight, 7 = every head's
-                                        row of a page as one piece (2 KB at Hkv 8, D 128),
-                                        8 = mode 0 over 1/16 of the requests */
+  if (mode < 0 || mode >= KVC_PROBE_POOL_MODES) return 0; /* the modes: attn_cuda.h */
   return mode != 1 || (stages >= 1 && stages <= max_stages);
 }
 
