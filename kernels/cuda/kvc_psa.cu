@@ -508,7 +508,8 @@ struct kvc__psa_warp {
     const int lane = threadIdx.x % LANES, rg = threadIdx.x / LANES;
     const int r = pair / p.Hkv, h = pair - r * p.Hkv;
     int b0, nb, nforced;
-    const int nblk = kvc__psa_item_blocks(p, pair, i0, i1, sm.page[w], sm.ntok[w], &b0, &nb, &nforced);
+    const int nblk =
+        kvc__psa_item_blocks(p, pair, i0, i1, sm.page[w], sm.ntok[w], &b0, &nb, &nforced);
     float q[GT][VEC];
     A::load_q(p.q + ((size_t)r * p.Hq + h * p.G) * D, p.G, p.scale_log2, q);
     __syncwarp();
@@ -580,6 +581,11 @@ struct kvc__psa_warp_mma {
     int32_t ntok[NW][KVC_MAX_SPLIT_BLOCKS];
   };
 
+  /* The calling warp's K tile of ring slot st % STAGES (its V tile follows at + TILE_SLOT). */
+  static __device__ __forceinline__ unsigned char *slot(unsigned char *ring, int st) {
+    return ring + ((size_t)(st % STAGES) * NW + threadIdx.x / 32) * 2 * TILE_SLOT;
+  }
+
   /* Valid tokens (may be <= 0) of chunk ci of the warp's list; *pi, *tok0 its block and first
    * token in it. bs is a multiple of 16, so a chunk never crosses a block. */
   static __device__ __forceinline__ int chunk_valid(const int32_t *ntok, int bs, int ntoks, int ci,
@@ -600,10 +606,10 @@ struct kvc__psa_warp_mma {
                                                const T *__restrict__ vpool, int Hkv, int bs,
                                                int kvh, int ntoks, int st) {
     constexpr int TPJ = 32 / CH;
-    const int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    const int lane = threadIdx.x % 32;
     int pi, tok0;
     const int nv = chunk_valid(ntok, bs, ntoks, st, &pi, &tok0);
-    unsigned char *kt = ring + ((size_t)(st % STAGES) * NW + w) * 2 * TILE_SLOT;
+    unsigned char *kt = slot(ring, st);
     unsigned char *vt = kt + TILE_SLOT;
     const int t0 = lane / CH, c = lane % CH;
     const size_t base = (nv > 0 ? (((size_t)page[pi] * Hkv + kvh) * bs + tok0) * D : 0) +
@@ -652,7 +658,8 @@ struct kvc__psa_warp_mma {
     const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int r = pair / p.Hkv, h = pair - r * p.Hkv;
     int b0, nb, nforced;
-    const int nblk = kvc__psa_item_blocks(p, pair, i0, i1, sm.page[w], sm.ntok[w], &b0, &nb, &nforced);
+    const int nblk =
+        kvc__psa_item_blocks(p, pair, i0, i1, sm.page[w], sm.ntok[w], &b0, &nb, &nforced);
     typename M::qreg_t qf;
     M::load_q(p.q + ((size_t)r * p.Hq + h * p.G) * D, p.G, p.scale_log2, qf);
     __syncwarp();
@@ -680,7 +687,7 @@ struct kvc__psa_warp_mma {
       int pi, tok0;
       const int nv = chunk_valid(sm.ntok[w], p.bs, ntoks, st, &pi, &tok0);
       if (nv > 0) { /* warp-uniform */
-        const unsigned char *kt = ring + ((size_t)(st % STAGES) * NW + w) * 2 * TILE_SLOT;
+        const unsigned char *kt = slot(ring, st);
         M::chunk(kt, kt + TILE_SLOT, nv, qf, plo, phi, m, l, o);
       }
       if (st + 1 == cur_end) { /* iteration cur is complete */
