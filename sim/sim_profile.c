@@ -385,10 +385,6 @@ double sim_prof_tcurve_eval(const sim_prof_tcurve *s, double tokens) {
   return s->v[i - 1] + f * (s->v[i] - s->v[i - 1]);
 }
 
-double sim_prof_sustain_eval(const sim_prof_sustain *s, double tokens) {
-  return sim_prof_tcurve_eval(s, tokens);
-}
-
 static int sim__read_meta(const char *dir, sim_profile *p, kv_error *err) {
   char path[1200];
   snprintf(path, sizeof path, "%s/meta.ini", dir);

@@ -28,13 +28,12 @@
  *                                          short timings (a few ms after a pause, the SM at its
  *                                          boost clock); a loaded GPU runs at its power cap
  *                                          with a lower clock (docs/sim.md). Optional
- *   launch_gap.csv    model, tokens, gap_us   GPU time per layer between a layer's kernels in a
+ *   launch_gap.csv    model, tokens, gap_us   GPU idle time per layer between the kernels of a
  *                                          CUDA-graph replay of the framework's iteration
- *                                          (replay time minus the sum of its kernels' times, per
- *                                          layer; kvprof_gap.py from kvprof_breakdown.py's
- *                                          per-kernel trace at calibration points outside the
- *                                          validation grid). Per-operator timings do not see
- *                                          it. Optional
+ *                                          (kvprof_gap.py over kvprof_breakdown.py runs at points
+ *                                          outside the validation grid; other columns are
+ *                                          information). Per-operator timings do not see it.
+ *                                          Optional; the H200 profile has none (docs/sim.md)
  * `us` is a median time in microseconds (> 0). Axis values (m, new, context, tokens, batch) are
  * >= 1, hist >= 0. Every table is a set of curves of time against its x axis (m, new,
  * context, tokens) at values of a second axis z (hist for prefill attention, batch for decode
@@ -68,8 +67,9 @@
  * fixed host time). With launch_gap.csv and launch_gaps "measured" (the default) the layer
  * adds the model's measured gap at T tokens (piecewise linear in log T, edges outside; not
  * scaled by the sustain ratio: idle time, not work; a model the table lacks takes the mean of
- * the measured models', named in the description); "none" leaves it out. An operator whose shape the profile lacks is priced by the roofline
- * (compute_eff, memory_eff) and named in the description: nothing is mixed in silently.
+ * the measured models', named in the description); "none" leaves it out. An operator whose
+ * shape the profile lacks is priced by the roofline (compute_eff, memory_eff) and named in the
+ * description: nothing is mixed in silently.
  */
 #ifndef SIM_PROFILE_H
 #define SIM_PROFILE_H
@@ -136,7 +136,6 @@ typedef struct sim_prof_tcurve {
   double tokens[32]; /* (n) strictly increasing, >= 1 */
   double v[32];      /* (n) ratio (> 0) or us per layer (>= 0) */
 } sim_prof_tcurve;
-typedef sim_prof_tcurve sim_prof_sustain;
 
 typedef struct sim_profile {
   char dir[1024];
@@ -147,7 +146,7 @@ typedef struct sim_profile {
   int32_t n_host;
   sim_prof_host *host;               /* (n_host) */
   int32_t n_sustain;
-  sim_prof_sustain *sustain;         /* (n_sustain); none without sustain.csv */
+  sim_prof_tcurve *sustain;          /* (n_sustain); none without sustain.csv */
   int32_t n_gap;
   sim_prof_tcurve *gap;              /* (n_gap); none without launch_gap.csv */
 } sim_profile;
@@ -163,9 +162,8 @@ const sim_prof_table *sim_profile_find(const sim_profile *p, sim_prof_kind kind,
                                        int64_t k1, int64_t k2, const char *name);
 const sim_prof_host *sim_profile_host(const sim_profile *p, const char *path);
 /* A curve's value at `tokens` (edge values outside, piecewise linear in log tokens inside; not
- * clamped); sim_prof_sustain_eval is the same on a sustain curve. */
+ * clamped). */
 double sim_prof_tcurve_eval(const sim_prof_tcurve *s, double tokens);
-double sim_prof_sustain_eval(const sim_prof_sustain *s, double tokens);
 
 /* Time (us) at x on one curve; z is the curve's z (used by SIM_PROF_PAIRS). Adds to *flags. */
 double sim_prof_curve_eval(const sim_prof_curve *c, double x, sim_prof_beyond above, double z,
@@ -207,7 +205,7 @@ typedef struct sim_prof_cost {
   int used[SIM_OP_COUNT];               /* the layer / head runs this operator */
   const sim_prof_table *tab[SIM_OP_COUNT]; /* NULL: roofline (when used) */
   int sustained;                        /* scale layers by the sustain ratios (see above) */
-  const sim_prof_sustain *sus;          /* the model's curve; NULL: the mean of all curves */
+  const sim_prof_tcurve *sus;           /* the model's curve; NULL: the mean of all curves */
   char sus_note[160];                   /* for the description */
   int gaps;                             /* add launch_gap.csv's gap per layer (see above) */
   const sim_prof_tcurve *gap;           /* the model's curve; NULL: the mean of all curves */

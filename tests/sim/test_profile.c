@@ -400,13 +400,13 @@ static void test_sustain(void) {
   kv_error e = {0};
   REQUIRE_OK(sim_profile_load(dir, &p, &e), &e);
   CHECK_EQ_INT(p.n_sustain, 2);
-  const sim_prof_sustain *s = &p.sustain[0];
+  const sim_prof_tcurve *s = &p.sustain[0];
   CHECK_EQ_INT(s->n, 3);
-  CHECK_NEAR(sim_prof_sustain_eval(s, 1024), 1.2, 0, 1e-12);
-  CHECK_NEAR(sim_prof_sustain_eval(s, 2048), 1.15, 0, 1e-12); /* halfway in log tokens */
-  CHECK_NEAR(sim_prof_sustain_eval(s, 8), 0.98, 0, 1e-12);
-  CHECK_NEAR(sim_prof_sustain_eval(s, 1 << 20), 1.1, 0, 1e-12);
-  CHECK_NEAR(sim_prof_sustain_eval(s, 128), 0.98 + 0.5 * 0.22, 0, 1e-12); /* 128 = 16 x 8 of 16 x 64 */
+  CHECK_NEAR(sim_prof_tcurve_eval(s, 1024), 1.2, 0, 1e-12);
+  CHECK_NEAR(sim_prof_tcurve_eval(s, 2048), 1.15, 0, 1e-12); /* halfway in log tokens */
+  CHECK_NEAR(sim_prof_tcurve_eval(s, 8), 0.98, 0, 1e-12);
+  CHECK_NEAR(sim_prof_tcurve_eval(s, 1 << 20), 1.1, 0, 1e-12);
+  CHECK_NEAR(sim_prof_tcurve_eval(s, 128), 0.98 + 0.5 * 0.22, 0, 1e-12); /* 128 = 16 x 8 of 16 x 64 */
   sim_profile_free(&p);
   /* the cost model: a prefill of 2048 tokens costs 1.15 x its short layer; a decode of 4
    * sequences costs its short layer (0.98 -> 1); the head is not scaled */
