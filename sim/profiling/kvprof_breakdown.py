@@ -17,7 +17,8 @@ replays timed by events without and with the profiler (`t0_us`, `t1_us`), the pr
 device span and idle time (`span_us`, `idle_us`: span minus the union of its kernels'
 intervals), its kernel count, and `idle_est_us` = idle_us minus the profiler's inflation
 t1_us - t0_us: the gaps between dependent kernels that per-operator timings do not see
-(kvprof_gap.py turns them into a launch_gap.csv). --prefill T,...: the same for transformers' prefill of T tokens
+(kvprof_gap.py turns them into a launch_gap.csv; on the H200 the profiler perturbs them too
+much to install one: docs/sim.md). --prefill T,...: the same for transformers' prefill of T tokens
 (batch 1, the validation's `prefill hf` rows; rows with context 0 and batch 1, `kind` prefill;
 prefill is 1-10% under the prediction, growing with T). Also prints the top kernels per point.
 GPU only; exit 2 without one.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -103,9 +105,7 @@ def replay_gaps(it, g, dev, reps: int, profile, activity) -> dict:
         idles.append(idle)
         counts.append(len(iv))
 
-    def med(x: list) -> float:
-        return sorted(x)[len(x) // 2]
-
+    med = statistics.median
     r = {"t0_us": med(t0s), "t1_us": med(t1s), "span_us": med(spans), "idle_us": med(idles),
          "kernels": med(counts)}
     r["idle_est_us"] = max(0.0, r["idle_us"] - max(0.0, r["t1_us"] - r["t0_us"]))

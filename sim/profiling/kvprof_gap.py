@@ -27,7 +27,9 @@ difference (prefill: the profiler's kernel times, a separate replay, sum above t
 time) is recorded as 0 and counted in the summary.
 
 The points must not be the validation grid's (kvprof_validate.py's), or the gaps would be fitted
-to the rows that judge them: --grid GRID.csv refuses points the grid has. Pure Python, no GPU,
+to the rows that judge them: --grid GRID.csv refuses points the grid has. Two points of a
+model with the same token count are refused too (the cost model reads one gap per model and
+token count: a decode batch B and a prefill of B tokens collide). Pure Python, no GPU,
 no torch (runs in CI). Exit codes: 0 ok, 1 bad input, 2 usage.
 """
 from __future__ import annotations
@@ -115,12 +117,22 @@ def read_points(path: Path) -> dict[tuple, dict]:
 def grid_points(path: Path) -> set[tuple]:
     """The validation grid's (model, kind, batch, context, tokens) points."""
     out = set()
-    with open(path, newline="") as f:
-        for row in csv.DictReader(line for line in f if not line.startswith("#")):
-            kind = row.get("kind", "")
+    try:
+        f = open(path, newline="")
+    except OSError as ex:
+        raise BadInput(f"{path}: {ex.strerror}") from None
+    with f:
+        r = csv.DictReader(line for line in f if not line.startswith("#"))
+        missing = {"model", "kind", "batch", "tokens", "context"} - set(r.fieldnames or [])
+        if missing:
+            raise BadInput(f"{path}: the header has no column(s) {', '.join(sorted(missing))}")
+        for i, row in enumerate(r, start=2):
+            kind = row["kind"]
             if kind not in ("decode", "prefill"):
                 continue
-            B, ctx, tok = int(row["batch"]), int(row["context"]), int(row["tokens"])
+            B = int(num(path, i, row, "batch", 1))
+            ctx = int(num(path, i, row, "context", 0))
+            tok = int(num(path, i, row, "tokens", 1))
             out.add((row["model"], kind, B, ctx, B if kind == "decode" else tok))
     return out
 
@@ -139,6 +151,10 @@ def main(argv: list[str]) -> int:
             for k, v in read_points(p).items():
                 if k in pts:
                     raise BadInput(f"{p}: point {k} is also in an earlier file")
+                same_t = [q for q in pts if q[0] == k[0] and q[4] == k[4]]
+                if same_t:  # sim_profile.c reads one gap per (model, tokens)
+                    raise BadInput(f"{p}: point {k} has the token count of {same_t[0]}: "
+                                   "launch_gap.csv holds one gap per model and token count")
                 pts[k] = v
         if a.grid:
             clash = sorted(set(pts) & grid_points(a.grid))

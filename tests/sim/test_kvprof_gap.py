@@ -78,6 +78,12 @@ with tempfile.TemporaryDirectory() as d:
                   "zz,decode,2,1,2048,500,510,600,560,170,40,80,gemm,a,300,20\n")
     rc, so, se = run("--out", out, "--models", models, nomodel)
     check(rc == 1 and "zz.ini: no such model file" in se, f"unknown model: {se}")
+    rc, so, se = run("--out", out, "--models", models, "--grid", os.path.join(d, "nogrid.csv"), bd1)
+    check(rc == 1 and "nogrid.csv" in se, f"missing grid: {se}")
+    same_t = put(d, "same_t.csv", hdr +
+                 "m4,decode,2,1,8192,900,910,990,960,170,40,80,gemm,a,700,40\n")
+    rc, so, se = run("--out", out, "--models", models, bd1, same_t)
+    check(rc == 1 and "one gap per model and token count" in se, f"same token count: {se}")
     dup = put(d, "dup.csv", open(bd1).read())
     rc, so, se = run("--out", out, "--models", models, bd1, dup)
     check(rc == 1 and "also in an earlier file" in se, f"duplicate point: {se}")
