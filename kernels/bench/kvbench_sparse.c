@@ -134,8 +134,10 @@ void bench_topk(bench *B) {
   }
 }
 
-static void bench_psa_one(bench *B, setup *S, const char *dt, int len, double eps,
-                          const char *data, int check) {
+/* Times PSA pipelined and host-synchronised at eps; returns the bytes the op needs (K + V of
+ * the blocks read, plus metadata), the byte count of its rows. */
+static double bench_psa_one(bench *B, setup *S, const char *dt, int len, double eps,
+                            const char *data, int check) {
   attn_method m;
   attn_method_defaults(&m, ATTN_PSA);
   m.epsilon = eps;
@@ -162,7 +164,7 @@ static void bench_psa_one(bench *B, setup *S, const char *dt, int len, double ep
   snprintf(name, sizeof name, "psa-%.2f hostsync", eps);
   snprintf(note, sizeof note, "%s; plain launches; %.2fx the pipelined time", data, th.ms / tp.ms);
   row(B, "psa", dt, S->b.n_req, len, name, th.ms * 1e3, read, sd, note);
-  if (!check) return;
+  if (!check) return read;
   char what[160];
   if (frac <= 0.25 && !isnan(sd)) {
     snprintf(what, sizeof what, "psa-%.2f B%d L%d (reads %.2f of KV) faster than SDPA dense (us)",
@@ -175,6 +177,7 @@ static void bench_psa_one(bench *B, setup *S, const char *dt, int len, double ep
              S->b.n_req);
     target(B, tp.ms * 1e3 <= want, what, tp.ms * 1e3, want);
   }
+  return read;
 }
 
 /* PSA pipelined under other execution options (kvc_psa_opts): items of 1-8 iterations, less or
@@ -226,29 +229,25 @@ void bench_psa(bench *B) {
       free(ls);
       continue;
     }
+    double needed[3] = {NAN, NAN, NAN}; /* bytes each eps needs, for the variant rows */
     for (int e = 0; e < 3; e++) {
       if (B->quick && e == 2) continue;
-      bench_psa_one(B, &S, "bf16", 32768, eps[e], sparse_data_name(B), 1);
+      needed[e] = bench_psa_one(B, &S, "bf16", 32768, eps[e], sparse_data_name(B), 1);
     }
     bench_psa_variants(B, &S, 0.95);
     { /* the block-score variants (v8, v2) at eps 0.95 (the psa row's default options) */
       attn_method m;
       attn_method_defaults(&m, ATTN_PSA);
       m.epsilon = 0.95;
-      timing t = time_op(B, &S, OP_PSA_PIPE, &m); /* blocks read */
-      const double blk = 16.0 * s.head_dim * 2 * 2;
-      score_rows(B, &S, OP_PSA_PIPE, &m, "psa-0.95",
-                      t.blocks_read * blk * batches[bi] * s.n_kv_heads + meta_bytes(&S, &m),
-                      sdpa_lookup(B, batches[bi], 32768, 1));
+      score_rows(B, &S, OP_PSA_PIPE, &m, "psa-0.95", needed[1],
+                 sdpa_lookup(B, batches[bi], 32768, 1));
     }
     for (int e = 0; e < 3; e++) { /* v11: PSA's items on tensor cores (KVC_TUNE_PSA_CORE 1) */
       if (B->quick && e == 2) continue;
       attn_method m;
       attn_method_defaults(&m, ATTN_PSA);
       m.epsilon = eps[e];
-      timing t = time_op(B, &S, OP_PSA_PIPE, &m); /* blocks read (the same for either core) */
-      const double blk = 16.0 * s.head_dim * 2 * 2;
-      const double bytes = t.blocks_read * blk * batches[bi] * s.n_kv_heads + meta_bytes(&S, &m);
+      const double bytes = needed[e]; /* the blocks read are the same for either core */
       char name[64];
       snprintf(name, sizeof name, "psa-%.2f mma", eps[e]);
       (void)tune_row(B, &S, OP_PSA_PIPE, &m, KVC_TUNE_PSA_CORE, 1, name,
