@@ -262,7 +262,6 @@ static int check_dense_one(batch_t *B, const char *label, const float *ref, cons
  * the CUDA-core path under it). The tensor-core checks are separate cases at the end of the list
  * (test_dense_mma_*), so that a fault of that newer core cannot take the other cases with it. */
 static int g_mma;
-static int g_psa_core; /* KVC_TUNE_PSA_CORE of the PSA calls (v11: 1 = tensor cores) */
 
 /* Dense under every execution variant of the selected core (kvc_tune_set): each must match the
  * reference (computed once). Leaves the defaults set. */
@@ -495,10 +494,7 @@ static void check_sparse(batch_t *B, attn_blockmeta *metas, const attn_method *m
       kv_error e0 = {0};
       kvc_tune_set(g_ctx, KVC_TUNE_TOPK_CORE, 0, &e0);
     } else {
-      rc = kvc_tune_set(g_ctx, KVC_TUNE_PSA_CORE, g_psa_core, &err);
-      if (!rc) rc = kvc_psa(g_ctx, &B->s, m, &B->kv, &B->b, opts, B->d_out, &so, NULL, &err);
-      kv_error e0 = {0};
-      kvc_tune_set(g_ctx, KVC_TUNE_PSA_CORE, 0, &e0);
+      rc = kvc_psa(g_ctx, &B->s, m, &B->kv, &B->b, opts, B->d_out, &so, NULL, &err);
     }
   }
   if (!rc) rc = kvc_d2h(g_ctx, out, B->d_out, (size_t)n_out * 4, &err);
@@ -612,6 +608,7 @@ static void run_sparse_suite(batch_t *B, const char *label, sparse_tally *t) {
     const char **meths = g_tiny ? tiny : methods;
     const size_t n_meths = g_tiny ? sizeof tiny / sizeof *tiny : sizeof methods / sizeof *methods;
     const int pairs = B->n_req * B->s.n_kv_heads;
+    const int psa_mma = kvc_tune_get(g_ctx, KVC_TUNE_PSA_CORE) == 1; /* test_psa_mma_random */
     int32_t *b1 = malloc((size_t)pairs * 4), *b2 = malloc((size_t)pairs * 4);
     float *e1 = malloc((size_t)B->n_req * B->s.n_heads * 4), *e2 = malloc((size_t)B->n_req * B->s.n_heads * 4);
     for (size_t k = 0; k < n_meths; k++) {
@@ -621,11 +618,11 @@ static void run_sparse_suite(batch_t *B, const char *label, sparse_tally *t) {
         continue;
       }
       if (g_mma && m.kind != ATTN_TOPK) continue; /* tensor-core cases: top-k only */
-      if (g_psa_core && m.kind != ATTN_PSA) continue; /* PSA on tensor cores: PSA only */
+      if (psa_mma && m.kind != ATTN_PSA) continue; /* PSA on tensor cores: PSA only */
       m.block_size = B->bs;
       char l2[256];
       snprintf(l2, sizeof l2, "%s %s%s", label, meths[k],
-               g_mma || g_psa_core ? " [tensor cores]" : "");
+               g_mma || psa_mma ? " [tensor cores]" : "");
       kvc_psa_opts op;
       kvc_psa_opts_defaults(&op);
       check_sparse(B, metas, &m, &op, l2, t, b1, e1);
@@ -918,6 +915,7 @@ static void test_psa_options(void) {
   /* window (iterations per item), spec_iters, ctas_per_pair, spec_scale (%), rounds: speculation
    * far short of the stop (several rounds), past it, one round that covers everything */
   const int wins[4][5] = {{2, 0, 0, 100, 4}, {5, 4, 0, 30, 4}, {32, 0, 1, 100, 1}, {8, 2, 3, 10, 3}};
+  const int psa_mma = kvc_tune_get(g_ctx, KVC_TUNE_PSA_CORE) == 1; /* test_psa_mma_options */
   sparse_tally t = {0, 0, 0};
   for (int si = 0; si < 2; si++) {
     for (int dt = 1; dt <= 2; dt++) {
@@ -957,7 +955,7 @@ static void test_psa_options(void) {
           kvc_psa_opts_defaults(&op);
           char l2[256];
           if (m.kind == ATTN_TOPK) {
-            if (g_psa_core) continue; /* PSA on tensor cores: PSA only */
+            if (psa_mma) continue; /* PSA on tensor cores: PSA only */
             snprintf(l2, sizeof l2, "%s %s", label, methods[k]);
             check_sparse(&B, metas, &m, &op, l2, &t, b1, e1);
             continue;
@@ -1175,9 +1173,11 @@ static void test_dense_bulk_lse(void) {
  * dense cases, last in the list (after the bulk cases: a fault cannot take the others with it). */
 static void test_dense_regs_shapes(void) { with_core(3, test_dense_shapes); }
 static void test_dense_regs_lse(void) { with_core(3, test_dense_lse); }
-/* The random sparse cases (top-k and PSA against the C reference) with one execution variant
- * set, then the default restored (`dflt`); a variant the context refuses fails the case. */
-static void sparse_random_with(kvc_tune_key key, int value, int dflt, const char *name) {
+/* A case (the random sparse cases: top-k and PSA against the C reference; or PSA's option
+ * cases) with one execution variant set, then the default restored (`dflt`); a variant the
+ * context refuses fails the case. */
+static void with_tune(kvc_tune_key key, int value, int dflt, const char *name,
+                      void (*test)(void)) {
   NEED_GPU();
   kv_error e = {0};
   if (kvc_tune_set(g_ctx, key, value, &e)) {
@@ -1185,39 +1185,38 @@ static void sparse_random_with(kvc_tune_key key, int value, int dflt, const char
     CHECK(0);
     return;
   }
-  test_sparse_random();
+  test();
   kvc_tune_set(g_ctx, key, dflt, &e);
 }
 /* v8: block scores with every KV head of a request in one CTA (KVC_TUNE_SCORE_HEADS = 1; all
  * three shapes of the random sparse cases qualify: Hkv 2 at D 64 and 128, Hkv 8 at D 128). */
 static void test_sparse_score_heads(void) {
-  sparse_random_with(KVC_TUNE_SCORE_HEADS, 1, 0, "KVC_TUNE_SCORE_HEADS");
+  with_tune(KVC_TUNE_SCORE_HEADS, 1, 0, "KVC_TUNE_SCORE_HEADS", test_sparse_random);
 }
 /* The v2-v8 block-score kernel (KVC_TUNE_SCORE_LOOP = 0), every method through it (by default the
  * other estimates and the small grids run it; Quest min/max and the mean at large grids run v9's
  * loop kernel: test_sparse_score_loop). */
 static void test_sparse_score_v2(void) {
-  sparse_random_with(KVC_TUNE_SCORE_LOOP, 0, 1, "KVC_TUNE_SCORE_LOOP");
+  with_tune(KVC_TUNE_SCORE_LOOP, 0, 1, "KVC_TUNE_SCORE_LOOP", test_sparse_random);
 }
 /* v9's loop kernel with 3 batches per CTA forced (KVC_TUNE_SCORE_LOOP = 2: the automatic choice
  * runs the v2 kernel on these small grids), so its software pipeline (next batch's metadata and
  * block-table entries in flight, the last batch partial, batches past a request's blocks) runs
  * on the random sparse cases. */
 static void test_sparse_score_loop(void) {
-  sparse_random_with(KVC_TUNE_SCORE_LOOP, 2, 1, "KVC_TUNE_SCORE_LOOP");
+  with_tune(KVC_TUNE_SCORE_LOOP, 2, 1, "KVC_TUNE_SCORE_LOOP", test_sparse_random);
 }
 /* Top-k's attention on tensor cores (KVC_TUNE_TOPK_CORE = 1) on the random sparse cases. */
 static void test_topk_mma_random(void) { with_core(1, test_sparse_random); }
 /* v11: PSA's items on tensor cores (KVC_TUNE_PSA_CORE = 1) on the random sparse cases and on
  * every option case (block sizes 16 and 32, head dims 64 and 128, fp16 and bf16, several
  * windows, speculation and rounds, host-synchronised against pipelined). */
-static void with_psa_core(void (*test)(void)) {
-  g_psa_core = 1;
-  test();
-  g_psa_core = 0;
+static void test_psa_mma_random(void) {
+  with_tune(KVC_TUNE_PSA_CORE, 1, 0, "KVC_TUNE_PSA_CORE", test_sparse_random);
 }
-static void test_psa_mma_random(void) { with_psa_core(test_sparse_random); }
-static void test_psa_mma_options(void) { with_psa_core(test_psa_options); }
+static void test_psa_mma_options(void) {
+  with_tune(KVC_TUNE_PSA_CORE, 1, 0, "KVC_TUNE_PSA_CORE", test_psa_options);
+}
 
 TEST_LIST = {
     TEST(test_dense_shapes),
