@@ -77,38 +77,45 @@ def num(path: Path, line: int, row: dict, col: str, lo: float) -> float:
     return v
 
 
+def csv_rows(path: Path, need: set[str]):
+    """(line number in the file, row) of a CSV whose '#' lines are provenance; the header must
+    have the columns in `need`."""
+    try:
+        with open(path, newline="") as f:
+            lines = [(n, text) for n, text in enumerate(f, start=1) if not text.startswith("#")]
+    except OSError as ex:
+        raise BadInput(f"{path}: {ex.strerror}") from None
+    r = csv.DictReader(text for _, text in lines)
+    missing = need - set(r.fieldnames or [])
+    if missing:
+        raise BadInput(f"{path}: the header has no column(s) {', '.join(sorted(missing))}")
+    for (n, _), row in zip(lines[1:], r):
+        yield n, row
+
+
 def read_points(path: Path) -> dict[tuple, dict]:
     """(model, kind, batch, context, tokens) -> graph_us, kernel_us, launches."""
     pts: dict[tuple, dict] = {}
-    try:
-        f = open(path, newline="")
-    except OSError as ex:
-        raise BadInput(f"{path}: {ex.strerror}") from None
-    with f:
-        r = csv.DictReader(line for line in f if not line.startswith("#"))
-        need = {"model", "batch", "context", "graph_us", "us_per_iter", "launches_per_iter"}
-        missing = need - set(r.fieldnames or [])
-        if missing:
-            raise BadInput(f"{path}: the header has no column(s) {', '.join(sorted(missing))}")
-        for i, row in enumerate(r, start=2):
-            kind = row.get("kind") or "decode"  # the first breakdowns had decode only
-            if kind not in ("decode", "prefill"):
-                raise BadInput(f"{path}:{i}: column 'kind': '{kind}' (decode or prefill)")
-            B = int(num(path, i, row, "batch", 1))
-            ctx = int(num(path, i, row, "context", 0))
-            tok = int(num(path, i, row, "tokens", 1)) if row.get("tokens") else 1
-            T = B if kind == "decode" else tok
-            key = (row["model"], kind, B, ctx, T)
-            g = num(path, i, row, "graph_us", 1e-9)
-            p = pts.setdefault(key, {"graph_us": g, "kernel_us": 0.0, "launches": 0.0})
-            if row.get("idle_est_us"):
-                p["idle_us"] = num(path, i, row, "idle_est_us", 0)
-                p["kernels"] = num(path, i, row, "kernels", 1)
-            if abs(p["graph_us"] - g) > 1e-6 * g:
-                raise BadInput(f"{path}:{i}: graph_us {g} differs from the point's first row "
-                               f"({p['graph_us']})")
-            p["kernel_us"] += num(path, i, row, "us_per_iter", 0)
-            p["launches"] += num(path, i, row, "launches_per_iter", 0)
+    need = {"model", "batch", "context", "graph_us", "us_per_iter", "launches_per_iter"}
+    for i, row in csv_rows(path, need):
+        kind = row.get("kind") or "decode"  # the first breakdowns had decode only
+        if kind not in ("decode", "prefill"):
+            raise BadInput(f"{path}:{i}: column 'kind': '{kind}' (decode or prefill)")
+        B = int(num(path, i, row, "batch", 1))
+        ctx = int(num(path, i, row, "context", 0))
+        tok = int(num(path, i, row, "tokens", 1)) if row.get("tokens") else 1
+        T = B if kind == "decode" else tok
+        key = (row["model"], kind, B, ctx, T)
+        g = num(path, i, row, "graph_us", 1e-9)
+        p = pts.setdefault(key, {"graph_us": g, "kernel_us": 0.0, "launches": 0.0})
+        if row.get("idle_est_us"):
+            p["idle_us"] = num(path, i, row, "idle_est_us", 0)
+            p["kernels"] = num(path, i, row, "kernels", 1)
+        if abs(p["graph_us"] - g) > 1e-6 * g:
+            raise BadInput(f"{path}:{i}: graph_us {g} differs from the point's first row "
+                           f"({p['graph_us']})")
+        p["kernel_us"] += num(path, i, row, "us_per_iter", 0)
+        p["launches"] += num(path, i, row, "launches_per_iter", 0)
     if not pts:
         raise BadInput(f"{path}: no rows")
     return pts
@@ -117,23 +124,14 @@ def read_points(path: Path) -> dict[tuple, dict]:
 def grid_points(path: Path) -> set[tuple]:
     """The validation grid's (model, kind, batch, context, tokens) points."""
     out = set()
-    try:
-        f = open(path, newline="")
-    except OSError as ex:
-        raise BadInput(f"{path}: {ex.strerror}") from None
-    with f:
-        r = csv.DictReader(line for line in f if not line.startswith("#"))
-        missing = {"model", "kind", "batch", "tokens", "context"} - set(r.fieldnames or [])
-        if missing:
-            raise BadInput(f"{path}: the header has no column(s) {', '.join(sorted(missing))}")
-        for i, row in enumerate(r, start=2):
-            kind = row["kind"]
-            if kind not in ("decode", "prefill"):
-                continue
-            B = int(num(path, i, row, "batch", 1))
-            ctx = int(num(path, i, row, "context", 0))
-            tok = int(num(path, i, row, "tokens", 1))
-            out.add((row["model"], kind, B, ctx, B if kind == "decode" else tok))
+    for i, row in csv_rows(path, {"model", "kind", "batch", "tokens", "context"}):
+        kind = row["kind"]
+        if kind not in ("decode", "prefill"):
+            continue
+        B = int(num(path, i, row, "batch", 1))
+        ctx = int(num(path, i, row, "context", 0))
+        tok = int(num(path, i, row, "tokens", 1))
+        out.add((row["model"], kind, B, ctx, B if kind == "decode" else tok))
     return out
 
 
