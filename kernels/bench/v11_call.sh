@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # v11_call.sh — one device call for the v11 questions (kernels/bench/NOTES.md, "The next device
 # call"): PSA items on tensor cores (tests, three sanitizers, kvbench psa rows) and the
-# pool-small-ldg8 bandwidth probe. Every stage under `timeout`; logs copied FLAT into $OUT (the
-# device tool leaves subfolders out). Usage: KVLAB_COMMIT=<sha> kernels/bench/v11_call.sh
+# pool-small-ldg8 bandwidth probe. Every stage under `timeout`; logs written to a work folder and
+# packed into ONE file, $OUT/v11.tar.gz (the device tool brings back at most 8 files and no
+# subfolders). Usage: KVLAB_COMMIT=<sha> kernels/bench/v11_call.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT="${OUT:-out/v11}"; mkdir -p "$OUT"
+FINAL="${OUT:-out/v11}"; mkdir -p "$FINAL"
+OUT="${TMPDIR:-/tmp}/kvlab-v11"; rm -rf "$OUT"; mkdir -p "$OUT"
+trap 'tar -czf "$FINAL/v11.tar.gz" -C "$OUT" .' EXIT
 export PATH="$PATH:/usr/local/cuda/bin"
 { echo "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
   echo "date: $(date -u +%FT%TZ)"; echo "commit: ${KVLAB_COMMIT:-unknown}"
