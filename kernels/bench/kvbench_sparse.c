@@ -242,25 +242,27 @@ void bench_psa(bench *B) {
       score_rows(B, &S, OP_PSA_PIPE, &m, "psa-0.95", needed[1],
                  sdpa_lookup(B, batches[bi], 32768, 1));
     }
-    for (int e = 0; e < 3; e++) { /* v11: PSA's items on tensor cores (KVC_TUNE_PSA_CORE 1) */
+    for (int e = 0; e < 3; e++) { /* PSA's items on CUDA cores (KVC_TUNE_PSA_CORE 0; the default
+                                     * is tensor cores since v11) */
       if (B->quick && e == 2) continue;
       attn_method m;
       attn_method_defaults(&m, ATTN_PSA);
       m.epsilon = eps[e];
       const double bytes = needed[e]; /* the blocks read are the same for either core */
       char name[64];
-      snprintf(name, sizeof name, "psa-%.2f mma", eps[e]);
-      (void)tune_row(B, &S, OP_PSA_PIPE, &m, KVC_TUNE_PSA_CORE, 1, name,
-                     "variant: PSA's items on tensor cores (KVC_TUNE_PSA_CORE 1)", bytes,
+      snprintf(name, sizeof name, "psa-%.2f fma", eps[e]);
+      (void)tune_row(B, &S, OP_PSA_PIPE, &m, KVC_TUNE_PSA_CORE, 0, name,
+                     "variant: PSA's items on CUDA cores (KVC_TUNE_PSA_CORE 0, v2-v10)", bytes,
                      sdpa_lookup(B, batches[bi], 32768, 1));
       if (e != 1) continue;
       /* one round, no speculation limit: every block fetched in one launch (the attend
-       * kernel's speed per byte, against the CUDA-core row `psa-0.95 w2 s0+1.00x r1 g50`) */
+       * kernel's speed per byte on CUDA cores, against the default's `psa-0.95 w2 s0+1.00x r1
+       * g50`) */
       kvc_psa_opts_defaults(&g_psa_opts);
       g_psa_opts.spec_iters = 0, g_psa_opts.rounds = 1;
       g_psa_opts_set = 1;
-      (void)tune_row(B, &S, OP_PSA_PIPE, &m, KVC_TUNE_PSA_CORE, 1, "psa-0.95 mma w2 s0+1.00x r1",
-                     "variant: PSA's items on tensor cores, one round (every block fetched)", bytes,
+      (void)tune_row(B, &S, OP_PSA_PIPE, &m, KVC_TUNE_PSA_CORE, 0, "psa-0.95 fma w2 s0+1.00x r1",
+                     "variant: PSA's items on CUDA cores, one round (every block fetched)", bytes,
                      sdpa_lookup(B, batches[bi], 32768, 1));
       g_psa_opts_set = 0;
     }

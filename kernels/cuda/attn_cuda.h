@@ -145,10 +145,12 @@ typedef enum kvc_tune_key {
                                   2 (for tests) the loop kernel always, 3 batches per CTA, so
                                   small cases exercise its pipeline. KVC_TUNE_SCORE_HEADS = 1
                                   runs the v8 shape whatever this is. Same scores either way */
-  KVC_TUNE_PSA_CORE,           /* PSA's attention items (v11): 0 (default) CUDA cores (fp32 FMA,
-                                  one warp per item); 1 tensor cores (kvc_attend_mma's step, a
-                                  3-deep cp.async ring per warp) for groups of at most 4 heads
-                                  and block sizes that are multiples of 16, else 0 runs */
+  KVC_TUNE_PSA_CORE,           /* PSA's attention items (v11): 1 (default since v11 was
+                                  measured 8-13% faster, 2026-12-03) tensor cores
+                                  (kvc_attend_mma's step, a 3-deep cp.async ring per warp) for
+                                  groups of at most 4 heads and block sizes that are multiples
+                                  of 16, else 0 runs; 0 CUDA cores (fp32 FMA, one warp per
+                                  item, v2-v10) */
   KVC_TUNE_N
 } kvc_tune_key;
 int kvc_tune_set(kvc_ctx *c, kvc_tune_key key, int value, kv_error *err);

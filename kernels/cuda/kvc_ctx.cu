@@ -40,7 +40,7 @@ extern "C" int kvc_ctx_init(kvc_ctx **out, int device, kv_error *err) {
   c->tune[KVC_TUNE_TOPK_CORE] = 0;
   c->tune[KVC_TUNE_SCORE_HEADS] = 0;
   c->tune[KVC_TUNE_SCORE_LOOP] = 1;
-  c->tune[KVC_TUNE_PSA_CORE] = 0;
+  c->tune[KVC_TUNE_PSA_CORE] = 1;
   KVC_CHECK_GO(err, rc, fail, cudaSetDevice(device));
   KVC_CHECK_GO(err, rc, fail, cudaGetDeviceProperties(&c->prop, device));
   KVC_CHECK_GO(err, rc, fail, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));

@@ -608,7 +608,7 @@ static void run_sparse_suite(batch_t *B, const char *label, sparse_tally *t) {
     const char **meths = g_tiny ? tiny : methods;
     const size_t n_meths = g_tiny ? sizeof tiny / sizeof *tiny : sizeof methods / sizeof *methods;
     const int pairs = B->n_req * B->s.n_kv_heads;
-    const int psa_mma = kvc_tune_get(g_ctx, KVC_TUNE_PSA_CORE) == 1; /* test_psa_mma_random */
+    const int psa_fma = kvc_tune_get(g_ctx, KVC_TUNE_PSA_CORE) == 0; /* test_psa_fma_random */
     int32_t *b1 = malloc((size_t)pairs * 4), *b2 = malloc((size_t)pairs * 4);
     float *e1 = malloc((size_t)B->n_req * B->s.n_heads * 4), *e2 = malloc((size_t)B->n_req * B->s.n_heads * 4);
     for (size_t k = 0; k < n_meths; k++) {
@@ -618,11 +618,11 @@ static void run_sparse_suite(batch_t *B, const char *label, sparse_tally *t) {
         continue;
       }
       if (g_mma && m.kind != ATTN_TOPK) continue; /* tensor-core cases: top-k only */
-      if (psa_mma && m.kind != ATTN_PSA) continue; /* PSA on tensor cores: PSA only */
+      if (psa_fma && m.kind != ATTN_PSA) continue; /* PSA on CUDA cores: PSA only */
       m.block_size = B->bs;
       char l2[256];
       snprintf(l2, sizeof l2, "%s %s%s", label, meths[k],
-               g_mma || psa_mma ? " [tensor cores]" : "");
+               g_mma ? " [tensor cores]" : psa_fma ? " [PSA on CUDA cores]" : "");
       kvc_psa_opts op;
       kvc_psa_opts_defaults(&op);
       check_sparse(B, metas, &m, &op, l2, t, b1, e1);
@@ -915,7 +915,7 @@ static void test_psa_options(void) {
   /* window (iterations per item), spec_iters, ctas_per_pair, spec_scale (%), rounds: speculation
    * far short of the stop (several rounds), past it, one round that covers everything */
   const int wins[4][5] = {{2, 0, 0, 100, 4}, {5, 4, 0, 30, 4}, {32, 0, 1, 100, 1}, {8, 2, 3, 10, 3}};
-  const int psa_mma = kvc_tune_get(g_ctx, KVC_TUNE_PSA_CORE) == 1; /* test_psa_mma_options */
+  const int psa_fma = kvc_tune_get(g_ctx, KVC_TUNE_PSA_CORE) == 0; /* test_psa_fma_options */
   sparse_tally t = {0, 0, 0};
   for (int si = 0; si < 2; si++) {
     for (int dt = 1; dt <= 2; dt++) {
@@ -955,7 +955,7 @@ static void test_psa_options(void) {
           kvc_psa_opts_defaults(&op);
           char l2[256];
           if (m.kind == ATTN_TOPK) {
-            if (psa_mma) continue; /* PSA on tensor cores: PSA only */
+            if (psa_fma) continue; /* PSA on CUDA cores: PSA only */
             snprintf(l2, sizeof l2, "%s %s", label, methods[k]);
             check_sparse(&B, metas, &m, &op, l2, &t, b1, e1);
             continue;
@@ -1208,14 +1208,15 @@ static void test_sparse_score_loop(void) {
 }
 /* Top-k's attention on tensor cores (KVC_TUNE_TOPK_CORE = 1) on the random sparse cases. */
 static void test_topk_mma_random(void) { with_core(1, test_sparse_random); }
-/* v11: PSA's items on tensor cores (KVC_TUNE_PSA_CORE = 1) on the random sparse cases and on
- * every option case (block sizes 16 and 32, head dims 64 and 128, fp16 and bf16, several
- * windows, speculation and rounds, host-synchronised against pipelined). */
-static void test_psa_mma_random(void) {
-  with_tune(KVC_TUNE_PSA_CORE, 1, 0, "KVC_TUNE_PSA_CORE", test_sparse_random);
+/* PSA's items on CUDA cores (KVC_TUNE_PSA_CORE = 0, the v2-v10 default; since v11 tensor cores
+ * are the default and run in test_sparse_random and test_psa_options) on the random sparse
+ * cases and on every option case (block sizes 16 and 32, head dims 64 and 128, fp16 and bf16,
+ * several windows, speculation and rounds, host-synchronised against pipelined). */
+static void test_psa_fma_random(void) {
+  with_tune(KVC_TUNE_PSA_CORE, 0, 1, "KVC_TUNE_PSA_CORE", test_sparse_random);
 }
-static void test_psa_mma_options(void) {
-  with_tune(KVC_TUNE_PSA_CORE, 1, 0, "KVC_TUNE_PSA_CORE", test_psa_options);
+static void test_psa_fma_options(void) {
+  with_tune(KVC_TUNE_PSA_CORE, 0, 1, "KVC_TUNE_PSA_CORE", test_psa_options);
 }
 
 TEST_LIST = {
@@ -1239,7 +1240,7 @@ TEST_LIST = {
     TEST(test_sparse_score_heads),
     TEST(test_sparse_score_v2),
     TEST(test_sparse_score_loop),
-    TEST(test_psa_mma_random),  /* v11, new: last, so that a fault cannot take the rest */
-    TEST(test_psa_mma_options),
+    TEST(test_psa_fma_random),
+    TEST(test_psa_fma_options),
     {0}};
 TEST_MAIN
