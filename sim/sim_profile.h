@@ -28,12 +28,13 @@
  *                                          short timings (a few ms after a pause, the SM at its
  *                                          boost clock); a loaded GPU runs at its power cap
  *                                          with a lower clock (docs/sim.md). Optional
- *   launch_gap.csv    model, tokens, gap_us   GPU idle time per layer between the kernels of a
- *                                          CUDA-graph replay of the framework's iteration
- *                                          (kvprof_gap.py over kvprof_breakdown.py runs at points
- *                                          outside the validation grid; other columns are
- *                                          information). Per-operator timings do not see it.
- *                                          Optional; the H200 profile has none (docs/sim.md)
+ *   launch_gap.csv    model, tokens, gap_us   time per layer a CUDA-graph replay of the
+ *                                          framework's iteration spends beyond its operators'
+ *                                          timings (mostly the GPU's idle time between dependent
+ *                                          kernels), >= 0, from kvprof_gap.py at points outside
+ *                                          the validation grid (the H200's: layer-count
+ *                                          regression, kvprof_layers.py; other columns are
+ *                                          information). Optional (docs/sim.md)
  * `us` is a median time in microseconds (> 0). Axis values (m, new, context, tokens, batch) are
  * >= 1, hist >= 0. Every table is a set of curves of time against its x axis (m, new,
  * context, tokens) at values of a second axis z (hist for prefill attention, batch for decode

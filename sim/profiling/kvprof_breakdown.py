@@ -17,8 +17,8 @@ replays timed by events without and with the profiler (`t0_us`, `t1_us`), the pr
 device span and idle time (`span_us`, `idle_us`: span minus the union of its kernels'
 intervals), its kernel count, and `idle_est_us` = idle_us minus the profiler's inflation
 t1_us - t0_us: the gaps between dependent kernels that per-operator timings do not see
-(kvprof_gap.py turns them into a launch_gap.csv; on the H200 the profiler perturbs them too
-much to install one: docs/sim.md). --prefill T,...: the same for transformers' prefill of T
+(kvprof_gap.py can turn them into a launch_gap.csv; on the H200 the profiler perturbs them too
+much, and the installed gaps come from kvprof_layers.py instead: docs/sim.md). --prefill T,...: the same for transformers' prefill of T
 tokens (batch 1, the validation's `prefill hf` rows; rows with context 0 and batch 1, `kind`
 prefill; prefill is 1-10% under the prediction, growing with T). Also prints the top kernels per point.
 GPU only; exit 2 without one.

@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""kvprof_gap.py - the GPU's idle time between a layer's kernels, for the profile's launch_gap.csv.
+"""kvprof_gap.py - the time per layer a graph replay spends beyond its operators, launch_gap.csv.
 
     python3 sim/profiling/kvprof_gap.py --out PROFILE/launch_gap.csv BREAKDOWN.csv [...]
-            [--models sim/data/models] [--source TEXT]
+            [--models sim/data/models] [--source TEXT] [--grid GRID.csv]
+    python3 sim/profiling/kvprof_gap.py --out PROFILE/launch_gap.csv
+            --layers LAYERS.csv --ops OPS.csv [--layers ... --ops ...] [...]
 
 Reads kvprof_breakdown.py's per-kernel CSVs (one iteration of transformers' decode or prefill
 replayed from a CUDA graph: the replay's time `graph_us` and, per kernel, its CUDA time and
 launches per iteration under torch.profiler) and writes one row per measured point:
 
     model, kind, batch, context, tokens, graph_us, kernel_us, launches, layers,
-    kernels_per_layer, gap_per_kernel_us, gap_us
+    kernels_per_layer, method, idle_us, gap_per_kernel_us, gap_us,
+    slope_us, pred_layer_us, residual_us (method layers only, below)
 
 The idle time of an iteration is the time the GPU spends between dependent kernels of a graph
 replay (the next kernel's launch and ramp-up), which a sum of per-operator timings does not see.
@@ -25,6 +28,18 @@ iteration's token count as the cost model sees it (decode: batch; prefill: token
 along which sim_profile.c interpolates it (sim_profile.h, launch_gap.csv). A negative
 difference (prefill: the profiler's kernel times, a separate replay, sum above the graph's own
 time) is recorded as 0 and counted in the summary.
+
+Method "layers" (--layers, --ops; since 2026-12-03 20:20 UTC, the one installed on the H200):
+kvprof_layers.py times the same graph iterations on models that differ only in their layer
+count, without a profiler; the least-squares slope of time against layer count is what one
+layer costs inside a replay. --ops is kvsim-predict's operator breakdown of the same points
+(`kvsim-predict --grid LAYERS-grid.csv --launch-gaps none --ops OPS.csv`): the cost model's own
+price of one layer (the sum of its layer_* columns). gap_us = max(0, slope - that price): the
+per-layer time the operator tables miss, idle time between dependent kernels and whatever else
+a layer spends that the per-operator timings do not see (a calibrated residual, not an idle
+time observed directly; `residual_us` keeps it unclamped: negative where the tables price a
+layer above its measured cost, which the gap does not correct). graph_us is the full model's
+time, kernel_us the cost model's price without gaps, idle_us = gap_us x layers.
 
 The points must not be the validation grid's (kvprof_validate.py's), or the gaps would be fitted
 to the rows that judge them: --grid GRID.csv refuses points the grid has. Two points of a
@@ -43,7 +58,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 COLS = ["model", "kind", "batch", "context", "tokens", "graph_us", "kernel_us", "launches",
-        "layers", "kernels_per_layer", "method", "idle_us", "gap_per_kernel_us", "gap_us"]
+        "layers", "kernels_per_layer", "method", "idle_us", "gap_per_kernel_us", "gap_us",
+        "slope_us", "pred_layer_us", "residual_us"]
 
 
 class BadInput(Exception):
@@ -121,6 +137,90 @@ def read_points(path: Path) -> dict[tuple, dict]:
     return pts
 
 
+def point_key(path: Path, i: int, row: dict) -> tuple:
+    """(model, kind, batch, context, tokens) of a row; tokens is the cost model's T (decode:
+    the batch; prefill: the row's tokens)."""
+    kind = row.get("kind", "")
+    if kind not in ("decode", "prefill"):
+        raise BadInput(f"{path}:{i}: column 'kind': '{kind}' (decode or prefill)")
+    B = int(num(path, i, row, "batch", 1))
+    ctx = int(num(path, i, row, "context", 0))
+    tok = int(num(path, i, row, "tokens", 1))
+    return (row["model"], kind, B, ctx, B if kind == "decode" else tok)
+
+
+def read_layers(path: Path) -> dict[tuple, dict[int, float]]:
+    """kvprof_layers.py's layers.csv: point -> {layer count: graph_us}."""
+    out: dict[tuple, dict[int, float]] = {}
+    for i, row in csv_rows(path, {"model", "kind", "batch", "tokens", "context", "layers",
+                                  "graph_us"}):
+        k = point_key(path, i, row)
+        n = int(num(path, i, row, "layers", 1))
+        per = out.setdefault(k, {})
+        if n in per:
+            raise BadInput(f"{path}:{i}: point {k} has a second row with {n} layers")
+        per[n] = num(path, i, row, "graph_us", 1e-9)
+    if not out:
+        raise BadInput(f"{path}: no rows")
+    return out
+
+
+def read_ops(path: Path) -> dict[tuple, tuple[float, int, float]]:
+    """kvsim-predict --ops: point -> (the price of one layer, the model's layers, the
+    iteration's predicted_us). The ops must be priced without gaps."""
+    out: dict[tuple, tuple[float, int, float]] = {}
+    rows = csv_rows(path, {"model", "kind", "batch", "tokens", "context", "layers",
+                           "predicted_us", "layer_launch_gap"})
+    for i, row in rows:
+        k = point_key(path, i, row)
+        if num(path, i, row, "layer_launch_gap", 0) != 0:
+            raise BadInput(f"{path}:{i}: priced with launch gaps (layer_launch_gap "
+                           f"{row['layer_launch_gap']}); run kvsim-predict --launch-gaps none")
+        layer = sum(num(path, i, row, c, 0) for c in row if c.startswith("layer_")
+                    and c != "layers")
+        out[k] = (layer, int(num(path, i, row, "layers", 1)), num(path, i, row,
+                                                                   "predicted_us", 1e-9))
+    if not out:
+        raise BadInput(f"{path}: no rows")
+    return out
+
+
+def slope_of(per: dict[int, float]) -> float:
+    """Least-squares slope of time against layer count (us per layer)."""
+    xs = sorted(per)
+    mx = sum(xs) / len(xs)
+    my = sum(per[x] for x in xs) / len(xs)
+    return sum((x - mx) * (per[x] - my) for x in xs) / sum((x - mx) ** 2 for x in xs)
+
+
+def layer_points(layers: list[Path], ops: list[Path], models: Path) -> dict[tuple, dict]:
+    """Method "layers": point -> the launch_gap.csv row's values."""
+    if len(layers) != len(ops):
+        raise BadInput(f"{len(layers)} --layers file(s) and {len(ops)} --ops file(s): give one "
+                       "--ops per --layers, in the same order")
+    pts: dict[tuple, dict] = {}
+    for lp, op in zip(layers, ops):
+        meas, pred = read_layers(lp), read_ops(op)
+        for k, per in meas.items():
+            if k not in pred:
+                raise BadInput(f"{op}: no prediction of {lp}'s point {k}")
+            if len(per) < 2:
+                raise BadInput(f"{lp}: point {k} has one layer count ({min(per)}); the slope "
+                               "needs two or more")
+            layer, L, predicted = pred[k]
+            if L != layers_of(models, k[0]):
+                raise BadInput(f"{op}: point {k} was priced with {L} layers; the model file "
+                               f"has {layers_of(models, k[0])}")
+            if L not in per:
+                raise BadInput(f"{lp}: point {k} has no time at the model's {L} layers")
+            sl = slope_of(per)
+            if k in pts:
+                raise BadInput(f"{lp}: point {k} is also in an earlier file")
+            pts[k] = {"graph_us": per[L], "kernel_us": predicted, "slope": sl, "pred": layer,
+                      "layers": L}
+    return pts
+
+
 def grid_points(path: Path) -> set[tuple]:
     """The validation grid's (model, kind, batch, context, tokens) points."""
     out = set()
@@ -137,16 +237,26 @@ def grid_points(path: Path) -> set[tuple]:
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("breakdowns", nargs="+", type=Path)
+    ap.add_argument("breakdowns", nargs="*", type=Path)
+    ap.add_argument("--layers", action="append", type=Path, default=[],
+                    help="kvprof_layers.py's layers.csv (method layers)")
+    ap.add_argument("--ops", action="append", type=Path, default=[],
+                    help="kvsim-predict --launch-gaps none --ops of the --layers file's grid")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--models", type=Path, default=ROOT / "sim" / "data" / "models")
     ap.add_argument("--grid", type=Path, help="the validation grid: its points are refused")
     ap.add_argument("--source", default="", help="provenance line (device, date, command)")
     a = ap.parse_args(argv)
+    if not a.breakdowns and not a.layers:
+        ap.error("give breakdown CSVs or --layers/--ops pairs")
     try:
         pts: dict[tuple, dict] = {}
-        for p in a.breakdowns:
-            for k, v in read_points(p).items():
+        sources = [(p, read_points(p)) for p in a.breakdowns]
+        if a.layers or a.ops:
+            sources.append((a.layers[0] if a.layers else a.ops[0],
+                            layer_points(a.layers, a.ops, a.models)))
+        for p, got in sources:
+            for k, v in got.items():
                 if k in pts:
                     raise BadInput(f"{p}: point {k} is also in an earlier file")
                 same_t = [q for q in pts if q[0] == k[0] and q[4] == k[4]]
@@ -162,6 +272,15 @@ def main(argv: list[str]) -> int:
         rows, clamped = [], 0
         for (model, kind, B, ctx, T), v in sorted(pts.items()):
             L = layers_of(a.models, model)
+            if "slope" in v:  # method layers
+                res = v["slope"] - v["pred"]
+                clamped += res < 0
+                gap = max(res, 0.0)
+                rows.append([model, kind, B, ctx, T, f"{v['graph_us']:.1f}",
+                             f"{v['kernel_us']:.1f}", "", L, "", "layers", f"{gap * L:.1f}", "",
+                             f"{gap:.3f}", f"{v['slope']:.2f}", f"{v['pred']:.2f}",
+                             f"{res:.2f}"])
+                continue
             if v["launches"] <= 0:
                 raise BadInput(f"point {model} {kind} B{B} L{ctx} T{T}: no kernel launches")
             if "idle_us" in v:
@@ -172,7 +291,7 @@ def main(argv: list[str]) -> int:
                 method, idle, n = "difference", max(d, 0.0), v["launches"]
             rows.append([model, kind, B, ctx, T, f"{v['graph_us']:.1f}", f"{v['kernel_us']:.1f}",
                          f"{n:g}", L, f"{n / L:.2f}", method, f"{idle:.1f}", f"{idle / n:.4f}",
-                         f"{idle / L:.3f}"])
+                         f"{idle / L:.3f}", "", "", ""])
     except BadInput as ex:
         print(f"kvprof_gap: {ex}", file=sys.stderr)
         return 1
@@ -184,17 +303,24 @@ def main(argv: list[str]) -> int:
         f.write("# format: kvlab-gpu-profile\n# step: launch_gap (kvprof_gap.py)\n")
         if a.source:
             f.write(f"# source: {a.source}\n")
-        f.write("# inputs: " + " ".join(str(p) for p in a.breakdowns) + "\n")
+        f.write("# inputs: " + " ".join([str(p) for p in a.breakdowns]
+                                        + [f"--layers {p}" for p in a.layers]
+                                        + [f"--ops {p}" for p in a.ops]) + "\n")
         w = csv.writer(f)
         w.writerow(COLS)
         w.writerows(rows)
     os.replace(tmp, a.out)
     for r in rows:
+        if r[10] == "layers":
+            print(f"{r[0]} {r[1]} B{r[2]} L{r[3]} T{r[4]}: {r[8]} layers {r[5]} us (predicted "
+                  f"{r[6]} us without gaps); slope {r[14]} us per layer, priced {r[15]}: gap "
+                  f"{r[13]} us per layer (residual {r[16]})")
+            continue
         print(f"{r[0]} {r[1]} B{r[2]} L{r[3]} T{r[4]}: graph {r[5]} us, kernels {r[6]} us, "
               f"{r[7]} launches; idle {r[11]} us ({r[10]}) -> {r[12]} us per kernel, {r[13]} us "
               f"per layer")
-    print(f"kvprof_gap: {a.out}: {len(rows)} points ({clamped} by difference with the kernels "
-          f"summing above the replay: gap 0)")
+    print(f"kvprof_gap: {a.out}: {len(rows)} points ({clamped} with a negative difference or "
+          f"residual: gap 0)")
     return 0
 
 

@@ -88,5 +88,53 @@ with tempfile.TemporaryDirectory() as d:
     rc, so, se = run("--out", out, "--models", models, bd1, dup)
     check(rc == 1 and "also in an earlier file" in se, f"duplicate point: {se}")
 
+    # method layers: decode B2 timed at 1, 2 and 4 layers (100 + 30 n, slope 30 us per layer),
+    # priced 10 + 12 = 22 us per layer -> gap 8; prefill 64 tokens at 2 and 4 layers (slope 50),
+    # priced 60 -> residual -10, gap 0
+    lay = put(d, "layers.csv", "# device: test\nmodel,kind,batch,tokens,context,layers,graph_us\n"
+              "m4,decode,2,1,2048,1,130\nm4,decode,2,1,2048,2,160\nm4,decode,2,1,2048,4,220\n"
+              "m4,prefill,1,64,0,2,300\nm4,prefill,1,64,0,4,400\n")
+    ohdr = ("model,kind,impl,mode,batch,tokens,context,read_buffer,measured_us,predicted_us,"
+            "layers,layer_q,layer_attn_decode,layer_launch_gap,head_lm_head\n")
+    ops = put(d, "ops.csv", ohdr + "m4,decode,hf,graph,2,1,2048,,220,190,4,10,12,0,102\n"
+              "m4,prefill,hf,graph,1,64,0,,400,340,4,50,10,0,100\n")
+    lout = os.path.join(d, "gap_layers.csv")
+    rc, so, se = run("--out", lout, "--models", models, "--layers", lay, "--ops", ops)
+    check(rc == 0, f"layers: exit {rc}: {se}")
+    if rc == 0:
+        by = {r["kind"]: r for r in csv.DictReader(
+            line for line in open(lout) if not line.startswith("#"))}
+        dec, pre = by.get("decode", {}), by.get("prefill", {})
+        check(dec.get("method") == "layers", f"layers decode row {dec}")
+        check(abs(float(dec.get("slope_us", "nan")) - 30.0) < 1e-9, "slope of 130/160/220 = 30")
+        check(abs(float(dec.get("gap_us", "nan")) - 8.0) < 1e-9, "gap 30 - (10 + 12) = 8")
+        check(abs(float(dec.get("idle_us", "nan")) - 32.0) < 1e-9, "8 us x 4 layers")
+        check(dec.get("graph_us") == "220.0", "graph_us: the model's own 4 layers")
+        check(abs(float(pre.get("residual_us", "nan")) + 10.0) < 1e-9, "residual 50 - 60")
+        check(float(pre.get("gap_us", "nan")) == 0.0, "a negative residual gives gap 0")
+    # the layers method's bad input
+    gapped = put(d, "gapped.csv", ohdr + "m4,decode,hf,graph,2,1,2048,,220,190,4,10,12,3,102\n")
+    rc, so, se = run("--out", lout, "--models", models, "--layers", lay, "--ops", gapped)
+    check(rc == 1 and "gapped.csv:2: priced with launch gaps" in se, f"gapped ops: {se}")
+    rc, so, se = run("--out", lout, "--models", models, "--layers", lay)
+    check(rc == 1 and "one --ops per --layers" in se, f"missing --ops: {se}")
+    one = put(d, "one.csv", "model,kind,batch,tokens,context,layers,graph_us\n"
+              "m4,decode,2,1,2048,4,220\n")
+    rc, so, se = run("--out", lout, "--models", models, "--layers", one, "--ops", ops)
+    check(rc == 1 and "one layer count" in se, f"one layer count: {se}")
+    three = put(d, "three.csv", ohdr.replace("m4", "m4") +
+                "m4,decode,hf,graph,2,1,2048,,220,190,3,10,12,0,102\n"
+                "m4,prefill,hf,graph,1,64,0,,400,340,4,50,10,0,100\n")
+    rc, so, se = run("--out", lout, "--models", models, "--layers", lay, "--ops", three)
+    check(rc == 1 and "priced with 3 layers" in se, f"layer count mismatch: {se}")
+    nopred = put(d, "nopred.csv", ohdr + "m4,decode,hf,graph,2,1,2048,,220,190,4,10,12,0,102\n")
+    rc, so, se = run("--out", lout, "--models", models, "--layers", lay, "--ops", nopred)
+    check(rc == 1 and "no prediction of" in se, f"point without a prediction: {se}")
+    dupl = put(d, "dupl.csv", "model,kind,batch,tokens,context,layers,graph_us\n"
+               "m4,decode,2,1,2048,4,220\nm4,decode,2,1,2048,4,221\n")
+    rc, so, se = run("--out", lout, "--models", models, "--layers", dupl, "--ops", ops)
+    check(rc == 1 and "dupl.csv:3: point" in se and "second row with 4 layers" in se,
+          f"duplicate layer count: {se}")
+
 print("test_kvprof_gap:", "FAILED" if failures else "ok")
 sys.exit(1 if failures else 0)
