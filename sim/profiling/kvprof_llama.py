@@ -468,6 +468,64 @@ class Preload:
     def _copy(self, i: int) -> None:
         self.it.hbuf[i][: self.hist].copy_(self.host[i], non_blocking=True)
 
+    def _issue(self, variant: str, r: int) -> None:
+        """The timed work on the current stream: the copies of layers outside the read buffer
+        on the copy stream (an event per layer), the prefill waiting for each (preload) or for
+        the last (sync), or no copies (resident). Capturable: the copy stream forks from the
+        current stream and every copy's event is waited on by a later layer."""
+        L, dev = self.L, self.dev
+        cur = torch.cuda.current_stream(dev)
+        ev: dict[int, torch.cuda.Event] = {}
+        first = {"preload": r, "sync": 0}.get(variant, L)
+        if first < L:
+            self.cs.wait_stream(cur)
+            with torch.cuda.stream(self.cs):
+                for i in range(first, L):
+                    self._copy(i)
+                    ev[i] = torch.cuda.Event()
+                    ev[i].record(self.cs)
+        if variant == "sync":
+            cur.wait_event(ev[L - 1])
+            self.it.step()
+        elif variant == "preload":
+            self.it.step(wait=lambda i: cur.wait_event(ev[i]) if i in ev else None)
+        else:
+            self.it.step()
+
+    def run_graph(self, variant: str, r: int, reps: int, warmup: int) -> dict:
+        """As run(), the timed work replayed from a CUDA graph (copies, events and the layer
+        loop captured together): the GPU's and the copy engine's time without the Python
+        host's launches, which the eager rows include (docs/sim.md: the host's speed moves
+        1.4-1.7x between calls). The read buffer is loaded before each replay, untimed."""
+        pl = self
+
+        class _Step:  # capture()'s iteration protocol
+            def reset(self) -> None:
+                pl.it.reset()
+
+            def step(self) -> None:
+                pl._issue(variant, r)
+
+        dev = self.dev
+        out = []
+        with torch.inference_mode():
+            g = capture(_Step(), dev)
+            for rep in range(warmup + reps):
+                if variant == "preload":
+                    for i in range(r):
+                        self._copy(i)
+                torch.cuda.synchronize(dev)
+                self.it.reset()
+                s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                s.record()
+                g.replay()
+                e.record()
+                e.synchronize()
+                if rep >= warmup:
+                    out.append(s.elapsed_time(e) * 1e3)
+            del g
+        return C.summarize(out, method="graph; copy stream")
+
     def run(self, variant: str, r: int, reps: int, warmup: int) -> dict:
         L, dev = self.L, self.dev
         out = []
@@ -489,23 +547,8 @@ class Preload:
                         self._copy(i)
                 torch.cuda.synchronize(dev)
                 s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                ev: dict[int, torch.cuda.Event] = {}
                 s.record(cur)
-                first = {"preload": r, "sync": 0}.get(variant, L)
-                if first < L:
-                    self.cs.wait_stream(cur)
-                    with torch.cuda.stream(self.cs):
-                        for i in range(first, L):
-                            self._copy(i)
-                            ev[i] = torch.cuda.Event()
-                            ev[i].record(self.cs)
-                if variant == "sync":
-                    cur.wait_event(ev[L - 1])
-                    self.it.step()
-                elif variant == "preload":
-                    self.it.step(wait=lambda i: cur.wait_event(ev[i]) if i in ev else None)
-                else:
-                    self.it.step()
+                self._issue(variant, r)
                 e.record(cur)
                 e.synchronize()
                 if rep >= warmup:
