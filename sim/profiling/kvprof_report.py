@@ -196,12 +196,14 @@ def markdown(head: list[str], rows: list[dict], groups: list[dict]) -> str:
     pre = [r for r in rows if r["kind"] in PRELOAD_KINDS]
     if pre:
         out.append("")
-        out.append("| pre-loading | read buffer (layers) | measured ms | predicted ms | error | "
-                   "roofline ms | roofline error |")
-        out.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        out.append("| pre-loading | mode | read buffer (layers) | measured ms | predicted ms | "
+                   "error | roofline ms | roofline error |")
+        out.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         order = {"resident": 0, "preload": 1, "sync": 2}
-        for r in sorted(pre, key=lambda r: (order[r["kind"]], int(r["read_buffer"] or 0))):
-            out.append(f"| {r['kind']} | {r['read_buffer']} | {r['measured_us'] / 1e3:.2f} | "
+        for r in sorted(pre, key=lambda r: (r.get("mode", ""), order[r["kind"]],
+                                            int(r["read_buffer"] or 0))):
+            out.append(f"| {r['kind']} | {r.get('mode', '')} | {r['read_buffer']} | "
+                       f"{r['measured_us'] / 1e3:.2f} | "
                        f"{r['predicted_us'] / 1e3:.2f} | "
                        f"{pct(rel(r['predicted_us'], r['measured_us']))} | "
                        f"{r['predicted_roofline_us'] / 1e3:.2f} | "
@@ -239,12 +241,13 @@ def markdown(head: list[str], rows: list[dict], groups: list[dict]) -> str:
     out.append("| --- | --- | --- |")
     for what, ok, detail in acceptance(rows, groups):
         out.append(f"| {what} | {'pass' if ok else 'FAIL'} | {detail} |")
-    graph = [r for r in rows if r.get("mode") == "graph" and r["kind"] not in PRELOAD_KINDS]
+    graph = [r for r in rows if r.get("mode") == "graph"]
     if graph:
         out.append("")
         out.append("The same criteria on the CUDA-graph rows alone (the GPU's time, which the "
-                   "simulator models; eager rows add the Python host's launch time). For "
-                   "information: the issue's grouping above pools both.")
+                   "simulator models; eager rows add the Python host's launch time; pre-loading "
+                   "where the grid has graph rows of it). For information: the issue's grouping "
+                   "above pools both.")
         out.append("")
         out.append("| graph rows only | verdict | measured |")
         out.append("| --- | --- | --- |")
