@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # device_run.sh - the GPU profile and the validation in one device call (docs/sim.md, "GPU profile").
 #
-#   bash sim/profiling/device_run.sh [--smoke] [--out DIR] [--only profile|validate]
+#   bash sim/profiling/device_run.sh [--smoke] [--out DIR] [--only profile|validate|layers]
 #
 # Runs, from the repository root, with python3 holding torch (and transformers for the
 # validation and the `host` stage):
@@ -9,11 +9,14 @@
 #                                                    hard limit  KVLAB_PROFILE_HARD_S (140 s)
 #   2. kvprof_validate.py  whole-iteration timings   soft budget KVLAB_VALIDATE_S (100 s),
 #                                                    hard limit  KVLAB_VALIDATE_HARD_S (130 s)
+#   3. kvprof_layers.py    time per layer by layer   soft budget KVLAB_LAYERS_S (90 s),
+#      count, outside the validation grid (for       hard limit  KVLAB_LAYERS_HARD_S (120 s)
+#      kvprof_install.py's launch_gap.csv)
 # A step that dies (timeout, crash, broken CUDA context) is restarted with --resume while its
 # hard limit lasts: finished stages are kept, the stage it died in is skipped. Outputs are
 # written row by row, so whatever was measured survives. Everything lands in ONE file,
-# DIR/profile-results.tar.gz (DIR = --out, else $OUT), holding profile/, validate/, logs/ and
-# summary.txt; the summary table is printed last.
+# DIR/profile-results.tar.gz (DIR = --out, else $OUT), holding profile/, validate/, layers/,
+# logs/ and summary.txt; the summary table is printed last.
 # KVLAB_COMMIT names the commit where the tree has no .git (recorded in every output);
 # KVLAB_PYTHON picks the interpreter (default python3); KVLAB_PIN_CPU=N pins each step to CPU N
 # (kvprof_common.pin_from_env; recorded as pinned_cpu in meta.ini). --smoke: CPU, tiny shapes, seconds.
@@ -82,6 +85,9 @@ if [ -z "$only" ] || [ "$only" = profile ]; then
 fi
 if [ -z "$only" ] || [ "$only" = validate ]; then
   run_step validate kvprof_validate.py "${KVLAB_VALIDATE_S:-100}" "${KVLAB_VALIDATE_HARD_S:-130}"
+fi
+if [ -z "$only" ] || [ "$only" = layers ]; then
+  run_step layers kvprof_layers.py "${KVLAB_LAYERS_S:-90}" "${KVLAB_LAYERS_HARD_S:-120}"
 fi
 timeout 60 "$py" "$here/kvprof_summary.py" "$work" >"$work/summary.txt" 2>&1 \
   || echo "(summary failed: see summary.txt)" >>"$work/summary.txt"

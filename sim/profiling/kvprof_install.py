@@ -6,13 +6,18 @@ the H200 hardware file, validation.csv, the error tables and the figure (standar
         [--hardware h200-141gb] [--predict build/bin/kvsim-predict] [--docs docs/sim.md]
     python3 sim/profiling/kvprof_install.py RESULTS --allow-smoke --dest /tmp/smoke-profile
 
-RESULTS is the tarball or a folder holding its contents (profile/, validate/, summary.txt).
+RESULTS is the tarball or a folder holding its contents (profile/, validate/, layers/,
+summary.txt).
 Writes, for a GPU run:
   sim/data/profiles/<device>/   meta.ini and the profile tables (sim_profile.h reads them),
                                 copy.csv, overlap.csv, ceilings.csv, grid.csv (the measured
                                 iterations), checks.csv, validate-meta.ini, stages.csv,
                                 device-summary.txt, validation.csv (kvsim-predict), errors.csv,
-                                report.md, sim-validation.png / .svg
+                                report.md, sim-validation.png / .svg; with the results' layers/
+                                step, layers/ (its timings and their prices) and launch_gap.csv
+                                (kvprof_gap.py --layers, priced by the new tables); without it
+                                an earlier launch_gap.csv is moved aside (.stale-<time>): its
+                                gaps are residuals against the tables it replaced
   sim/data/hardware/<hardware>.ini   measured: fp16_tflops (cuBLAS bf16 8192^3 on random data),
                                 hbm_gbs (device-to-device copy, read + write), hbm_gib (the
                                 device's memory as CUDA reports it), pcie_h2d_gbs, pcie_d2h_gbs
@@ -31,6 +36,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -174,6 +180,58 @@ def hardware_ini(prof: Path, name: str) -> str:
     return "\n".join(lines)
 
 
+def gaps(lay: Path, dest: Path, hw_path: Path, models: Path, predict: Path) -> int:
+    """The profile's launch_gap.csv from the results' layers/ step (kvprof_layers.py): the
+    layer-count timings priced by the NEW tables (kvsim-predict --launch-gaps none --ops) and
+    kvprof_gap.py --layers. The gaps are residuals against the tables they were computed with,
+    so an earlier launch_gap.csv never survives a new install: without a layers step (or when it
+    cannot be computed) it is moved aside to launch_gap.csv.stale-<UTC time>, and said so.
+    Returns 0, or 1 when the step's data could not be turned into gaps."""
+    gap = dest / "launch_gap.csv"
+
+    def aside(why: str) -> None:
+        if gap.exists():
+            stale = gap.with_name(f"launch_gap.csv.stale-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+            gap.rename(stale)
+            print(f"{gap}: moved to {stale.name} ({why}; its gaps priced the previous tables): "
+                  "predictions carry no launch gaps")
+
+    if not (lay / "layers.csv").exists() or not (lay / "layers-grid.csv").exists():
+        aside("the results have no layers step")
+        return 0
+    ld = dest / "layers"
+    ld.mkdir(exist_ok=True)
+    for f in ("layers.csv", "layers-grid.csv"):
+        shutil.copy2(lay / f, ld / f)
+    if not predict.exists():
+        aside(f"{predict} is not built")
+        return 1
+    r = subprocess.run([str(predict), "--grid", str(ld / "layers-grid.csv"), "--profile", str(dest),
+                        "--hardware", str(hw_path), "--models", str(models), "--launch-gaps",
+                        "none", "-o", str(ld / "layers-pred.csv"), "--ops",
+                        str(ld / "layers-ops.csv")], text=True, capture_output=True)
+    if r.returncode != 0:
+        print(r.stderr.strip(), file=sys.stderr)
+        aside("kvsim-predict failed on the layers grid")
+        return 1
+    src_line = "kvprof_layers.py (device_run.sh step layers), priced by this profile's tables"
+    cmd = [sys.executable, str(HERE / "kvprof_gap.py"), "--out", str(gap) + ".new", "--models",
+           str(models), "--source", src_line, "--layers", str(ld / "layers.csv"), "--ops",
+           str(ld / "layers-ops.csv")]
+    if (dest / "grid.csv").exists():
+        cmd += ["--grid", str(dest / "grid.csv")]
+    r = subprocess.run(cmd, text=True, capture_output=True)
+    print(r.stdout.strip())
+    if r.returncode != 0:
+        print(r.stderr.strip(), file=sys.stderr)
+        Path(str(gap) + ".new").unlink(missing_ok=True)
+        aside("kvprof_gap.py refused the layers data")
+        return 1
+    Path(str(gap) + ".new").replace(gap)
+    print(f"wrote {gap}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("results", type=Path, help="profile-results.tar.gz or its unpacked folder")
@@ -228,7 +286,7 @@ def main() -> int:
     hw_path = (dest / f"{hw_stem}.ini") if smoke else DATA / "hardware" / f"{hw_stem}.ini"
     hw_path.write_text(hardware_ini(dest, hw_stem))
     print(f"wrote {dest}/ and {hw_path}")
-    rc = 0
+    rc = gaps(src / "layers", dest, hw_path, models, a.predict)
     if not (val / "grid.csv").exists():
         print("no validation grid in the results: validation.csv not written")
     elif not a.predict.exists():
@@ -250,7 +308,7 @@ def main() -> int:
             (dest / "report.md").write_text(r.stdout)
             print(r.stdout)
             print(r.stderr.strip(), file=sys.stderr)
-            rc = r.returncode
+            rc = max(rc, r.returncode)
     if tmp:
         shutil.rmtree(tmp, ignore_errors=True)
     return rc

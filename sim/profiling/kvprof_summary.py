@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """kvprof_summary.py - the short table device_run.sh prints last (standard library only).
 
-    python3 sim/profiling/kvprof_summary.py WORK_DIR     (WORK_DIR holds profile/ and validate/)
+    python3 sim/profiling/kvprof_summary.py WORK_DIR     (WORK_DIR holds profile/, validate/, layers/)
 """
 from __future__ import annotations
 
@@ -87,6 +87,22 @@ def main() -> int:
         for k, t in seen.items():
             print(f"  {k[0].replace('llama-2-', ''):7s} {k[1]:8s} {k[2]:6s} {k[3]:>4s} {k[4]:>6s}"
                   f" {k[5]:>6s} {k[6]:>3s} {num(t.get('eager')):>10s} {num(t.get('graph')):>10s}")
+    lay = rows(w / "layers" / "layers.csv")
+    if lay:
+        print("time per layer (kvprof_layers: graph replays at L/4..L layers), us:")
+        per: dict[tuple, dict[int, float]] = {}
+        for r in lay:
+            k = (r["model"], r["kind"], r["batch"], r["tokens"], r["context"])
+            per.setdefault(k, {})[int(r["layers"])] = float(r["graph_us"])
+        for k, t in per.items():
+            xs = sorted(t)
+            if len(xs) < 2:
+                continue
+            mx = sum(xs) / len(xs)
+            my = sum(t[x] for x in xs) / len(xs)
+            sl = sum((x - mx) * (t[x] - my) for x in xs) / sum((x - mx) ** 2 for x in xs)
+            print(f"  {k[0].replace('llama-2-', ''):7s} {k[1]:8s} B{k[2]:>3s} tok {k[3]:>5s} ctx "
+                  f"{k[4]:>6s}: {sl:9.1f} per layer ({', '.join(str(x) for x in xs)} layers)")
     print("=" * 78)
     return 0
 
