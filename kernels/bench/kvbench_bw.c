@@ -133,6 +133,9 @@ void bench_bw(bench *B) {
        "32 blocks per CTA"},
       {"pool-small-ldg8", 8, "K and V pages (4 KB pieces) of 1/16 of the requests, as pool-ldg8: "
                              "the metadata's byte count", "64 blocks per CTA"},
+      {"pool-stride-ldg8", 9, "K and V pages (4 KB pieces) of every 16th block of every request: "
+                              "the metadata's byte count, CTA count and bytes per CTA",
+       "2 blocks per CTA at a 32-block stride (as pool-meta-ldg8's grid)"},
   };
   for (size_t i = 0; !dead && i < sizeof M / sizeof M[0]; i++) {
     kv_error e = {0};

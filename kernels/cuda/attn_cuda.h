@@ -351,7 +351,10 @@ int kvc_probe_read(kvc_ctx *c, const kvc_probe_cfg *cfg, size_t bytes, int reps,
  * head, taken from the K array as a stand-in: a bandwidth pattern, not the metadata's values);
  * mode 5 the metadata rows with 256 blocks per CTA, 6 the same with 16 loads per thread in
  * flight, 7 a page's rows of every KV head as one piece (v8's pattern), 8 mode 0 over 1/16 of
- * the requests (the metadata's byte count in K and V pages). *bytes = bytes read, *gbps = *bytes /
+ * the requests (the metadata's byte count in K and V pages), 9 the K and V pages of every 16th
+ * block of every request with mode 3's grid and bytes per CTA (CTA x reads blocks 32x and
+ * 32x + 1: four 4 KB pieces, the 16 KB that mode 3's CTA reads in 256 B rows). *bytes = bytes
+ * read, *gbps = *bytes /
  * median time, *xsum = XOR of the words read. */
 int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_kv *kv, const kvc_batch *b,
                         int reps, double *gbps, double *bytes, uint32_t *xsum, kv_error *err);

@@ -113,7 +113,8 @@ __global__ void __launch_bounds__(KVC_PROBE_THREADS) kvc__probe_bulk(const unsig
   kvc__xor_out(x, out);
 }
 
-/* Paged pool: CTA (x, pair) reads the K and V pages of blocks [x * bpc, (x + 1) * bpc) of pair =
+/* Paged pool: CTA (x, pair) reads the K and V pages of blocks [x * bstride, x * bstride + bpc)
+ * (bstride = bpc: every block) of pair =
  * (request, KV head): item 2i = K of block i, 2i + 1 = V, each page_bytes contiguous (one page of
  * one KV head; or kmin / kmax rows of one KV head, v10). BULK: one bulk copy per item into the
  * ring; else per-thread 16-byte loads, `group` items' words per step. */
@@ -121,13 +122,13 @@ template <bool BULK, bool PF = false, int UNR = 8>
 __global__ void __launch_bounds__(KVC_PROBE_THREADS)
     kvc__probe_pool(const unsigned char *__restrict__ kp, const unsigned char *__restrict__ vp,
                     const int32_t *__restrict__ bt, const int32_t *__restrict__ seq_len,
-                    int max_blocks, int Hkv, int bs, int page_bytes, int bpc, int stages,
-                    int group, int per_block, uint32_t *out) {
+                    int max_blocks, int Hkv, int bs, int page_bytes, int bpc, int bstride,
+                    int stages, int group, int per_block, uint32_t *out) {
   extern __shared__ __align__(128) unsigned char kvc__probe_dyn[];
   __shared__ __align__(8) uint64_t full[KVC_PROBE_MAX_STAGES];
   const int r = blockIdx.y / Hkv, kvh = blockIdx.y % Hkv;
   const int nb = (seq_len[r] + bs - 1) / bs;
-  const int b0 = blockIdx.x * bpc, b1 = min(nb, b0 + bpc);
+  const int b0 = blockIdx.x * bstride, b1 = min(nb, b0 + bpc);
   if (b0 >= b1) return; /* the whole CTA, before any barrier */
   const int n_items = per_block * (b1 - b0);
   const int32_t *bt_row = bt + (int64_t)r * max_blocks;
@@ -283,17 +284,19 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
     bool meta, inter; /* kmin / kmax rows as pages; one min|max piece per block and head (mode 4) */
     bool all_heads;   /* one piece per page holding every KV head's row (mode 7) */
     int group, bpc, req_div;
+    int bstride;      /* blocks between two CTAs' first blocks (0: bpc, every block read) */
   };
   static const pool_mode modes[] = {
-      {false, false, false, 8, 64, 1},   /* 0 K and V pages, per-thread loads */
-      {false, false, false, 8, 64, 1},   /* 1 the same by bulk copies */
-      {false, false, false, 8, 64, 1},   /* 2 per-thread loads with the L2::256B hint */
-      {true, false, false, 64, 32, 1},   /* 3 the metadata rows */
-      {false, true, false, 32, 32, 1},   /* 4 their bytes as interleaved 512 B pieces */
-      {true, false, false, 64, 256, 1},  /* 5 the metadata, 256 blocks per CTA */
-      {true, false, false, 128, 256, 1}, /* 6 the same, 16 loads per thread in flight */
-      {true, false, true, 8, 32, 1},     /* 7 a page's rows of every KV head as one piece */
-      {false, false, false, 8, 64, 16},  /* 8 K and V pages of 1/16 of the requests */
+      {false, false, false, 8, 64, 1, 0},   /* 0 K and V pages, per-thread loads */
+      {false, false, false, 8, 64, 1, 0},   /* 1 the same by bulk copies */
+      {false, false, false, 8, 64, 1, 0},   /* 2 per-thread loads with the L2::256B hint */
+      {true, false, false, 64, 32, 1, 0},   /* 3 the metadata rows */
+      {false, true, false, 32, 32, 1, 0},   /* 4 their bytes as interleaved 512 B pieces */
+      {true, false, false, 64, 256, 1, 0},  /* 5 the metadata, 256 blocks per CTA */
+      {true, false, false, 128, 256, 1, 0}, /* 6 the same, 16 loads per thread in flight */
+      {true, false, true, 8, 32, 1, 0},     /* 7 a page's rows of every KV head as one piece */
+      {false, false, false, 8, 64, 16, 0},  /* 8 K and V pages of 1/16 of the requests */
+      {false, false, false, 4, 2, 1, 32},   /* 9 K and V of every 16th block, mode 3's grid */
   };
   static_assert(sizeof modes / sizeof modes[0] == KVC_PROBE_POOL_MODES, "one row per mode");
   const pool_mode &md = modes[mode];
@@ -315,13 +318,15 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
   if (page_bytes % 16) return kv_error_set(err, KV_ENOTSUP, "probe: page of %d bytes", page_bytes);
   int max_nb = 0;
   double tot = 0;
+  const int group = md.group, bpc = md.bpc, bstride = md.bstride ? md.bstride : bpc;
   for (int r = 0; r < n_req; r++) {
     const int nb = (b->h_seq_len[r] + kv->block_size - 1) / kv->block_size;
     max_nb = std::max(max_nb, nb);
-    tot += (double)per_block * nb * hkv * page_bytes;
+    int read = 0; /* blocks read: [x * bstride, x * bstride + bpc) clipped to nb, every x */
+    for (int b0 = 0; b0 < nb; b0 += bstride) read += std::min(bpc, nb - b0);
+    tot += (double)per_block * read * hkv * page_bytes;
   }
-  const int group = md.group, bpc = md.bpc;
-  const dim3 grid((max_nb + bpc - 1) / bpc, n_req * hkv);
+  const dim3 grid((max_nb + bstride - 1) / bstride, n_req * hkv);
   const size_t dyn = mode == 1 ? (size_t)stages * page_bytes : 0;
   uint32_t *d_x = NULL;
   double ms = 0;
@@ -337,8 +342,8 @@ extern "C" int kvc_probe_read_pool(kvc_ctx *c, int mode, int stages, const kvc_k
                              : kvc__probe_pool<false>;
     kern<<<grid, KVC_PROBE_THREADS, dyn, c->stream>>>(kp, vp, b->block_table, b->seq_len,
                                                       b->max_blocks, hkv, kv->block_size,
-                                                      page_bytes, bpc, stages, group, per_block,
-                                                      d_x);
+                                                      page_bytes, bpc, bstride, stages, group,
+                                                      per_block, d_x);
   }, &ms, xsum, err);
   if (!rc) {
     *bytes = tot;

@@ -47,7 +47,7 @@ KVC_RING_FN int64_t kvc_pool_item_off(const int32_t *bt_row, int b0, int k, int 
 /* v6: arguments of kvc_probe_read_pool: 0 when valid. mode 0 (per-thread loads) has no ring, so
  * `stages` is ignored (v5 checked it for every mode, and kvbench's `pool-ldg8` passes 0: that
  * row failed with "probe: stages" on the H200 and left the bulk rows without a reference). */
-#define KVC_PROBE_POOL_MODES 9 /* kvc_probe_read_pool's modes 0..8 */
+#define KVC_PROBE_POOL_MODES 10 /* kvc_probe_read_pool's modes 0..9 */
 KVC_RING_FN int kvc_probe_pool_args_ok(int mode, int stages, int max_stages) {
   if (mode < 0 || mode >= KVC_PROBE_POOL_MODES) return 0; /* the modes: attn_cuda.h */
   return mode != 1 || (stages >= 1 && stages <= max_stages);

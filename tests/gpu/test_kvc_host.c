@@ -470,8 +470,9 @@ static void test_pool_probe_model(void) {
   CHECK(kvc_probe_pool_args_ok(6, 0, 16));  /* v10: and 16 loads per thread in flight */
   CHECK(kvc_probe_pool_args_ok(7, 0, 16));  /* v10: a page's rows of every head as one piece */
   CHECK(kvc_probe_pool_args_ok(8, 0, 16));  /* v10: K/V pages of 1/16 of the requests */
+  CHECK(kvc_probe_pool_args_ok(9, 0, 16));  /* K/V pages at a 1/16 block stride, metadata's grid */
+  CHECK(kvc_probe_pool_args_ok(9, 4, 16));  /* stages: mode 1 only */
   CHECK(!kvc_probe_pool_args_ok(10, 0, 16));
-  CHECK(!kvc_probe_pool_args_ok(9, 4, 16));
   CHECK(!kvc_probe_pool_args_ok(-1, 0, 16));
   /* v8: the heads-per-CTA score kernel runs where a CTA's row groups cover the KV heads evenly */
   CHECK(kvc_score_heads_ok(1, 8, 8));   /* D 128 (8 row groups), Hkv 8 */
