@@ -185,12 +185,15 @@ def read_ops(path: Path) -> dict[tuple, tuple[float, int, float]]:
     return out
 
 
-def slope_of(per: dict[int, float]) -> float:
-    """Least-squares slope of time against layer count (us per layer)."""
+def line_fit(per: dict[int, float]) -> tuple[float, float]:
+    """Least-squares (slope, intercept) of time against layer count: us per layer, and the
+    iteration's time outside the layers. Needs two layer counts or more (kvprof_layers.py and
+    kvprof_summary.py use it too)."""
     xs = sorted(per)
     mx = sum(xs) / len(xs)
     my = sum(per[x] for x in xs) / len(xs)
-    return sum((x - mx) * (per[x] - my) for x in xs) / sum((x - mx) ** 2 for x in xs)
+    sl = sum((x - mx) * (per[x] - my) for x in xs) / sum((x - mx) ** 2 for x in xs)
+    return sl, my - sl * mx
 
 
 def layer_points(layers: list[Path], ops: list[Path], models: Path) -> dict[tuple, dict]:
@@ -213,7 +216,7 @@ def layer_points(layers: list[Path], ops: list[Path], models: Path) -> dict[tupl
                                f"has {layers_of(models, k[0])}")
             if L not in per:
                 raise BadInput(f"{lp}: point {k} has no time at the model's {L} layers")
-            sl = slope_of(per)
+            sl = line_fit(per)[0]
             if k in pts:
                 raise BadInput(f"{lp}: point {k} is also in an earlier file")
             pts[k] = {"graph_us": per[L], "kernel_us": predicted, "slope": sl, "pred": layer,

@@ -43,21 +43,11 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kvprof_common as C  # noqa: E402
 import kvprof_llama as LL  # noqa: E402
 from kvprof_breakdown import parse_count, parse_point  # noqa: E402
-
-
-def slope(per: dict[int, float]) -> tuple[float, float]:
-    """Least-squares (slope, intercept) of time against layer count."""
-    xs = sorted(per)
-    ys = [per[n] for n in xs]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    sl = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-    return sl, my - sl * mx
+from kvprof_gap import line_fit  # noqa: E402
 
 
 def main() -> int:
@@ -154,7 +144,7 @@ def main() -> int:
                              f"{statistics.median(per[full[stem]]):.1f}"])
             if len(per) >= 2:
                 ys = {n: statistics.median(v) for n, v in per.items()}
-                sl, ic = slope(ys)
+                sl, ic = line_fit(ys)
                 print(f"{stem} {kind} B{B} X{X}: " + ", ".join(
                     f"{n} layers {ys[n]:.0f} us" for n in sorted(ys))
                     + f"; slope {sl:.1f} us per layer, intercept {ic:.0f} us", flush=True)

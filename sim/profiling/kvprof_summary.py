@@ -10,6 +10,9 @@ import csv
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kvprof_gap import line_fit  # noqa: E402
+
 
 def rows(path: Path) -> list[dict]:
     if not path.exists():
@@ -98,9 +101,7 @@ def main() -> int:
             xs = sorted(t)
             if len(xs) < 2:
                 continue
-            mx = sum(xs) / len(xs)
-            my = sum(t[x] for x in xs) / len(xs)
-            sl = sum((x - mx) * (t[x] - my) for x in xs) / sum((x - mx) ** 2 for x in xs)
+            sl = line_fit(t)[0]
             print(f"  {k[0].replace('llama-2-', ''):7s} {k[1]:8s} B{k[2]:>3s} tok {k[3]:>5s} ctx "
                   f"{k[4]:>6s}: {sl:9.1f} per layer ({', '.join(str(x) for x in xs)} layers)")
     print("=" * 78)

@@ -204,8 +204,8 @@ def stage_preload(run: C.Run, a) -> str:
     reps = 9 if not a.smoke else 2
     L = pl.L
     done = 0
-    # each variant eager (the Python host launching, as the ablation ran before 2026-12-03
-    # 20:50 UTC) and, on a GPU, replayed from a CUDA graph (GPU and copy engine alone)
+    # each variant eager (the Python host launching, as the ablation ran before commit 9397e7d)
+    # and, on a GPU, replayed from a CUDA graph (GPU and copy engine alone)
     modes = ["eager", "graph"] if dev.type == "cuda" else ["eager"]
     failed = []
 

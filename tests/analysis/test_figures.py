@@ -17,14 +17,9 @@ MAKE = os.path.join(SRC, "paper-figures", "make-figures.sh")
 if shutil.which("gnuplot") is None:
     print("test_figures: gnuplot not found; skipped")
     sys.exit(77)
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    if not cond:
-        failures += 1
-        print(f"FAIL: {what}", file=sys.stderr)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import kvtest  # noqa: E402
+from kvtest import check  # noqa: E402
 
 
 def needs(gp):
@@ -139,8 +134,7 @@ p = subprocess.run(["bash", MAKE, os.path.join(tmp, "nosuch"), out], capture_out
                    text=True)
 check(p.returncode == 2 and "nosuch" in p.stderr, f"a missing TIDY_DIR is named: {p.stderr}")
 
-if failures:
-    print(f"test_figures: {failures} failure(s); files under {tmp}", file=sys.stderr)
-    sys.exit(1)
+if kvtest.failures:
+    kvtest.finish("test_figures", f"; files under {tmp}")
 shutil.rmtree(tmp)
 print(f"test_figures: all checks passed ({len(drawn)} drawn, {len(skipped)} skipped)")

@@ -3,7 +3,6 @@
 expected outputs are computed by hand here. usage: test_series.py SRC_DIR"""
 import math
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -11,19 +10,9 @@ SRC = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
                       os.path.join(os.path.dirname(__file__), "..", ".."))
 SERIES = os.path.join(SRC, "analysis", "series.py")
 CLAIMS = os.path.join(SRC, "analysis", "claim_points.py")
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    if not cond:
-        failures += 1
-        print(f"FAIL: {what}", file=sys.stderr)
-
-
-def run(script, *args):
-    p = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
-    return p.returncode, p.stdout, p.stderr
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import kvtest  # noqa: E402
+from kvtest import check, run  # noqa: E402
 
 
 def blocks(text):
@@ -157,7 +146,4 @@ rc, out, err = run(SERIES, table, "--x", "seed", "--y", "y", "--where", "mode=c"
 check(rc != 0 and "directory" in err, f"-o naming a directory is refused: {rc} {err}")
 check(not [n for n in os.listdir(tmp) if ".tmp" in n], "no temporary file left")
 
-if failures:
-    print(f"test_series: {failures} failure(s)", file=sys.stderr)
-    sys.exit(1)
-print("test_series: all checks passed")
+kvtest.finish("test_series")

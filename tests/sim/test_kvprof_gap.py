@@ -4,26 +4,19 @@ whose expected gaps are computed by hand here; the result is loaded by the C loa
 test_profile.c's format (model, tokens, gap_us). usage: test_kvprof_gap.py SRC_DIR"""
 import csv
 import os
-import subprocess
 import sys
 import tempfile
 
 SRC = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
                       os.path.join(os.path.dirname(__file__), "..", ".."))
 GAP = os.path.join(SRC, "sim", "profiling", "kvprof_gap.py")
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    if not cond:
-        failures += 1
-        print(f"FAIL: {what}", file=sys.stderr)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import kvtest  # noqa: E402
+from kvtest import check  # noqa: E402
 
 
 def run(*args):
-    p = subprocess.run([sys.executable, GAP, *args], capture_output=True, text=True)
-    return p.returncode, p.stdout, p.stderr
+    return kvtest.run(GAP, *args)
 
 
 def put(d, name, text):
@@ -136,5 +129,4 @@ with tempfile.TemporaryDirectory() as d:
     check(rc == 1 and "dupl.csv:3: point" in se and "second row with 4 layers" in se,
           f"duplicate layer count: {se}")
 
-print("test_kvprof_gap:", "FAILED" if failures else "ok")
-sys.exit(1 if failures else 0)
+kvtest.finish("test_kvprof_gap")

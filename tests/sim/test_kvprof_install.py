@@ -11,7 +11,6 @@ usage: test_kvprof_install.py SRC_DIR KVSIM_PREDICT"""
 import csv
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -23,14 +22,9 @@ PROF = os.path.join(SRC, "sim", "data", "profiles", "h200")
 LAYERS = os.path.join(PROF, "diagnostics", "layers-2020")
 TABLES = ["gemm.csv", "attn_prefill.csv", "attn_decode.csv", "elementwise.csv", "host.csv",
           "copy.csv", "overlap.csv", "ceilings.csv", "sustain.csv"]
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    if not cond:
-        failures += 1
-        print(f"FAIL: {what}", file=sys.stderr)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import kvtest  # noqa: E402
+from kvtest import check  # noqa: E402
 
 
 def rows(path):
@@ -59,9 +53,7 @@ def results(d, with_layers):
 
 
 def install(res, dest):
-    p = subprocess.run([sys.executable, INSTALL, res, "--allow-smoke", "--dest", dest,
-                        "--predict", PREDICT], capture_output=True, text=True)
-    return p.returncode, p.stdout, p.stderr
+    return kvtest.run(INSTALL, res, "--allow-smoke", "--dest", dest, "--predict", PREDICT)
 
 
 if not os.path.exists(os.path.join(LAYERS, "llama-2-7b-layers.csv")) or not os.path.exists(PREDICT):
@@ -115,5 +107,4 @@ with tempfile.TemporaryDirectory() as d:
                   f"{key}: gap {g['gap_us']} vs max(0, {slope:.3f} - {price:.3f})")
             check(g["method"] == "layers", f"{key}: method {g['method']}")
 
-print("test_kvprof_install:", "FAILED" if failures else "ok")
-sys.exit(1 if failures else 0)
+kvtest.finish("test_kvprof_install")
