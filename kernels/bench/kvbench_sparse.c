@@ -184,9 +184,9 @@ static double bench_psa_one(bench *B, setup *S, const char *dt, int len, double 
  * more speculation, one round. "tune" rows; the psa rows above use the defaults. */
 static void bench_psa_variants(bench *B, setup *S, double eps) {
   /* window, spec_iters, spec_scale x 100, rounds, grow_pct */
-  const int var[7][5] = {{1, 2, 100, 4, 50}, {4, 2, 100, 4, 50}, {8, 2, 100, 4, 50},
-                         {2, 2, 60, 4, 50},  {2, 2, 80, 6, 30},  {2, 8, 125, 4, 50},
-                         {2, 0, 100, 1, 50}};
+  const int var[7][5] = {{1, 2, 100, 4, 50}, {2, 2, 100, 4, 50}, {8, 2, 100, 4, 50},
+                         {4, 2, 60, 4, 50},  {4, 2, 80, 6, 30},  {4, 8, 125, 4, 50},
+                         {4, 0, 100, 1, 50}};
   attn_method m;
   attn_method_defaults(&m, ATTN_PSA);
   m.epsilon = eps;
@@ -256,12 +256,12 @@ void bench_psa(bench *B) {
                      sdpa_lookup(B, batches[bi], 32768, 1));
       if (e != 1) continue;
       /* one round, no speculation limit: every block fetched in one launch (the attend
-       * kernel's speed per byte on CUDA cores, against the default's `psa-0.95 w2 s0+1.00x r1
+       * kernel's speed per byte on CUDA cores, against the default's `psa-0.95 w4 s0+1.00x r1
        * g50`) */
       kvc_psa_opts_defaults(&g_psa_opts);
       g_psa_opts.spec_iters = 0, g_psa_opts.rounds = 1;
       g_psa_opts_set = 1;
-      (void)tune_row(B, &S, OP_PSA_PIPE, &m, KVC_TUNE_PSA_CORE, 0, "psa-0.95 fma w2 s0+1.00x r1",
+      (void)tune_row(B, &S, OP_PSA_PIPE, &m, KVC_TUNE_PSA_CORE, 0, "psa-0.95 fma w4 s0+1.00x r1",
                      "variant: PSA's items on CUDA cores, one round (every block fetched)", bytes,
                      sdpa_lookup(B, batches[bi], 32768, 1));
       g_psa_opts_set = 0;

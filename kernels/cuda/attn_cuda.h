@@ -255,7 +255,7 @@ typedef struct kvc_psa_opts {
   int ctas_per_pair;   /* persistent CTAs = ctas_per_pair x pairs; 0 = the CTAs the GPU holds at
                           once (default) */
   int window;          /* iterations per work item (one warp computes them in order, writing the
-                          state after each); >= 1, default 2; capped so that an item's blocks fit
+                          state after each); >= 1, default 4; capped so that an item's blocks fit
                           KVC_MAX_SPLIT_BLOCKS. Host-synchronised mode: 1 */
   int spec_iters;      /* pipelined: iterations fetched in the first round beyond
                           spec_scale x the metadata's estimate of the stop; >= 0, default 2 */

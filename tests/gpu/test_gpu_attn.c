@@ -914,8 +914,8 @@ static void test_psa_options(void) {
                            "psa:0.95:cap=300:sink=2", "topk:256", "topk:2048:sum"};
   /* window (iterations per item), spec_iters, ctas_per_pair, spec_scale (%), rounds: speculation
    * far short of the stop (several rounds), past it, one round that covers everything; the last
-   * row is the defaults with 4 iterations per item (measured 4-7% faster on tensor cores than
-   * the default 2, kernels/bench/NOTES.md: run also at tiny sizes, for racecheck) */
+   * row is the defaults (4 iterations per item since 2026-12-03; run also at tiny sizes, for
+   * racecheck) */
   const int wins[5][5] = {{2, 0, 0, 100, 4}, {5, 4, 0, 30, 4}, {32, 0, 1, 100, 1}, {8, 2, 3, 10, 3},
                           {4, 2, 0, 100, 4}};
   const int n_wins = (int)(sizeof wins / sizeof *wins);
