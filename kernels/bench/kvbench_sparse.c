@@ -266,6 +266,15 @@ void bench_psa(bench *B) {
                      sdpa_lookup(B, batches[bi], 32768, 1));
       g_psa_opts_set = 0;
     }
+    { /* v12: the rank kernel compiled for two CTAs per SM (64 registers; at B32 its 256 CTAs
+       * then fit one wave) */
+      attn_method m;
+      attn_method_defaults(&m, ATTN_PSA);
+      m.epsilon = 0.95;
+      (void)tune_row(B, &S, OP_PSA_PIPE, &m, KVC_TUNE_PSA_RANK_CTAS, 2, "psa-0.95 rank2",
+                     "variant: PSA's rank kernel at two CTAs per SM (KVC_TUNE_PSA_RANK_CTAS 2)",
+                     needed[1], sdpa_lookup(B, batches[bi], 32768, 1));
+    }
     setup_free(B, &S);
     free(ls);
   }

@@ -151,6 +151,12 @@ typedef enum kvc_tune_key {
                                   groups of at most 4 heads and block sizes that are multiples
                                   of 16, else 0 runs; 0 CUDA cores (fp32 FMA, one warp per
                                   item, v2-v10) */
+  KVC_TUNE_PSA_RANK_CTAS,      /* PSA's rank kernel (one CTA of 512 threads per pair; contexts of
+                                  up to 4,096 blocks): resident CTAs per SM it is compiled for.
+                                  1 (default) no register cap (84 registers at 4 items per
+                                  thread: one CTA per SM, so B32's 256 pairs take two waves);
+                                  2 (v12) at most 64 registers, two CTAs per SM. The same code
+                                  and order either way */
   KVC_TUNE_N
 } kvc_tune_key;
 int kvc_tune_set(kvc_ctx *c, kvc_tune_key key, int value, kv_error *err);

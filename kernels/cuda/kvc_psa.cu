@@ -338,9 +338,10 @@ __device__ void kvc__rank_prep(const kvc__psa_params &p, int pair, int nb,
   }
 }
 
-/* Fused: keys, order (block sort), prep. One CTA per pair, nb <= KVC_RANK_THREADS x ITEMS. */
-template <int ITEMS>
-__global__ void __launch_bounds__(KVC_RANK_THREADS) kvc__psa_rank_kernel(kvc__psa_params p) {
+/* Fused: keys, order (block sort), prep. One CTA per pair, nb <= KVC_RANK_THREADS x ITEMS.
+ * MINB: resident CTAs per SM the register allocation must allow (KVC_TUNE_PSA_RANK_CTAS). */
+template <int ITEMS, int MINB>
+__global__ void __launch_bounds__(KVC_RANK_THREADS, MINB) kvc__psa_rank_kernel(kvc__psa_params p) {
   typedef typename kvc__rank_smem<ITEMS>::Sort Sort;
   __shared__ kvc__rank_smem<ITEMS> sm;
   const int pair = blockIdx.x;
@@ -409,6 +410,31 @@ __global__ void __launch_bounds__(KVC_RANK_THREADS) kvc__psa_prep_kernel(kvc__ps
   __shared__ kvc__rank_smem<1> sm;
   const int pair = blockIdx.x;
   kvc__rank_prep<1>(p, pair, (int)kvc_n_blocks(p.seq_len[pair / p.Hkv], p.bs), sm);
+}
+
+/* The fused rank kernel for contexts of up to KVC_PSA_SORT_MAX blocks: items per thread from the
+ * longest context, register budget from KVC_TUNE_PSA_RANK_CTAS. */
+template <int MINB>
+static void kvc__psa_rank_go(cudaStream_t st, int max_nb, int pairs, const kvc__psa_params &p) {
+  if (max_nb <= 512) {
+    kvc__psa_rank_kernel<1, MINB><<<pairs, KVC_RANK_THREADS, 0, st>>>(p);
+  } else if (max_nb <= 1024) {
+    kvc__psa_rank_kernel<2, MINB><<<pairs, KVC_RANK_THREADS, 0, st>>>(p);
+  } else if (max_nb <= 2048) {
+    kvc__psa_rank_kernel<4, MINB><<<pairs, KVC_RANK_THREADS, 0, st>>>(p);
+  } else {
+    kvc__psa_rank_kernel<8, MINB><<<pairs, KVC_RANK_THREADS, 0, st>>>(p);
+  }
+}
+static int kvc__psa_rank_launch(kvc_ctx *c, int max_nb, int pairs, const kvc__psa_params &p,
+                                kv_error *err) {
+  if (c->tune[KVC_TUNE_PSA_RANK_CTAS] == 2) {
+    kvc__psa_rank_go<2>(c->stream, max_nb, pairs, p);
+  } else {
+    kvc__psa_rank_go<1>(c->stream, max_nb, pairs, p);
+  }
+  KVC_CHECK(err, cudaGetLastError());
+  return 0;
 }
 
 /* ---- 3. the rounds ------------------------------------------------------------------------- */
@@ -1143,14 +1169,8 @@ extern "C" int kvc_psa(kvc_ctx *c, const attn_shape *s, const attn_method *m, co
   KVC_CHECK(err, cudaMemsetAsync(p.cnt, 0, (size_t)2 * rounds_cap * sizeof(int32_t), c->stream));
   KVC_TRY(kvc__block_scores(c, s, m, kv, b, KVC_SCORE_PSA, NULL, (float *)p.logit,
                             (float *)p.est, NULL, err));
-  if (max_nb <= 512) {
-    kvc__psa_rank_kernel<1><<<pairs, KVC_RANK_THREADS, 0, c->stream>>>(p);
-  } else if (max_nb <= 1024) {
-    kvc__psa_rank_kernel<2><<<pairs, KVC_RANK_THREADS, 0, c->stream>>>(p);
-  } else if (max_nb <= 2048) {
-    kvc__psa_rank_kernel<4><<<pairs, KVC_RANK_THREADS, 0, c->stream>>>(p);
-  } else if (max_nb <= KVC_PSA_SORT_MAX) {
-    kvc__psa_rank_kernel<8><<<pairs, KVC_RANK_THREADS, 0, c->stream>>>(p);
+  if (max_nb <= KVC_PSA_SORT_MAX) {
+    KVC_TRY(kvc__psa_rank_launch(c, max_nb, pairs, p, err));
   } else {
     kvc__psa_keys_kernel<<<pairs, KVC_RANK_THREADS, 0, c->stream>>>(p);
     KVC_CHECK(err, cudaGetLastError());

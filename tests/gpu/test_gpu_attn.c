@@ -1192,6 +1192,69 @@ static void with_tune(kvc_tune_key key, int value, int dflt, const char *name,
   test();
   kvc_tune_set(g_ctx, key, dflt, &e);
 }
+/* PSA's rank kernel at every context size it handles (items per thread 2, 4, 8 of the fused
+ * block sort: 513-4,096 blocks; beyond that the keys kernel, CUB's segmented sort and the prep
+ * kernel) and top-k's selection at the same lengths: the random sparse cases stop at ~300 blocks,
+ * where only the one-item path runs. Hq 32 / Hkv 8 / D 128, bf16, 16-token blocks, two requests
+ * per batch (the longest decides the path), checked like every sparse case. */
+static void test_psa_long(void) {
+  NEED_GPU();
+  const attn_shape s = {32, 8, 128};
+  const int blocks[4] = {600, 1500, 3000, 5000};
+  const int n_paths = g_tiny ? 1 : g_small ? 2 : 4;
+  const char *methods[] = {"psa:0.95", "psa:0.9:group=1:sink=2", "topk:1024"};
+  sparse_tally t = {0, 0, 0};
+  kv_rng r;
+  kv_rng_seed(&r, 707);
+  for (int pi = 0; pi < n_paths; pi++) {
+    const int lens[2] = {blocks[pi] * 16 - 5, blocks[pi] * 16 / 3 + 7};
+    batch_t B;
+    kv_error err = {0};
+    char label[128];
+    snprintf(label, sizeof label, "long %d blocks", blocks[pi]);
+    if (batch_make(&B, s, KVC_DTYPE_BF16, 16, 2, lens, kv_rng_u64(&r), 0, &err)) {
+      TEST_FAIL_AT("%s: %s", label, err.msg);
+      batch_free(&B);
+      continue;
+    }
+    attn_blockmeta metas[2];
+    memset(metas, 0, sizeof metas);
+    if (share_meta(&B, metas, &err)) {
+      TEST_FAIL_AT("%s: %s", label, err.msg);
+    } else {
+      int32_t b1[16]; /* pairs: 2 requests x 8 KV heads */
+      float e1[64];   /* 2 requests x 32 query heads */
+      for (size_t k = 0; k < sizeof methods / sizeof *methods; k++) {
+        if (g_tiny && k == 2) continue;
+        attn_method m;
+        if (attn_method_parse(methods[k], &m, &err)) {
+          TEST_FAIL_AT("%s: %s", methods[k], err.msg);
+          continue;
+        }
+        m.block_size = 16;
+        kvc_psa_opts op;
+        kvc_psa_opts_defaults(&op);
+        char l2[256];
+        snprintf(l2, sizeof l2, "%s %s", label, methods[k]);
+        check_sparse(&B, metas, &m, &op, l2, &t, b1, e1);
+      }
+    }
+    for (int i = 0; i < 2; i++) attn_blockmeta_free(&metas[i]);
+    batch_free(&B);
+  }
+  printf("  long: %d pair checks, %d marginal, %d bad\n", t.pairs, t.marginal, t.bad);
+  CHECK(t.pairs > 0);
+  CHECK_EQ_INT(t.bad, 0);
+  CHECK(t.marginal * 20 <= t.pairs);
+}
+/* v12: PSA's rank kernel compiled for two CTAs per SM (KVC_TUNE_PSA_RANK_CTAS = 2, at most 64
+ * registers) on the long contexts (every fused path) and the random cases (the one-item path). */
+static void test_psa_rank2_long(void) {
+  with_tune(KVC_TUNE_PSA_RANK_CTAS, 2, 1, "KVC_TUNE_PSA_RANK_CTAS", test_psa_long);
+}
+static void test_psa_rank2_random(void) {
+  with_tune(KVC_TUNE_PSA_RANK_CTAS, 2, 1, "KVC_TUNE_PSA_RANK_CTAS", test_sparse_random);
+}
 /* v8: block scores with every KV head of a request in one CTA (KVC_TUNE_SCORE_HEADS = 1; all
  * three shapes of the random sparse cases qualify: Hkv 2 at D 64 and 128, Hkv 8 at D 128). */
 static void test_sparse_score_heads(void) {
@@ -1246,5 +1309,8 @@ TEST_LIST = {
     TEST(test_sparse_score_loop),
     TEST(test_psa_fma_random),
     TEST(test_psa_fma_options),
+    TEST(test_psa_long),
+    TEST(test_psa_rank2_long),
+    TEST(test_psa_rank2_random),
     {0}};
 TEST_MAIN
