@@ -192,7 +192,7 @@ fi
 # ---- sanitizers (small sizes) -------------------------------------------------------------------
 if want sanitize; then
   if [ $HAVE_BIN = 1 ] && command -v compute-sanitizer >/dev/null 2>&1; then
-    CASES="${KVLAB_SAN_CASES:-test_sparse_random test_psa_options test_psa_long test_psa_rank2_long test_psa_rank2_random test_dense_shapes test_dense_lse test_meta_build_and_append test_fill_tiled test_dense_mma_shapes test_dense_mma_lse test_topk_mma_random test_dense_bulk_shapes test_dense_bulk_lse test_dense_regs_shapes test_dense_regs_lse test_sparse_score_heads test_sparse_score_v2 test_sparse_score_loop test_psa_fma_random test_psa_fma_options}"
+    CASES="${KVLAB_SAN_CASES:-test_sparse_random test_psa_options test_psa_long test_psa_rank2_long test_dense_shapes test_dense_lse test_meta_build_and_append test_fill_tiled test_dense_mma_shapes test_dense_mma_lse test_topk_mma_random test_dense_bulk_shapes test_dense_bulk_lse test_dense_regs_shapes test_dense_regs_lse test_sparse_score_heads test_sparse_score_v2 test_sparse_score_loop test_psa_fma_random test_psa_fma_options}"
     for tool in racecheck memcheck synccheck; do
       SIZE=KVLAB_GPU_TEST_SMALL; [ $tool = racecheck ] && SIZE=KVLAB_GPU_TEST_TINY
       for t in $CASES; do
