@@ -155,8 +155,10 @@ typedef enum kvc_tune_key {
                                   up to 4,096 blocks): resident CTAs per SM it is compiled for.
                                   1 (default) no register cap (84 registers at 4 items per
                                   thread: one CTA per SM, so B32's 256 pairs take two waves);
-                                  2 (v12) at most 64 registers, two CTAs per SM. The same code
-                                  and order either way */
+                                  2 (v12) at most 64 registers, two CTAs per SM; 0 the 2-build
+                                  when the pairs outnumber the SMs, else the 1-build (measured
+                                  on the H200: -3.2% for B32's whole PSA step, +1% at B1 and B8
+                                  with 2). The same code and order either way */
   KVC_TUNE_N
 } kvc_tune_key;
 int kvc_tune_set(kvc_ctx *c, kvc_tune_key key, int value, kv_error *err);

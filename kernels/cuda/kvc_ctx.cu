@@ -326,7 +326,7 @@ extern "C" int kvc_tune_set(kvc_ctx *c, kvc_tune_key key, int value, kv_error *e
     case KVC_TUNE_SCORE_HEADS: ok = value == 0 || value == 1; break;
     case KVC_TUNE_SCORE_LOOP: ok = value >= 0 && value <= 2; break;
     case KVC_TUNE_PSA_CORE: ok = value == 0 || value == 1; break;
-    case KVC_TUNE_PSA_RANK_CTAS: ok = value == 1 || value == 2; break;
+    case KVC_TUNE_PSA_RANK_CTAS: ok = value >= 0 && value <= 2; break;
     default: break;
   }
   if (!ok) return kv_error_set(err, KV_EINVAL, "tune: key %d does not take value %d", (int)key, value);

@@ -413,7 +413,8 @@ __global__ void __launch_bounds__(KVC_RANK_THREADS) kvc__psa_prep_kernel(kvc__ps
 }
 
 /* The fused rank kernel for contexts of up to KVC_PSA_SORT_MAX blocks: items per thread from the
- * longest context, register budget from KVC_TUNE_PSA_RANK_CTAS. */
+ * longest context, register budget from KVC_TUNE_PSA_RANK_CTAS (0: two CTAs per SM only when
+ * the pairs outnumber the SMs, where one CTA per SM would take a second wave). */
 template <int MINB>
 static void kvc__psa_rank_go(cudaStream_t st, int max_nb, int pairs, const kvc__psa_params &p) {
   if (max_nb <= 512) {
@@ -428,7 +429,8 @@ static void kvc__psa_rank_go(cudaStream_t st, int max_nb, int pairs, const kvc__
 }
 static int kvc__psa_rank_launch(kvc_ctx *c, int max_nb, int pairs, const kvc__psa_params &p,
                                 kv_error *err) {
-  if (c->tune[KVC_TUNE_PSA_RANK_CTAS] == 2) {
+  const int want = c->tune[KVC_TUNE_PSA_RANK_CTAS];
+  if (want == 2 || (want == 0 && pairs > c->prop.multiProcessorCount)) {
     kvc__psa_rank_go<2>(c->stream, max_nb, pairs, p);
   } else {
     kvc__psa_rank_go<1>(c->stream, max_nb, pairs, p);
