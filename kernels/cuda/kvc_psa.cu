@@ -427,16 +427,13 @@ static void kvc__psa_rank_go(cudaStream_t st, int max_nb, int pairs, const kvc__
     kvc__psa_rank_kernel<8, MINB><<<pairs, KVC_RANK_THREADS, 0, st>>>(p);
   }
 }
-static int kvc__psa_rank_launch(kvc_ctx *c, int max_nb, int pairs, const kvc__psa_params &p,
-                                kv_error *err) {
+static void kvc__psa_rank_launch(kvc_ctx *c, int max_nb, int pairs, const kvc__psa_params &p) {
   const int want = c->tune[KVC_TUNE_PSA_RANK_CTAS];
   if (want == 2 || (want == 0 && pairs > c->prop.multiProcessorCount)) {
     kvc__psa_rank_go<2>(c->stream, max_nb, pairs, p);
   } else {
     kvc__psa_rank_go<1>(c->stream, max_nb, pairs, p);
   }
-  KVC_CHECK(err, cudaGetLastError());
-  return 0;
 }
 
 /* ---- 3. the rounds ------------------------------------------------------------------------- */
@@ -1172,7 +1169,7 @@ extern "C" int kvc_psa(kvc_ctx *c, const attn_shape *s, const attn_method *m, co
   KVC_TRY(kvc__block_scores(c, s, m, kv, b, KVC_SCORE_PSA, NULL, (float *)p.logit,
                             (float *)p.est, NULL, err));
   if (max_nb <= KVC_PSA_SORT_MAX) {
-    KVC_TRY(kvc__psa_rank_launch(c, max_nb, pairs, p, err));
+    kvc__psa_rank_launch(c, max_nb, pairs, p); /* checked after the branch */
   } else {
     kvc__psa_keys_kernel<<<pairs, KVC_RANK_THREADS, 0, c->stream>>>(p);
     KVC_CHECK(err, cudaGetLastError());

@@ -108,8 +108,8 @@ def host_noise_floor(rows: list[dict]) -> dict | None:
     iteration (13B, 1K history + 100 new tokens) with only the read buffer changed: the Python
     host issues the same launches in each, and the GPU's own time differs by the span of the
     same rows replayed from CUDA graphs. Returns the eager and graph spans and the p95 relative
-    error of the best prediction that is one constant for every eager row (a lower bound on a
-    model that prices the GPU's time, whose span is smaller); None without >= 5 eager rows."""
+    error of the best prediction that is one constant for every eager row (the floor for any
+    model that prices identical launches identically); None without >= 5 eager rows."""
     eager = [r["measured_us"] for r in rows if r["kind"] == "preload" and r.get("mode") == "eager"]
     graph = [r["measured_us"] for r in rows if r["kind"] == "preload" and r.get("mode") == "graph"]
     if len(eager) < 5:
@@ -276,8 +276,8 @@ def markdown(head: list[str], rows: list[dict], groups: list[dict]) -> str:
                    f"{floor['max'] / 1e3:.2f} ms (median {floor['median'] / 1e3:.2f}), the Python "
                    "host's time. The best single prediction for all of them "
                    f"({floor['best_constant'] / 1e3:.2f} ms) has a p95 error of "
-                   f"{pct(floor['best_p95'])} (the bar: 15%; above it, no cost model meets the bar "
-                   "on these rows of this measurement).")
+                   f"{pct(floor['best_p95'])} (the bar: 15%; above it, no model that gives these "
+                   "host-bound rows, whose launches are the same, one time meets the bar).")
     graph = [r for r in rows if r.get("mode") == "graph"]
     if graph:
         out.append("")
